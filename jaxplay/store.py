@@ -1,0 +1,304 @@
+"""Experiment tracking in SQL: studies, trials and per-step metrics (playbook: "Untracked
+experiments might as well not exist").
+
+SQLite file by default (`<workdir>/jaxplay.db`), any SQLAlchemy URL otherwise (PostgreSQL for
+many hosts). Every write is its own short transaction, so a crash, a NaN or a Ctrl-C leaves the
+finished trials and their metrics intact; trial claiming is a conditional UPDATE, so several
+workers can share one study.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import pathlib
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+STATUSES = ("pending", "running", "completed", "infeasible", "failed")
+DB_NAME = "jaxplay.db"
+
+
+class StoreError(RuntimeError):
+    """A study record that cannot be used as asked (e.g. same name, different config)."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(orm.DeclarativeBase):
+    pass
+
+
+class Study(Base):
+    """The playbook's tracking spreadsheet, one row per study (checklist item 68)."""
+
+    __tablename__ = "studies"
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(200), unique=True)
+    config_path: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    config: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
+    config_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    notes: orm.Mapped[str] = orm.mapped_column(sa.Text, default="")
+    objective: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    mode: orm.Mapped[str] = orm.mapped_column(sa.String(3))
+    algorithm: orm.Mapped[str] = orm.mapped_column(sa.String(50))
+    seed: orm.Mapped[int]
+    num_trials: orm.Mapped[int]
+    best_value: orm.Mapped[float | None]
+    best_trial: orm.Mapped[int | None]
+    command: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    git_commit: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    git_dirty: orm.Mapped[bool | None]
+    versions: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
+    device_kind: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    executor: orm.Mapped[str] = orm.mapped_column(sa.String(50), default="sequential")
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(default=_now)
+    updated_at: orm.Mapped[dt.datetime] = orm.mapped_column(default=_now, onupdate=_now)
+
+
+class Trial(Base):
+    """One hyperparameter configuration of a study and what became of it."""
+
+    __tablename__ = "trials"
+    __table_args__ = (sa.UniqueConstraint("study_id", "index"),)
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    study_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    index: orm.Mapped[int]
+    params: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
+    status: orm.Mapped[str] = orm.mapped_column(sa.String(20), default="pending", index=True)
+    worker: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
+    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(default=_now)
+    started_at: orm.Mapped[dt.datetime | None]
+    finished_at: orm.Mapped[dt.datetime | None]
+    duration_s: orm.Mapped[float | None]
+    steps_run: orm.Mapped[int | None]
+    best_step: orm.Mapped[int | None]
+    best_value: orm.Mapped[float | None]
+    checkpoint_dir: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    final_metrics: orm.Mapped[dict | None] = orm.mapped_column(sa.JSON)
+
+
+class Metric(Base):
+    """One metric value at one step of one trial: the training curves."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (sa.Index("ix_metrics_trial_step", "trial_id", "step"),)
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    trial_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("trials.id", ondelete="CASCADE"))
+    step: orm.Mapped[int]
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(100))
+    value: orm.Mapped[float | None]
+
+
+def default_url(workdir: str | pathlib.Path) -> str:
+    """The SQLite file a workdir's study lives in."""
+    return f"sqlite:///{pathlib.Path(workdir).absolute() / DB_NAME}"
+
+
+def _trial_dict(t: Trial) -> dict:
+    return {
+        "index": t.index, "status": t.status, "params": t.params, "best_value": t.best_value,
+        "best_step": t.best_step, "steps_run": t.steps_run, "duration_s": t.duration_s,
+        "checkpoint_dir": t.checkpoint_dir, "error": t.error, "worker": t.worker,
+        "final_metrics": t.final_metrics,
+        "started_at": t.started_at.isoformat() if t.started_at else None,
+        "finished_at": t.finished_at.isoformat() if t.finished_at else None,
+    }
+
+
+class Store:
+    """Reads and writes studies in one database."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs = {}
+        if url.startswith("sqlite"):
+            # Several worker processes may share the file: wait for locks instead of failing.
+            kwargs["connect_args"] = {"timeout": 60}
+        self.engine = sa.create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self.session = orm.sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        """Releases the database connections."""
+        self.engine.dispose()
+
+    # -- studies ---------------------------------------------------------------------------
+
+    def open_study(self, name: str, config_hash: str, **fields) -> int:
+        """Returns the id of study `name`, creating it; refuses a different config under one name."""
+        with self.session.begin() as s:
+            study = s.scalar(sa.select(Study).where(Study.name == name))
+            if study is None:
+                study = Study(name=name, config_hash=config_hash, **fields)
+                s.add(study)
+                s.flush()
+                return study.id
+            if study.config_hash != config_hash:
+                raise StoreError(
+                    f"study {name!r} already exists in {self.url} with a different config "
+                    f"(only study.num_trials and study.notes may change when continuing a study); "
+                    f"set a new study.name or use another --workdir")
+            # Continuing: the latest invocation's command, notes and trial count are the record.
+            for key in ("num_trials", "notes", "command", "git_commit", "git_dirty", "versions",
+                        "device_kind", "executor", "config", "config_path"):
+                if key in fields:
+                    setattr(study, key, fields[key])
+            return study.id
+
+    def study_id(self, name: str | None = None) -> int:
+        """The id of study `name`, or of the only study in the store."""
+        with self.session() as s:
+            rows = s.execute(sa.select(Study.id, Study.name)).all()
+        if name is None:
+            if len(rows) != 1:
+                names = [r.name for r in rows]
+                raise StoreError(f"the store holds {len(rows)} studies {names}; pass --study NAME")
+            return rows[0].id
+        for row in rows:
+            if row.name == name:
+                return row.id
+        raise StoreError(f"no study named {name!r} in {self.url}; it has {[r.name for r in rows]}")
+
+    def study_names(self) -> list[str]:
+        """Names of all studies in the store, oldest first."""
+        with self.session() as s:
+            return list(s.scalars(sa.select(Study.name).order_by(Study.id)))
+
+    def update_best(self, study_id: int) -> None:
+        """Recomputes the study's best value from its completed trials."""
+        with self.session.begin() as s:
+            study = s.get(Study, study_id)
+            best = s.execute(
+                sa.select(Trial.index, Trial.best_value)
+                .where(Trial.study_id == study_id, Trial.status == "completed", Trial.best_value.is_not(None))
+                .order_by(Trial.best_value.asc() if study.mode == "min" else Trial.best_value.desc())
+                .limit(1)).first()
+            study.best_trial, study.best_value = (best.index, best.best_value) if best else (None, None)
+
+    def record(self, study_id: int) -> dict:
+        """The study and its trials as plain data (what `studies show --json` prints)."""
+        with self.session() as s:
+            study = s.get(Study, study_id)
+            trials = s.scalars(sa.select(Trial).where(Trial.study_id == study_id).order_by(Trial.index)).all()
+            counts = {status: 0 for status in STATUSES}
+            for t in trials:
+                counts[t.status] += 1
+            return {
+                "name": study.name, "config_path": study.config_path, "notes": study.notes,
+                "objective": study.objective, "mode": study.mode, "algorithm": study.algorithm,
+                "seed": study.seed, "num_trials": study.num_trials, "status_counts": counts,
+                "best_value": study.best_value, "best_trial": study.best_trial,
+                "command": study.command, "git_commit": study.git_commit, "git_dirty": study.git_dirty,
+                "versions": study.versions, "device_kind": study.device_kind, "executor": study.executor,
+                "created_at": study.created_at.isoformat(), "updated_at": study.updated_at.isoformat(),
+                "config": study.config, "trials": [_trial_dict(t) for t in trials],
+            }
+
+    # -- trials ----------------------------------------------------------------------------
+
+    def add_trials(self, study_id: int, params: list[dict], start: int = 0) -> int:
+        """Adds trials start.. with these params, skipping indices that exist; returns how many were new."""
+        with self.session.begin() as s:
+            existing = dict(s.execute(sa.select(Trial.index, Trial.params).where(Trial.study_id == study_id)).all())
+            new = []
+            for i, p in enumerate(params, start):
+                if i in existing:
+                    if existing[i] != p:
+                        raise StoreError(f"trial {i} is recorded with params {existing[i]} but the designer now "
+                                         f"gives {p}; the study's search space or seed changed: use a new study.name")
+                    continue
+                new.append(Trial(study_id=study_id, index=i, params=p))
+            s.add_all(new)
+            return len(new)
+
+    def reset_running(self, study_id: int) -> list[int]:
+        """Puts trials left 'running' by a crashed process back to 'pending'; returns their indices."""
+        with self.session.begin() as s:
+            rows = s.scalars(sa.select(Trial).where(Trial.study_id == study_id, Trial.status == "running")).all()
+            for t in rows:
+                t.status, t.worker = "pending", None
+            return [t.index for t in rows]
+
+    def claim(self, study_id: int, worker: str, max_index: int | None = None) -> tuple[int, int, dict] | None:
+        """Marks the lowest pending trial as running for `worker`; returns (id, index, params) or None."""
+        while True:
+            with self.session.begin() as s:
+                query = sa.select(Trial.id, Trial.index, Trial.params).where(
+                    Trial.study_id == study_id, Trial.status == "pending")
+                if max_index is not None:
+                    query = query.where(Trial.index < max_index)
+                row = s.execute(query.order_by(Trial.index).limit(1)).first()
+                if row is None:
+                    return None
+                # Conditional update: if another worker took it first, rowcount is 0; try the next.
+                taken = s.execute(sa.update(Trial).where(Trial.id == row.id, Trial.status == "pending")
+                                  .values(status="running", worker=worker, started_at=_now()))
+                if taken.rowcount == 1:
+                    return row.id, row.index, row.params
+
+    def release(self, trial_id: int) -> None:
+        """Returns an interrupted trial to 'pending' (its checkpoints let it resume)."""
+        with self.session.begin() as s:
+            s.execute(sa.update(Trial).where(Trial.id == trial_id).values(status="pending", worker=None))
+
+    def finish(self, trial_id: int, status: str, **fields) -> None:
+        """Records a trial's outcome: status, best_step, best_value, error, ..."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown trial status {status!r}")
+        with self.session.begin() as s:
+            t = s.get(Trial, trial_id)
+            t.status, t.finished_at = status, _now()
+            if t.started_at:
+                t.duration_s = (t.finished_at - t.started_at).total_seconds()
+            for key, value in fields.items():
+                if key == "final_metrics" and value is not None:
+                    value = {k: _finite(v) for k, v in value.items()}
+                setattr(t, key, value)
+
+    def set_checkpoint_dir(self, trial_id: int, path: str) -> None:
+        """Records where a trial's checkpoints live (known before it finishes)."""
+        with self.session.begin() as s:
+            s.get(Trial, trial_id).checkpoint_dir = path
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def log_metrics(self, trial_id: int, step: int, metrics: dict[str, float]) -> None:
+        """Appends one evaluation's metrics; NaN/inf are stored as NULL (SQL has no NaN)."""
+        rows = [{"trial_id": trial_id, "step": step, "name": k, "value": _finite(v)} for k, v in metrics.items()]
+        with self.session.begin() as s:
+            s.execute(sa.insert(Metric), rows)
+
+    def drop_metrics_after(self, trial_id: int, step: int) -> None:
+        """Deletes metrics past `step` (a resumed trial logs them again)."""
+        with self.session.begin() as s:
+            s.execute(sa.delete(Metric).where(Metric.trial_id == trial_id, Metric.step > step))
+
+    def curves(self, study_id: int, index: int) -> dict[str, list[tuple[int, float | None]]]:
+        """A trial's metrics as {name: [(step, value), ...]} sorted by step."""
+        with self.session() as s:
+            trial_id = s.scalar(sa.select(Trial.id).where(Trial.study_id == study_id, Trial.index == index))
+            rows = s.execute(sa.select(Metric.name, Metric.step, Metric.value)
+                             .where(Metric.trial_id == trial_id).order_by(Metric.step)).all()
+        out: dict[str, list] = {}
+        for name, step, value in rows:
+            out.setdefault(name, []).append((step, value))
+        return out
+
+
+def _finite(v):
+    # SQL and JSON have no NaN/inf: store them as NULL (the trial's status and error say why).
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (studies show, a report) run while a sweep writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

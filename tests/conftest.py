@@ -1,0 +1,38 @@
+"""Shared fixtures: the databases a store test runs against."""
+import os
+
+import pytest
+import sqlalchemy as sa
+
+POSTGRES_ENV = "JAXPLAY_TEST_POSTGRES_URL"
+
+
+def postgres_url() -> str:
+    """The PostgreSQL URL to test against; skips without one, except under CI=true where it fails."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{POSTGRES_ENV} is not set; .ci/run starts PostgreSQL and sets it")
+        pytest.skip(f"no PostgreSQL: set {POSTGRES_ENV}=postgresql+psycopg://user:pw@host/db to run this")
+    return url
+
+
+def fresh_postgres_url() -> str:
+    """A PostgreSQL URL whose jaxplay tables have been dropped."""
+    from jaxplay import store as store_lib
+
+    url = postgres_url()
+    engine = sa.create_engine(url)
+    store_lib.Base.metadata.drop_all(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """An empty store database: a SQLite file, and PostgreSQL where one is provided."""
+    from jaxplay import store as store_lib
+
+    if request.param == "sqlite":
+        return store_lib.default_url(tmp_path)
+    return fresh_postgres_url()

@@ -1,0 +1,91 @@
+"""The study store: claims are exclusive, records are refused rather than silently mixed."""
+import math
+
+import pytest
+
+from jaxplay import store as store_lib
+
+
+@pytest.fixture
+def store(store_url):
+    s = store_lib.Store(store_url)
+    yield s
+    s.close()
+
+
+def _open(store, name="s", config_hash="h1", **fields):
+    defaults = dict(config_path="x.py", config={"a": 1}, notes="", objective="val/error", mode="min",
+                    algorithm="quasirandom", seed=0, num_trials=3, command="cmd", git_commit=None,
+                    git_dirty=None, versions={}, device_kind="cpu")
+    defaults.update(fields)
+    return store.open_study(name, config_hash, **defaults)
+
+
+def test_open_study_is_idempotent_and_refuses_another_config(store):
+    sid = _open(store)
+    assert _open(store, num_trials=10) == sid
+    assert store.record(sid)["num_trials"] == 10
+    with pytest.raises(store_lib.StoreError, match="different config"):
+        _open(store, config_hash="h2")
+
+
+def test_add_trials_skips_existing_and_refuses_changed_params(store):
+    sid = _open(store)
+    assert store.add_trials(sid, [{"lr": 0.1}, {"lr": 0.2}]) == 2
+    assert store.add_trials(sid, [{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}]) == 1
+    with pytest.raises(store_lib.StoreError, match="trial 1 is recorded"):
+        store.add_trials(sid, [{"lr": 0.1}, {"lr": 0.25}])
+
+
+def test_claims_are_exclusive_and_in_index_order(store, tmp_path):
+    sid = _open(store)
+    store.add_trials(sid, [{"i": i} for i in range(3)])
+    other = store_lib.Store(store.url)  # a second worker on the same database
+    claims = [store.claim(sid, "w1"), other.claim(sid, "w2"), store.claim(sid, "w1"), other.claim(sid, "w2")]
+    other.close()
+    assert [c[1] for c in claims[:3]] == [0, 1, 2] and claims[3] is None
+    record = store.record(sid)
+    assert [t["worker"] for t in record["trials"]] == ["w1", "w2", "w1"]
+    assert all(t["status"] == "running" for t in record["trials"])
+
+
+def test_release_and_reset_running_make_trials_pending_again(store):
+    sid = _open(store)
+    store.add_trials(sid, [{"i": 0}, {"i": 1}])
+    t0, _, _ = store.claim(sid, "w")
+    store.claim(sid, "w")
+    store.release(t0)
+    assert store.reset_running(sid) == [1]
+    assert {t["status"] for t in store.record(sid)["trials"]} == {"pending"}
+
+
+def test_finish_metrics_and_best(store):
+    sid = _open(store)
+    store.add_trials(sid, [{"i": 0}, {"i": 1}, {"i": 2}])
+    for value, status in ((0.3, "completed"), (0.1, "infeasible"), (0.2, "completed")):
+        tid, index, _ = store.claim(sid, "w")
+        store.log_metrics(tid, 0, {"val/error": 0.9, "train/loss": float("nan")})
+        store.log_metrics(tid, 10, {"val/error": value, "train/loss": float("inf")})
+        store.finish(tid, status, best_step=10, best_value=value, final_metrics={"x": float("nan")})
+    store.drop_metrics_after(1, 5)
+    store.update_best(sid)
+    record = store.record(sid)
+    # An infeasible trial never wins, however good its last finite value looked.
+    assert record["best_value"] == 0.2 and record["best_trial"] == 2
+    assert record["trials"][0]["final_metrics"] == {"x": None}
+    assert record["trials"][0]["duration_s"] >= 0
+    curves = store.curves(sid, 0)
+    assert curves["val/error"] == [(0, 0.9)]  # step 10 dropped
+    assert curves["train/loss"] == [(0, None)]  # NaN stored as NULL
+    assert store.curves(sid, 2)["val/error"] == [(0, 0.9), (10, 0.2)]
+    assert not any(isinstance(v, float) and math.isnan(v) for v in record["trials"][0]["final_metrics"].values())
+
+
+def test_study_lookup_by_name(store):
+    _open(store, name="a")
+    _open(store, name="b", config_hash="other")
+    assert store.study_names() == ["a", "b"]
+    with pytest.raises(store_lib.StoreError, match="pass --study"):
+        store.study_id()
+    with pytest.raises(store_lib.StoreError, match="no study named 'c'"):
+        store.study_id("c")

@@ -1,0 +1,186 @@
+"""The study driver end to end: trials, store, checkpoints, resume, Ctrl-C, the CLI."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from factories import float_only_study, tiny_config
+from jaxplay import config as config_lib
+from jaxplay import spaces, sweep, train
+from jaxplay.spaces import ConfigError
+from jaxplay.store import StoreError
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_float_only_study_runs_end_to_end_with_one_compilation(tmp_path):
+    c = float_only_study(num_trials=4, **{"model.width": 27})
+    before = train.TRACES["train_period"]
+    record = sweep.run_study(c, tmp_path, command="cmd", config_path="x.py", log=lambda s: None)
+    assert train.TRACES["train_period"] - before == 1
+    assert [t["status"] for t in record["trials"]] == ["completed"] * 4
+    assert record["num_trials"] == 4 and record["executor"] == "sequential"
+    assert record["best_value"] == min(t["best_value"] for t in record["trials"])
+    assert record["trials"][record["best_trial"]]["best_value"] == record["best_value"]
+    assert record["versions"]["jax"] and record["device_kind"].startswith("cpu")
+    assert record["command"] == "cmd" and record["config"]["model"]["width"] == 27
+    assert "git_commit" in record and "git_dirty" in record
+    for t in record["trials"]:
+        ckpt = pathlib.Path(t["checkpoint_dir"])
+        assert (ckpt / str(t["best_step"])).is_dir()
+        assert set(t["params"]) == {"optimizer.learning_rate", "optimizer.b1", "train.label_smoothing",
+                                    "model.dropout"}
+    from jaxplay.store import Store, default_url
+
+    store = Store(default_url(tmp_path))
+    curves = store.curves(store.study_id(), 0)
+    store.close()
+    assert [s for s, _ in curves["val/error"]] == [0, 50, 100]
+    assert {"train/loss", "train/error", "val/loss", "train/grad_norm", "train/learning_rate"} <= set(curves)
+
+
+def test_rerun_continues_the_study_and_runs_only_the_rest(tmp_path):
+    c = float_only_study(num_trials=4)
+    first = sweep.run_study(c, tmp_path, log=lambda s: None, max_trials_this_run=2)
+    assert [t["status"] for t in first["trials"]] == ["completed"] * 2 + ["pending"] * 2
+    lines = []
+    second = sweep.run_study(c, tmp_path, log=lines.append)
+    assert any("(2 already finished)" in line for line in lines)
+    assert sum(line.startswith("trial ") and "left in this run" in line for line in lines) == 2
+    assert [t["status"] for t in second["trials"]] == ["completed"] * 4
+    for before, after in zip(first["trials"][:2], second["trials"][:2]):
+        assert before["finished_at"] == after["finished_at"]  # not re-run
+    # More trials later: the first four are the same points, only the new ones run.
+    c.study.num_trials = 5
+    lines.clear()
+    third = sweep.run_study(c, tmp_path, log=lines.append)
+    assert [t["params"] for t in third["trials"][:4]] == [t["params"] for t in second["trials"]]
+    assert sum("left in this run" in line for line in lines) == 1
+
+
+def test_ctrl_c_mid_trial_keeps_the_store_and_resumes(tmp_path):
+    c = float_only_study(num_trials=2)
+    c.train.steps = 150
+
+    def interrupt_in_trial_1(line):
+        if line.strip().startswith("step 100/") and seen["trial"] == 1:
+            raise KeyboardInterrupt
+        if line.startswith("trial 1 ("):
+            seen["trial"] = 1
+
+    seen = {"trial": 0}
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_study(c, tmp_path, log=interrupt_in_trial_1)
+    from jaxplay.store import Store, default_url
+
+    store = Store(default_url(tmp_path))
+    record = store.record(store.study_id())
+    store.close()
+    assert [t["status"] for t in record["trials"]] == ["completed", "pending"]
+    lines = []
+    final = sweep.run_study(c, tmp_path, log=lines.append)
+    assert any("resuming from step" in line for line in lines)
+    assert [t["status"] for t in final["trials"]] == ["completed", "completed"]
+    assert final["trials"][0]["finished_at"] == record["trials"][0]["finished_at"]
+
+
+def test_diverging_trial_is_infeasible_and_the_study_goes_on(tmp_path):
+    c = tiny_config(**{"optimizer.name": "sgd", "study.algorithm": "grid", "study.num_trials": None})
+    for key in ("b1", "b2", "eps"):
+        del c.optimizer[key]
+    c.search = dict(optimizer=dict(learning_rate=spaces.discrete([0.01, 1e5])))
+    record = sweep.run_study(c, tmp_path, log=lambda s: None)
+    by_lr = {t["params"]["optimizer.learning_rate"]: t for t in record["trials"]}
+    assert by_lr[0.01]["status"] == "completed"
+    assert by_lr[1e5]["status"] == "infeasible" and "diverged" in by_lr[1e5]["error"]
+    assert record["best_trial"] == by_lr[0.01]["index"]
+
+
+def test_bad_declaration_fails_before_anything_runs(tmp_path):
+    c = float_only_study()
+    c.search.optimizer.learning_rate.min = 0.0
+    with pytest.raises(ConfigError, match="search.optimizer.learning_rate: log scale needs min > 0"):
+        sweep.run_study(c, tmp_path, log=lambda s: None)
+    assert not (tmp_path / "jaxplay.db").exists()
+
+
+def test_a_trial_config_that_cannot_train_fails_before_anything_runs(tmp_path):
+    c = float_only_study()
+    c.search.schedule = dict(warmup_steps=spaces.int_linear(0, 500))  # beyond train.steps=100
+    with pytest.raises(ConfigError, match="schedule.warmup_steps"):
+        sweep.run_study(c, tmp_path, log=lambda s: None)
+
+
+def test_changed_config_in_the_same_workdir_is_refused(tmp_path):
+    c = float_only_study(num_trials=1)
+    sweep.run_study(c, tmp_path, log=lambda s: None)
+    c.optimizer.b2 = 0.99
+    with pytest.raises(StoreError, match="different config"):
+        sweep.run_study(c, tmp_path, log=lambda s: None)
+
+
+def test_study_in_postgresql(tmp_path):
+    from conftest import fresh_postgres_url
+
+    url = fresh_postgres_url()
+    c = float_only_study(num_trials=2)
+    record = sweep.run_study(c, tmp_path, store_url=url, log=lambda s: None, max_trials_this_run=1)
+    assert [t["status"] for t in record["trials"]] == ["completed", "pending"]
+    record = sweep.run_study(c, tmp_path, store_url=url, log=lambda s: None)
+    assert [t["status"] for t in record["trials"]] == ["completed", "completed"]
+    assert not (tmp_path / "jaxplay.db").exists()  # everything went to PostgreSQL
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "experiments").glob("*.py")))
+def test_experiment_files_validate(name):
+    c = config_lib.load(str(REPO / "experiments" / name))
+    assert c.study.name and (sweep.plan.__doc__)
+    study_plan = sweep.plan(c)
+    assert len(study_plan.params) == c.study.num_trials
+    assert study_plan.space.by_role("scientific")  # each experiment states its question
+    assert config_lib.load(str(REPO / "experiments" / name) + ":smoke").train.steps <= 200
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, JAXPLAY_COMPILATION_CACHE=str(cwd / "xla"))
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=600)
+
+
+def test_cli_runs_a_study_and_shows_it_as_json(tmp_path):
+    workdir = tmp_path / "w"
+    run = _cli("jaxplay.sweep", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={workdir}",
+               "--config.study.num_trials=2", "--config.train.steps=100", "--config.train.eval_every=50",
+               "--config.schedule.warmup_steps=10",
+               cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "trial 0 (2 left in this run)" in run.stdout and "step 100/100" in run.stdout
+    assert "reproduce  cd " in run.stdout
+    show = _cli("jaxplay.studies", "show", f"--workdir={workdir}", "--json", cwd=tmp_path)
+    assert show.returncode == 0, show.stderr
+    record = json.loads(show.stdout)
+    assert record["name"] == "mnist1d-mlp-smoke" and record["num_trials"] == 2
+    assert record["best_value"] == min(t["best_value"] for t in record["trials"])
+    for t in record["trials"]:
+        assert {"index", "status", "params", "best_value", "best_step"} <= set(t)
+        assert t["status"] == "completed" and t["best_step"] in (50, 100)
+    assert "--config.train.steps=100" in record["command"]
+    text = _cli("jaxplay.studies", "show", f"--workdir={workdir}", cwd=tmp_path)
+    assert "mnist1d-mlp-smoke" in text.stdout and "val/error" in text.stdout
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.optimizer.learnig_rate=0.1", "learnig_rate"),
+    ("--config.search.optimizer.learning_rate.min=0", "log scale needs min > 0"),
+    ("--config.train.eval_every=7", "train.eval_every"),
+])
+def test_cli_bad_input_exits_2_with_the_field_named(tmp_path, override, message):
+    run = _cli("jaxplay.sweep", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={tmp_path}/w",
+               override, cwd=tmp_path)
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "w" / "jaxplay.db").exists()
