@@ -12,9 +12,11 @@ import os
 import pathlib
 import platform
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from typing import Callable
@@ -157,12 +159,16 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
             f"objective {study.objective} ({study.mode}), store {store.url}")
         progress = Progress(len(study_plan.params), study.objective, log)
         ran = 0
-        while max_trials_this_run is None or ran < max_trials_this_run:
-            claimed = store.claim(study_id, worker, max_index=len(study_plan.params))
-            if claimed is None:
-                break
-            _run_trial(store, study_id, claimed, study_plan, workdir, progress, len(todo) - ran)
-            ran += 1
+        with _GracefulInterrupt(log) as interrupt:
+            while max_trials_this_run is None or ran < max_trials_this_run:
+                if interrupt.requested():
+                    raise KeyboardInterrupt
+                claimed = store.claim(study_id, worker, max_index=len(study_plan.params))
+                if claimed is None:
+                    break
+                _run_trial(store, study_id, claimed, study_plan, workdir, progress, len(todo) - ran,
+                           interrupt.requested)
+                ran += 1
         store.update_best(study_id)
         record = store.record(study_id)
     finally:
@@ -173,7 +179,37 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     return record
 
 
-def _run_trial(store, study_id, claimed, study_plan: Plan, workdir, progress: Progress, remaining: int):
+class _GracefulInterrupt:
+    """First Ctrl-C: finish the current evaluation period, checkpoint it, then stop.
+    Second Ctrl-C: stop at once (the trial resumes from its last checkpoint)."""
+
+    def __init__(self, log):
+        self.log, self.flag, self.previous = log, False, None
+
+    def requested(self) -> bool:
+        return self.flag
+
+    def _handle(self, signum, frame):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+        self.log("\nCtrl-C: stopping after this evaluation period and saving a checkpoint "
+                 "(press Ctrl-C again to stop now)")
+
+    def __enter__(self):
+        # Signal handlers can only be set from the main thread (not, e.g., in a notebook worker).
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _run_trial(store, study_id, claimed, study_plan: Plan, workdir, progress: Progress, remaining: int,
+               should_stop: Callable[[], bool]):
     trial_id, index, params = claimed
     cfg = config_lib.apply(study_plan.config, params)
     directory = trial_dir(workdir, cfg.study.name, index)
@@ -192,7 +228,7 @@ def _run_trial(store, study_id, claimed, study_plan: Plan, workdir, progress: Pr
 
     try:
         result = train.train_and_evaluate(cfg, directory, searched=study_plan.searched,
-                                          on_eval=on_eval, on_resume=on_resume)
+                                          on_eval=on_eval, on_resume=on_resume, should_stop=should_stop)
     except KeyboardInterrupt:
         # The trial keeps its checkpoints; 'pending' makes the next run resume it.
         store.release(trial_id)

@@ -247,12 +247,14 @@ def _diverged(losses: np.ndarray, start: int, limit: float) -> str | None:
 
 def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: frozenset = frozenset(),
                        on_eval: Callable[[int, dict], None] | None = None,
-                       on_resume: Callable[[int], None] | None = None) -> TrialResult:
+                       on_resume: Callable[[int], None] | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> TrialResult:
     """Trains one trial to `train.steps`, evaluating every `train.eval_every` steps.
 
     Resumes from the latest checkpoint in `trial_dir` if there is one (`on_resume(step)` is called
     so the caller can drop metrics logged after it). `on_eval(step, metrics)` sees every evaluation,
-    including step 0.
+    including step 0. When `should_stop()` turns true (Ctrl-C), the trial checkpoints the current
+    period and raises KeyboardInterrupt, so a rerun resumes exactly there.
     """
     check(config)
     workload = workloads.get(config)
@@ -296,12 +298,14 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
             top = sorted(meta["top"] + [value], reverse=(mode == "max"))[:keep_best]
             if _is_better(value, meta["best_value"], mode):
                 meta["best_step"], meta["best_value"] = step, value
-            # Save when the value makes the best N (retrospective selection) or at the end (resume).
-            if value in top or step == program.steps:
-                meta["top"] = top
+            meta["top"] = top
+            stop = should_stop is not None and should_stop()
+            # Save when the value makes the best N (retrospective selection), at the end, or when
+            # asked to stop (the latest checkpoint is the resume point).
+            if value in top or step == program.steps or stop:
                 ckpt.save(step, state, value, dict(meta))
-            else:
-                meta["top"] = top
+            if stop and step < program.steps:
+                raise KeyboardInterrupt(f"stopped at step {step}")
         return TrialResult("completed", meta["best_step"], meta["best_value"], step, None, metrics)
     finally:
         ckpt.close()

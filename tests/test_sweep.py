@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -85,6 +86,27 @@ def test_ctrl_c_mid_trial_keeps_the_store_and_resumes(tmp_path):
     assert any("resuming from step" in line for line in lines)
     assert [t["status"] for t in final["trials"]] == ["completed", "completed"]
     assert final["trials"][0]["finished_at"] == record["trials"][0]["finished_at"]
+
+
+def test_first_ctrl_c_checkpoints_the_current_period_then_stops(tmp_path):
+    c = float_only_study(num_trials=2)
+    c.train.steps = 200
+
+    def ctrl_c_at_step_100(line):
+        if line.strip().startswith("step 100/"):
+            os.kill(os.getpid(), signal.SIGINT)  # what a terminal sends; handled, not raised
+
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_study(c, tmp_path, log=lambda line: (lines.append(line), ctrl_c_at_step_100(line)))
+    assert any("Ctrl-C: stopping after this evaluation period" in line for line in lines)
+    assert not any("step 150/" in line for line in lines)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert (sweep.trial_dir(tmp_path, c.study.name, 0) / "checkpoints" / "100").is_dir()
+    lines.clear()
+    record = sweep.run_study(c, tmp_path, log=lines.append)
+    assert "  resuming from step 100" in lines
+    assert [t["status"] for t in record["trials"]] == ["completed", "completed"]
 
 
 def test_diverging_trial_is_infeasible_and_the_study_goes_on(tmp_path):
