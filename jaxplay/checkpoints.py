@@ -1,7 +1,17 @@
-"""orbax checkpoints of one trial: the best N by the study objective plus the latest for resume."""
+"""orbax checkpoints of one trial: the best N by the study objective plus the latest for resume.
+
+Writing is deferred: a state that enters the best N is copied to host memory, and the copies are
+written together when a write is due (every `write_every_secs`, at the end, or on Ctrl-C). A short
+trial whose objective improves at every evaluation then writes ~N checkpoints instead of one per
+evaluation; on 2 CPU cores each orbax save costs ~0.1 s of CPU, which made the MNIST-1D quickstart
+trainer 20% slower than a bare loop. A crash loses at most `write_every_secs` of training.
+"""
 from __future__ import annotations
 
 import pathlib
+import time
+
+import jax
 
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
@@ -10,8 +20,13 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 class TrialCheckpoints:
     """Keeps the `keep_best` best checkpoints by objective and the latest one, across restarts."""
 
-    def __init__(self, directory: str | pathlib.Path, *, keep_best: int, mode: str):
+    def __init__(self, directory: str | pathlib.Path, *, keep_best: int, mode: str,
+                 write_every_secs: float = 60.0):
         self.directory = pathlib.Path(directory).absolute()
+        self.keep_best, self.mode, self.write_every_secs = keep_best, mode, write_every_secs
+        self.top: list[tuple[float, int]] = []  # (objective, step) of the best N so far, best first
+        self._pending: dict[int, tuple[object, float]] = {}  # step -> (host state, objective)
+        self._last_write = time.monotonic()
         objective = lambda metrics: metrics["objective"]  # noqa: E731
         # max_to_keep + best_fn would delete the newest checkpoints and lose resume state; a
         # preservation policy keeps both sets. best_fn is still needed: without it orbax does not
@@ -36,6 +51,38 @@ class TrialCheckpoints:
     def all_steps(self) -> list[int]:
         """Steps that are on disk."""
         return list(self.manager.all_steps())
+
+    def record(self, step: int, state, objective: float, meta: dict, *, write_now: bool = False) -> None:
+        """Called at every evaluation: keeps `state` if it is among the best N, writes when due.
+
+        `meta` (JSON) is saved with each checkpoint; it gets this object's `top` list so a resumed
+        trial knows which values it has to beat. `write_now` forces a write (end, stop, divergence).
+        """
+        key = objective if self.mode == "min" else -objective
+        worst = self.top[-1][0] if self.top else None
+        # Strictly better than the N-th best: a tie does not displace an earlier checkpoint.
+        if len(self.top) < self.keep_best or key < (worst if self.mode == "min" else -worst):
+            self.top = sorted(self.top + [(objective, step)], key=lambda t: t[0] if self.mode == "min" else -t[0])
+            self.top = self.top[: self.keep_best]
+            self._pending[step] = (jax.device_get(state), objective)
+        kept = {s for _, s in self.top}
+        self._pending = {s: v for s, v in self._pending.items() if s in kept}
+        if write_now or time.monotonic() - self._last_write >= self.write_every_secs:
+            self.flush(meta, latest=(step, state, objective))
+
+    def flush(self, meta: dict, latest: tuple | None = None) -> None:
+        """Writes the pending best states, and `latest` = (step, state, objective) for resume."""
+        meta = dict(meta, top=[list(t) for t in self.top])
+        for step in sorted(self._pending):
+            self.save(step, self._pending[step][0], self._pending[step][1], meta)
+        if latest is not None and latest[0] not in self._pending:
+            self.save(*latest, meta)
+        self._pending.clear()
+        self._last_write = time.monotonic()
+
+    def restore_top(self, meta: dict) -> None:
+        """Resumes the best-N bookkeeping from a restored checkpoint's meta."""
+        self.top = [tuple(t) for t in meta.get("top", [])]
 
     def save(self, step: int, state, objective: float, meta: dict) -> None:
         """Saves `state` (async) with its objective and a JSON `meta` record."""

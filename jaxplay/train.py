@@ -263,12 +263,14 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
     graphdef, state, hp, keys = init_state(config, workload, program)
     mode, objective = config.study.mode, config.study.objective
     keep_best = config.train.get("keep_best", 3)
-    ckpt = TrialCheckpoints(pathlib.Path(trial_dir) / "checkpoints", keep_best=keep_best, mode=mode)
+    ckpt = TrialCheckpoints(pathlib.Path(trial_dir) / "checkpoints", keep_best=keep_best, mode=mode,
+                            write_every_secs=config.train.get("checkpoint_every_secs", 60.0))
     try:
-        meta = {"best_step": None, "best_value": None, "top": [], "initial_loss": None}
+        meta = {"best_step": None, "best_value": None, "initial_loss": None}
         latest = ckpt.latest_step()
         if latest is not None:
             state, meta = ckpt.restore(latest, jax.eval_shape(lambda: state))
+            ckpt.restore_top(meta)
             if on_resume:
                 on_resume(latest)
         else:
@@ -293,17 +295,15 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
             if reason is None and not math.isfinite(metrics[objective]):
                 reason = f"{objective} is {metrics[objective]} at step {step}"
             if reason:
+                ckpt.flush(meta)  # keep the best checkpoints from before the divergence
                 return TrialResult("infeasible", meta["best_step"], meta["best_value"], step, reason, metrics)
             value = metrics[objective]
-            top = sorted(meta["top"] + [value], reverse=(mode == "max"))[:keep_best]
             if _is_better(value, meta["best_value"], mode):
                 meta["best_step"], meta["best_value"] = step, value
-            meta["top"] = top
             stop = should_stop is not None and should_stop()
-            # Save when the value makes the best N (retrospective selection), at the end, or when
-            # asked to stop (the latest checkpoint is the resume point).
-            if value in top or step == program.steps or stop:
-                ckpt.save(step, state, value, dict(meta))
+            # Retrospective optimal checkpoint selection: keep the best N; write at the end and
+            # on Ctrl-C so the latest checkpoint is the resume point.
+            ckpt.record(step, state, value, meta, write_now=stop or step == program.steps)
             if stop and step < program.steps:
                 raise KeyboardInterrupt(f"stopped at step {step}")
         return TrialResult("completed", meta["best_step"], meta["best_value"], step, None, metrics)

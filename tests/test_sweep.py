@@ -65,6 +65,7 @@ def test_rerun_continues_the_study_and_runs_only_the_rest(tmp_path):
 def test_ctrl_c_mid_trial_keeps_the_store_and_resumes(tmp_path):
     c = float_only_study(num_trials=2)
     c.train.steps = 150
+    c.train.checkpoint_every_secs = 0.0  # a hard interrupt resumes from the last write
 
     def interrupt_in_trial_1(line):
         if line.strip().startswith("step 100/") and seen["trial"] == 1:

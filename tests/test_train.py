@@ -92,9 +92,21 @@ def test_best_checkpoints_kept_and_best_restores_to_recorded_value(tmp_path):
     assert 0.0 <= test_metrics["test/error"] <= 1.0
 
 
+def test_checkpoint_writes_are_deferred_to_the_best_n(tmp_path, monkeypatch):
+    saved = []
+    original = TrialCheckpoints.save
+    monkeypatch.setattr(TrialCheckpoints, "save", lambda self, step, *a: (saved.append(step), original(self, step, *a)))
+    c = tiny_config(**{"train.steps": 300, "train.eval_every": 50, "train.keep_best": 2})
+    curve = {}
+    result = train.train_and_evaluate(c, tmp_path, on_eval=lambda s, m: curve.__setitem__(s, m["val/error"]))
+    # Six evaluations, but only the final best 2 and the latest are written.
+    assert len(saved) <= 3 and 300 in saved and result.best_step in saved
+    assert saved == sorted(saved)
+
+
 def test_interrupted_trial_resumes_to_the_same_result(tmp_path):
     c = tiny_config(**{"train.steps": 200, "train.eval_every": 50, "schedule.name": "constant",
-                       "model.dropout": 0.1})
+                       "model.dropout": 0.1, "train.checkpoint_every_secs": 0.0})
     full = train.train_and_evaluate(c, tmp_path / "full")
 
     def stop_at_150(step, metrics):
