@@ -138,6 +138,8 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     study_plan = plan(config)
     cfg, study = study_plan.config, study_plan.config.study
     workdir = pathlib.Path(workdir).absolute()
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir: {workdir} is a file; pass a directory (it is created if missing)")
     workdir.mkdir(parents=True, exist_ok=True)
     store = store_lib.Store(store_url or store_lib.default_url(workdir))
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
@@ -272,7 +274,10 @@ def main(argv=None) -> int:
                          flag_values=fl)
     try:
         fl(argv)
-    except (flags.Error, ConfigError, FileNotFoundError, AttributeError, TypeError, ValueError) as e:
+        if fl.config is not None:
+            fl.config.get("study")  # config_flags defers a load failure to the first access
+    except (flags.Error, ConfigError, OSError, AttributeError, TypeError, ValueError) as e:
+        # config_flags wraps a missing file or a get_config error; its message names both.
         print(f"error: {e}", file=sys.stderr)
         return 2
     if fl.config is None or fl.workdir is None:
@@ -283,7 +288,7 @@ def main(argv=None) -> int:
     _enable_compilation_cache()
     command = f"cd {shlex.quote(os.getcwd())} && python -m jaxplay.sweep {shlex.join(argv[1:])}"
     try:
-        run_study(fl.config, fl.workdir, store_url=fl.store, command=command,
+        record = run_study(fl.config, fl.workdir, store_url=fl.store, command=command,
                   config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),
                   max_trials_this_run=fl.max_trials)
     except (ConfigError, store_lib.StoreError) as e:
@@ -293,7 +298,8 @@ def main(argv=None) -> int:
         print("\ninterrupted: finished trials are saved; run the same command again to continue.",
               file=sys.stderr)
         return 130
-    return 0
+    # Infeasible trials are results; failed ones are bugs (tracebacks are in the store).
+    return 1 if record["status_counts"]["failed"] else 0
 
 
 def _enable_compilation_cache():

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxplay import optim, workloads
+from jaxplay import models, optim, workloads
 from jaxplay.checkpoints import TrialCheckpoints
 from jaxplay.spaces import ConfigError
 
@@ -62,8 +62,9 @@ class TrialResult:
 
 
 def check(config) -> None:
-    """Validates the training fields the trainer reads, naming the field and the fix."""
+    """Validates everything the trainer reads, naming the field and the fix (loads the dataset)."""
     optim.check(config)
+    models.check(config.model)
     train = config.train
     objective = config.study.objective
     allowed = [f"{split}/{m}" for split in ("val", "train") for m in EVAL_METRICS]
@@ -80,6 +81,7 @@ def check(config) -> None:
     if train.get("divergence_factor", 100.0) <= 1:
         raise ConfigError("train.divergence_factor: must be > 1 (a trial is infeasible once its batch loss "
                           "exceeds this multiple of the initial loss)")
+    make_program(config, workloads.get(config))  # dataset name, batch size vs dataset size
 
 
 def make_program(config, workload: workloads.Workload, searched: frozenset = frozenset()) -> Program:

@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -137,6 +138,23 @@ def test_a_trial_config_that_cannot_train_fails_before_anything_runs(tmp_path):
         sweep.run_study(c, tmp_path, log=lambda s: None)
 
 
+@pytest.mark.parametrize("path,value,message", [
+    ("train.eval_every", 7, "train.eval_every: must divide train.steps=100"),
+    ("model.name", "resnet", "model.name: unknown model 'resnet'"),
+    ("model.activation", "rleu", "model.activation: unknown 'rleu'"),
+    ("model.dropout", 1.0, "model.dropout: a rate in [0, 1)"),
+    ("data.name", "cifar", "data.name: unknown dataset 'cifar'"),
+    ("data.batch_size", 100000, "data.batch_size: 100000 exceeds"),
+    ("optimizer.name", "sgd", "optimizer.b1: 'sgd' has no hyperparameter 'b1'"),
+    ("study.objective", "val/accuracy", "study.objective: unknown metric"),
+])
+def test_bad_base_config_fails_before_anything_runs(tmp_path, path, value, message):
+    c = float_only_study(**{path: value})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        sweep.run_study(c, tmp_path, log=lambda s: None)
+    assert not (tmp_path / "jaxplay.db").exists()
+
+
 def test_changed_config_in_the_same_workdir_is_refused(tmp_path):
     c = float_only_study(num_trials=1)
     sweep.run_study(c, tmp_path, log=lambda s: None)
@@ -198,7 +216,7 @@ def test_cli_runs_a_study_and_shows_it_as_json(tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("--config.optimizer.learnig_rate=0.1", "learnig_rate"),
     ("--config.search.optimizer.learning_rate.min=0", "log scale needs min > 0"),
-    ("--config.train.eval_every=7", "train.eval_every"),
+    ("--config=experiments/nope.py", "nope.py"),
 ])
 def test_cli_bad_input_exits_2_with_the_field_named(tmp_path, override, message):
     run = _cli("jaxplay.sweep", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={tmp_path}/w",

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flax import nnx
 
 from jaxplay.models.cnn import CNN1D
+from jaxplay.models.layers import activation
 from jaxplay.models.mlp import MLP
 from jaxplay.spaces import ConfigError
 
@@ -14,15 +15,26 @@ FAMILIES = {
 }
 
 
-def build(model_config, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
-    """Builds the model that `config.model` describes."""
+def check(model_config) -> None:
+    """Validates `config.model`: a known family and only the fields it takes."""
     name = model_config.get("name")
     if name not in FAMILIES:
         raise ConfigError(f"model.name: unknown model {name!r}; use one of {sorted(FAMILIES)}")
-    cls, fields = FAMILIES[name]
+    _, fields = FAMILIES[name]
     unknown = set(model_config.keys()) - set(fields) - {"name", "dropout"}
     if unknown:
         raise ConfigError(f"model: field(s) {sorted(unknown)} mean nothing to a {name!r} model; "
                           f"it takes {sorted(fields) + ['dropout']}")
+    if "activation" in model_config:
+        activation(model_config.activation)
+    dropout = model_config.get("dropout", 0.0)
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"model.dropout: a rate in [0, 1) (got {dropout})")
+
+
+def build(model_config, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+    """Builds the model that `config.model` describes."""
+    check(model_config)
+    cls, fields = FAMILIES[model_config.name]
     kwargs = {k: model_config[k] for k in fields if k in model_config}
     return cls(input_shape, num_classes, rngs=rngs, **kwargs)
