@@ -99,19 +99,27 @@ class Progress:
 
     def start(self, index: int, params: dict, remaining: int):
         self.index, self.remaining, self.t0 = index, remaining, time.perf_counter()
+        self.mark = None  # (step, time) of the trial's first evaluation after training began
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
         self.log(f"trial {index} ({remaining} left in this run) {shown}")
 
     def eval(self, step: int, steps: int, first_step: int, metrics: dict):
         if step == 0:
             return
-        elapsed = time.perf_counter() - self.t0
-        rate = (step - first_step) / max(elapsed, 1e-9)
+        now = time.perf_counter()
+        elapsed = now - self.t0
+        if self.mark is None:
+            # The first period includes compiling the program: say so rather than report a
+            # misleadingly low speed; later lines measure from here.
+            self.mark = (step, now)
+            rate, note = (step - first_step) / max(elapsed, 1e-9), " (incl. compile)"
+        else:
+            rate, note = (step - self.mark[0]) / max(now - self.mark[1], 1e-9), ""
         eta_trial = (steps - step) / max(rate, 1e-9)
         per_trial = sum(self.trial_times) / len(self.trial_times) if self.trial_times else elapsed + eta_trial
         eta_study = eta_trial + per_trial * (self.remaining - 1)
         self.log(f"  step {step:>{len(str(steps))}}/{steps}  loss {metrics.get('train/batch_loss', float('nan')):.4f}"
-                 f"  {self.objective} {metrics.get(self.objective, float('nan')):.4f}  {rate:,.0f} steps/s"
+                 f"  {self.objective} {metrics.get(self.objective, float('nan')):.4f}  {rate:,.0f} steps/s{note}"
                  f"  ETA {_duration(eta_trial)} (study {_duration(eta_study)})")
 
     def done(self, index: int, status: str, result_text: str):
