@@ -3,7 +3,7 @@
 Nuisance: optimizer.learning_rate and optimizer.momentum of SGD with Nesterov momentum; linear
 decay with warmup. Fixed: architecture (3 conv layers of 32 channels), batch size, 3000 steps.
 Read the isolation plot of val/error against weight decay: the best trial per weight-decay
-bucket, with the learning rate and momentum optimized away. About 8 minutes on 2 CPU cores.
+bucket, with the learning rate and momentum optimized away. About 7 minutes on 2 CPU cores.
 
   python -m jaxplay.sweep --config experiments/mnist1d_cnn.py --workdir runs/mnist1d_cnn
 """
