@@ -27,6 +27,7 @@ class TrialCheckpoints:
         self.top: list[tuple[float, int]] = []  # (objective, step) of the best N so far, best first
         self._pending: dict[int, tuple[object, float]] = {}  # step -> (host state, objective)
         self._last_write = time.monotonic()
+        self._last_saved: int | None = None
         objective = lambda metrics: metrics["objective"]  # noqa: E731
         # max_to_keep + best_fn would delete the newest checkpoints and lose resume state; a
         # preservation policy keeps both sets. best_fn is still needed: without it orbax does not
@@ -52,31 +53,32 @@ class TrialCheckpoints:
         """Steps that are on disk."""
         return list(self.manager.all_steps())
 
-    def record(self, step: int, state, objective: float, meta: dict, *, write_now: bool = False) -> None:
-        """Called at every evaluation: keeps `state` if it is among the best N, writes when due.
+    def record(self, step: int, get_state, objective: float, meta: dict, *, write_now: bool = False) -> None:
+        """Called at every evaluation: keeps the state if it is among the best N, writes when due.
 
-        `meta` (JSON) is saved with each checkpoint; it gets this object's `top` list so a resumed
-        trial knows which values it has to beat. `write_now` forces a write (end, stop, divergence).
+        `get_state()` returns the state (called only when it is needed: a trial of a batched group
+        slices its member out of the stack). `meta` (JSON) is saved with each checkpoint; it gets
+        this object's `top` list so a resumed trial knows which values it has to beat.
+        `write_now` forces a write (end, stop, divergence).
         """
-        key = objective if self.mode == "min" else -objective
-        worst = self.top[-1][0] if self.top else None
+        sign = 1.0 if self.mode == "min" else -1.0
         # Strictly better than the N-th best: a tie does not displace an earlier checkpoint.
-        if len(self.top) < self.keep_best or key < (worst if self.mode == "min" else -worst):
-            self.top = sorted(self.top + [(objective, step)], key=lambda t: t[0] if self.mode == "min" else -t[0])
-            self.top = self.top[: self.keep_best]
-            self._pending[step] = (jax.device_get(state), objective)
+        if len(self.top) < self.keep_best or sign * objective < sign * self.top[-1][0]:
+            self.top = sorted(self.top + [(objective, step)], key=lambda t: sign * t[0])[: self.keep_best]
+            self._pending[step] = (jax.device_get(get_state()), objective)
         kept = {s for _, s in self.top}
         self._pending = {s: v for s, v in self._pending.items() if s in kept}
         if write_now or time.monotonic() - self._last_write >= self.write_every_secs:
-            self.flush(meta, latest=(step, state, objective))
+            self.flush(meta, latest=(step, get_state, objective))
 
     def flush(self, meta: dict, latest: tuple | None = None) -> None:
-        """Writes the pending best states, and `latest` = (step, state, objective) for resume."""
+        """Writes the pending best states, and `latest` = (step, get_state, objective) for resume."""
         meta = dict(meta, top=[list(t) for t in self.top])
         for step in sorted(self._pending):
             self.save(step, self._pending[step][0], self._pending[step][1], meta)
-        if latest is not None and latest[0] not in self._pending:
-            self.save(*latest, meta)
+        if latest is not None and latest[0] not in self._pending and latest[0] != self._last_saved:
+            step, get_state, objective = latest
+            self.save(step, get_state(), objective, meta)
         self._pending.clear()
         self._last_write = time.monotonic()
 
@@ -86,6 +88,7 @@ class TrialCheckpoints:
 
     def save(self, step: int, state, objective: float, meta: dict) -> None:
         """Saves `state` (async) with its objective and a JSON `meta` record."""
+        self._last_saved = step
         self.manager.save(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),

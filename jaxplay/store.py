@@ -54,6 +54,7 @@ class Study(Base):
     versions: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
     device_kind: orm.Mapped[str] = orm.mapped_column(sa.String(200))
     executor: orm.Mapped[str] = orm.mapped_column(sa.String(50), default="sequential")
+    executor_reason: orm.Mapped[str] = orm.mapped_column(sa.Text, default="")
     created_at: orm.Mapped[dt.datetime] = orm.mapped_column(default=_now)
     updated_at: orm.Mapped[dt.datetime] = orm.mapped_column(default=_now, onupdate=_now)
 
@@ -146,7 +147,7 @@ class Store:
                     f"set a new study.name or use another --workdir")
             # Continuing: the latest invocation's command, notes and trial count are the record.
             for key in ("num_trials", "notes", "command", "git_commit", "git_dirty", "versions",
-                        "device_kind", "executor", "config", "config_path"):
+                        "device_kind", "executor", "executor_reason", "config", "config_path"):
                 if key in fields:
                     setattr(study, key, fields[key])
             return study.id
@@ -195,7 +196,8 @@ class Store:
                 "seed": study.seed, "num_trials": study.num_trials, "status_counts": counts,
                 "best_value": study.best_value, "best_trial": study.best_trial,
                 "command": study.command, "git_commit": study.git_commit, "git_dirty": study.git_dirty,
-                "versions": study.versions, "device_kind": study.device_kind, "executor": study.executor,
+                "versions": study.versions, "device_kind": study.device_kind,
+                "executor": study.executor, "executor_reason": study.executor_reason,
                 "created_at": study.created_at.isoformat(), "updated_at": study.updated_at.isoformat(),
                 "config": study.config, "trials": [_trial_dict(t) for t in trials],
             }
@@ -225,14 +227,18 @@ class Store:
                 t.status, t.worker = "pending", None
             return [t.index for t in rows]
 
-    def claim(self, study_id: int, worker: str, max_index: int | None = None) -> tuple[int, int, dict] | None:
-        """Marks the lowest pending trial as running for `worker`; returns (id, index, params) or None."""
+    def claim(self, study_id: int, worker: str, max_index: int | None = None,
+              indices: list[int] | None = None) -> tuple[int, int, dict] | None:
+        """Marks the lowest pending trial (below `max_index`, among `indices` if given) as running
+        for `worker`; returns (id, index, params) or None."""
         while True:
             with self.session.begin() as s:
                 query = sa.select(Trial.id, Trial.index, Trial.params).where(
                     Trial.study_id == study_id, Trial.status == "pending")
                 if max_index is not None:
                     query = query.where(Trial.index < max_index)
+                if indices is not None:
+                    query = query.where(Trial.index.in_(indices))
                 row = s.execute(query.order_by(Trial.index).limit(1)).first()
                 if row is None:
                     return None

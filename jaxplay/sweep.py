@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import math
 import os
 import pathlib
 import platform
@@ -22,7 +23,7 @@ import traceback
 from typing import Callable
 
 from jaxplay import config as config_lib
-from jaxplay import designers, store as store_lib, train
+from jaxplay import batched, designers, store as store_lib, train, workloads
 from jaxplay.spaces import ConfigError
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy",
@@ -36,6 +37,7 @@ class Plan:
     config: object
     space: object
     params: list[dict]
+    keys: list  # per trial: what shapes its compiled program (train.program_key)
 
     @property
     def searched(self) -> frozenset:
@@ -51,12 +53,48 @@ def plan(config) -> Plan:
     designer = designers.make(study.algorithm, space, study.seed)
     num_trials = study.num_trials if study.num_trials is not None else designer.max_trials
     params = designer.suggest(0, num_trials)
+    searched, keys = frozenset(space.paths), []
     for i, p in enumerate(params):
+        trial_config = config_lib.apply(config, p)
         try:
-            train.check(config_lib.apply(config, p))
+            train.check(trial_config)
         except ConfigError as e:
             raise ConfigError(f"trial {i} ({p}): {e}") from None
-    return Plan(config, space, params)
+        keys.append(train.program_key(trial_config, workloads.get(trial_config), searched))
+    return Plan(config, space, params, keys)
+
+
+EXECUTORS = ("auto", "sequential", "batched")
+
+
+def choose_executor(requested: str) -> tuple[str, str]:
+    """(executor, why) for `--executor`: 'auto' batches on accelerators only."""
+    import jax
+
+    if requested not in EXECUTORS:
+        raise ConfigError(f"--executor: unknown {requested!r}; use one of {list(EXECUTORS)}")
+    backend = jax.default_backend()
+    if requested != "auto":
+        return requested, f"{requested}: asked for on {backend}"
+    if backend == "cpu":
+        # Measured (scripts/bench_batched.py): a small model's step already keeps the CPU cores
+        # busy, so stacking trials adds no throughput there.
+        return "sequential", "auto: on cpu batching measured no faster than one trial at a time"
+    return "batched", f"auto: batching trials fills the {backend} accelerator"
+
+
+def work_units(study_plan: Plan, pending: list[int], executor: str, batch_trials: int | None) -> list[list[int]]:
+    """Pending trial indices in the order they run: alone, or in batches sharing one program."""
+    if executor == "sequential":
+        return [[i] for i in pending]
+    groups: dict = {}
+    for i in pending:
+        groups.setdefault(study_plan.keys[i], []).append(i)
+    units = []
+    for indices in groups.values():
+        size = batch_trials or len(indices)
+        units.extend(indices[k:k + size] for k in range(0, len(indices), size))
+    return sorted(units)
 
 
 def provenance() -> dict:
@@ -91,40 +129,64 @@ def trial_dir(workdir, study_name: str, index: int) -> pathlib.Path:
 
 
 class Progress:
-    """Prints one line per evaluation with the step, loss, objective and ETAs."""
+    """Prints each trial's hyperparameters, then one line per evaluation period with the step,
+    loss, objective, speed and ETAs (for a batch: the best member), then each trial's outcome."""
 
-    def __init__(self, num_trials: int, objective: str, log: Callable[[str], None]):
-        self.num_trials, self.objective, self.log = num_trials, objective, log
-        self.trial_times: list[float] = []
+    def __init__(self, num_trials: int, objective: str, mode: str, log: Callable[[str], None]):
+        self.num_trials, self.objective, self.mode, self.log = num_trials, objective, mode, log
+        self.unit_times: list[tuple[float, int]] = []  # (seconds, trials) of finished work units
 
-    def start(self, index: int, params: dict, remaining: int):
-        self.index, self.remaining, self.t0 = index, remaining, time.perf_counter()
-        self.mark = None  # (step, time) of the trial's first evaluation after training began
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
-        self.log(f"trial {index} ({remaining} left in this run) {shown}")
+    def start(self, indices: list[int], params: list[dict], remaining: int):
+        self.count, self.remaining, self.t0 = len(indices), remaining, time.perf_counter()
+        self.first_step, self.mark = 0, None  # mark: (step, time) of the first period's end
+        for index, p in zip(indices, params):
+            shown = ", ".join(f"{k}={_fmt(v)}" for k, v in p.items())
+            self.log(f"trial {index} ({remaining} left in this run) {shown}")
+            remaining -= 1
+        if len(indices) > 1:
+            self.log(f"  trials {_ranges(indices)} run batched in one compiled program")
 
-    def eval(self, step: int, steps: int, first_step: int, metrics: dict):
-        if step == 0:
+    def resumed(self, index: int, step: int):
+        self.first_step = step
+        self.log(f"  resuming{'' if self.count == 1 else f' trial {index}'} from step {step}")
+
+    def period(self, step: int, steps: int, reported: dict[int, dict]):
+        if not reported:
             return
         now = time.perf_counter()
-        elapsed = now - self.t0
         if self.mark is None:
             # The first period includes compiling the program: say so rather than report a
             # misleadingly low speed; later lines measure from here.
             self.mark = (step, now)
-            rate, note = (step - first_step) / max(elapsed, 1e-9), " (incl. compile)"
+            rate, note = (step - self.first_step) / max(now - self.t0, 1e-9), " (incl. compile)"
         else:
             rate, note = (step - self.mark[0]) / max(now - self.mark[1], 1e-9), ""
-        eta_trial = (steps - step) / max(rate, 1e-9)
-        per_trial = sum(self.trial_times) / len(self.trial_times) if self.trial_times else elapsed + eta_trial
-        eta_study = eta_trial + per_trial * (self.remaining - 1)
-        self.log(f"  step {step:>{len(str(steps))}}/{steps}  loss {metrics.get('train/batch_loss', float('nan')):.4f}"
-                 f"  {self.objective} {metrics.get(self.objective, float('nan')):.4f}  {rate:,.0f} steps/s{note}"
-                 f"  ETA {_duration(eta_trial)} (study {_duration(eta_study)})")
+        eta = (steps - step) / max(rate, 1e-9)
+        if self.unit_times:
+            per_trial = sum(t for t, _ in self.unit_times) / sum(n for _, n in self.unit_times)
+        else:
+            per_trial = (now - self.t0 + eta) / self.count
+        eta_study = eta + per_trial * (self.remaining - self.count)
+        sign = 1 if self.mode == "min" else -1
+        finite = {i: m for i, m in reported.items() if math.isfinite(m.get(self.objective, math.nan))}
+        best = min(finite, key=lambda i: sign * finite[i][self.objective]) if finite else next(iter(reported))
+        m = reported[best]
+        who = "" if self.count == 1 else f"  best trial {best} of {len(reported)}:"
+        speed = f"{rate:,.0f} steps/s" if self.count == 1 else f"{rate * len(reported):,.0f} trial-steps/s"
+        self.log(f"  step {step:>{len(str(steps))}}/{steps}{who}  loss {m.get('train/batch_loss', math.nan):.4f}"
+                 f"  {self.objective} {m.get(self.objective, math.nan):.4f}  {speed}{note}"
+                 f"  ETA {_duration(eta)} (study {_duration(eta_study)})")
+
+    def finished_unit(self):
+        self.unit_times.append((time.perf_counter() - self.t0, self.count))
 
     def done(self, index: int, status: str, result_text: str):
-        self.trial_times.append(time.perf_counter() - self.t0)
-        self.log(f"trial {index} {status}: {result_text} in {_duration(self.trial_times[-1])}")
+        self.log(f"trial {index} {status}: {result_text}"
+                 + (f" in {_duration(time.perf_counter() - self.t0)}" if self.count == 1 else ""))
+
+
+def _ranges(indices: list[int]) -> str:
+    return f"{indices[0]}-{indices[-1]}" if indices == list(range(indices[0], indices[-1] + 1)) else str(indices)
 
 
 def _fmt(v) -> str:
@@ -138,11 +200,17 @@ def _duration(seconds: float) -> str:
 
 def run_study(config, workdir, *, store_url: str | None = None, config_path: str = "",
               command: str = "", worker: str | None = None, log: Callable[[str], None] = print,
-              max_trials_this_run: int | None = None) -> dict:
+              max_trials_this_run: int | None = None, executor: str = "auto",
+              batch_trials: int | None = None) -> dict:
     """Runs (or continues) the study that `config` declares; returns the study record.
 
+    `executor`: 'sequential' trains one trial at a time, 'batched' stacks the trials that share a
+    compiled program (at most `batch_trials` at once), 'auto' batches on accelerators only.
     `max_trials_this_run` stops after that many trials (the rest stay pending for a later run).
     """
+    if batch_trials is not None and batch_trials < 1:
+        raise ConfigError(f"--batch_trials: must be >= 1 (got {batch_trials})")
+    executor, executor_reason = choose_executor(executor)
     study_plan = plan(config)
     cfg, study = study_plan.config, study_plan.config.study
     workdir = pathlib.Path(workdir).absolute()
@@ -156,7 +224,8 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
             study.name, config_lib.config_hash(cfg), config_path=config_path,
             config=_json_config(cfg), notes=study.get("notes", ""), objective=study.objective,
             mode=study.mode, algorithm=study.algorithm, seed=study.seed,
-            num_trials=len(study_plan.params), command=command, executor="sequential", **provenance())
+            num_trials=len(study_plan.params), command=command, executor=executor,
+            executor_reason=executor_reason, **provenance())
         store.add_trials(study_id, study_plan.params)
         # One worker per study for now: a trial left 'running' was interrupted by a crash.
         stale = store.reset_running(study_id)
@@ -166,19 +235,23 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
         todo = [t for t in record["trials"] if t["status"] == "pending" and t["index"] < len(study_plan.params)]
         done = len(study_plan.params) - len(todo)
         log(f"study {study.name!r}: {len(study_plan.params)} trials ({done} already finished), "
-            f"objective {study.objective} ({study.mode}), store {store.url}")
-        progress = Progress(len(study_plan.params), study.objective, log)
+            f"objective {study.objective} ({study.mode}), executor {executor} ({executor_reason}), "
+            f"store {store.url}")
+        progress = Progress(len(study_plan.params), study.objective, study.mode, log)
+        pending = [t["index"] for t in todo]
+        if max_trials_this_run is not None:
+            pending = pending[:max_trials_this_run]
         ran = 0
         with _GracefulInterrupt(log) as interrupt:
-            while max_trials_this_run is None or ran < max_trials_this_run:
+            for unit in work_units(study_plan, pending, executor, batch_trials):
                 if interrupt.requested():
                     raise KeyboardInterrupt
-                claimed = store.claim(study_id, worker, max_index=len(study_plan.params))
-                if claimed is None:
-                    break
-                _run_trial(store, study_id, claimed, study_plan, workdir, progress, len(todo) - ran,
-                           interrupt.requested)
-                ran += 1
+                # Claim each trial: another worker sharing the store may have taken some.
+                claimed = [c for i in unit if (c := store.claim(study_id, worker, indices=[i]))]
+                if claimed:
+                    _run_unit(store, study_id, claimed, study_plan, workdir, progress, len(todo) - ran,
+                              executor, interrupt.requested)
+                    ran += len(claimed)
         store.update_best(study_id)
         record = store.record(study_id)
     finally:
@@ -218,43 +291,62 @@ class _GracefulInterrupt:
         return False
 
 
-def _run_trial(store, study_id, claimed, study_plan: Plan, workdir, progress: Progress, remaining: int,
-               should_stop: Callable[[], bool]):
-    trial_id, index, params = claimed
-    cfg = config_lib.apply(study_plan.config, params)
-    directory = trial_dir(workdir, cfg.study.name, index)
-    store.set_checkpoint_dir(trial_id, str(directory / "checkpoints"))
-    progress.start(index, params, remaining)
-    first = {"step": 0}
+def _run_unit(store, study_id, claimed: list, study_plan: Plan, workdir, progress: Progress, remaining: int,
+              executor: str, should_stop: Callable[[], bool]):
+    """Trains claimed trials (one, or a batch sharing a program) and records their outcomes."""
+    ids = [trial_id for trial_id, _, _ in claimed]
+    indices = [index for _, index, _ in claimed]
+    configs = [config_lib.apply(study_plan.config, params) for _, _, params in claimed]
+    dirs = [trial_dir(workdir, study_plan.config.study.name, index) for index in indices]
+    for trial_id, directory in zip(ids, dirs):
+        store.set_checkpoint_dir(trial_id, str(directory / "checkpoints"))
+    progress.start(indices, [params for _, _, params in claimed], remaining)
+    steps = study_plan.config.train.steps
 
-    def on_eval(step, metrics):
-        store.log_metrics(trial_id, step, metrics)
-        progress.eval(step, cfg.train.steps, first["step"], metrics)
+    def on_eval(j, step, metrics):
+        store.log_metrics(ids[j], step, metrics)
 
-    def on_resume(step):
-        first["step"] = step
-        store.drop_metrics_after(trial_id, step)
-        progress.log(f"  resuming from step {step}")
+    def on_resume(j, step):
+        store.drop_metrics_after(ids[j], step)
+        progress.resumed(indices[j], step)
+
+    def on_period(step, reported):
+        progress.period(step, steps, {indices[j]: m for j, m in reported.items()})
 
     try:
-        result = train.train_and_evaluate(cfg, directory, searched=study_plan.searched,
-                                          on_eval=on_eval, on_resume=on_resume, should_stop=should_stop)
+        if executor == "batched":
+            results = batched.train_group(configs, dirs, searched=study_plan.searched, on_eval=on_eval,
+                                          on_resume=on_resume, on_period=on_period, should_stop=should_stop)
+        else:
+            def on_eval_one(step, metrics):
+                on_eval(0, step, metrics)
+                if step:
+                    on_period(step, {0: metrics})
+
+            results = [train.train_and_evaluate(configs[0], dirs[0], searched=study_plan.searched,
+                                                on_eval=on_eval_one, on_resume=lambda step: on_resume(0, step),
+                                                should_stop=should_stop)]
     except KeyboardInterrupt:
-        # The trial keeps its checkpoints; 'pending' makes the next run resume it.
-        store.release(trial_id)
+        # The trials keep their checkpoints; 'pending' makes the next run resume them.
+        for trial_id in ids:
+            store.release(trial_id)
         store.update_best(study_id)
         raise
     except Exception as e:  # noqa: BLE001 — one broken trial must not end the study
-        store.finish(trial_id, "failed", error="".join(traceback.format_exception(e)))
+        error = "".join(traceback.format_exception(e))
+        for trial_id, index in zip(ids, indices):
+            store.finish(trial_id, "failed", error=error)
+            progress.done(index, "FAILED", f"{type(e).__name__}: {e}")
         store.update_best(study_id)
-        progress.done(index, "FAILED", f"{type(e).__name__}: {e}")
         return
-    store.finish(trial_id, result.status, best_step=result.best_step, best_value=result.best_value,
-                 steps_run=result.steps_run, error=result.reason, final_metrics=result.final_metrics)
+    progress.finished_unit()
+    for trial_id, index, result in zip(ids, indices, results):
+        store.finish(trial_id, result.status, best_step=result.best_step, best_value=result.best_value,
+                     steps_run=result.steps_run, error=result.reason, final_metrics=result.final_metrics)
+        best = "no finite value" if result.best_value is None else \
+            f"best {study_plan.config.study.objective} {result.best_value:.4f} at step {result.best_step}"
+        progress.done(index, result.status, best + (f" ({result.reason})" if result.reason else ""))
     store.update_best(study_id)
-    best = "no finite value" if result.best_value is None else \
-        f"best {cfg.study.objective} {result.best_value:.4f} at step {result.best_step}"
-    progress.done(index, result.status, best + (f" ({result.reason})" if result.reason else ""))
 
 
 def _json_config(cfg) -> dict:
@@ -280,6 +372,12 @@ def main(argv=None) -> int:
                         flag_values=fl)
     flags.DEFINE_integer("max_trials", None, "Stop after this many trials in this run (rerun to continue).",
                          flag_values=fl)
+    flags.DEFINE_enum("executor", "auto", list(EXECUTORS),
+                      "sequential: one trial at a time; batched: trials that share a compiled program run "
+                      "stacked in one vmapped program; auto: batched on accelerators, sequential on CPU.",
+                      flag_values=fl)
+    flags.DEFINE_integer("batch_trials", None, "At most this many trials in one batch (default: a whole group).",
+                         flag_values=fl)
     try:
         fl(argv)
         if fl.config is not None:
@@ -298,7 +396,7 @@ def main(argv=None) -> int:
     try:
         record = run_study(fl.config, fl.workdir, store_url=fl.store, command=command,
                   config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),
-                  max_trials_this_run=fl.max_trials)
+                  max_trials_this_run=fl.max_trials, executor=fl.executor, batch_trials=fl.batch_trials)
     except (ConfigError, store_lib.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

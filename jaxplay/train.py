@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import math
 import pathlib
 from typing import Callable
@@ -102,6 +103,14 @@ def make_program(config, workload: workloads.Workload, searched: frozenset = fro
         # A searched dropout keeps the stochastic path for every trial, so rate 0 and 0.3 share it.
         dropout=config.model.get("dropout", 0.0) > 0 or "model.dropout" in searched,
     )
+
+
+def program_key(config, workload: workloads.Workload, searched: frozenset = frozenset()) -> tuple:
+    """Everything that changes the compiled program. Trials with equal keys share one compilation
+    and can be batched: they differ only in float hyperparameters (and seeds)."""
+    model = {k: v for k, v in config.model.items() if k != "dropout"}
+    return (make_program(config, workload, searched), json.dumps(model, sort_keys=True),
+            json.dumps(config.data.to_dict(), sort_keys=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,6 +256,80 @@ def _diverged(losses: np.ndarray, start: int, limit: float) -> str | None:
     return f"training loss diverged at step {start + i + 1}: {what}"
 
 
+class TrialRun:
+    """Host-side bookkeeping of one trial between compiled periods: resume point, divergence,
+    best value and checkpoints. The sequential and the batched executor both drive one per trial."""
+
+    def __init__(self, config, trial_dir, program: Program, *, on_eval=None, on_resume=None,
+                 write_every_secs: float | None = None):
+        self.config, self.program = config, program
+        self.objective, self.mode = config.study.objective, config.study.mode
+        self.on_eval, self.on_resume = on_eval, on_resume
+        self.hparams = optim.hparams(config)
+        if write_every_secs is None:
+            write_every_secs = config.train.get("checkpoint_every_secs", 60.0)
+        self.ckpt = TrialCheckpoints(pathlib.Path(trial_dir) / "checkpoints", mode=self.mode,
+                                     keep_best=config.train.get("keep_best", 3), write_every_secs=write_every_secs)
+        self.meta = {"best_step": None, "best_value": None, "initial_loss": None}
+        self.last = None  # (step, get_state, objective) of the last recorded period
+
+    def resume(self, fresh_state):
+        """The state of the latest checkpoint, or None for a fresh start."""
+        latest = self.ckpt.latest_step()
+        if latest is None:
+            return None
+        state, self.meta = self.ckpt.restore(latest, jax.eval_shape(lambda: fresh_state))
+        self.ckpt.restore_top(self.meta)
+        if self.on_resume:
+            self.on_resume(latest)
+        return state
+
+    def start(self, initial: dict) -> None:
+        """Records the step-0 evaluation; its train loss is the divergence yardstick."""
+        initial = {k: float(v) for k, v in initial.items()}
+        self.meta["initial_loss"] = initial["train/loss"]
+        if self.on_eval:
+            self.on_eval(0, initial)
+
+    def after_period(self, step: int, get_state, metrics: dict, per_step: dict, *,
+                     write_now: bool = False) -> TrialResult | None:
+        """Records the period that ended at `step`; returns the result once the trial is over."""
+        limit = self.config.train.get("divergence_factor", 100.0) * self.meta["initial_loss"]
+        reason = _diverged(per_step["loss"], step - self.program.eval_every, limit)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics.update(_period_summary(per_step, self.hparams))
+        if self.on_eval:
+            self.on_eval(step, metrics)
+        value = metrics[self.objective]
+        if reason is None and not math.isfinite(value):
+            reason = f"{self.objective} is {value} at step {step}"
+        if reason:
+            self.ckpt.flush(self.meta)  # keep the best checkpoints from before the divergence
+            return TrialResult("infeasible", self.meta["best_step"], self.meta["best_value"], step, reason, metrics)
+        if _is_better(value, self.meta["best_value"], self.mode):
+            self.meta["best_step"], self.meta["best_value"] = step, value
+        # Retrospective optimal checkpoint selection: keep the best N; the last write of a trial
+        # (end, Ctrl-C) also holds the latest state, the resume point.
+        done = step >= self.program.steps
+        self.last = (step, get_state, value)
+        self.ckpt.record(step, get_state, value, self.meta, write_now=write_now or done)
+        if done:
+            return TrialResult("completed", self.meta["best_step"], self.meta["best_value"], step, None, metrics)
+        return None
+
+    def write_latest(self) -> None:
+        """Writes the pending best states and the state of the last period (Ctrl-C: resume here)."""
+        self.ckpt.flush(self.meta, latest=self.last)
+
+    def finished(self, step: int) -> TrialResult:
+        """The result of a trial whose final checkpoint was already written."""
+        return TrialResult("completed", self.meta["best_step"], self.meta["best_value"], step)
+
+    def close(self) -> None:
+        """Waits for checkpoint writes."""
+        self.ckpt.close()
+
+
 def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: frozenset = frozenset(),
                        on_eval: Callable[[int, dict], None] | None = None,
                        on_resume: Callable[[int], None] | None = None,
@@ -263,54 +346,28 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
     program = make_program(config, workload, searched)
     data = device_data(workload.dataset, program.eval_batch_size)
     graphdef, state, hp, keys = init_state(config, workload, program)
-    mode, objective = config.study.mode, config.study.objective
-    keep_best = config.train.get("keep_best", 3)
-    ckpt = TrialCheckpoints(pathlib.Path(trial_dir) / "checkpoints", keep_best=keep_best, mode=mode,
-                            write_every_secs=config.train.get("checkpoint_every_secs", 60.0))
+    run = TrialRun(config, trial_dir, program, on_eval=on_eval, on_resume=on_resume)
     try:
-        meta = {"best_step": None, "best_value": None, "initial_loss": None}
-        latest = ckpt.latest_step()
-        if latest is not None:
-            state, meta = ckpt.restore(latest, jax.eval_shape(lambda: state))
-            ckpt.restore_top(meta)
-            if on_resume:
-                on_resume(latest)
+        resumed = run.resume(state)
+        if resumed is None:
+            run.start(jax.device_get(_initial_eval_jit(graphdef, workload.task, program, state["params"], data)))
         else:
-            initial = jax.device_get(_initial_eval_jit(graphdef, workload.task, program, state["params"], data))
-            meta["initial_loss"] = float(initial["train/loss"])
-            if on_eval:
-                on_eval(0, {k: float(v) for k, v in initial.items()})
-        limit = config.train.get("divergence_factor", 100.0) * meta["initial_loss"]
-
+            state = resumed
         step = int(state["step"])
-        data_seed = int(config.seed)
-        while step < program.steps:
-            idx = batch_indices(data_seed, step, program.eval_every, program.batch_size, program.num_train)
+        if step >= program.steps:  # it crashed after its last checkpoint, before the store heard
+            return run.finished(step)
+        while True:
+            idx = batch_indices(int(config.seed), step, program.eval_every, program.batch_size, program.num_train)
             state, metrics, per_step = _run_period_jit(graphdef, workload.task, program, state, hp, keys, idx, data)
-            metrics, per_step = jax.device_get((metrics, per_step))
-            reason = _diverged(per_step["loss"], step, limit)
             step += program.eval_every
-            metrics = {k: float(v) for k, v in metrics.items()}
-            metrics.update(_period_summary(per_step, hp))
-            if on_eval:
-                on_eval(step, metrics)
-            if reason is None and not math.isfinite(metrics[objective]):
-                reason = f"{objective} is {metrics[objective]} at step {step}"
-            if reason:
-                ckpt.flush(meta)  # keep the best checkpoints from before the divergence
-                return TrialResult("infeasible", meta["best_step"], meta["best_value"], step, reason, metrics)
-            value = metrics[objective]
-            if _is_better(value, meta["best_value"], mode):
-                meta["best_step"], meta["best_value"] = step, value
-            stop = should_stop is not None and should_stop()
-            # Retrospective optimal checkpoint selection: keep the best N; write at the end and
-            # on Ctrl-C so the latest checkpoint is the resume point.
-            ckpt.record(step, state, value, meta, write_now=stop or step == program.steps)
-            if stop and step < program.steps:
+            result = run.after_period(step, lambda: state, *jax.device_get((metrics, per_step)))
+            if result is not None:
+                return result
+            if should_stop is not None and should_stop():
+                run.write_latest()
                 raise KeyboardInterrupt(f"stopped at step {step}")
-        return TrialResult("completed", meta["best_step"], meta["best_value"], step, None, metrics)
     finally:
-        ckpt.close()
+        run.close()
 
 
 def _period_summary(per_step: dict, hp) -> dict:

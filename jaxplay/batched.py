@@ -1,0 +1,137 @@
+"""Many trials in one compiled program: the members of a group share everything that shapes the
+program (model, batch size, steps, optimizer and schedule family) and differ only in float
+hyperparameters, which are stacked on a leading trial axis and run as one `jit(vmap(period))`.
+
+Each member keeps its own init and dropout keys, schedule, clipping and optimizer update (all
+inside the vmapped function, so a global-norm clip or a NaN never mixes members), its own batch
+order (from its seed), and its own host-side bookkeeping (`train.TrialRun`): divergence,
+best-N checkpoints, metrics. A member that diverges is recorded as infeasible at that step; it
+keeps riding along in the stack (its numbers are ignored), so the others are untouched.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxplay import train, workloads
+
+
+@functools.lru_cache(maxsize=32)
+def _batched_period(graphdef, task, program):
+    # One jitted function per program; it compiles once per number of members.
+    fn = functools.partial(train._run_period, graphdef, task, program)
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, 0, None)), donate_argnums=(0,))
+
+
+@functools.lru_cache(maxsize=32)
+def _batched_initial_eval(graphdef, task, program):
+    fn = functools.partial(train._initial_eval, graphdef, task, program)
+    return jax.jit(jax.vmap(fn, in_axes=(0, None)))
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def _shard(tree, count: int):
+    """Spreads the trial axis over the devices when there are several and it divides evenly."""
+    n = jax.device_count()
+    if n == 1 or count % n:
+        return jax.device_put(tree)
+    mesh = jax.make_mesh((n,), ("trials",))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("trials")))
+
+
+def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozenset(),
+                on_eval: Callable[[int, int, dict], None] | None = None,
+                on_resume: Callable[[int, int], None] | None = None,
+                on_period: Callable[[int, dict], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> list[train.TrialResult]:
+    """Trains trials that share one program together; returns their results in order.
+
+    Callbacks get the member's position first: `on_eval(i, step, metrics)`, `on_resume(i, step)`.
+    `on_period(step, {i: metrics})` sees each period once. Members resume from their latest
+    checkpoints; members whose checkpoints stand at different steps run as separate stacks.
+    """
+    workload = workloads.get(configs[0])
+    program = train.make_program(configs[0], workload, searched)
+    key = train.program_key(configs[0], workload, searched)
+    for cfg in configs[1:]:
+        if train.program_key(cfg, workload, searched) != key:
+            raise ValueError("train_group: the trials do not share one compiled program; group them by "
+                             "train.program_key first")
+    data = train.device_data(workload.dataset, program.eval_batch_size)
+    members, runs = [], []
+    try:
+        for i, (cfg, directory) in enumerate(zip(configs, trial_dirs)):
+            graphdef, state, hp, keys = train.init_state(cfg, workload, program)
+            # The group decides when to write, so all members' latest checkpoints share a step.
+            run = train.TrialRun(cfg, directory, program, write_every_secs=math.inf,
+                                 on_eval=None if on_eval is None else functools.partial(on_eval, i),
+                                 on_resume=None if on_resume is None else functools.partial(on_resume, i))
+            runs.append(run)
+            resumed = run.resume(state)
+            members.append({"i": i, "config": cfg, "state": state if resumed is None else resumed,
+                            "fresh": resumed is None, "hp": hp, "keys": keys})
+        results: list = [None] * len(configs)
+        by_step: dict[int, list] = {}
+        for m in members:
+            step = int(m["state"]["step"])
+            if step >= program.steps:
+                results[m["i"]] = runs[m["i"]].finished(step)
+            else:
+                by_step.setdefault(step, []).append(m)
+        for step, stack in sorted(by_step.items()):
+            _train_stack(graphdef, workload.task, program, data, stack, runs, results, step, on_period, should_stop)
+        return results
+    finally:
+        for run in runs:
+            run.close()
+
+
+def _train_stack(graphdef, task, program, data, stack, runs, results, step, on_period, should_stop):
+    count = len(stack)
+    state = _shard(_stack([m["state"] for m in stack]), count)
+    hp = _shard(_stack([m["hp"] for m in stack]), count)
+    keys = _shard(_stack([m["keys"] for m in stack]), count)
+    seeds = [int(m["config"].seed) for m in stack]
+    if any(m["fresh"] for m in stack):  # a stack is all fresh or all resumed at one step
+        initial = jax.device_get(_batched_initial_eval(graphdef, task, program)(state["params"], data))
+        for j, m in enumerate(stack):
+            runs[m["i"]].start({k: v[j] for k, v in initial.items()})
+    period = _batched_period(graphdef, task, program)
+    active = list(range(count))
+    write_every = min(m["config"].train.get("checkpoint_every_secs", 60.0) for m in stack)
+    last_write = time.monotonic()
+    while active:
+        idx = np.stack([train.batch_indices(seed, step, program.eval_every, program.batch_size, program.num_train)
+                        for seed in seeds])
+        state, metrics, per_step = period(state, hp, keys, _shard(idx, count), data)
+        step += program.eval_every
+        metrics, per_step = jax.device_get((metrics, per_step))
+        write_now = time.monotonic() - last_write >= write_every
+        reported = {}
+        for j in list(active):
+            i = stack[j]["i"]
+            member_metrics = {k: v[j] for k, v in metrics.items()}
+            result = runs[i].after_period(
+                step, lambda j=j: jax.tree.map(lambda a: a[j], state), member_metrics,
+                {k: v[j] for k, v in per_step.items()}, write_now=write_now)
+            reported[i] = member_metrics
+            if result is not None:
+                results[i] = result
+                active.remove(j)
+        if write_now:
+            last_write = time.monotonic()
+        if on_period:
+            on_period(step, reported)
+        if active and should_stop is not None and should_stop():
+            for j in active:
+                runs[stack[j]["i"]].write_latest()
+            raise KeyboardInterrupt(f"stopped at step {step}")
