@@ -22,9 +22,25 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxplay import train, workloads
 
 
+# Measured on the 2-core CPU (16 MNIST-1D MLP trials, one 150-step period): one vmap of all 16
+# took 2.95 s against 2.35 s for 16 single-trial calls (XLA:CPU's batched matmuls are slower
+# than its plain ones), and lax.map over vmapped chunks put the evaluation inside a loop, where
+# XLA:CPU is slow too. Chunks of up to 4 members, each one call of the same compiled vmap,
+# match or beat one trial at a time. Accelerators take the whole stack in one vmap.
+CPU_MEMBERS_AT_ONCE = 4
+
+
+def members_at_once(count: int) -> int:
+    """Members per vmapped call: the whole stack on accelerators; on one CPU the largest divisor
+    of `count` up to CPU_MEMBERS_AT_ONCE, so every chunk has one shape and one compilation."""
+    if jax.default_backend() != "cpu" or jax.device_count() > 1:
+        return count
+    return max(d for d in range(1, min(count, CPU_MEMBERS_AT_ONCE) + 1) if count % d == 0)
+
+
 @functools.lru_cache(maxsize=32)
 def _batched_period(graphdef, task, program):
-    # One jitted function per program; it compiles once per number of members.
+    # One jitted function per program; it compiles once per chunk size.
     fn = functools.partial(train._run_period, graphdef, task, program)
     return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, 0, None)), donate_argnums=(0,))
 
@@ -96,42 +112,50 @@ def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozen
 
 
 def _train_stack(graphdef, task, program, data, stack, runs, results, step, on_period, should_stop):
-    count = len(stack)
-    state = _shard(_stack([m["state"] for m in stack]), count)
-    hp = _shard(_stack([m["hp"] for m in stack]), count)
-    keys = _shard(_stack([m["keys"] for m in stack]), count)
-    seeds = [int(m["config"].seed) for m in stack]
+    count, size = len(stack), members_at_once(len(stack))
+    chunks = [stack[c:c + size] for c in range(0, count, size)]  # each: one call of the vmap
+    states = [_shard(_stack([m["state"] for m in chunk]), size) for chunk in chunks]
+    hps = [_shard(_stack([m["hp"] for m in chunk]), size) for chunk in chunks]
+    keys = [_shard(_stack([m["keys"] for m in chunk]), size) for chunk in chunks]
     if any(m["fresh"] for m in stack):  # a stack is all fresh or all resumed at one step
-        initial = jax.device_get(_batched_initial_eval(graphdef, task, program)(state["params"], data))
-        for j, m in enumerate(stack):
-            runs[m["i"]].start({k: v[j] for k, v in initial.items()})
+        evaluate = _batched_initial_eval(graphdef, task, program)
+        initial = jax.device_get([evaluate(state["params"], data) for state in states])
+        for chunk, metrics in zip(chunks, initial):
+            for j, m in enumerate(chunk):
+                runs[m["i"]].start({k: v[j] for k, v in metrics.items()})
     period = _batched_period(graphdef, task, program)
-    active = list(range(count))
+    active = {m["i"] for m in stack}
     write_every = min(m["config"].train.get("checkpoint_every_secs", 60.0) for m in stack)
     last_write = time.monotonic()
     while active:
-        idx = np.stack([train.batch_indices(seed, step, program.eval_every, program.batch_size, program.num_train)
-                        for seed in seeds])
-        state, metrics, per_step = period(state, hp, keys, _shard(idx, count), data)
+        outputs = []
+        for c, chunk in enumerate(chunks):  # dispatched asynchronously, fetched together below
+            idx = np.stack([train.batch_indices(int(m["config"].seed), step, program.eval_every,
+                                                program.batch_size, program.num_train) for m in chunk])
+            states[c], metrics, per_step = period(states[c], hps[c], keys[c], _shard(idx, size), data)
+            outputs.append((metrics, per_step))
         step += program.eval_every
-        metrics, per_step = jax.device_get((metrics, per_step))
+        outputs = jax.device_get(outputs)
         write_now = time.monotonic() - last_write >= write_every
         reported = {}
-        for j in list(active):
-            i = stack[j]["i"]
-            member_metrics = {k: v[j] for k, v in metrics.items()}
-            result = runs[i].after_period(
-                step, lambda j=j: jax.tree.map(lambda a: a[j], state), member_metrics,
-                {k: v[j] for k, v in per_step.items()}, write_now=write_now)
-            reported[i] = member_metrics
-            if result is not None:
-                results[i] = result
-                active.remove(j)
+        for c, (chunk, (metrics, per_step)) in enumerate(zip(chunks, outputs)):
+            for j, m in enumerate(chunk):
+                i = m["i"]
+                if i not in active:
+                    continue  # diverged earlier: it rides along, its numbers are ignored
+                result = runs[i].after_period(
+                    step, lambda c=c, j=j: jax.tree.map(lambda a: a[j], states[c]),
+                    {k: v[j] for k, v in metrics.items()}, {k: v[j] for k, v in per_step.items()},
+                    write_now=write_now)
+                reported[i] = runs[i].last_metrics
+                if result is not None:
+                    results[i] = result
+                    active.discard(i)
         if write_now:
             last_write = time.monotonic()
         if on_period:
             on_period(step, reported)
         if active and should_stop is not None and should_stop():
-            for j in active:
-                runs[stack[j]["i"]].write_latest()
+            for i in active:
+                runs[i].write_latest()
             raise KeyboardInterrupt(f"stopped at step {step}")

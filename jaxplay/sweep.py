@@ -171,7 +171,7 @@ class Progress:
         finite = {i: m for i, m in reported.items() if math.isfinite(m.get(self.objective, math.nan))}
         best = min(finite, key=lambda i: sign * finite[i][self.objective]) if finite else next(iter(reported))
         m = reported[best]
-        who = "" if self.count == 1 else f"  best trial {best} of {len(reported)}:"
+        who = "" if self.count == 1 else f"  {len(reported)} trials, best #{best}:"
         speed = f"{rate:,.0f} steps/s" if self.count == 1 else f"{rate * len(reported):,.0f} trial-steps/s"
         self.log(f"  step {step:>{len(str(steps))}}/{steps}{who}  loss {m.get('train/batch_loss', math.nan):.4f}"
                  f"  {self.objective} {m.get(self.objective, math.nan):.4f}  {speed}{note}"

@@ -147,3 +147,21 @@ def test_batched_study_records_executor_and_resumes_a_half_finished_group(tmp_pa
 def test_auto_executor_is_sequential_on_cpu(tmp_path):
     record = sweep.run_study(float_only_study(num_trials=1), tmp_path, log=lambda s: None)
     assert record["executor"] == "sequential" and "auto" in record["executor_reason"]
+
+
+def test_chunked_members_equal_sequential(tmp_path, monkeypatch):
+    # On one CPU the stack runs as several calls of one vmapped program: 4 members in chunks of 2.
+    monkeypatch.setattr(batched, "CPU_MEMBERS_AT_ONCE", 2)
+    assert batched.members_at_once(4) == 2 and batched.members_at_once(5) == 1
+    base = _base("adam", **{"model.width": 13})
+    trials = [{"optimizer.learning_rate": lr} for lr in (1e-3, 4e-3, 1e-2, 2e-3)]
+    searched = frozenset({"optimizer.learning_rate", "model.dropout"})
+    configs = [config_lib.apply(base, p) for p in trials]
+    curves, on_eval = _curves(None)
+    before = train.TRACES["train_period"]
+    together = batched.train_group(configs, [tmp_path / f"b{i}" for i in range(4)], searched=searched, on_eval=on_eval)
+    assert train.TRACES["train_period"] - before == 1
+    for i, c in enumerate(configs):
+        solo_curves, solo_eval = _curves(None)
+        solo = train.train_and_evaluate(c, tmp_path / f"solo{i}", searched=searched, on_eval=solo_eval)
+        _assert_same_trial(together[i], curves[i], solo, solo_curves[0])

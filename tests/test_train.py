@@ -138,7 +138,9 @@ def test_padded_examples_have_zero_weight():
     x = np.arange(10, dtype=np.float32).reshape(5, 2)
     y = np.arange(5, dtype=np.int32)
     px, py, w = train._padded(x, y, 4)
-    assert px.shape == (8, 2) and w.tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+    assert px.shape == (2, 4, 2) and w.ravel().tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+    px, py, w = train._padded(x, y, 4096)  # a small split is one batch of its own (rounded) size
+    assert px.shape == (1, 8, 2) and w.sum() == 5
 
 
 def test_bad_training_fields(tmp_path):
@@ -150,3 +152,12 @@ def test_bad_training_fields(tmp_path):
         train.check(tiny_config(**{"train.eval_batch_size": 8}))
     with pytest.raises(ConfigError, match="model: field"):
         train.train_and_evaluate(tiny_config(**{"model.widht": 8}), tmp_path)
+
+
+def test_eval_in_several_batches_equals_one_batch(tmp_path):
+    c = tiny_config(**{"train.steps": 50, "train.eval_every": 50})
+    train.train_and_evaluate(c, tmp_path)
+    one_batch = train.evaluate_checkpoint(c, tmp_path)
+    c.train.eval_batch_size = 64  # 500 validation examples: 8 batches, the last one padded
+    several = train.evaluate_checkpoint(c, tmp_path)
+    assert several == pytest.approx(one_batch, rel=1e-5)
