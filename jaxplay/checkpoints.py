@@ -76,9 +76,13 @@ class TrialCheckpoints:
     def flush(self, meta: dict, latest: tuple | None = None) -> None:
         """Writes the pending best states, and `latest` = (step, get_state, objective) for resume."""
         meta = dict(meta, top=[list(t) for t in self.top])
-        for step in sorted(self._pending):
-            self.save(step, self._pending[step][0], self._pending[step][1], meta)
+        newest = max(self._pending) if self._pending else None
         if latest is not None and latest[0] not in self._pending and latest[0] != self._last_saved:
+            newest = latest[0]
+        for step in sorted(self._pending):
+            # Only the newest checkpoint is a resume point: older best ones keep just the params.
+            self.save(step, self._pending[step][0], self._pending[step][1], meta, full=step == newest)
+        if newest is not None and newest not in self._pending:
             step, get_state, objective = latest
             self.save(step, get_state(), objective, meta)
         self._pending.clear()
@@ -88,14 +92,13 @@ class TrialCheckpoints:
         """Resumes the best-N bookkeeping from a restored checkpoint's meta."""
         self.top = [tuple(t) for t in meta.get("top", [])]
 
-    def save(self, step: int, state, objective: float, meta: dict) -> None:
-        """Saves `state` (async) with its objective and a JSON `meta` record."""
+    def save(self, step: int, state, objective: float, meta: dict, *, full: bool = True) -> None:
+        """Saves `state` (or, `full=False`, only its params: a third of the arrays of an Adam
+        state, and each array costs orbax time) with its objective and a JSON `meta` record."""
         self._last_saved = step
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-            metrics={"objective": float(objective)},  # orbax needs Python floats here
-        )
+        item = {"state": ocp.args.StandardSave(state)} if full else {"params": ocp.args.StandardSave(state["params"])}
+        self.manager.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **item),
+                          metrics={"objective": float(objective)})  # orbax needs Python floats here
 
     def restore(self, step: int, abstract_state):
         """Returns (state, meta) saved at `step`; `abstract_state` comes from jax.eval_shape."""
@@ -103,6 +106,15 @@ class TrialCheckpoints:
         out = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         return out["state"], out["meta"]
+
+    def restore_params(self, step: int, abstract_state):
+        """The params saved at `step`, from a full or a params-only checkpoint."""
+        self.manager.wait_until_finished()
+        if (self.directory / str(step) / "params").exists():
+            args = ocp.args.Composite(params=ocp.args.StandardRestore(abstract_state["params"]))
+            return self.manager.restore(step, args=args)["params"]
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+        return self.manager.restore(step, args=args)["state"]["params"]
 
     def close(self) -> None:
         """Waits for pending writes and releases the manager."""

@@ -426,10 +426,10 @@ def evaluate_checkpoint(config, trial_dir: str | pathlib.Path, step: int | None 
         step = ckpt.best_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {trial_dir}")
-        state, _ = ckpt.restore(step, jax.eval_shape(lambda: state))
+        params = ckpt.restore_params(step, jax.eval_shape(lambda: state))
     finally:
         ckpt.close()
-    metrics = _evaluate(graphdef, workload.task, state["params"], data[split])
+    metrics = _evaluate(graphdef, workload.task, params, data[split])
     return {f"{split}/{k}": float(v) for k, v in metrics.items()}
 
 

@@ -95,13 +95,16 @@ def test_best_checkpoints_kept_and_best_restores_to_recorded_value(tmp_path):
 def test_checkpoint_writes_are_deferred_to_the_best_n(tmp_path, monkeypatch):
     saved = []
     original = TrialCheckpoints.save
-    monkeypatch.setattr(TrialCheckpoints, "save", lambda self, step, *a: (saved.append(step), original(self, step, *a)))
+    monkeypatch.setattr(TrialCheckpoints, "save",
+                        lambda self, step, *a, **k: (saved.append((step, k.get("full", True))), original(self, step, *a, **k)))
     c = tiny_config(**{"train.steps": 300, "train.eval_every": 50, "train.keep_best": 2})
     curve = {}
     result = train.train_and_evaluate(c, tmp_path, on_eval=lambda s, m: curve.__setitem__(s, m["val/error"]))
-    # Six evaluations, but only the final best 2 and the latest are written.
-    assert len(saved) <= 3 and 300 in saved and result.best_step in saved
-    assert saved == sorted(saved)
+    # Six evaluations, but only the final best 2 and the latest are written; only the latest
+    # (the resume point) holds the whole state, the others just the params.
+    steps = [s for s, _ in saved]
+    assert len(saved) <= 3 and 300 in steps and result.best_step in steps
+    assert steps == sorted(steps) and [full for s, full in saved] == [s == 300 for s in steps]
 
 
 def test_interrupted_trial_resumes_to_the_same_result(tmp_path):
