@@ -132,8 +132,8 @@ class Progress:
     """Prints each trial's hyperparameters, then one line per evaluation period with the step,
     loss, objective, speed and ETAs (for a batch: the best member), then each trial's outcome."""
 
-    def __init__(self, num_trials: int, objective: str, mode: str, log: Callable[[str], None]):
-        self.num_trials, self.objective, self.mode, self.log = num_trials, objective, mode, log
+    def __init__(self, objective: str, mode: str, log: Callable[[str], None]):
+        self.objective, self.mode, self.log = objective, mode, log
         self.unit_times: list[tuple[float, int]] = []  # (seconds, trials) of finished work units
 
     def start(self, indices: list[int], params: list[dict], remaining: int):
@@ -237,7 +237,7 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
         log(f"study {study.name!r}: {len(study_plan.params)} trials ({done} already finished), "
             f"objective {study.objective} ({study.mode}), executor {executor} ({executor_reason}), "
             f"store {store.url}")
-        progress = Progress(len(study_plan.params), study.objective, study.mode, log)
+        progress = Progress(study.objective, study.mode, log)
         pending = [t["index"] for t in todo]
         if max_trials_this_run is not None:
             pending = pending[:max_trials_this_run]

@@ -108,9 +108,13 @@ def make_program(config, workload: workloads.Workload, searched: frozenset = fro
 def program_key(config, workload: workloads.Workload, searched: frozenset = frozenset()) -> tuple:
     """Everything that changes the compiled program. Trials with equal keys share one compilation
     and can be batched: they differ only in float hyperparameters (and seeds)."""
-    model = {k: v for k, v in config.model.items() if k != "dropout"}
-    return (make_program(config, workload, searched), json.dumps(model, sort_keys=True),
+    return (make_program(config, workload, searched), _model_key(config),
             json.dumps(config.data.to_dict(), sort_keys=True))
+
+
+def _model_key(config) -> str:
+    # Dropout's rate is traced, not part of the model's shape.
+    return json.dumps({k: v for k, v in config.model.items() if k != "dropout"}, sort_keys=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,8 +247,7 @@ def _initializer(config, workload, program):
     Building an NNX model eagerly dispatches one small op per initializer: ~0.2 s per trial on
     the 2-core CPU, as long as an MNIST-1D trial's training. Jitted, a trial's init is one call.
     """
-    model = {k: v for k, v in config.model.items() if k != "dropout"}
-    key = (program, json.dumps(model, sort_keys=True), workload.dataset.name, workload.dataset.input_shape)
+    key = (program, _model_key(config), workload.dataset.name, workload.dataset.input_shape)
     if key not in _INITIALIZERS:
         abstract = nnx.eval_shape(lambda: workload.build_model(nnx.Rngs(params=0)))
         graphdef = nnx.split(abstract, nnx.Param)[0]
