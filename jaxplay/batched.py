@@ -24,18 +24,20 @@ from jaxplay import train, workloads
 
 # Measured on the 2-core CPU (16 MNIST-1D MLP trials, one 150-step period): one vmap of all 16
 # took 2.95 s against 2.35 s for 16 single-trial calls (XLA:CPU's batched matmuls are slower
-# than its plain ones), and lax.map over vmapped chunks put the evaluation inside a loop, where
-# XLA:CPU is slow too. Chunks of up to 4 members, each one call of the same compiled vmap,
-# match or beat one trial at a time. Accelerators take the whole stack in one vmap.
-CPU_MEMBERS_AT_ONCE = 4
+# than its plain ones). Batches of up to 4 match one trial at a time. Running the batches one
+# after another (not interleaved period by period) also keeps each batch short enough that its
+# checkpoints are written once, at its end, as a sequential trial's are: interleaving 64
+# members made the periodic all-member writes cost more than batching saved.
+CPU_BATCH_TRIALS = 4
 
 
-def members_at_once(count: int) -> int:
-    """Members per vmapped call: the whole stack on accelerators; on one CPU the largest divisor
-    of `count` up to CPU_MEMBERS_AT_ONCE, so every chunk has one shape and one compilation."""
+def default_batch_trials(count: int) -> int:
+    """How many of a group's `count` trials to stack when --batch_trials is not given: all of them
+    on accelerators; on one CPU the largest divisor of `count` up to CPU_BATCH_TRIALS, so every
+    batch has one shape and the group compiles once."""
     if jax.default_backend() != "cpu" or jax.device_count() > 1:
         return count
-    return max(d for d in range(1, min(count, CPU_MEMBERS_AT_ONCE) + 1) if count % d == 0)
+    return max(d for d in range(1, min(count, CPU_BATCH_TRIALS) + 1) if count % d == 0)
 
 
 @functools.lru_cache(maxsize=32)
@@ -60,7 +62,9 @@ def _shard(tree, count: int):
     n = jax.device_count()
     if n == 1 or count % n:
         return jax.device_put(tree)
-    mesh = jax.make_mesh((n,), ("trials",))
+    # Auto axes: XLA propagates the trial sharding through the period (jax's default Explicit
+    # axes make the per-member data gather an error that asks for hand-written out_shardings).
+    mesh = jax.make_mesh((n,), ("trials",), axis_types=(jax.sharding.AxisType.Auto,))
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("trials")))
 
 
@@ -112,45 +116,38 @@ def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozen
 
 
 def _train_stack(graphdef, task, program, data, stack, runs, results, step, on_period, should_stop):
-    count, size = len(stack), members_at_once(len(stack))
-    chunks = [stack[c:c + size] for c in range(0, count, size)]  # each: one call of the vmap
-    states = [_shard(_stack([m["state"] for m in chunk]), size) for chunk in chunks]
-    hps = [_shard(_stack([m["hp"] for m in chunk]), size) for chunk in chunks]
-    keys = [_shard(_stack([m["keys"] for m in chunk]), size) for chunk in chunks]
+    count = len(stack)
+    state = _shard(_stack([m["state"] for m in stack]), count)
+    hp = _shard(_stack([m["hp"] for m in stack]), count)
+    keys = _shard(_stack([m["keys"] for m in stack]), count)
     if any(m["fresh"] for m in stack):  # a stack is all fresh or all resumed at one step
-        evaluate = _batched_initial_eval(graphdef, task, program)
-        initial = jax.device_get([evaluate(state["params"], data) for state in states])
-        for chunk, metrics in zip(chunks, initial):
-            for j, m in enumerate(chunk):
-                runs[m["i"]].start({k: v[j] for k, v in metrics.items()})
+        initial = jax.device_get(_batched_initial_eval(graphdef, task, program)(state["params"], data))
+        for j, m in enumerate(stack):
+            runs[m["i"]].start({k: v[j] for k, v in initial.items()})
     period = _batched_period(graphdef, task, program)
     active = {m["i"] for m in stack}
     write_every = min(m["config"].train.get("checkpoint_every_secs", 60.0) for m in stack)
     last_write = time.monotonic()
     while active:
-        outputs = []
-        for c, chunk in enumerate(chunks):  # dispatched asynchronously, fetched together below
-            idx = np.stack([train.batch_indices(int(m["config"].seed), step, program.eval_every,
-                                                program.batch_size, program.num_train) for m in chunk])
-            states[c], metrics, per_step = period(states[c], hps[c], keys[c], _shard(idx, size), data)
-            outputs.append((metrics, per_step))
+        idx = np.stack([train.batch_indices(int(m["config"].seed), step, program.eval_every,
+                                            program.batch_size, program.num_train) for m in stack])
+        state, metrics, per_step = period(state, hp, keys, _shard(idx, count), data)
         step += program.eval_every
-        outputs = jax.device_get(outputs)
+        metrics, per_step = jax.device_get((metrics, per_step))
         write_now = time.monotonic() - last_write >= write_every
         reported = {}
-        for c, (chunk, (metrics, per_step)) in enumerate(zip(chunks, outputs)):
-            for j, m in enumerate(chunk):
-                i = m["i"]
-                if i not in active:
-                    continue  # diverged earlier: it rides along, its numbers are ignored
-                result = runs[i].after_period(
-                    step, lambda c=c, j=j: jax.tree.map(lambda a: a[j], states[c]),
-                    {k: v[j] for k, v in metrics.items()}, {k: v[j] for k, v in per_step.items()},
-                    write_now=write_now)
-                reported[i] = runs[i].last_metrics
-                if result is not None:
-                    results[i] = result
-                    active.discard(i)
+        for j, m in enumerate(stack):
+            i = m["i"]
+            if i not in active:
+                continue  # diverged earlier: it rides along, its numbers are ignored
+            result = runs[i].after_period(
+                step, lambda j=j, state=state: jax.tree.map(lambda a: a[j], state),
+                {k: v[j] for k, v in metrics.items()}, {k: v[j] for k, v in per_step.items()},
+                write_now=write_now)
+            reported[i] = runs[i].last_metrics
+            if result is not None:
+                results[i] = result
+                active.discard(i)
         if write_now:
             last_write = time.monotonic()
         if on_period:

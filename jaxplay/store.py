@@ -285,6 +285,17 @@ class Store:
         with self.session.begin() as s:
             s.execute(sa.delete(Metric).where(Metric.trial_id == trial_id, Metric.step > step))
 
+    def study_curves(self, study_id: int) -> dict[int, dict[str, list[tuple[int, float | None]]]]:
+        """Every trial's metrics in one query: {trial index: {name: [(step, value), ...]}}."""
+        with self.session() as s:
+            rows = s.execute(sa.select(Trial.index, Metric.name, Metric.step, Metric.value)
+                             .join(Metric, Metric.trial_id == Trial.id).where(Trial.study_id == study_id)
+                             .order_by(Trial.index, Metric.step)).all()
+        out: dict[int, dict] = {}
+        for index, name, step, value in rows:
+            out.setdefault(index, {}).setdefault(name, []).append((step, value))
+        return out
+
     def curves(self, study_id: int, index: int) -> dict[str, list[tuple[int, float | None]]]:
         """A trial's metrics as {name: [(step, value), ...]} sorted by step."""
         with self.session() as s:

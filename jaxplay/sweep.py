@@ -92,7 +92,7 @@ def work_units(study_plan: Plan, pending: list[int], executor: str, batch_trials
         groups.setdefault(study_plan.keys[i], []).append(i)
     units = []
     for indices in groups.values():
-        size = batch_trials or len(indices)
+        size = batch_trials or batched.default_batch_trials(len(indices))
         units.extend(indices[k:k + size] for k in range(0, len(indices), size))
     return sorted(units)
 
@@ -205,7 +205,8 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     """Runs (or continues) the study that `config` declares; returns the study record.
 
     `executor`: 'sequential' trains one trial at a time, 'batched' stacks the trials that share a
-    compiled program (at most `batch_trials` at once), 'auto' batches on accelerators only.
+    compiled program (at most `batch_trials` at once; default batched.default_batch_trials),
+    'auto' batches on accelerators only.
     `max_trials_this_run` stops after that many trials (the rest stay pending for a later run).
     """
     if batch_trials is not None and batch_trials < 1:
@@ -376,7 +377,8 @@ def main(argv=None) -> int:
                       "sequential: one trial at a time; batched: trials that share a compiled program run "
                       "stacked in one vmapped program; auto: batched on accelerators, sequential on CPU.",
                       flag_values=fl)
-    flags.DEFINE_integer("batch_trials", None, "At most this many trials in one batch (default: a whole group).",
+    flags.DEFINE_integer("batch_trials", None, "At most this many trials in one batch (default: a whole "
+                         f"group on accelerators, up to {batched.CPU_BATCH_TRIALS} on a CPU).",
                          flag_values=fl)
     try:
         fl(argv)

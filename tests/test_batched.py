@@ -1,6 +1,9 @@
 """Batched trials: one compiled program per group, the same numbers as one at a time."""
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -114,7 +117,7 @@ def test_work_units_group_by_program_and_split_by_batch_trials():
     c.search.model.width = spaces.discrete([16, 32], role="scientific")
     study_plan = sweep.plan(c)
     widths = [p["model.width"] for p in study_plan.params]
-    units = sweep.work_units(study_plan, list(range(6)), "batched", None)
+    units = sweep.work_units(study_plan, list(range(6)), "batched", 6)
     assert sorted(i for u in units for i in u) == list(range(6))
     for unit in units:
         assert len({widths[i] for i in unit}) == 1
@@ -149,19 +152,48 @@ def test_auto_executor_is_sequential_on_cpu(tmp_path):
     assert record["executor"] == "sequential" and "auto" in record["executor_reason"]
 
 
-def test_chunked_members_equal_sequential(tmp_path, monkeypatch):
-    # On one CPU the stack runs as several calls of one vmapped program: 4 members in chunks of 2.
-    monkeypatch.setattr(batched, "CPU_MEMBERS_AT_ONCE", 2)
-    assert batched.members_at_once(4) == 2 and batched.members_at_once(5) == 1
-    base = _base("adam", **{"model.width": 13})
-    trials = [{"optimizer.learning_rate": lr} for lr in (1e-3, 4e-3, 1e-2, 2e-3)]
-    searched = frozenset({"optimizer.learning_rate", "model.dropout"})
-    configs = [config_lib.apply(base, p) for p in trials]
-    curves, on_eval = _curves(None)
-    before = train.TRACES["train_period"]
-    together = batched.train_group(configs, [tmp_path / f"b{i}" for i in range(4)], searched=searched, on_eval=on_eval)
-    assert train.TRACES["train_period"] - before == 1
-    for i, c in enumerate(configs):
-        solo_curves, solo_eval = _curves(None)
-        solo = train.train_and_evaluate(c, tmp_path / f"solo{i}", searched=searched, on_eval=solo_eval)
-        _assert_same_trial(together[i], curves[i], solo, solo_curves[0])
+def test_cpu_batches_default_to_small_equal_chunks_of_a_group(monkeypatch):
+    # On one CPU a vmap of many trials is slower than a few (see batched.CPU_BATCH_TRIALS); equal
+    # chunk sizes keep one compilation per group.
+    assert batched.default_batch_trials(16) == 4 and batched.default_batch_trials(6) == 3
+    assert batched.default_batch_trials(5) == 1 and batched.default_batch_trials(2) == 2
+    c = float_only_study(num_trials=6)
+    study_plan = sweep.plan(c)
+    assert sweep.work_units(study_plan, list(range(6)), "batched", None) == [[0, 1, 2], [3, 4, 5]]
+    monkeypatch.setattr(batched, "CPU_BATCH_TRIALS", 2)
+    assert sweep.work_units(study_plan, list(range(6)), "batched", None) == [[0, 1], [2, 3], [4, 5]]
+
+
+_SHARDED_STUDY = """
+import json, sys
+import jax
+from factories import float_only_study
+from jaxplay import batched, sweep
+
+spread = []
+shard = batched._shard
+def recording_shard(tree, count):
+    out = shard(tree, count)
+    spread.extend(len(leaf.sharding.device_set) for leaf in jax.tree.leaves(out))
+    return out
+batched._shard = recording_shard
+record = sweep.run_study(float_only_study(num_trials=4), sys.argv[1], executor="batched", log=lambda s: None)
+print(json.dumps({"devices": jax.device_count(), "spread": sorted(set(spread)),
+                  "trials": [[t["status"], t["best_step"], t["best_value"]] for t in record["trials"]]}))
+"""
+
+
+def test_trial_axis_sharded_over_four_cpu_devices_equals_one_device(tmp_path):
+    # XLA must see the forced device count before jax starts, hence a fresh process.
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _SHARDED_STUDY, str(tmp_path / "sharded")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sharded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert sharded["devices"] == 4 and sharded["spread"] == [4]  # every stacked array spans 4 devices
+    single = sweep.run_study(float_only_study(num_trials=4), tmp_path / "single", executor="sequential",
+                             log=lambda s: None)
+    for (status, best_step, best_value), t in zip(sharded["trials"], single["trials"]):
+        assert status == t["status"] == "completed" and best_step == t["best_step"]
+        assert best_value == pytest.approx(t["best_value"], abs=0.005)  # one borderline example may flip

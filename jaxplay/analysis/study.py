@@ -1,0 +1,128 @@
+"""A study as the analysis sees it: the store's record plus every trial's curves, read once.
+
+Everything in `jaxplay.analysis` works from this, so a report can be made of a finished study, of
+one still running, or of one written by other hosts: all it needs is the store.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+
+import ml_collections
+import numpy as np
+
+from jaxplay import config as config_lib, spaces, store as store_lib
+
+
+@dataclasses.dataclass
+class TrialData:
+    """One trial: its hyperparameters, outcome and curves ({metric: (steps, values)}, NaN = missing)."""
+
+    index: int
+    status: str
+    params: dict
+    best_value: float | None = None
+    best_step: int | None = None
+    steps_run: int | None = None
+    error: str | None = None
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def feasible(self) -> bool:
+        """Completed with a finite objective (the playbook's feasible trial)."""
+        return self.status == "completed" and self.best_value is not None and math.isfinite(self.best_value)
+
+    def curve(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of a metric; empty arrays when the trial never logged it."""
+        return self.curves.get(name, (np.zeros(0, int), np.zeros(0)))
+
+
+@dataclasses.dataclass
+class StudyData:
+    """A study's record (`Store.record`), its search space, fixed hyperparameters and trials."""
+
+    record: dict
+    space: spaces.SearchSpace
+    fixed: dict
+    trials: list[TrialData]
+
+    @property
+    def name(self) -> str:
+        return self.record["name"]
+
+    @property
+    def objective(self) -> str:
+        return self.record["objective"]
+
+    @property
+    def mode(self) -> str:
+        return self.record["mode"]
+
+    @property
+    def train_steps(self) -> int | None:
+        """The configured trial length (`train.steps`)."""
+        return (self.record.get("config") or {}).get("train", {}).get("steps")
+
+    @property
+    def feasible(self) -> list[TrialData]:
+        """Feasible trials, best first."""
+        sign = 1 if self.mode == "min" else -1
+        return sorted((t for t in self.trials if t.feasible), key=lambda t: (sign * t.best_value, t.index))
+
+    @property
+    def infeasible(self) -> list[TrialData]:
+        """Trials that diverged or failed to run (the playbook counts both as infeasible)."""
+        return [t for t in self.trials if t.status in ("infeasible", "failed")]
+
+    @property
+    def finished(self) -> list[TrialData]:
+        """Trials with an outcome (not pending or running)."""
+        return [t for t in self.trials if t.status in ("completed", "infeasible", "failed")]
+
+    def better(self, a: float, b: float) -> bool:
+        """True when objective value a beats b."""
+        return a < b if self.mode == "min" else a > b
+
+    @classmethod
+    def from_record(cls, record: dict, curves: dict[int, dict[str, list]] | None = None) -> "StudyData":
+        """Builds a StudyData from a `Store.record` dict and `Store.study_curves` (tests construct both)."""
+        config = ml_collections.ConfigDict(record.get("config") or {})
+        space = spaces.parse(config.get("search"))
+        fixed = config_lib.fixed_hyperparameters(config, space) if record.get("config") else {}
+        curves = curves or {}
+        trials = []
+        for t in record["trials"]:
+            arrays = {}
+            for name, points in curves.get(t["index"], {}).items():
+                steps = np.array([s for s, _ in points], dtype=int)
+                values = np.array([math.nan if v is None else v for _, v in points], dtype=float)
+                arrays[name] = (steps, values)
+            trials.append(TrialData(index=t["index"], status=t["status"], params=dict(t["params"]),
+                                    best_value=t.get("best_value"), best_step=t.get("best_step"),
+                                    steps_run=t.get("steps_run"), error=t.get("error"), curves=arrays))
+        return cls(record=record, space=space, fixed=fixed, trials=trials)
+
+
+def store_url(workdir: str | pathlib.Path | None = None, store: str | None = None) -> str:
+    """The store URL for `--store URL` or `--workdir DIR` (its SQLite file, which must exist)."""
+    if store:
+        return store
+    if workdir is None:
+        raise ValueError("pass workdir= (the sweep's --workdir) or store= (a SQLAlchemy URL)")
+    path = pathlib.Path(workdir).absolute() / store_lib.DB_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"no study store in {workdir} (looked for {store_lib.DB_NAME}); "
+                                "run `python -m jaxplay.sweep --workdir` there first")
+    return store_lib.default_url(workdir)
+
+
+def load(workdir: str | pathlib.Path | None = None, *, store: str | None = None,
+         study: str | None = None) -> StudyData:
+    """Reads a study (the only one in the store unless `study` names it) and all its curves."""
+    db = store_lib.Store(store_url(workdir, store))
+    try:
+        study_id = db.study_id(study)
+        return StudyData.from_record(db.record(study_id), db.study_curves(study_id))
+    finally:
+        db.close()
