@@ -1,4 +1,10 @@
-"""Read the study record: `python -m jaxplay.studies show|list --workdir DIR [--json]`."""
+"""Read studies: `python -m jaxplay.studies list|show|report|compare|export --workdir DIR`.
+
+  show     the tracking fields and a table of trials, best first (`--json`: the whole record)
+  report   the self-contained HTML report: plots, diagnostics, trials; prints its path
+  compare  two studies side by side (`--study A --other B`, or `--other_workdir` for another store)
+  export   every trial as CSV or JSON (`--format`, `--output`)
+"""
 from __future__ import annotations
 
 import argparse
@@ -59,41 +65,81 @@ def format_record(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _add_store_args(p: argparse.ArgumentParser, study_help: str = "study name (needed when the store holds several)"):
+    p.add_argument("--workdir", help="the sweep's --workdir (its SQLite store)")
+    p.add_argument("--store", help="SQLAlchemy URL of the store instead of --workdir")
+    p.add_argument("--study", help=study_help)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m jaxplay.studies", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list the studies in a store")
+    p.add_argument("--workdir", help="the sweep's --workdir (its SQLite store)")
+    p.add_argument("--store", help="SQLAlchemy URL of the store instead of --workdir")
+    p = sub.add_parser("show", help="print one study and its trials")
+    _add_store_args(p)
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p = sub.add_parser("report", help="write the study's HTML report (plots, diagnostics) and print its path")
+    _add_store_args(p)
+    p.add_argument("--output", help="file or directory for the report (default: the workdir)")
+    p = sub.add_parser("compare", help="two studies side by side, e.g. round 1 against round 2")
+    _add_store_args(p, "the first study (needed when the store holds several)")
+    p.add_argument("--other", required=True, help="name of the second study")
+    p.add_argument("--other_workdir", help="the second study's workdir, if not the same store")
+    p.add_argument("--other_store", help="the second study's store URL, if not the same store")
+    p = sub.add_parser("export", help="the trials as CSV or JSON")
+    _add_store_args(p)
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--output", help="write to this file instead of standard output")
+    return parser
+
+
 def main(argv=None) -> int:
     """Entry point of `python -m jaxplay.studies`."""
-    parser = argparse.ArgumentParser(prog="python -m jaxplay.studies", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("show", "print one study and its trials"), ("list", "list the studies")):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--workdir", help="the sweep's --workdir (its SQLite store)")
-        p.add_argument("--store", help="SQLAlchemy URL of the store instead of --workdir")
-        if name == "show":
-            p.add_argument("--study", help="study name (needed when the store holds several)")
-            p.add_argument("--json", action="store_true", help="print the record as JSON")
+    from jaxplay import analysis
+    from jaxplay.analysis.study import store_url
+
+    parser = _parser()
     args = parser.parse_args(argv)
     if not args.store and not args.workdir:
         parser.error("pass --workdir DIR or --store URL")
-    url = args.store or store_lib.default_url(args.workdir)
-    if url.startswith("sqlite:///") and not args.store:
-        from pathlib import Path
-        if not Path(url[len("sqlite:///"):]).exists():
-            print(f"error: no study store in {args.workdir} (looked for {store_lib.DB_NAME}); "
-                  "run `python -m jaxplay.sweep --workdir` there first", file=sys.stderr)
-            return 2
-    store = store_lib.Store(url)
     try:
+        url = store_url(args.workdir, args.store)
         if args.command == "list":
-            for name in store.study_names():
-                r = store.record(store.study_id(name))
-                print(f"{name}  {r['num_trials']} trials  best {r['objective']} {_value(r['best_value'])}  {r['notes']}")
+            store = store_lib.Store(url)
+            try:
+                for name in store.study_names():
+                    r = store.record(store.study_id(name))
+                    print(f"{name}  {r['num_trials']} trials  best {r['objective']} {_value(r['best_value'])}  "
+                          f"{r['notes']}")
+            finally:
+                store.close()
             return 0
-        record = store.record(store.study_id(args.study))
-    except store_lib.StoreError as e:
+        study = analysis.load(store=url, study=args.study)
+        if args.command == "show":
+            print(json.dumps(study.record, indent=2, default=str) if args.json else format_record(study.record))
+        elif args.command == "report":
+            output = args.output or args.workdir or "."
+            from jaxplay.analysis import html_report as report_lib
+
+            print(report_lib.write_report(study, output))
+        elif args.command == "compare":
+            other_url = (store_url(args.other_workdir, args.other_store)
+                         if args.other_workdir or args.other_store else url)
+            print(analysis.compare(study, analysis.load(store=other_url, study=args.other)))
+        elif args.command == "export":
+            text = analysis.export(study, args.format)
+            if args.output:
+                with open(args.output, "w", newline="") as f:
+                    f.write(text)
+                print(args.output)
+            else:
+                sys.stdout.write(text)
+    except (store_lib.StoreError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    finally:
-        store.close()
-    print(json.dumps(record, indent=2, default=str) if args.json else format_record(record))
     return 0
 
 

@@ -201,13 +201,14 @@ def _duration(seconds: float) -> str:
 def run_study(config, workdir, *, store_url: str | None = None, config_path: str = "",
               command: str = "", worker: str | None = None, log: Callable[[str], None] = print,
               max_trials_this_run: int | None = None, executor: str = "auto",
-              batch_trials: int | None = None) -> dict:
+              batch_trials: int | None = None, report: bool = True) -> dict:
     """Runs (or continues) the study that `config` declares; returns the study record.
 
     `executor`: 'sequential' trains one trial at a time, 'batched' stacks the trials that share a
     compiled program (at most `batch_trials` at once; default batched.default_batch_trials),
     'auto' batches on accelerators only.
     `max_trials_this_run` stops after that many trials (the rest stay pending for a later run).
+    `report` prints the playbook's diagnostics and writes the HTML report into the workdir at the end.
     """
     if batch_trials is not None and batch_trials < 1:
         raise ConfigError(f"--batch_trials: must be >= 1 (got {batch_trials})")
@@ -260,7 +261,27 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     from jaxplay import studies  # the summary table is the `studies show` view
 
     log(studies.format_record(record))
+    if report:
+        _write_report(store_url or store_lib.default_url(workdir), study.name, workdir, log)
     return record
+
+
+def _write_report(url: str, name: str, workdir: pathlib.Path, log: Callable[[str], None]) -> None:
+    """Prints the playbook's findings and writes the HTML report; a plotting problem is reported,
+    never allowed to fail a study whose trials are already safe in the store."""
+    from jaxplay import analysis
+    from jaxplay.analysis import html_report as report_lib
+
+    try:
+        data = analysis.load(store=url, study=name)
+        findings = analysis.diagnose(data)
+        log("\nplaybook diagnostics: " + ("no problems found" if not findings else ""))
+        for f in findings:
+            log(f"  [{f.severity}] {f.title}\n      -> {f.action}")
+        log(f"report: {report_lib.write_report(data, workdir, findings=findings)}")
+    except Exception as e:  # noqa: BLE001
+        log(f"could not write the report ({type(e).__name__}: {e}); "
+            f"retry with `python -m jaxplay.studies report --workdir {workdir}`")
 
 
 class _GracefulInterrupt:
@@ -371,6 +392,8 @@ def main(argv=None) -> int:
     flags.DEFINE_string("workdir", None, "Directory for the study's database and checkpoints.", flag_values=fl)
     flags.DEFINE_string("store", None, "SQLAlchemy URL of the study store (default: SQLite file in --workdir).",
                         flag_values=fl)
+    flags.DEFINE_bool("report", True, "At the end, print the playbook's diagnostics and write the HTML report.",
+                      flag_values=fl)
     flags.DEFINE_integer("max_trials", None, "Stop after this many trials in this run (rerun to continue).",
                          flag_values=fl)
     flags.DEFINE_enum("executor", "auto", list(EXECUTORS),
@@ -398,7 +421,8 @@ def main(argv=None) -> int:
     try:
         record = run_study(fl.config, fl.workdir, store_url=fl.store, command=command,
                   config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),
-                  max_trials_this_run=fl.max_trials, executor=fl.executor, batch_trials=fl.batch_trials)
+                  max_trials_this_run=fl.max_trials, executor=fl.executor, batch_trials=fl.batch_trials,
+                  report=fl.report)
     except (ConfigError, store_lib.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

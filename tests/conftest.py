@@ -1,5 +1,6 @@
 """Shared fixtures: the databases a store test runs against."""
 import os
+import shutil
 
 import pytest
 import sqlalchemy as sa
@@ -36,3 +37,14 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return store_lib.default_url(tmp_path)
     return fresh_postgres_url()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a headless Chromium for checking HTML pages; skips without one, except under CI=true."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        if os.environ.get("CI") == "true":
+            pytest.fail("headless Chromium is not installed; .ci/run installs it (apt-get install chromium)")
+        pytest.skip("headless Chromium not installed (apt-get install chromium)")
+    return path

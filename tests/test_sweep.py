@@ -200,6 +200,9 @@ def test_cli_runs_a_study_and_shows_it_as_json(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "trial 0 (2 left in this run)" in run.stdout and "step 100/100" in run.stdout
     assert "reproduce  cd " in run.stdout
+    assert "playbook diagnostics:" in run.stdout  # the sweep ends with the findings and the report
+    report = workdir / "report-mnist1d-mlp-smoke.html"
+    assert f"report: {report}" in run.stdout and "mnist1d-mlp-smoke" in report.read_text()
     show = _cli("jaxplay.studies", "show", f"--workdir={workdir}", "--json", cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     record = json.loads(show.stdout)

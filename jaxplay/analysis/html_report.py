@@ -1,0 +1,238 @@
+"""A study's report: one self-contained HTML page (tracking fields, diagnostics, trials, plots and
+the fixed hyperparameters that bound its conclusions).
+
+The page has no external resources and no JavaScript: plots are embedded PNG data URIs and the CSS
+is inline, so it can be mailed, attached to an issue or opened from a file share. Every string
+that came from a user (study name, notes, hyperparameter names and values, error messages, paths,
+commands) is HTML-escaped; a Content-Security-Policy forbidding scripts backs that up.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import math
+import pathlib
+import re
+
+from jaxplay.analysis import plots
+from jaxplay.analysis.study import StudyData, TrialData
+
+# Only data: images and the inline style sheet may load; scripts never run, even if some
+# unescaped markup slipped in.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+STATUSES = ("completed", "infeasible", "failed", "running", "pending")
+SEVERITIES = ("warning", "info")
+
+STYLE = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0 auto;
+       max-width: 1100px; padding: 0 20px 40px; }
+h1 { margin: 24px 0 4px; font-size: 26px; } h2 { margin-top: 32px; border-bottom: 1px solid #ddd; }
+h3 { margin-top: 20px; }
+nav a { margin-right: 14px; } .notes { color: #555; font-style: italic; margin-top: 0; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 10px 3px 4px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.fields th { background: none; width: 190px; font-weight: 600; }
+.trials { display: block; overflow-x: auto; } tr.best { background: #eefbea; }
+code, pre { font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace; background: #f6f6f6; padding: 1px 4px;
+            white-space: pre-wrap; word-break: break-all; }
+.badge { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: 12px; font-weight: 600;
+         color: #fff; background: #888; }
+.badge.warning, .badge.infeasible, .badge.failed { background: #c0392b; } .badge.info { background: #2c7fb8; }
+.badge.completed { background: #2e8b57; } .badge.running { background: #d68910; }
+.finding { border-left: 4px solid #2c7fb8; background: #f7fafd; padding: 6px 12px; margin: 10px 0; }
+.finding.warning { border-color: #c0392b; background: #fdf6f5; }
+.finding p { margin: 4px 0; } .ok { color: #2e8b57; font-weight: 600; }
+.figures { display: flex; flex-wrap: wrap; gap: 0 28px; }
+figure { margin: 14px 0 26px; flex: 0 1 520px; } figure.wide { flex-basis: 100%; }
+figure img { width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #444; font-size: 13px; }
+details summary { cursor: pointer; color: #555; font-size: 12px; }
+footer { margin-top: 40px; color: #888; font-size: 12px; }
+"""
+
+
+def _e(value) -> str:
+    """HTML-escaped text of any value (quotes included, so it is safe in attributes too)."""
+    return html.escape(str(value), quote=True)
+
+
+def _num(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _table(header: list[str], rows: list[list[str]], cls: str = "", highlight: int | None = None) -> str:
+    """A table from already-escaped cell HTML (header cells are escaped here); row `highlight` is marked."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(('<tr class="best">' if i == highlight else "<tr>") + "".join(cells) + "</tr>"
+                   for i, cells in enumerate(rows))
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections.
+
+
+def _summary(study: StudyData) -> str:
+    r = study.record
+    counts = r.get("status_counts") or {}
+    best = (f"{_e(_num(r['best_value']))} (trial {_e(r['best_trial'])})" if r.get("best_trial") is not None
+            else "no feasible trial yet")
+    commit = r.get("git_commit") or "unknown"
+    dirty = " (dirty: uncommitted changes, so the commit alone does not reproduce it)" if r.get("git_dirty") else ""
+    fields = [
+        ("Notes", _e(r.get("notes") or "-")),
+        ("Objective", f"{_e(study.objective)} ({'minimized' if study.mode == 'min' else 'maximized'})"),
+        ("Best", best),
+        ("Trials", f"{_e(r.get('num_trials', len(study.trials)))}: "
+                   + (", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s)) or "none")),
+        ("Steps per trial", _e(_num(study.train_steps))),
+        ("Search", f"{_e(r.get('algorithm', '-'))}, seed {_e(r.get('seed', '-'))}"),
+        ("Config", f"<code>{_e(r.get('config_path') or '-')}</code>"),
+        ("Reproduce", f"<code>{_e(r.get('command') or '-')}</code>"),
+        ("Code", f"git <code>{_e(commit)}</code>{dirty}"),
+        ("Libraries", _e(", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items()) or "-")),
+        ("Device", _e(r.get("device_kind") or "-")),
+        ("Executor", f"{_e(r.get('executor') or '-')} ({_e(r.get('executor_reason') or '-')})"),
+        ("Created / updated", f"{_e(r.get('created_at') or '-')} / {_e(r.get('updated_at') or '-')}"),
+    ]
+    rows = "".join(f"<tr><th>{_e(label)}</th><td>{value}</td></tr>" for label, value in fields)
+    space = [[f"<td><code>{_e(p.path)}</code></td>", f"<td>{_e(p.role)}</td>", f"<td>{_e(p.space)}</td>",
+              f"<td>{_e(f'{p.scale} [{_num(p.min)}, {_num(p.max)}]' if p.values is None else list(p.values))}</td>"]
+             for p in study.space]
+    searched = (_table(["searched hyperparameter", "role", "space", "range"], space) if space
+                else "<p>Nothing searched: every trial ran the same configuration.</p>")
+    return (f'<section id="summary"><h2>Summary</h2><table class="fields">{rows}</table>'
+            f"<h3>Search space</h3>{searched}</section>")
+
+
+def _diagnostics(findings: list) -> str:
+    if not findings:
+        return '<section id="diagnostics"><h2>Diagnostics</h2><p class="ok">No problems found.</p></section>'
+    items = []
+    for f in findings:
+        severity = f.severity if f.severity in SEVERITIES else "info"  # also keeps the class attribute fixed
+        where = []
+        if f.param:
+            where.append(f"hyperparameter <code>{_e(f.param)}</code>")
+        if f.trials:
+            where.append("trials " + ", ".join(_e(i) for i in f.trials))
+        items.append(
+            f'<div class="finding {severity}"><p><span class="badge {severity}">{_e(f.severity)}</span> '
+            f"<strong>{_e(f.title)}</strong></p><p>{_e(f.detail)}</p>"
+            f"<p><strong>Action:</strong> {_e(f.action)}</p>"
+            + (f"<p><small>{'; '.join(where)} · check {_e(f.check)}</small></p>" if where
+               else f"<p><small>check {_e(f.check)}</small></p>") + "</div>")
+    warnings = sum(f.severity == "warning" for f in findings)
+    return (f'<section id="diagnostics"><h2>Diagnostics</h2><p>{warnings} warning(s), '
+            f"{len(findings) - warnings} note(s) from the playbook's checks.</p>{''.join(items)}</section>")
+
+
+def _error_cell(t: TrialData) -> str:
+    if not t.error:
+        return "<td></td>"
+    lines = t.error.strip().splitlines() or [""]
+    cell = _e(lines[-1])
+    if len(lines) > 1:
+        cell += f"<details><summary>full message</summary><pre>{_e(t.error.strip())}</pre></details>"
+    return f"<td>{cell}</td>"
+
+
+def _trials(study: StudyData) -> str:
+    from jaxplay import studies  # the text view's order: best first, then infeasible, failed, unfinished
+
+    by_index = {t.index: t for t in study.trials}
+    order = [by_index[r["index"]] for r in studies.sorted_trials(study.record) if r["index"] in by_index]
+    best = study.feasible[0].index if study.feasible else None
+    paths = study.space.paths
+    rows = []
+    for t in order:
+        status = t.status if t.status in STATUSES else ""
+        numbers = [t.index, t.best_value, t.best_step, t.steps_run, *(t.params.get(p, "-") for p in paths)]
+        cells = [f'<td class="num">{_e(_num(v))}</td>' for v in numbers]
+        cells.insert(1, f'<td><span class="badge {status}">{_e(t.status)}</span></td>')
+        cells.append(_error_cell(t))
+        rows.append(cells)
+    header = ["trial", "status", f"best {study.objective}", "best step", "steps run", *paths, "problem"]
+    table = _table(header, rows, "trials", highlight=next((i for i, t in enumerate(order) if t.index == best), None))
+    return (f'<section id="trials"><h2>Trials</h2><p>Best first; the best trial is highlighted. A trial\'s value '
+            f"is the best {_e(study.objective)} it reached over training (the playbook's choice).</p>{table}</section>")
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plots(study: StudyData) -> str:
+    sections: dict[str, list[str]] = {}
+    for name, caption, fig in plots.figures(study):
+        wide = ' class="wide"' if fig.get_figwidth() > 7 else ""  # two-panel plots get the full width
+        data = _png(fig)
+        fig.clear()  # the page holds the PNG now; free the artists before the next plot is drawn
+        sections.setdefault(name, []).append(
+            f'<figure{wide}><img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+    parts = [f'<h3>{_e(name)}</h3><div class="figures">{"".join(figs)}</div>' for name, figs in sections.items()]
+    if not parts:
+        parts.append("<p>No plots yet: the study has no finished trial with a result.</p>")
+    return f'<section id="plots"><h2>Plots</h2>{"".join(parts)}</section>'
+
+
+def _fixed(study: StudyData) -> str:
+    rows = [[f"<td><code>{_e(path)}</code></td>", f"<td>{_e(_num(value))}</td>"]
+            for path, value in sorted(study.fixed.items())]
+    table = _table(["fixed hyperparameter", "value"], rows) if rows else "<p>None recorded.</p>"
+    return ('<section id="fixed"><h2>Fixed hyperparameters: caveats of the conclusions</h2>'
+            "<p>Everything the study did not search was fixed. Its conclusions hold for these fixed values; "
+            "with a different value of any of them (another batch size, model depth, schedule...) they may not, "
+            "until a study that searches it says so.</p>" + table + "</section>")
+
+
+# ----------------------------------------------------------------------------------------------
+# The page.
+
+
+def render_html(study: StudyData, findings: list | None = None) -> str:
+    """The study's report as one self-contained HTML page (diagnostics computed unless given)."""
+    if findings is None:
+        from jaxplay.analysis import diagnostics
+
+        findings = diagnostics.diagnose(study)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = " ".join(f'<a href="#{a}">{label}</a>' for a, label in
+                   (("summary", "Summary"), ("diagnostics", f"Diagnostics ({len(findings)})"), ("trials", "Trials"),
+                    ("plots", "Plots"), ("fixed", "Fixed hyperparameters")))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Study {_e(study.name)}: jaxplay report</title><style>{STYLE}</style></head>\n<body>"
+        f"<header><h1>Study {_e(study.name)}</h1>"
+        f'<p class="notes">{_e(study.record.get("notes") or "")}</p><nav>{nav}</nav></header>\n'
+        f"{_summary(study)}\n{_diagnostics(findings)}\n{_trials(study)}\n{_plots(study)}\n{_fixed(study)}\n"
+        f"<footer>Written by jaxplay on {now}. The study itself lives in its store; rerun "
+        "<code>python -m jaxplay.studies report</code> for a fresh copy.</footer>\n</body></html>\n")
+
+
+def report_name(study: StudyData) -> str:
+    """The report's default file name: report-<study name with unsafe characters replaced>.html."""
+    return f"report-{re.sub(r'[^A-Za-z0-9._-]+', '-', study.name).strip('-.') or 'study'}.html"
+
+
+def write_report(study: StudyData, path: str | pathlib.Path | None = None, *,
+                 findings: list | None = None) -> pathlib.Path:
+    """Writes the report and returns its path: `path` ending in .html is the file itself, any other
+    path is a directory (created if missing) that gets `report_name(study)`; default: the current one."""
+    target = pathlib.Path.cwd() if path is None else pathlib.Path(path)
+    if target.suffix.lower() not in (".html", ".htm") or target.is_dir():
+        target = target / report_name(study)
+    page = render_html(study, findings)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    return target

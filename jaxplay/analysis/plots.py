@@ -1,0 +1,455 @@
+"""The playbook's plots of a study: axis plots, isolation plots, training curves, best-of-k.
+
+Each function returns a `matplotlib.figure.Figure` built without pyplot, so no global state is
+touched (nothing to close, nothing leaks between calls, safe in threads and notebooks). Save one
+with `fig.savefig('x.png')`; `figures(study)` gives every plot of a study with a caption.
+
+Conventions shared by the plots (playbook "Identifying bad search space boundaries", Fig 1):
+a trial's y value is the best objective it reached over training; infeasible trials (diverged or
+failed) are red x pinned at a capped y just beyond the worst feasible value, so they stay visible
+without stretching the axis; the top 3 trials are green stars.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import textwrap
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from jaxplay.analysis.study import StudyData, TrialData
+from jaxplay.spaces import Hyperparameter
+
+FEASIBLE = dict(color="tab:blue", marker="o", s=28, alpha=0.8, zorder=3)
+TOP = dict(color="tab:green", marker="*", s=190, edgecolors="black", linewidths=0.6, zorder=4)
+INFEASIBLE = dict(color="tab:red", marker="x", s=40, linewidths=1.5, zorder=3)
+TOP_COLORS = ("tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+MAX_LABEL = 18  # characters of a category tick label before it is shortened
+
+
+class NothingToPlot(ValueError):
+    """The study has no data this plot can show yet (e.g. no feasible trial)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared helpers.
+
+
+def _figure(width: float = 6.0, height: float = 4.0) -> Figure:
+    # Constrained layout keeps titles, rotated ticks and the outside legend from overlapping.
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _text(value) -> str:
+    """A user string safe for matplotlib: '$' would otherwise start mathtext (and can fail to parse)."""
+    return str(value).replace("$", r"\$")
+
+
+def _short(value) -> str:
+    """A parameter value as a short label (long ones keep both ends: names often differ at the end)."""
+    text = f"{value:.3g}" if isinstance(value, float) else str(value)
+    half = (MAX_LABEL - 1) // 2
+    return text if len(text) <= MAX_LABEL else f"{text[:half]}…{text[-half:]}"
+
+
+def _param(study: StudyData, path: str) -> Hyperparameter:
+    for p in study.space:
+        if p.path == path:
+            return p
+    raise ValueError(f"{path!r} is not a searched hyperparameter of study {study.name!r}; "
+                     f"searched: {', '.join(study.space.paths) or 'none'}")
+
+
+def _objective_label(study: StudyData) -> str:
+    better = "lower" if study.mode == "min" else "higher"
+    return _text(f"best {study.objective} over training\n({better} is better)")
+
+
+def _cap(study: StudyData) -> float:
+    """The y value infeasible trials are drawn at: a little beyond the worst feasible value."""
+    values = [t.best_value for t in study.feasible]
+    if not values:
+        raise NothingToPlot(f"study {study.name!r} has no feasible trial yet")
+    lo, hi = min(values), max(values)
+    margin = 0.1 * (hi - lo) or 0.1 * abs(hi) or 0.1
+    return hi + margin if study.mode == "min" else lo - margin
+
+
+def _draw_cap(ax, study: StudyData, cap: float) -> None:
+    """A faint labelled line at the cap so the red x read as 'infeasible', not as measured values
+    (call it last: it fixes the y range to leave room for its label beyond the cap)."""
+    lo, hi = ax.get_ylim()
+    room = 0.12 * (hi - lo)
+    ax.set_ylim((lo, max(hi, cap + room)) if study.mode == "min" else (min(lo, cap - room), hi))
+    ax.axhline(cap, color="tab:red", lw=0.8, ls=":", alpha=0.6, zorder=1)
+    above = study.mode == "min"
+    ax.annotate("infeasible", xy=(1, cap), xycoords=("axes fraction", "data"), xytext=(-3, 5 if above else -5),
+                textcoords="offset points", ha="right", va="bottom" if above else "top", color="tab:red", fontsize=8)
+
+
+def _categories(p: Hyperparameter, trials: list[TrialData]) -> list:
+    """The values of a discrete or categorical parameter in axis order (values outside the
+    declared space, e.g. from an earlier version of the study, go last)."""
+    values = list(p.values)
+    for t in trials:
+        if p.path in t.params and _category_index(values, t.params[p.path], p.space) is None:
+            values.append(t.params[p.path])
+    return values
+
+
+def _category_index(values: list, value, space: str) -> int | None:
+    for i, v in enumerate(values):
+        # Categorical 1, 1.0 and True are different choices; discrete 256 and 256.0 are not.
+        if v == value and (space == "discrete" or type(v) is type(value)):
+            return i
+    return None
+
+
+def _jitter(index: int) -> float:
+    """A small deterministic horizontal offset so trials sharing a category do not hide each other."""
+    return ((index * 0.618034) % 1.0 - 0.5) * 0.3
+
+
+def _x_positions(p: Hyperparameter, trials: list[TrialData], categories: list | None) -> np.ndarray:
+    if categories is None:
+        return np.array([float(t.params[p.path]) for t in trials])
+    return np.array([_category_index(categories, t.params[p.path], p.space) + _jitter(t.index) for t in trials])
+
+
+def _category_ticks(ax, labels: list[str]) -> None:
+    """Category tick labels that never run into each other: horizontal when they fit, else rotated
+    30 degrees, else vertical and, when even that is too dense, only every k-th one."""
+    size = 9  # points
+    line = 1.3 * size  # the space a line of text needs
+    spacing = ax.figure.get_figwidth() * 72 * 0.8 / len(labels)  # the axes span about 80% of the figure
+    longest = max(len(s) for s in labels) * 0.6 * size  # average glyph width is about 0.6 em
+    if longest <= 0.9 * spacing:
+        rotation, step = 0, 1
+    elif 0.5 * spacing >= line:  # labels rotated 30 degrees are parallel strips sin(30) * spacing apart
+        rotation, step = 30, 1
+    else:
+        rotation, step = 90, math.ceil(line / spacing)
+    ax.set_xticks(range(0, len(labels), step), labels[::step], rotation=rotation, fontsize=size,
+                  ha="right" if rotation == 30 else "center")
+    if step > 1:
+        ax.set_xticks(range(len(labels)), minor=True)
+
+
+def _setup_x(ax, p: Hyperparameter, categories: list | None) -> None:
+    """Log axis for log-scaled parameters, labelled categories for discrete/categorical ones, and
+    dashed search-range bounds for numbers (so 'best near the boundary' is visible)."""
+    ax.set_xlabel(_text(f"{p.path} ({p.role})"))
+    if categories is not None:
+        _category_ticks(ax, [_text(_short(v)) for v in categories])
+        ax.set_xlim(-0.6, len(categories) - 0.4)
+        return
+    if p.scale == "log":
+        ax.set_xscale("log")  # matplotlib's log axis labels ticks in scientific notation (10^-3)
+        pad = (p.max / p.min) ** 0.04
+        ax.set_xlim(p.min / pad, p.max * pad)
+    else:
+        pad = 0.04 * (p.max - p.min)
+        ax.set_xlim(p.min - pad, p.max + pad)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+    for bound in (p.min, p.max):
+        ax.axvline(bound, color="0.35", ls="--", lw=1, zorder=1,
+                   label="Search range" if bound == p.min else None)
+
+
+def _legend(fig: Figure, ax) -> None:
+    """The legend below the axes, where it cannot cover a point."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        # One row when it fits the figure's width, otherwise two columns.
+        ncols = len(labels) if sum(len(s) for s in labels) < 70 else 2
+        fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
+
+
+def _brief_params(study: StudyData, t: TrialData) -> str:
+    """'lr=0.0012, b1=0.9' with each path shortened to its last component."""
+    return ", ".join(f"{path.rsplit('.', 1)[-1]}={_short(t.params[path])}"
+                     for path in study.space.paths if path in t.params)
+
+
+# ----------------------------------------------------------------------------------------------
+# Axis plot.
+
+
+def axis_plot(study: StudyData, path: str) -> Figure:
+    """Best objective of each trial against one searched hyperparameter (playbook Fig 1)."""
+    p = _param(study, path)
+    cap = _cap(study)
+    trials = [t for t in study.finished if p.path in t.params]
+    categories = _categories(p, trials) if p.space in ("discrete", "categorical") else None
+    top = study.feasible[:3]
+    top_ids = {t.index for t in top}
+    fig = _figure()
+    ax = fig.add_subplot()
+    _setup_x(ax, p, categories)
+    groups = (([t for t in trials if t.feasible and t.index not in top_ids], FEASIBLE, "Feasible trials"),
+              ([t for t in trials if t.index in top_ids], TOP, f"Top {len(top)} trials"),
+              ([t for t in trials if not t.feasible], INFEASIBLE, "Infeasible trials"))
+    for group, style, label in groups:
+        if group:
+            y = [t.best_value if t.feasible else cap for t in group]
+            ax.scatter(_x_positions(p, group, categories), y, label=label, **style)
+    unfinished = len(study.trials) - len(study.finished)
+    ax.set_title(_text(f"{path}: {len(trials)} finished trials"
+                       + (f" ({unfinished} unfinished not shown)" if unfinished else "")), fontsize=11)
+    ax.set_ylabel(_objective_label(study))
+    ax.grid(alpha=0.3)
+    if any(not t.feasible for t in trials):
+        _draw_cap(ax, study, cap)
+    _legend(fig, ax)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Isolation plot.
+
+
+def isolation_groups(study: StudyData, path: str, buckets: int = 8) -> list[dict]:
+    """The isolation plot's data: per value (discrete/categorical) or per equal-width bucket on the
+    parameter's scale (numbers), the finished trials in it and the best feasible one."""
+    p = _param(study, path)
+    trials = [t for t in study.finished if p.path in t.params]
+    if p.space in ("discrete", "categorical"):
+        categories = _categories(p, trials)
+        members = [[t for t in trials if _category_index(categories, t.params[path], p.space) == i]
+                   for i in range(len(categories))]
+        labels = [_short(v) for v in categories]
+        edges = None
+    else:
+        if buckets < 1:
+            raise ValueError(f"buckets: must be >= 1 (got {buckets})")
+        scale = np.log if p.scale == "log" else (lambda v: np.asarray(v, dtype=float))
+        lo, hi = float(scale(p.min)), float(scale(p.max))
+        unit = [float(scale(t.params[path])) for t in trials]
+        which = [min(max(int((u - lo) / (hi - lo) * buckets), 0), buckets - 1) for u in unit]
+        members = [[t for t, b in zip(trials, which) if b == i] for i in range(buckets)]
+        grid = np.linspace(lo, hi, buckets + 1)
+        edges = np.exp(grid) if p.scale == "log" else grid
+        labels = [f"{_short(float(a))}-{_short(float(b))}" for a, b in zip(edges[:-1], edges[1:])]
+    groups = []
+    for i, group in enumerate(members):
+        ids = {t.index for t in group}
+        feasible = [t for t in study.feasible if t.index in ids]
+        groups.append(dict(position=i, label=labels[i], trials=group, best=feasible[0] if feasible else None,
+                           feasible=len(feasible), edges=None if edges is None else (edges[i], edges[i + 1])))
+    return groups
+
+
+def _centre(p: Hyperparameter, edges: tuple[float, float]) -> float:
+    """The middle of a bucket on the parameter's scale."""
+    return float(np.sqrt(edges[0] * edges[1]) if p.scale == "log" else np.mean(edges))
+
+
+def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
+    """Best trial per value of a (scientific) hyperparameter with the nuisance ones optimized away
+    (playbook "isolation plots", Fig 2); numbers are bucketed into `buckets` equal-width bins."""
+    p = _param(study, path)
+    cap = _cap(study)
+    groups = isolation_groups(study, path, buckets)
+    categorical = p.space in ("discrete", "categorical")
+    fig = _figure()
+    ax = fig.add_subplot()
+    _setup_x(ax, p, [g["label"] for g in groups] if categorical else None)
+    best = [g for g in groups if g["best"] is not None]
+    x = [g["position"] if categorical else float(g["best"].params[path]) for g in best]
+    y = [g["best"].best_value for g in best]
+    # Categories have no order to connect; discrete values and buckets do.
+    ax.plot(x, y, ls="none" if p.space == "categorical" else "-", color="tab:blue", marker="o", ms=7,
+            label="Best trial per value" if categorical else "Best trial per bucket", zorder=3)
+    for xi, yi, g in zip(x, y, best):
+        infeasible = len(g["trials"]) - g["feasible"]
+        note = f"best of {g['feasible']}" + (f" (+{infeasible} inf.)" if infeasible else "")
+        ax.annotate(note, (xi, yi), xytext=(0, 8), textcoords="offset points", ha="center", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))  # readable over the line
+    lost = [g for g in groups if g["trials"] and g["best"] is None]
+    if lost:
+        lx = [g["position"] if categorical else _centre(p, g["edges"]) for g in lost]
+        ax.scatter(lx, [cap] * len(lost), label="All trials infeasible", **INFEASIBLE)
+    if not categorical:
+        for g in groups[1:]:
+            ax.axvline(g["edges"][0], color="0.8", lw=0.6, zorder=0)
+    nuisance = [q.path for q in study.space.by_role("nuisance") if q.path != path]
+    others = [q.path for q in study.space.by_role("scientific") if q.path != path]
+    title = f"{path}: best trial over " + (", ".join(nuisance) if nuisance else "no nuisance hyperparameters")
+    if others:
+        title += f" (and over scientific {', '.join(others)})"
+    ax.set_title(_text(textwrap.fill(title, 75)), fontsize=10)
+    ax.set_ylabel(_objective_label(study))
+    ax.margins(y=0.15)  # room for the 'best of n' labels above the top points
+    ax.grid(alpha=0.3)
+    if lost:
+        _draw_cap(ax, study, cap)
+    _legend(fig, ax)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Training curves.
+
+
+def _train_metric(study: StudyData) -> str | None:
+    """The training counterpart of the objective (train/error for val/error), else the training loss."""
+    suffix = study.objective.split("/", 1)[-1]
+    for name in (f"train/{suffix}", "train/loss", "train/batch_loss"):
+        if any(len(t.curve(name)[0]) for t in study.trials):
+            return name
+    return None
+
+
+def curves_plot(study: StudyData, top: int = 3) -> Figure:
+    """Training and validation curves of every trial, the best `top` in colour (playbook
+    "Examining the training curves"); infeasible trials dashed and muted."""
+    train = _train_metric(study)
+    if train is None and not any(len(t.curve(study.objective)[0]) for t in study.trials):
+        raise NothingToPlot(f"study {study.name!r} has no logged curves yet")
+    best = study.feasible[:top]
+    best_ids = {t.index for t in best}
+    fig = _figure(10.0, 4.2)
+    axes = fig.subplots(1, 2)
+    others = [t for t in study.trials if t.index not in best_ids]
+    for ax, metric, title in ((axes[0], train, "training"), (axes[1], study.objective, "validation")):
+        ax.set_title(_text(f"{title}: {metric or 'not logged'}"), fontsize=11)
+        ax.set_xlabel("step")
+        ax.set_ylabel(_text(metric or ""))
+        ax.grid(alpha=0.3)
+        if metric is None:
+            continue
+        for t in others:
+            steps, values = t.curve(metric)
+            if t.status in ("infeasible", "failed"):
+                ax.plot(steps, values, color="tab:red", lw=0.8, ls="--", alpha=0.35, zorder=1)
+            else:
+                ax.plot(steps, values, color="0.55", lw=0.8, alpha=0.6, zorder=2)
+        for color, t in zip(itertools.cycle(TOP_COLORS), best):
+            steps, values = t.curve(metric)
+            ax.plot(steps, values, color=color, lw=2, zorder=3,
+                    label=_text(f"trial {t.index} ({t.best_value:.4g}): {_brief_params(study, t)}"))
+            if metric == study.objective and t.best_step is not None:
+                ax.plot([t.best_step], [t.best_value], marker="*", ms=12, color=color, mec="black", mew=0.5,
+                        zorder=4)
+        # Diverged trials reach huge values; the axis follows the trials that trained.
+        finite = np.concatenate([t.curve(metric)[1] for t in study.trials if t.status not in ("infeasible", "failed")]
+                                or [np.zeros(0)])
+        finite = finite[np.isfinite(finite)]
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 0.05
+            ax.set_ylim(lo - pad, hi + pad)
+    handles, labels = axes[1].get_legend_handles_labels()
+    if any(t.status not in ("infeasible", "failed") and len(t.curve(study.objective)[0]) for t in others):
+        handles.append(Line2D([], [], color="0.55", lw=0.8))
+        labels.append("other trials")
+    if study.infeasible:
+        handles.append(Line2D([], [], color="tab:red", lw=0.8, ls="--", alpha=0.5))
+        labels.append("infeasible trials")
+    # Long labels (many searched parameters) get a row each rather than running off the figure.
+    ncols = 1 if max(map(len, labels), default=0) > 75 else 2 if len(labels) > 3 else max(len(labels), 1)
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
+    shown = (f"best {len(best)} in colour ({study.objective} at its best step in brackets, star = best step)"
+             if best else "no feasible trial yet")
+    fig.suptitle(_text(textwrap.fill(f"{study.name}: curves of {len(study.trials)} trials, {shown}", 130)),
+                 fontsize=10)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Best-of-k bootstrap.
+
+
+def default_ks(n: int) -> list[int]:
+    """Budgets to simulate: every k up to 20 trials, about 15 spread on a log scale beyond."""
+    if n <= 20:
+        return list(range(1, n + 1))
+    return sorted({int(round(k)) for k in np.geomspace(1, n, 15)} | {n})
+
+
+def best_of_k(study: StudyData, ks: list[int] | None = None, repeats: int = 1000,
+              seed: int = 0) -> dict[int, np.ndarray]:
+    """{k: best objective of each of `repeats` simulated studies of k trials drawn with replacement
+    from the finished ones}; a simulated study that drew no feasible trial gets the plots' cap."""
+    pool = study.finished
+    if not pool or not study.feasible:
+        raise NothingToPlot(f"study {study.name!r} has no feasible trial yet")
+    ks = ks or default_ks(len(pool))
+    # An infeasible trial is a budget slot that returned nothing: a real study of k trials would
+    # have paid for it too, so it stays in the pool as a draw without a value (NaN) instead of
+    # being dropped, which would flatter small budgets.
+    values = np.array([t.best_value if t.feasible else math.nan for t in pool])
+    rng = np.random.default_rng(seed)
+    draws = values[rng.integers(0, len(pool), size=(repeats, max(ks)))]
+    # One draw matrix for every k (the study of k trials is the first k columns): the best-of-k of
+    # each simulated study can only improve as k grows, so the curve has no resampling wiggles.
+    running = (np.fmin if study.mode == "min" else np.fmax).accumulate(draws, axis=1)
+    running = np.where(np.isnan(running), _cap(study), running)
+    return {k: running[:, k - 1] for k in ks}
+
+
+def best_of_k_plot(study: StudyData, repeats: int = 1000, seed: int = 0) -> Figure:
+    """Box plots of the best objective a study of k trials would have found (playbook item 79:
+    is the study sampled densely enough?), by bootstrap from this study's finished trials."""
+    samples = best_of_k(study, repeats=repeats, seed=seed)
+    ks = list(samples)
+    cap = _cap(study)
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.boxplot([samples[k] for k in ks], positions=range(len(ks)), widths=0.6,
+               flierprops=dict(marker=".", markersize=3, alpha=0.4),
+               medianprops=dict(color="tab:orange", lw=2))
+    step = max(1, math.ceil(len(ks) / 12))  # at most ~12 tick labels
+    ax.set_xticks(range(0, len(ks), step), [str(k) for k in ks[::step]])
+    # Proxy artists: the box plot's own lines carry no labels, and its colours need one.
+    ax.plot([], [], color="tab:orange", lw=2, label="median over simulated studies")
+    ax.plot([], [], color="black", lw=1, marker="s", mfc="white", ls="none", label="box: middle half")
+    ax.axhline(study.feasible[0].best_value, color="tab:green", ls="--", lw=1,
+               label=f"best of all {len(study.finished)} trials")
+    if any((s == cap).any() for s in samples.values()):
+        ax.axhline(cap, color="tab:red", ls=":", lw=1, label="drew no feasible trial (capped)")
+    ax.set_xlabel("number of trials k (resampled with replacement)")
+    ax.set_ylabel(_text(f"best {study.objective} of k trials"))
+    ax.set_title(f"Is the study sampled densely enough?\nbootstrap of {len(study.finished)} finished trials, "
+                 f"{repeats} simulated studies per k", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    _legend(fig, ax)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Every plot of a study.
+
+
+def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
+    """(section, caption, figure) for every plot of the study that has data to show."""
+    objective = study.objective
+    plots = []
+    for p in study.space:
+        plots.append(("Axis plots", f"{p.path} ({p.role}): each finished trial's best {objective} over training. "
+                      "Best trials next to a dashed search bound mean the range should be widened; red x are "
+                      "infeasible trials, drawn at a cap above the worst feasible value.",
+                      lambda p=p: axis_plot(study, p.path)))
+    for p in study.space.by_role("scientific"):
+        nuisance = ", ".join(q.path for q in study.space.by_role("nuisance")) or "no nuisance hyperparameters"
+        plots.append(("Isolation plots", f"{p.path}: the best trial for each value (or bucket of values), the "
+                      f"nuisance hyperparameters ({nuisance}) optimized away. Compare values only where each "
+                      "is the best of enough trials ('best of n').",
+                      lambda p=p: isolation_plot(study, p.path)))
+    plots.append(("Training curves", "Training and validation curves of every trial, the best 3 in colour. Check "
+                  "the best trials for validation curves that rise again (overfitting), still falling at the end "
+                  "(more steps may help), noisy ends, and a training loss that increases (a bug).",
+                  lambda: curves_plot(study)))
+    plots.append(("Sampling density", f"Best {objective} that studies of k trials drawn from this one would have "
+                  "found. Wide boxes at the full budget mean a luckier or unluckier study would have concluded "
+                  "differently: run more trials before trusting small differences.",
+                  lambda: best_of_k_plot(study)))
+    out = []
+    for section, caption, draw in plots:
+        try:
+            out.append((section, caption, draw()))
+        except NothingToPlot:
+            continue  # e.g. no feasible trial yet: the report says so in its summary
+    return out
