@@ -123,7 +123,21 @@ class Store:
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        self._check_schema()
         self.session = orm.sessionmaker(self.engine, expire_on_commit=False)
+
+    def _check_schema(self) -> None:
+        # create_all adds missing tables, never missing columns: a store written by an older
+        # jaxplay would otherwise fail later with a bare "no such column" in the middle of a study.
+        inspector = sa.inspect(self.engine)
+        for table in Base.metadata.sorted_tables:
+            missing = {c.name for c in table.columns} - {c["name"] for c in inspector.get_columns(table.name)}
+            if missing:
+                self.engine.dispose()
+                raise StoreError(
+                    f"{self.url}: table {table.name!r} lacks columns {sorted(missing)}; it was written by an "
+                    "older jaxplay. Keep it for reading with that version and use a new --workdir or --store "
+                    "for new studies")
 
     def close(self) -> None:
         """Releases the database connections."""

@@ -2,6 +2,7 @@
 import math
 
 import pytest
+import sqlalchemy as sa
 
 from jaxplay import store as store_lib
 
@@ -89,3 +90,13 @@ def test_study_lookup_by_name(store):
         store.study_id()
     with pytest.raises(store_lib.StoreError, match="no study named 'c'"):
         store.study_id("c")
+
+
+def test_a_store_from_an_older_schema_is_refused_with_the_fix(tmp_path):
+    url = store_lib.default_url(tmp_path)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the studies table as an older jaxplay wrote it: no executor columns
+        conn.execute(sa.text("CREATE TABLE studies (id INTEGER PRIMARY KEY, name VARCHAR(200))"))
+    engine.dispose()
+    with pytest.raises(store_lib.StoreError, match=r"lacks columns \['.*executor.*'\].*new --workdir"):
+        store_lib.Store(url)
