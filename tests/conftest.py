@@ -1,4 +1,4 @@
-"""Shared fixtures: the databases a store test runs against."""
+"""Shared fixtures: the databases a store test runs against, and headless Chromium for the report."""
 import os
 import shutil
 
