@@ -216,6 +216,26 @@ def test_infeasible_at_edge_is_quiet_without_concentrated_divergence(diverged_at
     assert found(study, "infeasible_at_edge") == []
 
 
+def untrained(params):
+    """A completed trial stuck at chance: training loss 2.35 -> 2.30 (no NaN, so not 'infeasible')."""
+    flat = [(s, 2.35 - 0.05 * s / STEPS) for s in range(0, STEPS + 1, EVERY)]
+    return trial(params, val=[(s, 0.9) for s, _ in flat], train=flat)
+
+
+def test_completed_trials_that_never_trained_count_as_infeasible_at_the_edge():
+    # Adam at a too-high learning rate: training loss stays at chance, no NaN (the playbook's
+    # "really bad loss values" kind of infeasible trial).
+    trials = [good({LR: lr(u)}, q) for u, q in ((0.1, 0.2), (0.25, 0.1), (0.4, 0.0), (0.5, 0.05), (0.6, 0.08))]
+    study = constructed_study(LR_SPACE, trials + [untrained({LR: lr(u)}) for u in (0.75, 0.85, 0.95)])
+    [fraction] = found(study, "infeasible_fraction")
+    assert fraction.trials == (5, 6, 7) and "3 never trained" in fraction.detail
+    [edge] = found(study, "infeasible_at_edge")
+    assert (edge.param, edge.trials) == (LR, (5, 6, 7)) and "upper end" in edge.title
+    # A trial that learned slowly (training loss down by more than 10%) is not one of them.
+    slow = trial({LR: lr(0.05)}, val=decay(0.9, 0.6), train=decay(2.35, 2.0))
+    assert found(constructed_study(LR_SPACE, trials + [slow]), "infeasible_fraction") == []
+
+
 # ----------------------------------------------------------------------------------------------
 # overfitting
 

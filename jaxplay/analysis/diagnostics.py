@@ -46,6 +46,10 @@ ADJACENT_MAX_GAP = 0.2
 # A wide learning-rate range routinely loses a third of its trials to divergence (the playbook's
 # "good" search space in Fig 1 does), so only "a very large fraction" (more than half) is a warning.
 INFEASIBLE_WARNING_FRACTION = 0.5
+# The playbook's infeasible trials include those that "get really bad loss values" (item 33), not
+# only NaNs: a completed trial whose training loss never fell below 90% of its step-0 value did not
+# train at all (e.g. Adam at a learning rate so high that it sits at chance level without a NaN).
+NO_PROGRESS_FRACTION = 0.9
 # The playbook's gradient clipping rule: a threshold at the 90th percentile of the gradient norm.
 CLIP_PERCENTILE = 90
 # Overfitting = the validation objective rises after its best eval and stays up: the mean of the
@@ -148,9 +152,11 @@ def check_boundary(study: StudyData) -> list[Finding]:
 
 
 def check_infeasible_fraction(study: StudyData) -> list[Finding]:
-    """Share of finished trials that are infeasible (diverged or crashed): info when any, warning
-    when more than INFEASIBLE_WARNING_FRACTION (half) -> adjust the search space, look for bugs."""
-    finished, bad = study.finished, study.infeasible
+    """Share of finished trials that are infeasible (diverged, crashed, or completed without training:
+    NO_PROGRESS_FRACTION): info when any, warning when more than INFEASIBLE_WARNING_FRACTION (half)
+    -> adjust the search space, look for bugs."""
+    untrained = [t for t in study.trials if _never_trained(t)]
+    finished, bad = study.finished, study.infeasible + untrained
     if not finished or not bad:
         return []
     fraction = len(bad) / len(finished)
@@ -159,6 +165,9 @@ def check_infeasible_fraction(study: StudyData) -> list[Finding]:
     parts = []
     if diverged:
         parts.append(f"{len(diverged)} diverged ({_trials(diverged)})")
+    if untrained:
+        parts.append(f"{len(untrained)} never trained ({_trials(untrained)}: the training loss stayed above "
+                     f"{NO_PROGRESS_FRACTION:.0%} of its initial value)")
     if crashed:
         reason = _last_line(crashed[0].error)
         if reason:
@@ -192,10 +201,11 @@ def check_infeasible_at_edge(study: StudyData) -> list[Finding]:
         sign = 1 if end == "upper" else -1
         frontier = min(diverged, key=lambda t: sign * _position(p, t.params[p.path]))
         percentile = 100 * (CONCENTRATION_QUANTILE if end == "upper" else 1 - CONCENTRATION_QUANTILE)
-        detail = (f"{len(diverged)} of {sum(_is_diverged(t, p) for t in study.trials)} diverged trials "
+        detail = (f"{len(diverged)} of {sum(_is_diverged(t, p) for t in study.trials)} infeasible trials "
+                  "(diverged or never trained) "
                   f"({_trials(diverged)}) have {p.path} {'above' if end == 'upper' else 'below'} "
                   f"{_fmt(threshold)}, the {percentile:.0f}th percentile of the feasible trials' values; "
-                  "the nearest diverged value is "
+                  "the nearest infeasible value is "
                   f"{_fmt(frontier.params[p.path])} (trial {frontier.index}).")
         adjacent = best is not None and _adjacent(study, p, best, frontier, sign)
         remedy = (f"learning-rate warmup (best for early instability) or gradient clipping{_clip_hint(study)}, "
@@ -204,12 +214,12 @@ def check_infeasible_at_edge(study: StudyData) -> list[Finding]:
             detail += (f" The best trial ({best.index}, {p.path}={_fmt(best.params[p.path])}) borders that region: "
                        "no feasible trial lies between them.")
             findings.append(Finding("infeasible_at_edge", "warning",
-                                    f"The best trial borders the region where {p.path} makes training diverge",
+                                    f"The best trial borders the region where {p.path} makes training fail",
                                     detail, "instability may be keeping the model from better values: try " + remedy,
                                     tuple(t.index for t in diverged), p.path))
         else:
             findings.append(Finding("infeasible_at_edge", "info",
-                                    f"Training diverges at the {end} end of {p.path}", detail,
+                                    f"Training fails at the {end} end of {p.path}", detail,
                                     "nothing needed while the best trials stay clear of it (every model diverges at "
                                     "a high enough learning rate); to reach further that way, try " + remedy,
                                     tuple(t.index for t in diverged), p.path))
@@ -407,15 +417,28 @@ def _beyond(u: float, end: str, fraction: float) -> bool:
 
 
 def _is_diverged(t: TrialData, p: spaces.Hyperparameter) -> bool:
-    # Only divergence (status infeasible) speaks of instability; a crash is a bug or a resource limit.
-    return t.status == "infeasible" and _position(p, t.params.get(p.path)) is not None
+    # Divergence and no training at all speak of instability; a crash is a bug or a resource limit.
+    return (t.status == "infeasible" or _never_trained(t)) and _position(p, t.params.get(p.path)) is not None
+
+
+def _never_trained(t: TrialData) -> bool:
+    """A completed trial whose training loss never fell below NO_PROGRESS_FRACTION of its step-0 value."""
+    if t.status != "completed":
+        return False
+    _, steps, values = _train_loss(t)
+    return len(values) >= 2 and steps[0] == 0 and values[1:].min() >= NO_PROGRESS_FRACTION * values[0]
+
+
+def _trained(study: StudyData) -> list[TrialData]:
+    """Feasible trials that did train, best first."""
+    return [t for t in study.feasible if not _never_trained(t)]
 
 
 def _diverged_cluster(study: StudyData, p: spaces.Hyperparameter) -> tuple[str, list[TrialData], float] | None:
     """(end, diverged trials beyond the feasible percentile, that percentile's value) when diverged
     trials concentrate at one end of p, else None."""
     diverged = [t for t in study.trials if _is_diverged(t, p)]
-    feasible = [_position(p, t.params.get(p.path)) for t in study.feasible]
+    feasible = [_position(p, t.params.get(p.path)) for t in _trained(study)]
     feasible = [u for u in feasible if u is not None]
     if len(diverged) < MIN_DIVERGED or not feasible:
         return None
@@ -435,7 +458,7 @@ def _adjacent(study: StudyData, p, best: TrialData, frontier: TrialData, sign: i
     u_front = _position(p, frontier.params[p.path])
     if u_best is None or sign * (u_front - u_best) > ADJACENT_MAX_GAP:
         return False
-    between = [u for t in study.feasible if (u := _position(p, t.params.get(p.path))) is not None
+    between = [u for t in _trained(study) if (u := _position(p, t.params.get(p.path))) is not None
                and sign * u_best < sign * u < sign * u_front]
     return not between
 
