@@ -238,3 +238,17 @@ def test_no_feasible_trial_does_not_crash():
 def test_unknown_param_is_a_clear_error(study):
     with pytest.raises(ValueError, match="not a searched hyperparameter.*optimizer.learning_rate"):
         plots.axis_plot(study, "optimizer.eps")
+
+
+def test_axis_plot_draws_a_trial_that_never_trained_as_infeasible():
+    # Completed without a NaN but stuck at its initial training loss (Adam at a far too high
+    # learning rate): the diagnostics call it infeasible, so the axis plot draws a red x too.
+    space = {"optimizer": {"learning_rate": spaces.log(1e-4, 1.0)}}
+    stuck = {"val/error": [(s, 0.9) for s in STEPS], "train/loss": [(s, 2.3 - 1e-4 * s) for s in STEPS]}
+    trials = [{"params": {"optimizer.learning_rate": lr}, "curves": _curves(e)}
+              for lr, e in ((1e-3, 0.2), (3e-3, 0.15), (1e-2, 0.25), (3e-4, 0.3))]
+    study = constructed_study(space, trials + [{"params": {"optimizer.learning_rate": 0.5}, "curves": stuck}])
+    fig = plots.axis_plot(study, "optimizer.learning_rate")
+    [(x, y)] = _collection(fig, "Infeasible").get_offsets()
+    assert x == pytest.approx(0.5) and y > 0.9  # at the cap, beyond the worst value
+    assert len(_collection(fig, "Feasible").get_offsets()) == 1 and len(_collection(fig, "Top 3").get_offsets()) == 3

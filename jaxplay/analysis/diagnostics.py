@@ -155,7 +155,7 @@ def check_infeasible_fraction(study: StudyData) -> list[Finding]:
     """Share of finished trials that are infeasible (diverged, crashed, or completed without training:
     NO_PROGRESS_FRACTION): info when any, warning when more than INFEASIBLE_WARNING_FRACTION (half)
     -> adjust the search space, look for bugs."""
-    untrained = [t for t in study.trials if _never_trained(t)]
+    untrained = [t for t in study.trials if never_trained(t)]
     finished, bad = study.finished, study.infeasible + untrained
     if not finished or not bad:
         return []
@@ -418,11 +418,11 @@ def _beyond(u: float, end: str, fraction: float) -> bool:
 
 def _is_diverged(t: TrialData, p: spaces.Hyperparameter) -> bool:
     # Divergence and no training at all speak of instability; a crash is a bug or a resource limit.
-    return (t.status == "infeasible" or _never_trained(t)) and _position(p, t.params.get(p.path)) is not None
+    return (t.status == "infeasible" or never_trained(t)) and _position(p, t.params.get(p.path)) is not None
 
 
-def _never_trained(t: TrialData) -> bool:
-    """A completed trial whose training loss never fell below NO_PROGRESS_FRACTION of its step-0 value."""
+def never_trained(t: TrialData) -> bool:
+    """Infeasible though completed: a trial whose training loss never fell below NO_PROGRESS_FRACTION of its step-0 value."""
     if t.status != "completed":
         return False
     _, steps, values = _train_loss(t)
@@ -431,7 +431,7 @@ def _never_trained(t: TrialData) -> bool:
 
 def _trained(study: StudyData) -> list[TrialData]:
     """Feasible trials that did train, best first."""
-    return [t for t in study.feasible if not _never_trained(t)]
+    return [t for t in study.feasible if not never_trained(t)]
 
 
 def _diverged_cluster(study: StudyData, p: spaces.Hyperparameter) -> tuple[str, list[TrialData], float] | None:

@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from jaxplay.analysis import diagnostics
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.spaces import Hyperparameter
 
@@ -183,24 +184,26 @@ def axis_plot(study: StudyData, path: str) -> Figure:
     cap = _cap(study)
     trials = [t for t in study.finished if p.path in t.params]
     categories = _categories(p, trials) if p.space in ("discrete", "categorical") else None
-    top = study.feasible[:3]
+    # A completed trial that never trained is infeasible too (the diagnostics say so): a red x.
+    feasible = {t.index for t in study.feasible if not diagnostics.never_trained(t)}
+    top = [t for t in study.feasible if t.index in feasible][:3]
     top_ids = {t.index for t in top}
     fig = _figure()
     ax = fig.add_subplot()
     _setup_x(ax, p, categories)
-    groups = (([t for t in trials if t.feasible and t.index not in top_ids], FEASIBLE, "Feasible trials"),
+    groups = (([t for t in trials if t.index in feasible - top_ids], FEASIBLE, "Feasible trials"),
               ([t for t in trials if t.index in top_ids], TOP, f"Top {len(top)} trials"),
-              ([t for t in trials if not t.feasible], INFEASIBLE, "Infeasible trials"))
+              ([t for t in trials if t.index not in feasible], INFEASIBLE, "Infeasible trials"))
     for group, style, label in groups:
         if group:
-            y = [t.best_value if t.feasible else cap for t in group]
+            y = [t.best_value if t.index in feasible else cap for t in group]
             ax.scatter(_x_positions(p, group, categories), y, label=label, **style)
     unfinished = len(study.trials) - len(study.finished)
     ax.set_title(_text(f"{path}: {len(trials)} finished trials"
                        + (f" ({unfinished} unfinished not shown)" if unfinished else "")), fontsize=11)
     ax.set_ylabel(_objective_label(study))
     ax.grid(alpha=0.3)
-    if any(not t.feasible for t in trials):
+    if any(t.index not in feasible for t in trials):
         _draw_cap(ax, study, cap)
     _legend(fig, ax)
     return fig
@@ -430,7 +433,8 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
     for p in study.space:
         plots.append(("Axis plots", f"{p.path} ({p.role}): each finished trial's best {objective} over training. "
                       "Best trials next to a dashed search bound mean the range should be widened; red x are "
-                      "infeasible trials, drawn at a cap above the worst feasible value.",
+                      "infeasible trials (diverged, crashed or never trained), drawn at a cap above the worst "
+                      "feasible value.",
                       lambda p=p: axis_plot(study, p.path)))
     for p in study.space.by_role("scientific"):
         nuisance = ", ".join(q.path for q in study.space.by_role("nuisance")) or "no nuisance hyperparameters"
