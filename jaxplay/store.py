@@ -94,6 +94,14 @@ class Metric(Base):
     value: orm.Mapped[float | None]
 
 
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***: what logs, records and reports may show."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url  # not a URL SQLAlchemy can parse: create_engine will say so, and it holds no password field
+
+
 def default_url(workdir: str | pathlib.Path) -> str:
     """The SQLite file a workdir's study lives in."""
     return f"sqlite:///{pathlib.Path(workdir).absolute() / DB_NAME}"
@@ -114,7 +122,7 @@ class Store:
     """Reads and writes studies in one database."""
 
     def __init__(self, url: str):
-        self.url = url
+        self.url = redact(url)  # for messages; the engine alone holds the password
         kwargs = {}
         if url.startswith("sqlite"):
             # Several worker processes may share the file: wait for locks instead of failing.

@@ -417,7 +417,7 @@ def main(argv=None) -> int:
         return 2
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     _enable_compilation_cache()
-    command = f"cd {shlex.quote(os.getcwd())} && python -m jaxplay.sweep {shlex.join(argv[1:])}"
+    command = f"cd {shlex.quote(os.getcwd())} && python -m jaxplay.sweep {shlex.join(redacted_args(argv[1:]))}"
     try:
         record = run_study(fl.config, fl.workdir, store_url=fl.store, command=command,
                   config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),
@@ -432,6 +432,17 @@ def main(argv=None) -> int:
         return 130
     # Infeasible trials are results; failed ones are bugs (tracebacks are in the store).
     return 1 if record["status_counts"]["failed"] else 0
+
+
+def redacted_args(args: list[str]) -> list[str]:
+    """Command-line arguments with the --store URL's password hidden (the command is recorded)."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg.startswith("--store="):
+            out[i] = "--store=" + store_lib.redact(arg[len("--store="):])
+        elif arg == "--store" and i + 1 < len(out):
+            out[i + 1] = store_lib.redact(out[i + 1])
+    return out
 
 
 def _enable_compilation_cache():

@@ -100,3 +100,14 @@ def test_a_store_from_an_older_schema_is_refused_with_the_fix(tmp_path):
     engine.dispose()
     with pytest.raises(store_lib.StoreError, match=r"lacks columns \['.*executor.*'\].*new --workdir"):
         store_lib.Store(url)
+
+
+def test_store_messages_never_show_the_password(tmp_path):
+    assert store_lib.redact("postgresql+psycopg://me:s3cret@db/studies") == "postgresql+psycopg://me:***@db/studies"
+    store = store_lib.Store(store_lib.default_url(tmp_path))
+    try:
+        with pytest.raises(store_lib.StoreError) as e:
+            store.study_id("nope")
+        assert str(tmp_path) in str(e.value)
+    finally:
+        store.close()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import sqlalchemy as sa
 
 from factories import float_only_study, tiny_config
 from jaxplay import config as config_lib
@@ -170,9 +171,21 @@ def test_study_in_postgresql(tmp_path):
     c = float_only_study(num_trials=2)
     record = sweep.run_study(c, tmp_path, store_url=url, log=lambda s: None, max_trials_this_run=1)
     assert [t["status"] for t in record["trials"]] == ["completed", "pending"]
-    record = sweep.run_study(c, tmp_path, store_url=url, log=lambda s: None)
+    lines = []
+    record = sweep.run_study(c, tmp_path, store_url=url, log=lines.append)
     assert [t["status"] for t in record["trials"]] == ["completed", "completed"]
     assert not (tmp_path / "jaxplay.db").exists()  # everything went to PostgreSQL
+    password = sa.engine.make_url(url).password
+    shown = "\n".join(lines) + json.dumps(record, default=str) + (tmp_path / f"report-{c.study.name}.html").read_text()
+    assert password and f":{password}@" not in shown and ":***@" in "\n".join(lines)
+
+
+def test_recorded_command_hides_the_store_password():
+    args = ["--config=x.py", "--store=postgresql+psycopg://me:s3cret@db.example/studies", "--store",
+            "postgresql://me:s3cret@h/db", "--workdir=w"]
+    shown = " ".join(sweep.redacted_args(args))
+    assert "s3cret" not in shown and "--store=postgresql+psycopg://me:***@db.example/studies" in shown
+    assert sweep.redacted_args(["--store=sqlite:////tmp/a.db"]) == ["--store=sqlite:////tmp/a.db"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "experiments").glob("*.py")))
