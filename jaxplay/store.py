@@ -122,7 +122,7 @@ class Store:
     """Reads and writes studies in one database."""
 
     def __init__(self, url: str):
-        self.url = redact(url)  # for messages; the engine alone holds the password
+        self.url = redact(url)  # for messages only (no password): connect with the URL you passed
         kwargs = {}
         if url.startswith("sqlite"):
             # Several worker processes may share the file: wait for locks instead of failing.

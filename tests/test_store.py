@@ -38,10 +38,10 @@ def test_add_trials_skips_existing_and_refuses_changed_params(store):
         store.add_trials(sid, [{"lr": 0.1}, {"lr": 0.25}])
 
 
-def test_claims_are_exclusive_and_in_index_order(store, tmp_path):
+def test_claims_are_exclusive_and_in_index_order(store, store_url):
     sid = _open(store)
     store.add_trials(sid, [{"i": i} for i in range(3)])
-    other = store_lib.Store(store.url)  # a second worker on the same database
+    other = store_lib.Store(store_url)  # a second worker on the same database
     claims = [store.claim(sid, "w1"), other.claim(sid, "w2"), store.claim(sid, "w1"), other.claim(sid, "w2")]
     other.close()
     assert [c[1] for c in claims[:3]] == [0, 1, 2] and claims[3] is None
