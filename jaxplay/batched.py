@@ -57,15 +57,15 @@ def _stack(trees):
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 
 
-def _shard(tree, count: int):
+def _trial_sharding(count: int) -> NamedSharding | None:
     """Spreads the trial axis over the devices when there are several and it divides evenly."""
     n = jax.device_count()
     if n == 1 or count % n:
-        return jax.device_put(tree)
+        return None
     # Auto axes: XLA propagates the trial sharding through the period (jax's default Explicit
     # axes make the per-member data gather an error that asks for hand-written out_shardings).
     mesh = jax.make_mesh((n,), ("trials",), axis_types=(jax.sharding.AxisType.Auto,))
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("trials")))
+    return NamedSharding(mesh, PartitionSpec("trials"))
 
 
 def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozenset(),
@@ -116,10 +116,8 @@ def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozen
 
 
 def _train_stack(graphdef, task, program, data, stack, runs, results, step, on_period, should_stop):
-    count = len(stack)
-    state = _shard(_stack([m["state"] for m in stack]), count)
-    hp = _shard(_stack([m["hp"] for m in stack]), count)
-    keys = _shard(_stack([m["keys"] for m in stack]), count)
+    sharding = _trial_sharding(len(stack))
+    state, hp, keys = (jax.device_put(_stack([m[k] for m in stack]), sharding) for k in ("state", "hp", "keys"))
     if any(m["fresh"] for m in stack):  # a stack is all fresh or all resumed at one step
         initial = jax.device_get(_batched_initial_eval(graphdef, task, program)(state["params"], data))
         for j, m in enumerate(stack):
@@ -131,7 +129,7 @@ def _train_stack(graphdef, task, program, data, stack, runs, results, step, on_p
     while active:
         idx = np.stack([train.batch_indices(int(m["config"].seed), step, program.eval_every,
                                             program.batch_size, program.num_train) for m in stack])
-        state, metrics, per_step = period(state, hp, keys, _shard(idx, count), data)
+        state, metrics, per_step = period(state, hp, keys, jax.device_put(idx, sharding), data)
         step += program.eval_every
         metrics, per_step = jax.device_get((metrics, per_step))
         write_now = time.monotonic() - last_write >= write_every

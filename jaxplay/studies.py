@@ -65,19 +65,19 @@ def format_record(record: dict) -> str:
     return "\n".join(lines)
 
 
-def _add_store_args(p: argparse.ArgumentParser, study_help: str = "study name (needed when the store holds several)"):
+def _add_store_args(p: argparse.ArgumentParser,
+                    study_help: str | None = "study name (needed when the store holds several)"):
     p.add_argument("--workdir", help="the sweep's --workdir (its SQLite store)")
     p.add_argument("--store", help="SQLAlchemy URL of the store instead of --workdir")
-    p.add_argument("--study", help=study_help)
+    if study_help:
+        p.add_argument("--study", help=study_help)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jaxplay.studies", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list the studies in a store")
-    p.add_argument("--workdir", help="the sweep's --workdir (its SQLite store)")
-    p.add_argument("--store", help="SQLAlchemy URL of the store instead of --workdir")
+    _add_store_args(sub.add_parser("list", help="list the studies in a store"), study_help=None)
     p = sub.add_parser("show", help="print one study and its trials")
     _add_store_args(p)
     p.add_argument("--json", action="store_true", help="print the record as JSON")
@@ -117,14 +117,12 @@ def main(argv=None) -> int:
             finally:
                 store.close()
             return 0
+        if args.command == "report":
+            print(analysis.report(args.workdir, store=args.store, study=args.study, path=args.output))
+            return 0
         study = analysis.load(store=url, study=args.study)
         if args.command == "show":
             print(json.dumps(study.record, indent=2, default=str) if args.json else format_record(study.record))
-        elif args.command == "report":
-            output = args.output or args.workdir or "."
-            from jaxplay.analysis import html_report as report_lib
-
-            print(report_lib.write_report(study, output))
         elif args.command == "compare":
             other_url = (store_url(args.other_workdir, args.other_store)
                          if args.other_workdir or args.other_store else url)

@@ -171,12 +171,13 @@ from factories import float_only_study
 from jaxplay import batched, sweep
 
 spread = []
-shard = batched._shard
-def recording_shard(tree, count):
-    out = shard(tree, count)
-    spread.extend(len(leaf.sharding.device_set) for leaf in jax.tree.leaves(out))
+put = jax.device_put
+def recording_put(tree, sharding=None, **kw):  # what the stacked trial arrays are placed on
+    out = put(tree, sharding, **kw)
+    if isinstance(sharding, jax.sharding.NamedSharding):
+        spread.extend(len(leaf.sharding.device_set) for leaf in jax.tree.leaves(out))
     return out
-batched._shard = recording_shard
+batched.jax.device_put = recording_put
 record = sweep.run_study(float_only_study(num_trials=4), sys.argv[1], executor="batched", log=lambda s: None)
 print(json.dumps({"devices": jax.device_count(), "spread": sorted(set(spread)),
                   "trials": [[t["status"], t["best_step"], t["best_value"]] for t in record["trials"]]}))

@@ -143,10 +143,7 @@ def _error_cell(t: TrialData) -> str:
 
 
 def _trials(study: StudyData) -> str:
-    from jaxplay import studies  # the text view's order: best first, then infeasible, failed, unfinished
-
-    by_index = {t.index: t for t in study.trials}
-    order = [by_index[r["index"]] for r in studies.sorted_trials(study.record) if r["index"] in by_index]
+    order = study.ranked
     best = study.feasible[0].index if study.feasible else None
     paths = study.space.paths
     rows = []

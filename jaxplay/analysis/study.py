@@ -71,6 +71,15 @@ class StudyData:
         return sorted((t for t in self.trials if t.feasible), key=lambda t: (sign * t.best_value, t.index))
 
     @property
+    def ranked(self) -> list[TrialData]:
+        """Every trial best first, in `studies show` order: completed by objective, then infeasible,
+        failed, running, pending."""
+        from jaxplay import studies
+
+        by_index = {t.index: t for t in self.trials}
+        return [by_index[r["index"]] for r in studies.sorted_trials(self.record)]
+
+    @property
     def infeasible(self) -> list[TrialData]:
         """Trials that diverged or failed to run (the playbook counts both as infeasible)."""
         return [t for t in self.trials if t.status in ("infeasible", "failed")]

@@ -16,13 +16,10 @@ def trial_rows(study: StudyData) -> list[dict]:
     """One flat dict per trial, best first: outcome, each searched hyperparameter, final metrics."""
     from jaxplay import studies
 
-    order = [t["index"] for t in studies.sorted_trials(study.record)]
-    by_index = {t["index"]: t for t in study.record["trials"]}
     metric_names = sorted({name for t in study.record["trials"] for name in (t.get("final_metrics") or {})})
     rows = []
-    for index in order:
-        t = by_index[index]
-        row = {"trial": index, "status": t["status"], f"best {study.objective}": t["best_value"],
+    for t in studies.sorted_trials(study.record):  # the record's trials: they also hold timings and final metrics
+        row = {"trial": t["index"], "status": t["status"], f"best {study.objective}": t["best_value"],
                "best_step": t["best_step"], "steps_run": t["steps_run"], "duration_s": t.get("duration_s")}
         row.update({path: t["params"].get(path) for path in study.space.paths})
         row.update({f"final {name}": (t.get("final_metrics") or {}).get(name) for name in metric_names})
