@@ -50,7 +50,14 @@ def _batched_period(graphdef, task, program):
 @functools.lru_cache(maxsize=32)
 def _batched_initial_eval(graphdef, task, program):
     fn = functools.partial(train._initial_eval, graphdef, task, program)
-    return jax.jit(jax.vmap(fn, in_axes=(0, None)))
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, None)))
+
+
+@functools.lru_cache(maxsize=32)
+def _batched_metric_sums(graphdef, task, program):
+    # Streamed evaluation: every member scores the same host batch.
+    fn = functools.partial(train._metric_sums, graphdef, task, program)
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, None, None, None)))
 
 
 def _stack(trees):
@@ -86,7 +93,8 @@ def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozen
         if train.program_key(cfg, workload, searched) != key:
             raise ValueError("train_group: the trials do not share one compiled program; group them by "
                              "train.program_key first")
-    data = train.device_data(workload.dataset, program.eval_batch_size)
+    examples = configs[0].train.get("train_eval_examples", train.DEFAULT_TRAIN_EVAL_EXAMPLES)
+    data = train.device_data(workload.dataset, program, examples)
     members, runs = [], []
     try:
         for i, (cfg, directory) in enumerate(zip(configs, trial_dirs)):
@@ -108,30 +116,54 @@ def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozen
             else:
                 by_step.setdefault(step, []).append(m)
         for step, stack in sorted(by_step.items()):
-            _train_stack(graphdef, workload.task, program, data, stack, runs, results, step, on_period, should_stop)
+            _train_stack(graphdef, workload, program, data, stack, runs, results, step, on_period, should_stop)
         return results
     finally:
         for run in runs:
             run.close()
 
 
-def _train_stack(graphdef, task, program, data, stack, runs, results, step, on_period, should_stop):
+def _train_stack(graphdef, workload, program, data, stack, runs, results, step, on_period, should_stop):
+    task, config = workload.task, stack[0]["config"]
     sharding = _trial_sharding(len(stack))
     state, hp, keys = (jax.device_put(_stack([m[k] for m in stack]), sharding) for k in ("state", "hp", "keys"))
+    examples = config.train.get("train_eval_examples", train.DEFAULT_TRAIN_EVAL_EXAMPLES)
+    splits = {k: v for k, v in train.eval_splits(workload.dataset, examples).items() if k in ("train", "val")}
+
+    def evaluate(state):
+        if program.pipeline == "device":
+            return _batched_initial_eval(graphdef, task, program)(state["params"], state["batch_stats"], data)
+        return train.evaluate_streamed(_batched_metric_sums(graphdef, task, program), state["params"],
+                                       state["batch_stats"], splits, program.eval_batch_size,
+                                       int(config.data.get("read_threads", 8)))
+
     if any(m["fresh"] for m in stack):  # a stack is all fresh or all resumed at one step
-        initial = jax.device_get(_batched_initial_eval(graphdef, task, program)(state["params"], data))
+        initial = jax.device_get(evaluate(state))
         for j, m in enumerate(stack):
             runs[m["i"]].start({k: v[j] for k, v in initial.items()})
     period = _batched_period(graphdef, task, program)
     active = {m["i"] for m in stack}
     write_every = min(m["config"].train.get("checkpoint_every_secs", 60.0) for m in stack)
     last_write = time.monotonic()
+    feed = train.InputFeed(config, workload.dataset, program, [int(m["config"].seed) for m in stack], step,
+                           stacked=True, sharding=sharding)
+    try:
+        _run_stack(feed, period, evaluate, program, data, stack, runs, results, state, hp, keys, step, active,
+                   write_every, last_write, on_period, should_stop)
+    finally:
+        feed.close()
+
+
+def _run_stack(feed, period, evaluate, program, data, stack, runs, results, state, hp, keys, step, active,
+               write_every, last_write, on_period, should_stop):
     while active:
-        idx = np.stack([train.batch_indices(int(m["config"].seed), step, program.eval_every,
-                                            program.batch_size, program.num_train) for m in stack])
-        state, metrics, per_step = period(state, hp, keys, jax.device_put(idx, sharding), data)
+        started = time.perf_counter()
+        state, metrics, per_step = period(state, hp, keys, feed.next(), data)
+        if program.pipeline != "device":
+            metrics = evaluate(state)
         step += program.eval_every
         metrics, per_step = jax.device_get((metrics, per_step))
+        metrics.update(feed.input_metrics(time.perf_counter() - started))
         write_now = time.monotonic() - last_write >= write_every
         reported = {}
         # A member's state is copied to the host only when it becomes a checkpoint candidate; one
@@ -144,7 +176,8 @@ def _train_stack(graphdef, task, program, data, stack, runs, results, step, on_p
                 continue  # diverged earlier: it rides along, its numbers are ignored
             result = runs[i].after_period(
                 step, lambda j=j: jax.tree.map(lambda a: np.array(a[j]), on_host()),  # a copy, not a view
-                {k: v[j] for k, v in metrics.items()}, {k: v[j] for k, v in per_step.items()},
+                {k: v if np.ndim(v) == 0 else v[j] for k, v in metrics.items()},
+                {k: v[j] for k, v in per_step.items()},
                 write_now=write_now)
             reported[i] = runs[i].last_metrics
             if result is not None:

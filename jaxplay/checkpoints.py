@@ -93,10 +93,12 @@ class TrialCheckpoints:
         self.top = [tuple(t) for t in meta.get("top", [])]
 
     def save(self, step: int, state, objective: float, meta: dict, *, full: bool = True) -> None:
-        """Saves `state` (or, `full=False`, only its params: a third of the arrays of an Adam
-        state, and each array costs orbax time) with its objective and a JSON `meta` record."""
+        """Saves `state` (or, `full=False`, only the model: its params and batch-norm statistics,
+        a third of the arrays of an Adam state, and each array costs orbax time) with its
+        objective and a JSON `meta` record."""
         self._last_saved = step
-        item = {"state": ocp.args.StandardSave(state)} if full else {"params": ocp.args.StandardSave(state["params"])}
+        item = ({"state": ocp.args.StandardSave(state)} if full
+                else {"model": ocp.args.StandardSave(_model(state))})
         self.manager.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **item),
                           metrics={"objective": float(objective)})  # orbax needs Python floats here
 
@@ -107,16 +109,21 @@ class TrialCheckpoints:
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         return out["state"], out["meta"]
 
-    def restore_params(self, step: int, abstract_state):
-        """The params saved at `step`, from a full or a params-only checkpoint."""
+    def restore_model(self, step: int, abstract_state) -> dict:
+        """{params, batch_stats} saved at `step`, from a full or a model-only checkpoint."""
         self.manager.wait_until_finished()
-        if (self.directory / str(step) / "params").exists():
-            args = ocp.args.Composite(params=ocp.args.StandardRestore(abstract_state["params"]))
-            return self.manager.restore(step, args=args)["params"]
+        if (self.directory / str(step) / "model").exists():
+            args = ocp.args.Composite(model=ocp.args.StandardRestore(_model(abstract_state)))
+            return self.manager.restore(step, args=args)["model"]
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-        return self.manager.restore(step, args=args)["state"]["params"]
+        return _model(self.manager.restore(step, args=args)["state"])
 
     def close(self) -> None:
         """Waits for pending writes and releases the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _model(state) -> dict:
+    """What evaluating a state needs: the params and the batch-norm statistics."""
+    return {"params": state["params"], "batch_stats": state["batch_stats"]}

@@ -6,6 +6,11 @@ Shape of the loop (Flax examples style, `train_and_evaluate(config, workdir)`):
     train and validation sets, so the host syncs once per evaluation, not once per step;
   * float hyperparameters are traced arguments (see optim.py), so trials that differ only in them
     share the compiled program;
+  * the model's batch-norm statistics (nnx.BatchStat) ride in the state next to the params;
+    `train.compute_dtype='bfloat16'` runs the model in bf16 on float32 master weights;
+  * data either lives on the device (`data.pipeline='device'`: batches are gathered there from
+    host-computed indices) or streams from the host (`'grain'`: jaxplay.data.pipeline), in which
+    case evaluation streams too;
   * after each period the host checks for divergence, logs metrics and saves a checkpoint when the
     objective enters the best N (retrospective optimal checkpoint selection) or at the end.
 """
@@ -13,9 +18,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import math
 import pathlib
+import time
 from typing import Callable
 
 import jax
@@ -24,7 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxplay import models, optim, workloads
+from jaxplay import optim, workloads
 from jaxplay.checkpoints import TrialCheckpoints
 from jaxplay.spaces import ConfigError
 
@@ -32,7 +39,7 @@ from jaxplay.spaces import ConfigError
 # can assert "16 learning rates -> 1 compilation".
 TRACES: collections.Counter = collections.Counter()
 
-EVAL_METRICS = ("loss", "error")
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +55,8 @@ class Program:
     eval_batch_size: int
     num_train: int
     dropout: bool  # False compiles dropout out entirely (no random bits drawn)
+    pipeline: str = "device"  # 'device' or 'grain' (jaxplay.data.arrays.PIPELINES)
+    compute_dtype: str = "float32"
 
 
 @dataclasses.dataclass
@@ -65,12 +74,21 @@ class TrialResult:
 def check(config) -> None:
     """Validates everything the trainer reads, naming the field and the fix (loads the dataset)."""
     optim.check(config)
-    models.check(config.model)
+    workload = workloads.get(config)  # resolves the workload, checks its config, loads the data
     train = config.train
     objective = config.study.objective
-    allowed = [f"{split}/{m}" for split in ("val", "train") for m in EVAL_METRICS]
+    modes = workload.task.metrics_mode
+    allowed = [f"{split}/{m}" for split in ("val", "train") for m in modes]
     if objective not in allowed:
         raise ConfigError(f"study.objective: unknown metric {objective!r}; use one of {allowed}")
+    better = modes[objective.split("/", 1)[1]]
+    if config.study.mode != better:
+        raise ConfigError(f"study.mode: {objective} is better when {'lower' if better == 'min' else 'higher'}; "
+                          f"set study.mode={better!r}")
+    if train.get("compute_dtype", "float32") not in COMPUTE_DTYPES:
+        raise ConfigError(f"train.compute_dtype: unknown {train.compute_dtype!r}; use one of {list(COMPUTE_DTYPES)}")
+    if train.get("train_eval_examples", 1) < 1:
+        raise ConfigError("train.train_eval_examples: evaluate at least 1 training example each period")
     if train.get("keep_best", 3) < 1:
         raise ConfigError(f"train.keep_best: keep at least 1 best checkpoint (got {train.keep_best})")
     batch = config.data.get("batch_size", 0)
@@ -82,7 +100,7 @@ def check(config) -> None:
     if train.get("divergence_factor", 100.0) <= 1:
         raise ConfigError("train.divergence_factor: must be > 1 (a trial is infeasible once its batch loss "
                           "exceeds this multiple of the initial loss)")
-    make_program(config, workloads.get(config))  # dataset name, batch size vs dataset size
+    make_program(config, workload)  # batch size vs dataset size
 
 
 def make_program(config, workload: workloads.Workload, searched: frozenset = frozenset()) -> Program:
@@ -101,20 +119,25 @@ def make_program(config, workload: workloads.Workload, searched: frozenset = fro
         eval_batch_size=config.train.get("eval_batch_size", max(batch, 4096)),
         num_train=num_train,
         # A searched dropout keeps the stochastic path for every trial, so rate 0 and 0.3 share it.
-        dropout=config.model.get("dropout", 0.0) > 0 or "model.dropout" in searched,
+        dropout=config.get("model", {}).get("dropout", 0.0) > 0 or "model.dropout" in searched,
+        pipeline=config.data.get("pipeline", "device"),
+        compute_dtype=config.train.get("compute_dtype", "float32"),
     )
 
 
 def program_key(config, workload: workloads.Workload, searched: frozenset = frozenset()) -> tuple:
     """Everything that changes the compiled program. Trials with equal keys share one compilation
     and can be batched: they differ only in float hyperparameters (and seeds)."""
-    return (make_program(config, workload, searched), _model_key(config),
-            json.dumps(config.data.to_dict(), sort_keys=True))
+    return (make_program(config, workload, searched), _model_key(config), workload.name,
+            json.dumps(config.data.to_dict(), sort_keys=True),
+            config.train.get("train_eval_examples", DEFAULT_TRAIN_EVAL_EXAMPLES))
 
 
 def _model_key(config) -> str:
-    # Dropout's rate is traced, not part of the model's shape.
-    return json.dumps({k: v for k, v in config.model.items() if k != "dropout"}, sort_keys=True)
+    # The workload contract: config.model holds everything that shapes the model. Dropout's rate
+    # is traced, not part of the shape.
+    model = config.get("model", {})
+    return json.dumps({k: v for k, v in model.items() if k != "dropout"}, sort_keys=True, default=str)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,19 +158,51 @@ def _padded(x, y, batch):
     return shape(np.pad(x, pad)), shape(np.pad(y, (0, total - n))), shape(w)
 
 
+# Training examples evaluated each period (a fixed random subset when the train split is
+# larger): enough for a train/validation gap, without a full pass over a large corpus per eval.
+DEFAULT_TRAIN_EVAL_EXAMPLES = 10_000
+
+
+class _Rows:
+    """Rows `index` of an array, read on demand (a lazy subset of a possibly lazy array)."""
+
+    def __init__(self, array, index):
+        self.array, self.index = array, index
+        self.shape, self.dtype = (len(index),) + tuple(array.shape[1:]), array.dtype
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        return np.asarray(self.array[self.index[i]])
+
+
+def eval_splits(dataset, train_eval_examples: int) -> dict:
+    """name -> (x, y) of what each evaluation scores: a fixed subset of train, all of val/test."""
+    splits = dict(dataset.splits)
+    x, y = splits["train"]
+    if len(x) > train_eval_examples:
+        # Seeded apart from the study: every trial is scored on the same training examples.
+        index = np.sort(np.random.default_rng(0).choice(len(x), train_eval_examples, replace=False))
+        splits["train"] = (_Rows(x, index), _Rows(y, index))
+    return splits
+
+
 _DEVICE_DATA: dict = {}
 
 
-def device_data(dataset, eval_batch_size: int) -> dict:
-    """The dataset's arrays on device, placed once per process and reused by every trial."""
-    key = (id(dataset), eval_batch_size)
+def device_data(dataset, program: Program, train_eval_examples: int = DEFAULT_TRAIN_EVAL_EXAMPLES) -> dict:
+    """What the compiled period reads: under the 'device' pipeline the training arrays and the
+    padded eval splits, placed once per process and reused by every trial; under 'grain' nothing
+    (batches arrive with each period)."""
+    if program.pipeline != "device":
+        return {}
+    key = (id(dataset), program.eval_batch_size, train_eval_examples)
     if key not in _DEVICE_DATA:
-        _DEVICE_DATA[key] = jax.device_put({
-            "x": dataset.x_train, "y": dataset.y_train,
-            "train": _padded(dataset.x_train, dataset.y_train, eval_batch_size),
-            "val": _padded(dataset.x_val, dataset.y_val, eval_batch_size),
-            "test": _padded(dataset.x_test, dataset.y_test, eval_batch_size),
-        })
+        arrays = {"x": np.asarray(dataset.x_train), "y": np.asarray(dataset.y_train)}
+        for name, (x, y) in eval_splits(dataset, train_eval_examples).items():
+            arrays[name] = _padded(np.asarray(x[:]), np.asarray(y[:]), program.eval_batch_size)
+        _DEVICE_DATA[key] = jax.device_put(arrays)
     return _DEVICE_DATA[key]
 
 
@@ -170,65 +225,116 @@ def batch_indices(seed: int, start: int, length: int, batch: int, num: int) -> n
 # ---------------------------------------------------------------------------------------------
 # Compiled functions: pure in (graphdef, program, state, hparams, keys, data)
 
-def _evaluate(graphdef, task, params, split):
+def split_model(model) -> tuple:
+    """(graphdef, params, batch_stats) of an NNX model; any other state is refused."""
+    graphdef, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    if jax.tree.leaves(rest):
+        raise ValueError(f"{type(model).__name__}: the trainer carries nnx.Param and nnx.BatchStat state "
+                         f"only, and this model holds more ({sorted(rest.flat_state().keys())[:3]}...); "
+                         "keep RNG streams out of the model (the trainer passes dropout keys as arguments)")
+    return graphdef, params, stats
+
+
+def _apply(graphdef, program, params, stats, x, *, train, hp=None, key=None):
+    """The model's outputs (float32) and its updated batch stats. Under bf16 compute the float32
+    master params and float inputs are cast to bf16 here, inside the differentiated function, so
+    gradients and optimizer state stay float32; batch-norm statistics stay float32 too."""
+    dtype = COMPUTE_DTYPES[program.compute_dtype]
+    if dtype is not None:
+        cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+        params, x = jax.tree.map(cast, params), cast(x)
+    model = nnx.merge(graphdef, params, stats)
+    kwargs = {"dropout_rate": hp["dropout"], "key": key} if (train and program.dropout) else {}
+    outputs = model(x, train=train, **kwargs)
+    return outputs.astype(jnp.float32), nnx.state(model, nnx.BatchStat)
+
+
+def _metric_sums(graphdef, task, program, params, stats, x, y, w):
+    """Weight-summed per-example metrics of one eval batch, and the weight (padding counts 0)."""
+    outputs, _ = _apply(graphdef, program, params, stats, x, train=False)
+    per_example = task.metrics(outputs, y)
+    return {k: jnp.sum(per_example[k] * w) for k in task.metrics_mode}, jnp.sum(w)
+
+
+def _evaluate(graphdef, task, program, params, stats, split):
     """Weighted mean of each eval metric over a padded split of shape (batches, batch, ...)."""
     x, y, w = split
-
-    def sums_of(xb, yb, wb):
-        per_example = task.metrics(nnx.merge(graphdef, params)(xb), yb)
-        return {k: jnp.sum(per_example[k] * wb) for k in EVAL_METRICS}
-
     if x.shape[0] == 1:
-        sums = sums_of(x[0], y[0], w[0])
+        sums, total = _metric_sums(graphdef, task, program, params, stats, x[0], y[0], w[0])
     else:
-        zeros = {k: jnp.float32(0.0) for k in EVAL_METRICS}
-        sums, _ = jax.lax.scan(lambda acc, b: (jax.tree.map(jnp.add, acc, sums_of(*b)), None), zeros, (x, y, w))
-    return {k: v / jnp.sum(w) for k, v in sums.items()}
+        def body(acc, b):
+            return jax.tree.map(jnp.add, acc, _metric_sums(graphdef, task, program, params, stats, *b)), None
+        zeros = ({k: jnp.float32(0.0) for k in task.metrics_mode}, jnp.float32(0.0))
+        (sums, total), _ = jax.lax.scan(body, zeros, (x, y, w))
+    return {k: v / total for k, v in sums.items()}
 
 
-def _eval_all(graphdef, task, program, params, data):
+def _eval_all(graphdef, task, program, params, stats, data):
     out = {}
     for split in ("train", "val"):
-        for name, value in _evaluate(graphdef, task, params, data[split]).items():
+        for name, value in _evaluate(graphdef, task, program, params, stats, data[split]).items():
             out[f"{split}/{name}"] = value
     return out
 
 
-def _run_period(graphdef, task, program, state, hp, keys, idx, data):
-    """`eval_every` train steps (batches `idx`: steps x batch) in one lax.scan, then evaluation."""
+def _run_period(graphdef, task, program, state, hp, keys, xs, data):
+    """`eval_every` train steps in one lax.scan, then (device pipeline) evaluation.
+
+    `xs` holds one entry per step: example indices into `data` (device pipeline) or the
+    batch itself, (x, y) (grain pipeline; evaluation then streams separately).
+    """
     TRACES["train_period"] += 1
     tx = optim.make(program.optimizer, program.nesterov, program.schedule, program.steps, hp)
     lr_fn = optim.learning_rate_fn(program.schedule, program.steps, hp)
 
-    def train_step(carry, batch_idx):
-        params, opt_state, step = carry
-        x, y = data["x"][batch_idx], data["y"][batch_idx]
+    def train_step(carry, item):
+        params, stats, opt_state, step = carry
+        x, y = (data["x"][item], data["y"][item]) if program.pipeline == "device" else item
         dropout_key = jax.random.fold_in(keys["dropout"], step) if program.dropout else None
 
         def loss_fn(p):
-            logits = nnx.merge(graphdef, p)(x, dropout_rate=hp["dropout"], key=dropout_key)
-            return jnp.mean(task.loss(logits, y, hp["label_smoothing"]))
+            outputs, new_stats = _apply(graphdef, program, p, stats, x, train=True, hp=hp, key=dropout_key)
+            return jnp.mean(task.loss(outputs, y, hp)), new_stats
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         # The playbook asks for the *unclipped* norm in the logs (item 87).
         grads, grad_norm = optim.clip_by_global_norm(grads, hp["grad_clip_norm"])
         updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, step + 1), (loss, grad_norm, lr_fn(step))
+        carry = (optax.apply_updates(params, updates), stats, opt_state, step + 1)
+        return carry, (loss, grad_norm, lr_fn(step))
 
-    carry = (state["params"], state["opt_state"], state["step"])
-    (params, opt_state, step), (losses, norms, lrs) = jax.lax.scan(train_step, carry, idx)
-    metrics = _eval_all(graphdef, task, program, params, data)
+    carry = (state["params"], state["batch_stats"], state["opt_state"], state["step"])
+    (params, stats, opt_state, step), (losses, norms, lrs) = jax.lax.scan(train_step, carry, xs)
+    metrics = _eval_all(graphdef, task, program, params, stats, data) if program.pipeline == "device" else {}
     per_step = {"loss": losses, "grad_norm": norms, "learning_rate": lrs}
-    return {"params": params, "opt_state": opt_state, "step": step}, metrics, per_step
+    return {"params": params, "batch_stats": stats, "opt_state": opt_state, "step": step}, metrics, per_step
 
 
-def _initial_eval(graphdef, task, program, params, data):
+def _initial_eval(graphdef, task, program, params, stats, data):
     TRACES["initial_eval"] += 1
-    return _eval_all(graphdef, task, program, params, data)
+    return _eval_all(graphdef, task, program, params, stats, data)
 
 
 _run_period_jit = jax.jit(_run_period, static_argnums=(0, 1, 2), donate_argnums=(3,))
 _initial_eval_jit = jax.jit(_initial_eval, static_argnums=(0, 1, 2))
+_metric_sums_jit = jax.jit(_metric_sums, static_argnums=(0, 1, 2))
+
+
+def evaluate_streamed(metric_sums, params, stats, splits: dict, batch_size: int, read_threads: int = 8) -> dict:
+    """Eval metrics of each split (name -> (x, y)), reading batches from the host. `metric_sums`
+    is `_metric_sums` bound to the model (or its vmap over a stack of trials); sums accumulate on
+    the device and come back once per split."""
+    from jaxplay.data import pipeline
+
+    out = {}
+    for name, (x, y) in splits.items():
+        acc = None
+        for xb, yb, wb in pipeline.eval_batches(x, y, batch_size, read_threads):
+            sums = metric_sums(params, stats, xb, yb, wb)
+            acc = sums if acc is None else jax.tree.map(jnp.add, acc, sums)
+        sums, total = jax.device_get(acc)
+        out.update({f"{name}/{k}": v / total for k, v in sums.items()})
+    return out
 
 
 def _trial_keys(seed: int) -> dict:
@@ -247,15 +353,15 @@ def _initializer(config, workload, program):
     Building an NNX model eagerly dispatches one small op per initializer: ~0.2 s per trial on
     the 2-core CPU, as long as an MNIST-1D trial's training. Jitted, a trial's init is one call.
     """
-    key = (program, _model_key(config), workload.dataset.name, workload.dataset.input_shape)
+    key = (program, _model_key(config), workload.name, workload.dataset.name, workload.dataset.input_shape)
     if key not in _INITIALIZERS:
         abstract = nnx.eval_shape(lambda: workload.build_model(nnx.Rngs(params=0)))
-        graphdef = nnx.split(abstract, nnx.Param)[0]
+        graphdef = split_model(abstract)[0]
 
         def init(init_key, hp):
-            _, params = nnx.split(workload.build_model(nnx.Rngs(params=init_key)), nnx.Param)
+            _, params, stats = split_model(workload.build_model(nnx.Rngs(params=init_key)))
             tx = optim.make(program.optimizer, program.nesterov, program.schedule, program.steps, hp)
-            return params, tx.init(params)
+            return params, stats, tx.init(params)
 
         _INITIALIZERS[key] = (graphdef, _compiled_once(jax.jit(init), _INIT_COMPILER_OPTIONS))
     return _INITIALIZERS[key]
@@ -286,8 +392,9 @@ def init_state(config, workload, program):
     keys = _trial_keys(int(config.seed))
     hp = optim.as_arrays(optim.hparams(config))
     graphdef, init = _initializer(config, workload, program)
-    params, opt_state = init(keys.pop("init"), hp)
-    return graphdef, {"params": params, "opt_state": opt_state, "step": jnp.int32(0)}, hp, keys
+    params, stats, opt_state = init(keys.pop("init"), hp)
+    state = {"params": params, "batch_stats": stats, "opt_state": opt_state, "step": jnp.int32(0)}
+    return graphdef, state, hp, keys
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +489,49 @@ class TrialRun:
         self.ckpt.close()
 
 
+class InputFeed:
+    """Each period's training inputs for one trial or a stack of trials (one seed each):
+    example indices under the 'device' pipeline, device arrays of streamed batches under
+    'grain', prepared `data.prefetch` periods ahead. `input_metrics` reports the fraction of a
+    period spent waiting for input (always 0 for the device pipeline: nothing to wait for)."""
+
+    def __init__(self, config, dataset, program: Program, seeds: list[int], start_step: int, *,
+                 stacked: bool, sharding=None):
+        self.program, self.seeds, self.step, self.stacked = program, seeds, start_step, stacked
+        self.sharding, self._feed = sharding, None
+        if program.pipeline == "grain":
+            from jaxplay.data import pipeline
+
+            threads = int(config.data.get("read_threads", 8))
+            iterators = [pipeline.train_batches(
+                dataset.x_train, dataset.y_train, batch_size=program.batch_size, seed=seed,
+                start_step=start_step, process_index=jax.process_index(), process_count=jax.process_count(),
+                read_threads=threads) for seed in seeds]
+            self._feed = pipeline.PeriodFeed(iterators, program.eval_every, stacked=stacked,
+                                             depth=int(config.data.get("prefetch", 2)), sharding=sharding)
+
+    def next(self):
+        """The next period's inputs."""
+        p = self.program
+        if self._feed is not None:
+            self.step += p.eval_every
+            return self._feed.next()
+        idx = [batch_indices(s, self.step, p.eval_every, p.batch_size, p.num_train) for s in self.seeds]
+        self.step += p.eval_every
+        return jax.device_put(np.stack(idx), self.sharding) if self.stacked else idx[0]
+
+    def input_metrics(self, period_seconds: float) -> dict:
+        """{'train/input_wait_fraction': share of the period spent blocked on input} (grain)."""
+        if self._feed is None:
+            return {}
+        return {"train/input_wait_fraction": min(self._feed.take_wait() / max(period_seconds, 1e-9), 1.0)}
+
+    def close(self):
+        """Stops the background reader."""
+        if self._feed is not None:
+            self._feed.close()
+
+
 def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: frozenset = frozenset(),
                        on_eval: Callable[[int, dict], None] | None = None,
                        on_resume: Callable[[int], None] | None = None,
@@ -396,29 +546,48 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
     check(config)
     workload = workloads.get(config)
     program = make_program(config, workload, searched)
-    data = device_data(workload.dataset, program.eval_batch_size)
+    examples = config.train.get("train_eval_examples", DEFAULT_TRAIN_EVAL_EXAMPLES)
+    data = device_data(workload.dataset, program, examples)
+    splits = {k: v for k, v in eval_splits(workload.dataset, examples).items() if k in ("train", "val")}
     graphdef, state, hp, keys = init_state(config, workload, program)
+    task = workload.task
+    streamed = functools.partial(_metric_sums_jit, graphdef, task, program)
+
+    def evaluate(state):
+        if program.pipeline == "device":
+            return _initial_eval_jit(graphdef, task, program, state["params"], state["batch_stats"], data)
+        return evaluate_streamed(streamed, state["params"], state["batch_stats"], splits,
+                                 program.eval_batch_size, int(config.data.get("read_threads", 8)))
+
     run = TrialRun(config, trial_dir, program, on_eval=on_eval, on_resume=on_resume)
+    feed = None
     try:
         resumed = run.resume(state)
         if resumed is None:
-            run.start(jax.device_get(_initial_eval_jit(graphdef, workload.task, program, state["params"], data)))
+            run.start(jax.device_get(evaluate(state)))
         else:
             state = resumed
         step = int(state["step"])
         if step >= program.steps:  # it crashed after its last checkpoint, before the store heard
             return run.finished(step)
+        feed = InputFeed(config, workload.dataset, program, [int(config.seed)], step, stacked=False)
         while True:
-            idx = batch_indices(int(config.seed), step, program.eval_every, program.batch_size, program.num_train)
-            state, metrics, per_step = _run_period_jit(graphdef, workload.task, program, state, hp, keys, idx, data)
+            started = time.perf_counter()
+            state, metrics, per_step = _run_period_jit(graphdef, task, program, state, hp, keys, feed.next(), data)
+            if program.pipeline != "device":
+                metrics = evaluate(state)
             step += program.eval_every
-            result = run.after_period(step, lambda: state, *jax.device_get((metrics, per_step)))
+            metrics, per_step = jax.device_get((metrics, per_step))
+            metrics = {**metrics, **feed.input_metrics(time.perf_counter() - started)}
+            result = run.after_period(step, lambda: state, metrics, per_step)
             if result is not None:
                 return result
             if should_stop is not None and should_stop():
                 run.write_latest()
                 raise KeyboardInterrupt(f"stopped at step {step}")
     finally:
+        if feed is not None:
+            feed.close()
         run.close()
 
 
@@ -441,7 +610,6 @@ def evaluate_checkpoint(config, trial_dir: str | pathlib.Path, step: int | None 
     """Restores a trial's checkpoint (default: its best) and evaluates it on `split`."""
     workload = workloads.get(config)
     program = make_program(config, workload)
-    data = device_data(workload.dataset, program.eval_batch_size)
     graphdef, state, _, _ = init_state(config, workload, program)
     ckpt = TrialCheckpoints(pathlib.Path(trial_dir) / "checkpoints",
                             keep_best=config.train.get("keep_best", 3), mode=config.study.mode)
@@ -449,10 +617,16 @@ def evaluate_checkpoint(config, trial_dir: str | pathlib.Path, step: int | None 
         step = ckpt.best_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {trial_dir}")
-        params = ckpt.restore_params(step, jax.eval_shape(lambda: state))
+        model = ckpt.restore_model(step, jax.eval_shape(lambda: state))
     finally:
         ckpt.close()
-    metrics = _evaluate(graphdef, workload.task, params, data[split])
-    return {f"{split}/{k}": float(v) for k, v in metrics.items()}
+    splits = workload.dataset.splits
+    if split not in splits:
+        raise ValueError(f"split {split!r}: this dataset has {sorted(splits)}")
+    # Streamed, whichever pipeline trained it: the whole split, in eval batches.
+    streamed = functools.partial(_metric_sums_jit, graphdef, workload.task, program)
+    metrics = evaluate_streamed(streamed, model["params"], model["batch_stats"], {split: splits[split]},
+                                program.eval_batch_size)
+    return {k: float(v) for k, v in metrics.items()}
 
 

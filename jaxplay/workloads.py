@@ -1,13 +1,26 @@
 """The workload contract: what the trainer needs to know about a task, and nothing more.
 
-The trainer sees a dataset on device, a model builder and per-example loss/metric functions; it
-never names a dataset or a model family. Built-in classification workloads (MNIST-1D, digits)
-go through the same contract a user's own workload will.
+A workload is three things (the shape of MLCommons AlgoPerf's workloads):
+  * `load_data(config.data) -> Dataset`: train / validation (/ test) splits. jaxplay calls it
+    once per distinct `config.data` in a process and keeps the result;
+  * `build_model(config, rngs) -> nnx.Module`: the trial's model. It is called as
+    `model(x, train=bool)` (plus `dropout_rate=` and `key=` when the study uses dropout) and
+    returns the outputs the task scores. Everything that shapes it must come from `config.model`
+    (and `config.data`): trials with equal `config.model` share one compiled program;
+  * `task`: the loss and the per-example eval metrics, with the direction of each, so a study
+    objective `val/<metric>` is known to be minimised or maximised.
+
+A config names its workload in `config.workload`: a registry name (`'classification'`, the
+default: the built-in datasets of `config.data.name` and models of `config.model.name`) or an
+import path `'package.module:attribute'` whose attribute is a `Workload` (or a function of no
+arguments returning one), so code outside jaxplay plugs in without editing jaxplay.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+import importlib
+import json
+from typing import Callable, ClassVar
 
 import jax.numpy as jnp
 import optax
@@ -15,50 +28,129 @@ from flax import nnx
 
 from jaxplay import data as data_lib
 from jaxplay import models
+from jaxplay.spaces import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
 class Classification:
-    """Loss and metrics of a classifier. Hashable and field-free: it is a static argument of the
-    compiled step, so every trial of a study must get an equal one."""
+    """Softmax cross-entropy and error rate. Targets may carry extra axes (a language model's
+    per-token targets): each example's loss and error are then the mean over its tokens.
 
-    # Names of the metrics that `metrics` returns; the study objective is `val/<name>` or `train/<name>`.
-    metric_names = ("loss", "error")
+    A task is a static argument of the compiled step, so it must be hashable and every trial of
+    a study must get an equal one: a frozen dataclass whose fields are plain values.
+    """
 
-    @staticmethod
-    def loss(logits, labels, label_smoothing):
+    # Metric -> "min" or "max": which way is better. The study objective is `val/<metric>` or
+    # `train/<metric>` of one of these.
+    metrics_mode: ClassVar[dict] = {"loss": "min", "error": "min"}
+
+    def loss(self, logits, labels, hp):
         """Per-example training loss: softmax cross-entropy with (traced) label smoothing."""
-        targets = optax.smooth_labels(jax_one_hot(labels, logits.shape[-1]), label_smoothing)
-        return optax.softmax_cross_entropy(logits, targets)
+        targets = optax.smooth_labels(one_hot(labels, logits.shape[-1]), hp["label_smoothing"])
+        return _per_example(optax.softmax_cross_entropy(logits, targets))
 
-    @staticmethod
-    def metrics(logits, labels) -> dict:
+    def metrics(self, logits, labels) -> dict:
         """Per-example evaluation metrics: unsmoothed cross-entropy and misclassification."""
         return {
-            "loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels),
-            "error": (jnp.argmax(logits, -1) != labels).astype(jnp.float32),
+            "loss": _per_example(optax.softmax_cross_entropy_with_integer_labels(logits, labels)),
+            "error": _per_example((jnp.argmax(logits, -1) != labels).astype(jnp.float32)),
         }
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Workload:
-    """A dataset on the host, a model builder, and the task (loss and metrics) to judge it by."""
-
-    dataset: data_lib.Dataset
-    build_model: Callable[[nnx.Rngs], nnx.Module]
-    task: Classification = Classification()
+def _per_example(values):
+    """Mean over every axis but the first (tokens of a sequence)."""
+    return values.reshape(values.shape[0], -1).mean(axis=1)
 
 
-def jax_one_hot(labels, num_classes):
+def one_hot(labels, num_classes):
     """One-hot float32 targets."""
     return (labels[..., None] == jnp.arange(num_classes)).astype(jnp.float32)
 
 
-def get(config) -> Workload:
-    """The classification workload that `config.data` and `config.model` describe."""
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """A task the trainer can tune: how to load its data, build its model and judge it."""
+
+    load_data: Callable[[object], data_lib.Dataset]
+    build_model: Callable[[object, nnx.Rngs], nnx.Module]
+    task: object = Classification()
+    # Optional: raises ConfigError for a config this workload cannot run (checked before training).
+    check_config: Callable[[object], None] | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Instance:
+    """A workload bound to one trial's config: what the trainer runs."""
+
+    name: str
+    dataset: data_lib.Dataset
+    build_model: Callable[[nnx.Rngs], nnx.Module]
+    task: object
+
+
+def _classification_model(config, rngs):
     dataset = data_lib.load(config.data)
+    return models.build(config.model, dataset.input_shape, dataset.num_classes, rngs)
 
-    def build_model(rngs):
-        return models.build(config.model, dataset.input_shape, dataset.num_classes, rngs)
 
-    return Workload(dataset=dataset, build_model=build_model)
+def _classification_check(config):
+    if "model" not in config:
+        raise ConfigError("model: missing; add e.g. c.model = dict(name='mlp', width=256, depth=2)")
+    models.check(config.model)
+
+
+CLASSIFICATION = Workload(load_data=data_lib.load, build_model=_classification_model,
+                          check_config=_classification_check)
+
+# Registry names; anything with a ':' is an import path instead.
+REGISTRY = {"classification": CLASSIFICATION}
+DEFAULT = "classification"
+
+
+def resolve(spec: str) -> Workload:
+    """The Workload that a registry name or a 'module:attribute' import path names."""
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"workload: must be a registry name or 'module:attribute' (got {spec!r})")
+    if ":" not in spec:
+        if spec not in REGISTRY:
+            raise ConfigError(f"workload: unknown workload {spec!r}; use one of {sorted(REGISTRY)} "
+                              "or an import path 'my_package.my_module:my_workload'")
+        return REGISTRY[spec]
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"workload: cannot import {module_name!r} ({e}); put its folder on PYTHONPATH "
+                          "(or run from the folder that holds it) and check the spelling") from None
+    target = getattr(module, attribute, None)
+    if target is None:
+        raise ConfigError(f"workload: module {module_name!r} has no attribute {attribute!r}; "
+                          f"define {attribute} = jaxplay.workloads.Workload(...) there")
+    if not isinstance(target, Workload) and callable(target):
+        target = target()
+    if not isinstance(target, Workload):
+        raise ConfigError(f"workload: {spec} is a {type(target).__name__}, not a jaxplay.workloads.Workload")
+    for name in ("loss", "metrics", "metrics_mode"):
+        if not hasattr(target.task, name):
+            raise ConfigError(f"workload: {spec}'s task has no {name!r}; see jaxplay.workloads.Classification")
+    return target
+
+
+_DATA: dict = {}
+
+
+def get(config) -> Instance:
+    """The workload that `config.workload` names, bound to this config (data loaded once)."""
+    spec = config.get("workload", DEFAULT)
+    workload = resolve(spec)
+    if workload.check_config is not None:
+        workload.check_config(config)
+    key = (spec, json.dumps(config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data),
+                            sort_keys=True))
+    if key not in _DATA:
+        dataset = workload.load_data(config.data)
+        if not isinstance(dataset, data_lib.Dataset):
+            raise ConfigError(f"workload: {spec}'s load_data returned {type(dataset).__name__}; "
+                              "return a jaxplay.data.Dataset")
+        _DATA[key] = dataset
+    return Instance(spec, _DATA[key], lambda rngs: workload.build_model(config, rngs), workload.task)

@@ -141,7 +141,7 @@ def test_a_trial_config_that_cannot_train_fails_before_anything_runs(tmp_path):
 
 @pytest.mark.parametrize("path,value,message", [
     ("train.eval_every", 7, "train.eval_every: must divide train.steps=100"),
-    ("model.name", "resnet", "model.name: unknown model 'resnet'"),
+    ("model.name", "vit", "model.name: unknown model 'vit'"),
     ("model.activation", "rleu", "model.activation: unknown 'rleu'"),
     ("model.dropout", 1.0, "model.dropout: a rate in [0, 1)"),
     ("data.name", "cifar", "data.name: unknown dataset 'cifar'"),

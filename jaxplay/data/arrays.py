@@ -1,7 +1,13 @@
-"""In-memory classification datasets and the registry behind `config.data.name`."""
+"""Datasets as arrays, and the registry behind `config.data.name`.
+
+Small datasets (MNIST-1D, digits, the stdlib text corpus, generated images) are numpy arrays
+placed on the device once (`data.pipeline='device'`); large ones hold lazy arrays (tfds
+sources) that `jaxplay.data.pipeline` streams (`data.pipeline='grain'`).
+"""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 
 import numpy as np
@@ -9,23 +15,35 @@ import numpy as np
 from jaxplay.spaces import ConfigError
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train / validation / test splits as numpy arrays (features float32, labels int32)."""
+    """Train / validation (/ test) splits: arrays with examples on the first axis.
+
+    Any array-like with `len`, `shape`, `dtype` and numpy-style indexing works (numpy arrays,
+    memmaps, `jaxplay.data.images.LazyImages`). Targets may have extra axes (per-token targets).
+    """
 
     name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
+    x_train: object
+    y_train: object
+    x_val: object
+    y_val: object
+    x_test: object = None
+    y_test: object = None
+    num_classes: int | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one example."""
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def splits(self) -> dict:
+        """name -> (x, y) of the splits that exist."""
+        out = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val)}
+        if self.x_test is not None:
+            out["test"] = (self.x_test, self.y_test)
+        return out
 
 
 def split_validation(x, y, val_size: int, seed: int):
@@ -67,13 +85,60 @@ def _digits(val_size: int, split_seed: int) -> Dataset:
     return _finish("digits", x[rest], y[rest], x[test], y[test], val_size, split_seed)
 
 
-_LOADERS = {"mnist1d": (_mnist1d, 500), "digits": (_digits, 300)}
+def _small(loader, default_val):
+    def load(c):
+        return loader(int(c.get("val_size", default_val)), int(c.get("split_seed", 0)))
+    return load
+
+
+def _text(c):
+    from jaxplay.data import text
+    return text.load(c)
+
+
+def _synthetic_images(c):
+    from jaxplay.data import images
+    return images.synthetic(c)
+
+
+def _tfds(c):
+    from jaxplay.data import images
+    return images.from_tfds(c)
+
+
+# name -> (loader(config.data), the fields it reads besides the pipeline's)
+LOADERS = {
+    "mnist1d": (_small(_mnist1d, 500), ("val_size", "split_seed")),
+    "digits": (_small(_digits, 300), ("val_size", "split_seed")),
+    "pystdlib": (_text, ("seq_len", "val_percent", "max_bytes")),
+    "synthetic_images": (_synthetic_images, ("image_size", "channels", "num_classes", "num_train",
+                                             "num_val", "seed")),
+    "tfds": (_tfds, ("tfds_name", "data_dir", "image_size", "train_split", "val_split", "test_split")),
+}
+# Fields every dataset takes: how it is batched and fed (see jaxplay.data.pipeline).
+PIPELINE_FIELDS = ("name", "batch_size", "pipeline", "prefetch", "read_threads")
+PIPELINES = ("device", "grain")
+
+
+def check(data_config) -> None:
+    """Validates `config.data`: a known dataset, only the fields it reads, a known pipeline."""
+    name = data_config.get("name")
+    if name not in LOADERS:
+        raise ConfigError(f"data.name: unknown dataset {name!r}; use one of {sorted(LOADERS)}")
+    allowed = set(LOADERS[name][1]) | set(PIPELINE_FIELDS)
+    for key in data_config.keys():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"data.{key}: the {name!r} dataset has no field {key!r}{hint}; "
+                              f"it takes {sorted(allowed)}")
+    pipeline = data_config.get("pipeline", "device")
+    if pipeline not in PIPELINES:
+        raise ConfigError(f"data.pipeline: unknown {pipeline!r}; use 'device' (the dataset lives on the "
+                          "device) or 'grain' (streamed from the host)")
 
 
 def load(data_config) -> Dataset:
-    """Returns the dataset that `config.data` names (cached per process)."""
-    name = data_config.get("name")
-    if name not in _LOADERS:
-        raise ConfigError(f"data.name: unknown dataset {name!r}; use one of {sorted(_LOADERS)}")
-    loader, default_val = _LOADERS[name]
-    return loader(int(data_config.get("val_size", default_val)), int(data_config.get("split_seed", 0)))
+    """Returns the dataset that `config.data` names."""
+    check(data_config)
+    return LOADERS[data_config.name][0](data_config)

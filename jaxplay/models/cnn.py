@@ -42,7 +42,7 @@ class CNN1D(nnx.Module):
         self.convs = nnx.List(convs)
         self.head = nnx.Linear(length * channels, num_classes, rngs=rngs)
 
-    def __call__(self, x, *, dropout_rate=0.0, key=None):
+    def __call__(self, x, *, train: bool = False, dropout_rate=0.0, key=None):
         act = activation(self.act)
         if x.ndim == 2:
             x = x[..., None]  # (batch, length) -> (batch, length, 1 channel)

@@ -18,7 +18,7 @@ class MLP(nnx.Module):
         self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
 
-    def __call__(self, x, *, dropout_rate=0.0, key=None):
+    def __call__(self, x, *, train: bool = False, dropout_rate=0.0, key=None):
         act = activation(self.act)
         x = x.reshape(x.shape[0], -1)
         keys = [None] * len(self.hidden) if key is None else list(jax.random.split(key, len(self.hidden)))
