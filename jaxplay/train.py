@@ -153,9 +153,11 @@ def _padded(x, y, batch):
     total = num_batches * batch
     w = np.zeros(total, np.float32)
     w[:n] = 1.0
-    pad = [(0, total - n)] + [(0, 0)] * (x.ndim - 1)
-    shape = lambda a: a.reshape((num_batches, batch) + a.shape[1:])  # noqa: E731
-    return shape(np.pad(x, pad)), shape(np.pad(y, (0, total - n))), shape(w)
+    def padded(a):  # zeros after the last example; targets may have axes of their own (tokens)
+        a = np.pad(a, [(0, total - n)] + [(0, 0)] * (a.ndim - 1))
+        return a.reshape((num_batches, batch) + a.shape[1:])
+
+    return padded(x), padded(y), w.reshape(num_batches, batch)
 
 
 # Training examples evaluated each period (a fixed random subset when the train split is
@@ -243,7 +245,9 @@ def _apply(graphdef, program, params, stats, x, *, train, hp=None, key=None):
     if dtype is not None:
         cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
         params, x = jax.tree.map(cast, params), cast(x)
-    model = nnx.merge(graphdef, params, stats)
+    # copy=True: fresh Variables belong to this trace, so batch norm may update its statistics
+    # inside jax.grad (merging the caller's Variables would be a mutation from another trace).
+    model = nnx.merge(graphdef, params, stats, copy=True)
     kwargs = {"dropout_rate": hp["dropout"], "key": key} if (train and program.dropout) else {}
     outputs = model(x, train=train, **kwargs)
     return outputs.astype(jnp.float32), nnx.state(model, nnx.BatchStat)

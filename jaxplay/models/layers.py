@@ -69,8 +69,8 @@ class GhostBatchNorm(nnx.Module):
             y = ((groups - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
             m = self.momentum
             flat = lambda s: s.reshape(batch // v, -1).mean(axis=0)  # noqa: E731 - mean over groups
-            self.mean.value = m * self.mean.value + (1 - m) * flat(mean)
-            self.var.value = m * self.var.value + (1 - m) * flat(var)
+            self.mean[...] = m * self.mean[...] + (1 - m) * flat(mean)
+            self.var[...] = m * self.var[...] + (1 - m) * flat(var)
         else:
-            y = (x.astype(jnp.float32) - self.mean.value) * jax.lax.rsqrt(self.var.value + self.epsilon)
-        return (y * self.scale.value + self.bias.value).astype(dtype)
+            y = (x.astype(jnp.float32) - self.mean[...]) * jax.lax.rsqrt(self.var[...] + self.epsilon)
+        return (y * self.scale[...] + self.bias[...]).astype(dtype)

@@ -31,7 +31,7 @@ class Block(nnx.Module):
         cout = shapes[-1][1]
         self.convs = nnx.List([_conv(a, b, k, s, rngs) for a, b, k, s in shapes])
         self.norms = nnx.List([GhostBatchNorm(b, virtual_batch_size=vbs) for _, b, _, _ in shapes])
-        self.norms[-1].scale.value = jnp.zeros_like(self.norms[-1].scale.value)
+        self.norms[-1].scale[...] = jnp.zeros_like(self.norms[-1].scale[...])
         # A projection shortcut where the shape changes (an empty list otherwise: nnx attributes
         # keep one kind, data or static).
         self.project = nnx.List([])
@@ -73,7 +73,7 @@ class ResNet(nnx.Module):
         act = activation(self.act)
         # uint8 pixels in; compute in the dtype of the weights (bfloat16 under mixed precision).
         x = (x.astype(jnp.float32) - _MEAN[: x.shape[-1]]) / _STD[: x.shape[-1]]
-        x = x.astype(self.stem_conv.kernel.value.dtype)
+        x = x.astype(self.stem_conv.kernel.dtype)
         x = act(self.stem_norm(self.stem_conv(x), train=train))
         if self.stem == "imagenet":
             x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")

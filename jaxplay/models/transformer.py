@@ -57,7 +57,7 @@ class TransformerLM(nnx.Module):
     def __call__(self, tokens, *, train: bool = False, dropout_rate=0.0, key=None):
         act = activation(self.act)
         x = self.embed(tokens.astype(jnp.int32))
-        x = x + self.position.value[: tokens.shape[1]].astype(x.dtype)
+        x = x + self.position[: tokens.shape[1]].astype(x.dtype)
         keys = [[None, None]] * len(self.blocks) if key is None else \
             jax.random.split(key, (len(self.blocks), 2))
         for block, k in zip(self.blocks, keys):

@@ -1,0 +1,148 @@
+"""Every model family of experiments/ trains, sequential and batched, to the same numbers; batch
+norm (ghost or plain) and bf16 compute behave as the playbook asks."""
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxplay import batched, sweep, train
+from jaxplay import config as config_lib
+from jaxplay.models.layers import GhostBatchNorm
+
+EXPERIMENTS = os.path.join(os.path.dirname(__file__), "..", "experiments")
+SMOKE = {
+    # experiment: overrides that keep it to a few steps on 2 CPU cores
+    "mnist1d_mlp": {"train.steps": 20, "train.eval_every": 10, "schedule.warmup_steps": 5},
+    "mnist1d_cnn": {"train.steps": 20, "train.eval_every": 10, "schedule.warmup_steps": 5},
+    "mnist1d_gru": {},
+    "cifar10_resnet": {},
+    "imagenet_resnet": {},
+    "pystdlib_transformer": {},
+}
+
+
+def _trials(name):
+    c = config_lib.load(os.path.join(EXPERIMENTS, f"{name}.py:smoke"), overrides=SMOKE[name])
+    plan = sweep.plan(c)
+    # The study's first trial, and the same with half its learning rate: one compiled program.
+    first = dict(plan.params[0])
+    second = {**first, "optimizer.learning_rate": 0.5 * config_lib.apply(c, first).optimizer.learning_rate}
+    return [config_lib.apply(c, p) for p in (first, second)], plan.searched | {"optimizer.learning_rate"}
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_every_model_family_trains_sequential_and_batched_alike(name, tmp_path):
+    configs, searched = _trials(name)
+    solo, solo_curves = [], []
+    for i, c in enumerate(configs):
+        curve = {}
+        solo.append(train.train_and_evaluate(c, tmp_path / f"solo{i}", searched=searched,
+                                             on_eval=lambda s, m, curve=curve: curve.__setitem__(s, m)))
+        solo_curves.append(curve)
+    curves = {0: {}, 1: {}}
+    together = batched.train_group(configs, [tmp_path / f"b{i}" for i in range(2)], searched=searched,
+                                   on_eval=lambda i, s, m: curves[i].__setitem__(s, m))
+    for i in range(2):
+        assert solo[i].status == together[i].status == "completed", (solo[i].reason, together[i].reason)
+        assert sorted(solo_curves[i]) == sorted(curves[i])
+        for step, metrics in solo_curves[i].items():
+            assert np.isfinite(metrics["train/loss"])
+            np.testing.assert_allclose(curves[i][step]["val/loss"], metrics["val/loss"], rtol=2e-3,
+                                       err_msg=f"{name} member {i} step {step}")
+    # The best checkpoint (params and batch-norm statistics) restores to its recorded value.
+    restored = train.evaluate_checkpoint(configs[0], tmp_path / "b0")
+    objective = configs[0].study.objective
+    assert restored[objective] == pytest.approx(together[0].best_value, rel=1e-4, abs=1e-5)
+
+
+def test_ghost_batch_norm_equals_batch_norm_when_virtual_batch_is_the_batch():
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 5, 5, 3)) * 3 + 1
+    ghost = GhostBatchNorm(3, virtual_batch_size=16, momentum=0.9)
+    plain = nnx.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+    for _ in range(2):  # two steps: the running averages follow too
+        np.testing.assert_allclose(ghost(x, train=True), plain(x, use_running_average=False), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ghost.mean[...], plain.mean[...], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ghost.var[...], plain.var[...], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ghost(x, train=False), plain(x, use_running_average=True), rtol=1e-5, atol=1e-5)
+    whole = GhostBatchNorm(3, virtual_batch_size=None)
+    np.testing.assert_allclose(whole(x, train=True), ghost(x, train=True), rtol=1e-6, atol=1e-6)
+
+
+def test_ghost_batch_norm_normalises_each_virtual_batch_on_its_own():
+    x = jax.random.normal(jax.random.PRNGKey(1), (12, 7)) * jnp.arange(1, 13)[:, None]
+    ghost = GhostBatchNorm(7, virtual_batch_size=4, momentum=0.0)
+    out = ghost(x, train=True)
+    for g in range(3):
+        part = GhostBatchNorm(7, virtual_batch_size=None)(x[4 * g: 4 * g + 4], train=True)
+        np.testing.assert_allclose(out[4 * g: 4 * g + 4], part, rtol=1e-5, atol=1e-5)
+    # Momentum 0: the running stats are this step's, averaged over the three groups.
+    groups = x.reshape(3, 4, 7)
+    np.testing.assert_allclose(ghost.mean[...], groups.mean(1).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(ghost.var[...], groups.var(1).mean(0), rtol=1e-5)
+    with pytest.raises(ValueError, match="not a multiple of virtual_batch_size 4"):
+        ghost(x[:10], train=True)
+
+
+SHARDED_BN = r"""
+import jax, jax.numpy as jnp, numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+from jaxplay.models.layers import GhostBatchNorm
+assert jax.device_count() == 4
+x = jax.random.normal(jax.random.PRNGKey(0), (32, 6)) * jnp.arange(1, 33)[:, None]
+def step(state, x):
+    model = nnx.merge(graphdef, state)
+    y = model(x, train=True)
+    return y, nnx.state(model)
+graphdef, state = nnx.split(GhostBatchNorm(6, virtual_batch_size=4))
+y1, s1 = jax.jit(step)(state, x)
+mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+xs = jax.device_put(x, NamedSharding(mesh, P("data")))  # each device holds 8 examples: 2 groups
+y4, s4 = jax.jit(step)(state, xs)
+assert len(xs.sharding.device_set) == 4
+np.testing.assert_allclose(y4, y1, rtol=1e-5, atol=1e-5)
+for a, b in zip(jax.tree.leaves(s4), jax.tree.leaves(s1)):
+    assert a.sharding.is_fully_replicated  # one running average, not one per device
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+print("ok")
+"""
+
+
+def test_ghost_batch_norm_running_stats_are_global_when_the_batch_is_sharded():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-c", SHARDED_BN], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-3000:]
+
+
+def test_bf16_compute_keeps_float32_master_weights_and_optimizer_state(tmp_path):
+    configs, searched = _trials("pystdlib_transformer")
+    c32 = configs[0]
+    c16 = config_lib.apply(c32, {"train.compute_dtype": "bfloat16"})
+    workload = train.workloads.get(c16)
+    program = train.make_program(c16, workload)
+    _, state, hp, _ = train.init_state(c16, workload, program)
+    assert {leaf.dtype for leaf in jax.tree.leaves(state["params"])} == {jnp.dtype(jnp.float32)}
+    assert {leaf.dtype for leaf in jax.tree.leaves(state["opt_state"]) if leaf.ndim} == {jnp.dtype(jnp.float32)}
+    assert {v.dtype for v in hp.values()} == {jnp.dtype(jnp.float32)}
+    graphdef = train._initializer(c16, workload, program)[0]
+    x = np.asarray(workload.dataset.x_train[:4])
+    jaxpr = str(jax.make_jaxpr(lambda p: train._apply(graphdef, program, p, state["batch_stats"], x, train=True)[0])(
+        state["params"]))
+    assert "bf16" in jaxpr and "dot_general" in jaxpr
+    r16 = train.train_and_evaluate(c16, tmp_path / "bf16", searched=searched)
+    r32 = train.train_and_evaluate(c32, tmp_path / "f32", searched=searched)
+    assert r16.status == r32.status == "completed"
+    # bf16 really ran (the numbers differ) and stays close to float32.
+    assert r16.final_metrics["val/loss"] != r32.final_metrics["val/loss"]
+    assert r16.final_metrics["val/loss"] == pytest.approx(r32.final_metrics["val/loss"], rel=0.02)
+
+
+def test_unknown_compute_dtype_is_refused():
+    configs, _ = _trials("pystdlib_transformer")
+    with pytest.raises(config_lib.ConfigError, match="train.compute_dtype: unknown 'fp8'"):
+        train.check(config_lib.apply(configs[0], {"train.compute_dtype": "fp8"}))
