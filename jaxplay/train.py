@@ -449,13 +449,16 @@ class TrialRun:
     def start(self, initial: dict) -> None:
         """Records the step-0 evaluation; its train loss is the divergence yardstick."""
         initial = {k: float(v) for k, v in initial.items()}
-        self.meta["initial_loss"] = initial["train/loss"]
+        # A task without a "loss" eval metric is measured against its first training batch loss.
+        self.meta["initial_loss"] = initial.get("train/loss")
         if self.on_eval:
             self.on_eval(0, initial)
 
     def after_period(self, step: int, get_state, metrics: dict, per_step: dict, *,
                      write_now: bool = False) -> TrialResult | None:
         """Records the period that ended at `step`; returns the result once the trial is over."""
+        if self.meta["initial_loss"] is None:
+            self.meta["initial_loss"] = float(per_step["loss"][0])
         limit = self.config.train.get("divergence_factor", 100.0) * self.meta["initial_loss"]
         reason = _diverged(per_step["loss"], step - self.program.eval_every, limit)
         metrics = {k: float(v) for k, v in metrics.items()}

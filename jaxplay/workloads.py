@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import json
 from typing import Callable, ClassVar
 
@@ -126,7 +127,7 @@ def resolve(spec: str) -> Workload:
     if target is None:
         raise ConfigError(f"workload: module {module_name!r} has no attribute {attribute!r}; "
                           f"define {attribute} = jaxplay.workloads.Workload(...) there")
-    if not isinstance(target, Workload) and callable(target):
+    if inspect.isfunction(target):  # a factory: def my_workload() -> Workload
         target = target()
     if not isinstance(target, Workload):
         raise ConfigError(f"workload: {spec} is a {type(target).__name__}, not a jaxplay.workloads.Workload")

@@ -404,3 +404,23 @@ def test_adam_budget_warns_about_params_the_budget_does_not_support(search, n, f
 ])
 def test_adam_budget_is_quiet_within_the_table_and_outside_adam(search, n, fixed):
     assert found(_adam_study(search, n, fixed), "adam_budget") == []
+
+
+def _waiting(params, waits, quality=0.0):
+    t = good(params, quality)
+    t["curves"]["train/input_wait_fraction"] = [(100 * (i + 1), w) for i, w in enumerate(waits)]
+    return t
+
+
+def test_input_bound_warns_when_a_trial_mostly_waits_for_data():
+    study = constructed_study(LR_SPACE, [_waiting({LR: lr(0.5)}, [0.02, 0.03, 0.02]),
+                                         _waiting({LR: lr(0.4)}, [0.5, 0.4, 0.05], quality=0.01)])
+    [finding] = found(study, "input_bound")
+    assert finding.severity == "warning" and finding.trials == (1,)
+    assert "40%" in finding.title and "data.read_threads" in finding.action
+
+
+def test_input_bound_is_quiet_when_the_pipeline_keeps_up_or_nothing_streams():
+    quiet = constructed_study(LR_SPACE, [_waiting({LR: lr(0.5)}, [0.5, 0.01, 0.02, 0.01])])  # one slow period
+    assert found(quiet, "input_bound") == []
+    assert found(lr_study([0.5, 0.4]), "input_bound") == []  # device pipeline: no such metric

@@ -20,7 +20,7 @@ from jaxplay import spaces
 from jaxplay.analysis.study import StudyData, TrialData
 
 CHECKS = ("boundary", "infeasible_fraction", "infeasible_at_edge", "overfitting", "late_variance",
-          "not_converged", "saturated_early", "train_loss_rising", "adam_budget")
+          "not_converged", "saturated_early", "train_loss_rising", "adam_budget", "input_bound")
 SEVERITIES = ("warning", "info")
 
 # The best trials looked at by the boundary and training-curve checks: the playbook's axis plots
@@ -86,6 +86,9 @@ TRAIN_LOSS_METRICS = ("train/loss", "train/batch_loss")
 # more than 25": + b2. We read "substantially more" as 100 trials, 4x the 25 row and the size of the
 # playbook's own ResNet-50 study (Fig 3).
 ADAM_FAMILY = ("adam", "nadam", "adamw")
+# Input-bound: a trial's median period spent more than 10% of its time waiting for the streamed
+# input pipeline (train/input_wait_fraction; the device pipeline has nothing to wait for).
+INPUT_WAIT_WARNING = 0.1
 ADAM_BUDGET = ((0, "optimizer.learning_rate"), (10, "optimizer.b1"), (25, "optimizer.eps"), (100, "optimizer.b2"))
 
 
@@ -470,6 +473,28 @@ def _value_at(p: spaces.Hyperparameter, u: float):
     if p.scale == "log":
         return p.min * (p.max / p.min) ** u
     return p.min + u * (p.max - p.min)
+
+
+def check_input_bound(study: StudyData) -> list[Finding]:
+    """Input-bound trials: the median over a trial's periods of train/input_wait_fraction exceeds
+    INPUT_WAIT_WARNING -> make the pipeline keep up before reading anything into step times
+    (playbook "Optimizing the input pipeline")."""
+    slow = []
+    for t in study.trials:
+        waits = _finite(t, "train/input_wait_fraction")[1]
+        if len(waits) and float(np.median(waits)) > INPUT_WAIT_WARNING:
+            slow.append((float(np.median(waits)), t))
+    if not slow:
+        return []
+    worst, trial = max(slow, key=lambda p: p[0])
+    detail = (f"{len(slow)} trial(s) ({_trials([t for _, t in slow])}) spent more than {INPUT_WAIT_WARNING:.0%} of "
+              f"their median evaluation period waiting for input (train/input_wait_fraction); trial "
+              f"{trial.index}: {worst:.0%}.")
+    return [Finding("input_bound", "warning", f"Input-bound: training waited for data {worst:.0%} of the time",
+                    detail, "profile the input pipeline (jax.profiler) and make it keep up: raise data.read_threads "
+                    "or data.prefetch, do expensive preprocessing once offline, or use data.pipeline='device' "
+                    "when the dataset fits on the device; until then step times measure the pipeline, not the model",
+                    tuple(t.index for _, t in slow))]
 
 
 def _clip_hint(study: StudyData) -> str:

@@ -1,0 +1,167 @@
+"""The streaming input pipeline (grain) and the datasets behind it."""
+import numpy as np
+import pytest
+
+from factories import tiny_config
+from jaxplay import batched, sweep, train
+from jaxplay import config as config_lib
+from jaxplay.data import pipeline, text
+from jaxplay.spaces import ConfigError
+
+
+def _data(n=103):
+    x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    return x, np.arange(n, dtype=np.int32)
+
+
+def _take(it, k):
+    return [next(it) for _ in range(k)]
+
+
+def test_same_seed_same_batches_and_a_new_permutation_each_epoch():
+    x, y = _data()
+    a = _take(pipeline.train_batches(x, y, batch_size=10, seed=3), 25)
+    b = _take(pipeline.train_batches(x, y, batch_size=10, seed=3), 25)
+    c = _take(pipeline.train_batches(x, y, batch_size=10, seed=4), 25)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(xa[:, 0], 3 * ya)  # examples keep their labels
+    assert any((ya != yc).any() for (_, ya), (_, yc) in zip(a, c))
+    labels = np.concatenate([ya for _, ya in a])
+    first, second = labels[:103], labels[103:206]
+    assert sorted(first) == list(range(103)) and sorted(second) == list(range(103))  # each epoch: all once
+    assert (first != second).any()  # reshuffled
+
+
+def test_resuming_at_a_step_gives_the_batches_a_full_run_gives_there():
+    x, y = _data()
+    full = _take(pipeline.train_batches(x, y, batch_size=8, seed=0), 30)
+    resumed = _take(pipeline.train_batches(x, y, batch_size=8, seed=0, start_step=17), 13)
+    for (_, a), (_, b) in zip(full[17:], resumed):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_hosts_read_disjoint_shards_that_cover_the_data():
+    x, y = _data(96)
+    hosts = [pipeline.train_batches(x, y, batch_size=12, seed=0, process_index=i, process_count=3) for i in range(3)]
+    seen = [np.concatenate([yb for _, yb in _take(it, 8)]) for it in hosts]  # one epoch: 32 examples each
+    assert all(len(s) == 32 and len(set(s)) == 32 for s in seen)
+    assert not set(seen[0]) & set(seen[1]) and not set(seen[1]) & set(seen[2]) and not set(seen[0]) & set(seen[2])
+    assert set(np.concatenate(seen)) == set(range(96))
+    with pytest.raises(ConfigError, match="data.batch_size: 10 does not split evenly over 3 hosts"):
+        pipeline.train_batches(x, y, batch_size=10, seed=0, process_count=3)
+
+
+def test_eval_batches_cover_a_split_once_with_zero_weight_padding():
+    x, y = _data(37)
+    batches = list(pipeline.eval_batches(x, y, 16))
+    assert [len(b[0]) for b in batches] == [16, 16, 16]
+    w = np.concatenate([b[2] for b in batches])
+    assert w.sum() == 37 and (w[37:] == 0).all()
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches])[:37], y)
+
+
+def test_padded_examples_do_not_change_eval_metrics(tmp_path):
+    c = tiny_config(**{"data.val_size": 37})
+    workload = train.workloads.get(c)
+    program = train.make_program(c, workload)
+    graphdef, state, _, _ = train.init_state(c, workload, program)
+    x, y = workload.dataset.x_val, workload.dataset.y_val
+    import functools
+    sums = functools.partial(train._metric_sums_jit, graphdef, workload.task, program)
+    exact = train.evaluate_streamed(sums, state["params"], state["batch_stats"], {"val": (x, y)}, 37)
+    padded = train.evaluate_streamed(sums, state["params"], state["batch_stats"], {"val": (x, y)}, 16)
+    on_device = train._evaluate(graphdef, workload.task, program, state["params"], state["batch_stats"],
+                                train._padded(x, y, 16))
+    for k in ("loss", "error"):
+        assert padded[f"val/{k}"] == pytest.approx(exact[f"val/{k}"], rel=1e-6)
+        assert float(on_device[k]) == pytest.approx(exact[f"val/{k}"], rel=1e-6)
+
+
+def test_period_feed_reports_time_spent_waiting_for_input():
+    x, y = _data()
+
+    def slow(it):
+        import time
+        for item in it:
+            time.sleep(0.02)
+            yield item
+
+    feed = pipeline.PeriodFeed([slow(pipeline.train_batches(x, y, batch_size=4, seed=0))], 5, stacked=False, depth=1)
+    try:
+        xs, ys = feed.next()
+        assert xs.shape == (5, 4, 3) and ys.shape == (5, 4)
+        assert feed.take_wait() >= 0.05  # five slow batches were not ready
+        assert feed.take_wait() == 0.0
+    finally:
+        feed.close()
+
+
+def _grain_study(**overrides):
+    return tiny_config(**{"data.pipeline": "grain", "train.steps": 100, "train.eval_every": 25,
+                          "train.checkpoint_every_secs": 0.0, **overrides})
+
+
+def test_a_streamed_trial_learns_resumes_exactly_and_batches_like_sequential(tmp_path):
+    c = _grain_study()
+    curve = {}
+    full = train.train_and_evaluate(c, tmp_path / "full", on_eval=lambda s, m: curve.__setitem__(s, m))
+    assert full.status == "completed" and full.final_metrics["val/error"] < curve[0]["val/error"] - 0.1
+    assert 0.0 <= curve[100]["train/input_wait_fraction"] <= 1.0
+
+    def stop_at_50(step, metrics):
+        if step == 50:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(c, tmp_path / "cut", on_eval=stop_at_50)
+    again = train.train_and_evaluate(c, tmp_path / "cut")
+    assert again.final_metrics["val/loss"] == pytest.approx(full.final_metrics["val/loss"], rel=1e-6)
+
+    other = config_lib.apply(c, {"optimizer.learning_rate": 1e-3, "seed": 1})
+    searched = frozenset({"optimizer.learning_rate", "seed"})
+    together = batched.train_group([c, other], [tmp_path / "b0", tmp_path / "b1"], searched=searched)
+    solo = train.train_and_evaluate(other, tmp_path / "solo1", searched=searched)
+    assert together[0].final_metrics["val/loss"] == pytest.approx(full.final_metrics["val/loss"], rel=2e-4)
+    assert together[1].final_metrics["val/loss"] == pytest.approx(solo.final_metrics["val/loss"], rel=2e-4)
+
+
+def test_streamed_study_runs_from_the_sweep(tmp_path):
+    c = _grain_study(**{"study.num_trials": 2})
+    record = sweep.run_study(c, tmp_path, executor="batched", log=lambda s: None, report=False)
+    assert [t["status"] for t in record["trials"]] == ["completed", "completed"]
+
+
+def test_text_corpus_split_is_by_file_hash_and_windows_shift_by_one():
+    assert text.is_validation("json/decoder.py", 5) == text.is_validation("json/decoder.py", 5)
+    share = np.mean([text.is_validation(f"pkg/file{i}.py", 5) for i in range(4000)])
+    assert 0.03 < share < 0.07
+    x, y = text.windows(b"abcdefghij", 3)
+    assert x.tolist() == [list(b"abc"), list(b"def"), list(b"ghi")]
+    assert y.tolist() == [list(b"bcd"), list(b"efg"), list(b"hij")]
+    c = config_lib.load("experiments/pystdlib_transformer.py:smoke")
+    dataset = train.workloads.get(c).dataset
+    assert dataset.num_classes == 256 and dataset.x_train.shape[1] == c.data.seq_len
+    assert not set(map(bytes, dataset.x_val[:50])) & set(map(bytes, dataset.x_train))  # no shared window
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("data.pipeline", "tfdata", "data.pipeline: unknown 'tfdata'"),
+    ("data.val_sise", 10, "data.val_sise: the 'mnist1d' dataset has no field 'val_sise' (did you mean 'val_size'?)"),
+])
+def test_bad_data_fields_are_named(path, value, message):
+    c = tiny_config()
+    section, field = path.split(".")
+    with c[section].unlocked():
+        c[section][field] = value
+    with pytest.raises(ConfigError, match=__import__("re").escape(message)):
+        train.check(c)
+
+
+def test_tfds_without_tensorflow_datasets_says_how_to_get_it(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+    c = config_lib.load("experiments/cifar10_resnet.py")
+    with pytest.raises(ConfigError, match="tensorflow-datasets is not installed.*synthetic_images"):
+        train.check(c)
