@@ -66,7 +66,7 @@ def hparams(config) -> dict[str, float]:
     values["min_lr_factor"] = float(config.schedule.get("min_lr_factor", 0.0))
     values["grad_clip_norm"] = float(config.train.get("grad_clip_norm", 0.0))
     values["label_smoothing"] = float(config.train.get("label_smoothing", 0.0))
-    values["dropout"] = float(config.model.get("dropout", 0.0))
+    values["dropout"] = float(config.get("model", {}).get("dropout", 0.0))
     return values
 
 

@@ -201,7 +201,8 @@ def device_data(dataset, program: Program, train_eval_examples: int = DEFAULT_TR
         return {}
     key = (id(dataset), program.eval_batch_size, train_eval_examples)
     if key not in _DEVICE_DATA:
-        arrays = {"x": np.asarray(dataset.x_train), "y": np.asarray(dataset.y_train)}
+        # x[:] reads a lazy array (a tfds source) whole: 'device' means the dataset fits.
+        arrays = {"x": np.asarray(dataset.x_train[:]), "y": np.asarray(dataset.y_train[:])}
         for name, (x, y) in eval_splits(dataset, train_eval_examples).items():
             arrays[name] = _padded(np.asarray(x[:]), np.asarray(y[:]), program.eval_batch_size)
         _DEVICE_DATA[key] = jax.device_put(arrays)
@@ -509,7 +510,8 @@ class InputFeed:
         if program.pipeline == "grain":
             from jaxplay.data import pipeline
 
-            threads = int(config.data.get("read_threads", 8))
+            # data.read_threads is the host's budget, shared by the stacked trials' readers.
+            threads = max(1, int(config.data.get("read_threads", 8)) // len(seeds))
             iterators = [pipeline.train_batches(
                 dataset.x_train, dataset.y_train, batch_size=program.batch_size, seed=seed,
                 start_step=start_step, process_index=jax.process_index(), process_count=jax.process_count(),

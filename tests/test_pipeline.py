@@ -165,3 +165,53 @@ def test_tfds_without_tensorflow_datasets_says_how_to_get_it(monkeypatch):
     c = config_lib.load("experiments/cifar10_resnet.py")
     with pytest.raises(ConfigError, match="tensorflow-datasets is not installed.*synthetic_images"):
         train.check(c)
+
+
+class _FakeTfds:
+    """The slice of tensorflow_datasets that jaxplay uses: data_source() returning a random-access
+    split of {'image', 'label'} records with dataset_info. Images come in mixed sizes, as ImageNet's do."""
+
+    def __init__(self):
+        self.calls = []
+
+    def data_source(self, name, split, data_dir=None, download=True):
+        self.calls.append((name, split, data_dir, download))
+        if split == "missing":
+            raise FileNotFoundError(f"{name}/{split} not prepared")
+        rng = np.random.default_rng(len(self.calls))
+        sizes = [(40, 60), (50, 50), (33, 70)]
+        records = [{"image": rng.integers(0, 255, sizes[i % 3] + (3,), dtype=np.uint8), "label": i % 4}
+                   for i in range(24)]
+
+        class Source(list):
+            pass
+
+        source = Source(records)
+        feature = type("F", (), {"shape": (None, None, 3)})()
+        label = type("L", (), {"num_classes": 4})()
+        source.dataset_info = type("Info", (), {"features": {"image": feature, "label": label}})()
+        return source
+
+
+def test_tfds_splits_are_read_on_demand_cropped_and_resized(monkeypatch, tmp_path):
+    import sys
+    fake = _FakeTfds()
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
+    c = tiny_config()
+    c.data = dict(name="tfds", tfds_name="imagenet_like", data_dir=str(tmp_path), image_size=32, batch_size=8,
+                  pipeline="grain", val_split="validation")
+    c.model = dict(name="mlp", width=16, depth=1, dropout=0.0)
+    c.train.steps, c.train.eval_every, c.schedule.warmup_steps = 4, 2, 1
+    dataset = train.workloads.get(c).dataset
+    assert fake.calls == [("imagenet_like", "train", str(tmp_path), False),
+                          ("imagenet_like", "validation", str(tmp_path), False)]  # never downloads
+    assert dataset.x_train.shape == (24, 32, 32, 3) and dataset.num_classes == 4
+    images = dataset.x_train[np.array([0, 1, 2])]
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
+    assert dataset.y_train[5] == 1
+    result = train.train_and_evaluate(c, tmp_path / "trial")
+    assert result.status == "completed"
+    c.data.val_split = "missing"
+    c.data.tfds_name = "other"
+    with pytest.raises(ConfigError, match="data.tfds_name: cannot open 'other' split 'missing'.*tfds build other"):
+        train.check(c)
