@@ -3,7 +3,8 @@
 Trains on the Python standard library's own source (every machine has it; nothing is
 downloaded), byte by byte, with files split into train and validation by a hash of their path.
 Pre-norm residual blocks; AdamW with warmup and cosine decay; clipping at 1.0. Nuisance: the
-learning rate and weight decay. About 15 minutes on 2 CPU cores (a 1 MB slice of the corpus);
+learning rate and weight decay. About 20 minutes on 2 CPU cores (a 1 MB slice of the corpus; a
+depth-2 trial took 2 min there: 20 steps/s, val/loss 1.52 nats per byte after 2000 steps);
 drop data.max_bytes and raise model.dim on a GPU.
 
   python -m jaxplay.sweep --config experiments/pystdlib_transformer.py --workdir runs/pystdlib_lm
@@ -16,7 +17,7 @@ from jaxplay import spaces
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.data = dict(name="pystdlib", seq_len=64, val_percent=5, max_bytes=1_000_000, batch_size=32)
+    c.data = dict(name="pystdlib", seq_len=64, val_percent=5, max_bytes=1_000_000, batch_size=32, pipeline="device")
     c.model = dict(name="transformer", dim=64, depth=2, heads=4, mlp_ratio=4, activation="gelu", dropout=0.0)
     c.optimizer = dict(name="adamw", learning_rate=3e-3, b1=0.9, b2=0.98, eps=1e-9, weight_decay=0.01)
     c.schedule = dict(name="cosine", warmup_steps=100)

@@ -148,46 +148,40 @@ def _train_stack(graphdef, workload, program, data, stack, runs, results, step, 
     feed = train.InputFeed(config, workload.dataset, program, [int(m["config"].seed) for m in stack], step,
                            stacked=True, sharding=sharding)
     try:
-        _run_stack(feed, period, evaluate, program, data, stack, runs, results, state, hp, keys, step, active,
-                   write_every, last_write, on_period, should_stop)
+        while active:
+            started = time.perf_counter()
+            state, metrics, per_step = period(state, hp, keys, feed.next(), data)
+            if program.pipeline != "device":
+                metrics = evaluate(state)
+            step += program.eval_every
+            metrics, per_step = jax.device_get((metrics, per_step))
+            metrics.update(feed.input_metrics(time.perf_counter() - started))
+            write_now = time.monotonic() - last_write >= write_every
+            reported = {}
+            # A member's state is copied to the host only when it becomes a checkpoint candidate; one
+            # transfer of the whole stack then serves every member (indexing device arrays member by
+            # member dispatched a gather per leaf: 2.4 s of a 16-trial study).
+            on_host = functools.cache(lambda state=state: jax.device_get(state))
+            for j, m in enumerate(stack):
+                i = m["i"]
+                if i not in active:
+                    continue  # diverged earlier: it rides along, its numbers are ignored
+                result = runs[i].after_period(
+                    step, lambda j=j: jax.tree.map(lambda a: np.array(a[j]), on_host()),  # a copy, not a view
+                    {k: v if np.ndim(v) == 0 else v[j] for k, v in metrics.items()},
+                    {k: v[j] for k, v in per_step.items()},
+                    write_now=write_now)
+                reported[i] = runs[i].last_metrics
+                if result is not None:
+                    results[i] = result
+                    active.discard(i)
+            if write_now:
+                last_write = time.monotonic()
+            if on_period:
+                on_period(step, reported)
+            if active and should_stop is not None and should_stop():
+                for i in active:
+                    runs[i].write_latest()
+                raise KeyboardInterrupt(f"stopped at step {step}")
     finally:
         feed.close()
-
-
-def _run_stack(feed, period, evaluate, program, data, stack, runs, results, state, hp, keys, step, active,
-               write_every, last_write, on_period, should_stop):
-    while active:
-        started = time.perf_counter()
-        state, metrics, per_step = period(state, hp, keys, feed.next(), data)
-        if program.pipeline != "device":
-            metrics = evaluate(state)
-        step += program.eval_every
-        metrics, per_step = jax.device_get((metrics, per_step))
-        metrics.update(feed.input_metrics(time.perf_counter() - started))
-        write_now = time.monotonic() - last_write >= write_every
-        reported = {}
-        # A member's state is copied to the host only when it becomes a checkpoint candidate; one
-        # transfer of the whole stack then serves every member (indexing device arrays member by
-        # member dispatched a gather per leaf: 2.4 s of a 16-trial study).
-        on_host = functools.cache(lambda state=state: jax.device_get(state))
-        for j, m in enumerate(stack):
-            i = m["i"]
-            if i not in active:
-                continue  # diverged earlier: it rides along, its numbers are ignored
-            result = runs[i].after_period(
-                step, lambda j=j: jax.tree.map(lambda a: np.array(a[j]), on_host()),  # a copy, not a view
-                {k: v if np.ndim(v) == 0 else v[j] for k, v in metrics.items()},
-                {k: v[j] for k, v in per_step.items()},
-                write_now=write_now)
-            reported[i] = runs[i].last_metrics
-            if result is not None:
-                results[i] = result
-                active.discard(i)
-        if write_now:
-            last_write = time.monotonic()
-        if on_period:
-            on_period(step, reported)
-        if active and should_stop is not None and should_stop():
-            for i in active:
-                runs[i].write_latest()
-            raise KeyboardInterrupt(f"stopped at step {step}")

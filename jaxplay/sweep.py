@@ -12,6 +12,7 @@ import math
 import os
 import pathlib
 import platform
+import re
 import shlex
 import signal
 import socket
@@ -173,6 +174,8 @@ class Progress:
         m = reported[best]
         who = "" if self.count == 1 else f"  {len(reported)} trials, best #{best}:"
         speed = f"{rate:,.0f} steps/s" if self.count == 1 else f"{rate * len(reported):,.0f} trial-steps/s"
+        if "train/input_wait_fraction" in m:  # streamed input: how long training waited for it
+            speed += f", input wait {m['train/input_wait_fraction']:.0%}"
         self.log(f"  step {step:>{len(str(steps))}}/{steps}{who}  loss {m.get('train/batch_loss', math.nan):.4f}"
                  f"  {self.objective} {m.get(self.objective, math.nan):.4f}  {speed}{note}"
                  f"  ETA {_duration(eta)} (study {_duration(eta_study)})")
@@ -407,9 +410,12 @@ def main(argv=None) -> int:
         fl(argv)
         if fl.config is not None:
             fl.config.get("study")  # config_flags defers a load failure to the first access
-    except (flags.Error, ConfigError, OSError, AttributeError, TypeError, ValueError) as e:
-        # config_flags wraps a missing file or a get_config error; its message names both.
-        print(f"error: {e}", file=sys.stderr)
+    except (flags.Error, ConfigError, OSError, AttributeError, TypeError, ValueError, KeyError) as e:
+        # config_flags wraps a missing file or a get_config error; its message names both. An
+        # override of a field the study file does not define arrives as a KeyError of one key.
+        cause = e if isinstance(e, KeyError) else (e.__cause__ or e.__context__)
+        message = _unknown_override(argv, cause) if isinstance(cause, KeyError) else e
+        print(f"error: {message}", file=sys.stderr)
         return 2
     if fl.config is None or fl.workdir is None:
         print("usage: python -m jaxplay.sweep --config experiments/x.py[:arg] --workdir DIR "
@@ -432,6 +438,30 @@ def main(argv=None) -> int:
         return 130
     # Infeasible trials are results; failed ones are bugs (tracebacks are in the store).
     return 1 if record["status_counts"]["failed"] else 0
+
+
+def _unknown_override(argv: list[str], error: KeyError) -> str:
+    """Names the --config.<path>=value override whose field the study file does not define."""
+    # config_flags raises KeyError("'name'") (plus a "Did you mean" line); the key is the quoted word.
+    found = re.search(r"'([^']+)'", str(error.args[0]) if error.args else "")
+    key = found.group(1) if found else str(error.args[0] if error.args else "")
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None and "--config" in argv[:-1]:
+        spec = argv[argv.index("--config") + 1]
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        path = arg[len("--config."):].split("=", 1)[0]
+        if key not in path.split("."):
+            continue
+        try:  # the file as written: config.apply names the sections' fields and a close match
+            config_lib.apply(config_lib.load(spec), {path: None})
+        except ConfigError as e:
+            return f"--config.{path}: {str(e).split(': ', 1)[1]}; or add the field to the study file"
+        except Exception:  # noqa: BLE001 - fall back to the plain message
+            pass
+        return f"--config.{path}: the study file has no such field; add it there or fix the spelling"
+    return f"--config: unknown field {key!r}; add it to the study file or fix the spelling"
 
 
 def redacted_args(args: list[str]) -> list[str]:

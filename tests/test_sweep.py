@@ -249,3 +249,11 @@ def test_cli_bad_input_exits_2_with_the_field_named(tmp_path, override, message)
     assert message in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "w" / "jaxplay.db").exists()
+
+
+def test_cli_names_an_override_the_study_file_does_not_define(tmp_path):
+    run = _cli("jaxplay.sweep", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={tmp_path}",
+               "--config.model.dpeth=3", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "--config.model.dpeth: no such field (model has: activation, depth, dropout, name, width)" in run.stderr
+    assert "did you mean 'depth'?" in run.stderr and "Traceback" not in run.stderr
