@@ -38,7 +38,7 @@ def get_config(arg=None):
         c.study.name = "cifar10-resnet18-synthetic"
         c.train.steps, c.train.eval_every, c.schedule.warmup_steps = 1000, 100, 50
     if arg == "smoke":
-        c.data.update(image_size=16, num_train=128, num_val=40, batch_size=16)
+        c.data.update(num_train=128, num_val=40, batch_size=16)  # CIFAR's real 32x32x3
         c.model.update(stage_sizes=(1, 1), width=8, virtual_batch_size=8)
         c.search.model.virtual_batch_size = spaces.discrete([8], role="scientific")
         c.train.update(steps=4, eval_every=2, eval_batch_size=32)

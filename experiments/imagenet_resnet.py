@@ -8,7 +8,7 @@ downloads nothing); the grain pipeline decodes and center-crops on host threads:
   pip install -e '.[tfds]'   # and prepare imagenet2012 in $TFDS_DATA_DIR
   python -m jaxplay.sweep --config experiments/imagenet_resnet.py --workdir runs/imagenet_resnet
 Days of accelerator time for the whole study. `:smoke` is the tiny version the tests run on
-generated 64x64 images.
+generated images of ImageNet's 224x224x3 shape.
 """
 import ml_collections
 
@@ -33,7 +33,7 @@ def get_config(arg=None):
         optimizer=dict(learning_rate=spaces.log(0.1, 4.0, role="nuisance"),
                        weight_decay=spaces.log(1e-5, 3e-4, role="nuisance")))
     if arg == "smoke":
-        c.data = dict(name="synthetic_images", image_size=64, num_classes=10, num_train=64, num_val=24,
+        c.data = dict(name="synthetic_images", image_size=224, num_classes=10, num_train=64, num_val=24,
                       batch_size=16, pipeline="grain")
         c.model.update(stage_sizes=(1, 1), width=8, virtual_batch_size=8)
         c.train.update(steps=4, eval_every=2, eval_batch_size=32)
