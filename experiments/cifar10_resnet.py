@@ -1,7 +1,7 @@
 """Does ghost batch norm's statistics batch matter for ResNet-18 on CIFAR-10?
 Scientific: model.virtual_batch_size (playbook: "computing statistics over ~64 examples works
 better"). Nuisance: the learning rate and momentum of SGD with Nesterov momentum, and weight
-decay; linear decay with warmup; bf16 compute on float32 master weights.
+decay; linear decay with warmup; bf16 compute on float32 master weights; random crops and flips.
 
 CIFAR-10 comes from tensorflow-datasets, prepared beforehand (jaxplay downloads nothing):
   pip install -e '.[tfds]' && tfds build cifar10 --file_format=array_record
@@ -18,7 +18,8 @@ def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.data = dict(name="tfds", tfds_name="cifar10", train_split="train[:45000]", val_split="train[45000:]",
-                  test_split="test", batch_size=256, pipeline="grain", prefetch=2, read_threads=16)
+                  test_split="test", batch_size=256, pipeline="grain", prefetch=2, read_threads=16,
+                  augment="crop_flip")
     c.model = dict(name="resnet", stage_sizes=(2, 2, 2, 2), width=64, block="basic", stem="cifar",
                    virtual_batch_size=64, activation="relu", dropout=0.0)
     c.optimizer = dict(name="sgd", learning_rate=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4)
@@ -34,7 +35,7 @@ def get_config(arg=None):
                        weight_decay=spaces.log(1e-5, 1e-3, role="nuisance")))
     if arg in ("synthetic", "smoke"):
         c.data = dict(name="synthetic_images", image_size=32, num_classes=10, num_train=4096, num_val=1024,
-                      batch_size=256, pipeline="grain")
+                      batch_size=256, pipeline="grain", augment="crop_flip")
         c.study.name = "cifar10-resnet18-synthetic"
         c.train.steps, c.train.eval_every, c.schedule.warmup_steps = 1000, 100, 50
     if arg == "smoke":

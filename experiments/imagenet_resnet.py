@@ -19,7 +19,8 @@ def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.data = dict(name="tfds", tfds_name="imagenet2012", train_split="train", val_split="validation",
-                  image_size=224, batch_size=1024, pipeline="grain", prefetch=2, read_threads=32)
+                  image_size=224, batch_size=1024, pipeline="grain", prefetch=2, read_threads=32,
+                  augment="flip")
     c.model = dict(name="resnet", stage_sizes=(3, 4, 6, 3), width=64, block="bottleneck", stem="imagenet",
                    virtual_batch_size=64, activation="relu", dropout=0.0)
     c.optimizer = dict(name="sgd", learning_rate=0.4, momentum=0.9, nesterov=True, weight_decay=5e-5)
@@ -34,7 +35,7 @@ def get_config(arg=None):
                        weight_decay=spaces.log(1e-5, 3e-4, role="nuisance")))
     if arg == "smoke":
         c.data = dict(name="synthetic_images", image_size=224, num_classes=10, num_train=64, num_val=24,
-                      batch_size=16, pipeline="grain")
+                      batch_size=16, pipeline="grain", augment="flip")
         c.model.update(stage_sizes=(1, 1), width=8, virtual_batch_size=8)
         c.train.update(steps=4, eval_every=2, eval_batch_size=32)
         c.schedule.warmup_steps = 1

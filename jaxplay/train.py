@@ -32,6 +32,7 @@ import optax
 from flax import nnx
 
 from jaxplay import optim, workloads
+from jaxplay.data import augment
 from jaxplay.checkpoints import TrialCheckpoints
 from jaxplay.spaces import ConfigError
 
@@ -56,6 +57,7 @@ class Program:
     num_train: int
     dropout: bool  # False compiles dropout out entirely (no random bits drawn)
     pipeline: str = "device"  # 'device' or 'grain' (jaxplay.data.arrays.PIPELINES)
+    augment: str = "none"  # jaxplay.data.augment.AUGMENTATIONS, applied on device in the train step
     compute_dtype: str = "float32"
 
 
@@ -121,6 +123,7 @@ def make_program(config, workload: workloads.Workload, searched: frozenset = fro
         # A searched dropout keeps the stochastic path for every trial, so rate 0 and 0.3 share it.
         dropout=config.get("model", {}).get("dropout", 0.0) > 0 or "model.dropout" in searched,
         pipeline=config.data.get("pipeline", "device"),
+        augment=config.data.get("augment", "none"),
         compute_dtype=config.train.get("compute_dtype", "float32"),
     )
 
@@ -295,6 +298,8 @@ def _run_period(graphdef, task, program, state, hp, keys, xs, data):
     def train_step(carry, item):
         params, stats, opt_state, step = carry
         x, y = (data["x"][item], data["y"][item]) if program.pipeline == "device" else item
+        if program.augment != "none":
+            x = augment.apply(program.augment, x, jax.random.fold_in(keys["augment"], step))
         dropout_key = jax.random.fold_in(keys["dropout"], step) if program.dropout else None
 
         def loss_fn(p):
@@ -343,10 +348,11 @@ def evaluate_streamed(metric_sums, params, stats, splits: dict, batch_size: int,
 
 
 def _trial_keys(seed: int) -> dict:
-    # Independent streams, all from config.seed: init and dropout masks here; data order comes
-    # from numpy seeded by (seed, epoch) in batch_indices (playbook item 43).
+    # Independent streams, all from config.seed: init, dropout masks and augmentation here; data
+    # order comes from numpy seeded by (seed, epoch) in batch_indices (playbook item 43).
     root = jax.random.PRNGKey(seed)
-    return {"init": jax.random.fold_in(root, 0), "dropout": jax.random.fold_in(root, 2)}
+    return {"init": jax.random.fold_in(root, 0), "dropout": jax.random.fold_in(root, 2),
+            "augment": jax.random.fold_in(root, 3)}
 
 
 _INITIALIZERS: dict = {}

@@ -215,3 +215,38 @@ def test_tfds_splits_are_read_on_demand_cropped_and_resized(monkeypatch, tmp_pat
     c.data.tfds_name = "other"
     with pytest.raises(ConfigError, match="data.tfds_name: cannot open 'other' split 'missing'.*tfds build other"):
         train.check(c)
+
+
+def test_augmentation_flips_and_crops_reproducibly_from_the_key():
+    import jax
+    import jax.numpy as jnp
+
+    from jaxplay.data import augment
+
+    images = jnp.asarray(np.random.default_rng(0).integers(1, 255, (64, 8, 8, 3)), jnp.uint8)
+    key = jax.random.PRNGKey(7)
+    assert (augment.apply("none", images, key) == images).all()
+    flipped = np.asarray(augment.apply("flip", images, key))
+    same = [(flipped[i] == images[i]).all() for i in range(64)]
+    mirrored = [(flipped[i] == images[i, :, ::-1]).all() for i in range(64)]
+    assert all(s or m for s, m in zip(same, mirrored)) and 16 < sum(mirrored) < 48
+    cropped = np.asarray(augment.apply("crop_flip", images, key))
+    np.testing.assert_array_equal(cropped, augment.apply("crop_flip", images, key))  # same key, same batch
+    assert not (cropped == np.asarray(augment.apply("crop_flip", images, jax.random.PRNGKey(8)))).all()
+    # Every crop is a window of the zero-padded image (padding shows as zeros at the edges).
+    padded = np.pad(np.asarray(images), ((0, 0), (4, 4), (4, 4), (0, 0)))
+    for i in range(8):
+        windows = [padded[i, r:r + 8, c:c + 8] for r in range(9) for c in range(9)]
+        assert any((cropped[i] == w).all() or (cropped[i] == w[:, ::-1]).all() for w in windows)
+
+
+def test_augment_is_refused_where_it_means_nothing():
+    c = tiny_config()
+    with c.data.unlocked():
+        c.data.augment = "crop_flip"
+    with pytest.raises(ConfigError, match="data.augment: the 'mnist1d' dataset has no field 'augment'"):
+        train.check(c)
+    c = config_lib.load("experiments/cifar10_resnet.py:smoke")
+    c.data.augment = "mixup"
+    with pytest.raises(ConfigError, match="data.augment: unknown 'mixup'"):
+        train.check(c)

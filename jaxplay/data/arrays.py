@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 
+from jaxplay.data.augment import AUGMENTATIONS
 from jaxplay.spaces import ConfigError
 
 
@@ -112,8 +113,8 @@ LOADERS = {
     "digits": (_small(_digits, 300), ("val_size", "split_seed")),
     "pystdlib": (_text, ("seq_len", "val_percent", "max_bytes")),
     "synthetic_images": (_synthetic_images, ("image_size", "channels", "num_classes", "num_train",
-                                             "num_val", "seed")),
-    "tfds": (_tfds, ("tfds_name", "data_dir", "image_size", "train_split", "val_split", "test_split")),
+                                             "num_val", "seed", "augment")),
+    "tfds": (_tfds, ("tfds_name", "data_dir", "image_size", "train_split", "val_split", "test_split", "augment")),
 }
 # Fields every dataset takes: how it is batched and fed (see jaxplay.data.pipeline).
 PIPELINE_FIELDS = ("name", "batch_size", "pipeline", "prefetch", "read_threads")
@@ -132,6 +133,9 @@ def check(data_config) -> None:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"data.{key}: the {name!r} dataset has no field {key!r}{hint}; "
                               f"it takes {sorted(allowed)}")
+    augment = data_config.get("augment", "none")
+    if augment not in AUGMENTATIONS:
+        raise ConfigError(f"data.augment: unknown {augment!r}; use one of {list(AUGMENTATIONS)}")
     pipeline = data_config.get("pipeline", "device")
     if pipeline not in PIPELINES:
         raise ConfigError(f"data.pipeline: unknown {pipeline!r}; use 'device' (the dataset lives on the "
