@@ -128,7 +128,7 @@ def _train_stack(graphdef, workload, program, data, stack, runs, results, step, 
     sharding = _trial_sharding(len(stack))
     state, hp, keys = (jax.device_put(_stack([m[k] for m in stack]), sharding) for k in ("state", "hp", "keys"))
     examples = config.train.get("train_eval_examples", train.DEFAULT_TRAIN_EVAL_EXAMPLES)
-    splits = {k: v for k, v in train.eval_splits(workload.dataset, examples).items() if k in ("train", "val")}
+    splits = train.eval_splits(workload.dataset, examples)
 
     def evaluate(state):
         if program.pipeline == "device":

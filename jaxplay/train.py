@@ -156,6 +156,7 @@ def _padded(x, y, batch):
     total = num_batches * batch
     w = np.zeros(total, np.float32)
     w[:n] = 1.0
+
     def padded(a):  # zeros after the last example; targets may have axes of their own (tokens)
         a = np.pad(a, [(0, total - n)] + [(0, 0)] * (a.ndim - 1))
         return a.reshape((num_batches, batch) + a.shape[1:])
@@ -183,8 +184,9 @@ class _Rows:
 
 
 def eval_splits(dataset, train_eval_examples: int) -> dict:
-    """name -> (x, y) of what each evaluation scores: a fixed subset of train, all of val/test."""
-    splits = dict(dataset.splits)
+    """{'train', 'val'} -> (x, y): what each periodic evaluation scores, a fixed subset of the
+    training set and the whole validation set (the test set is for evaluate_checkpoint only)."""
+    splits = {name: dataset.splits[name] for name in ("train", "val")}
     x, y = splits["train"]
     if len(x) > train_eval_examples:
         # Seeded apart from the study: every trial is scored on the same training examples.
@@ -563,7 +565,7 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
     program = make_program(config, workload, searched)
     examples = config.train.get("train_eval_examples", DEFAULT_TRAIN_EVAL_EXAMPLES)
     data = device_data(workload.dataset, program, examples)
-    splits = {k: v for k, v in eval_splits(workload.dataset, examples).items() if k in ("train", "val")}
+    splits = eval_splits(workload.dataset, examples)
     graphdef, state, hp, keys = init_state(config, workload, program)
     task = workload.task
     streamed = functools.partial(_metric_sums_jit, graphdef, task, program)
