@@ -83,6 +83,34 @@ def measure(family: str, pipeline: str, dtype: str, small: bool, periods: int, e
     return row
 
 
+def measure_input(periods: int, every: int, small: bool) -> dict:
+    """The grain pipeline alone: examples/s it delivers to the device for the CIFAR ResNet study
+    (reading, batching, stacking a period, device_put), with nothing training. Compare it with a
+    training row's examples/s: the pipeline must be the faster of the two."""
+    from jaxplay import workloads
+    from jaxplay.data import pipeline
+
+    c = config_lib.load(BASE["resnet18-cifar"][0])
+    if small:
+        c.data.num_train, c.data.batch_size = SMALL["resnet18-cifar"]["data.num_train"], 32
+    dataset = workloads.get(c).dataset
+    threads = int(c.data.get("read_threads", 8))
+    it = pipeline.train_batches(dataset.x_train, dataset.y_train, batch_size=c.data.batch_size, seed=0,
+                                read_threads=threads)
+    feed = pipeline.PeriodFeed([it], every, stacked=False, depth=2)
+    try:
+        feed.next()[0].block_until_ready()  # warm up the reader threads
+        start = time.perf_counter()
+        for _ in range(periods):
+            feed.next()[0].block_until_ready()
+        seconds = time.perf_counter() - start
+    finally:
+        feed.close()
+    examples = periods * every * c.data.batch_size
+    return {"family": "input-only (grain, CIFAR-shape uint8)", "batch": c.data.batch_size, "read_threads": threads,
+            "examples_per_s": round(examples / seconds, 1)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="CPU-sized models and data")
@@ -92,6 +120,7 @@ def main():
     args = parser.parse_args()
     import jax
     print(f"# {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}", flush=True)
+    print(json.dumps(measure_input(args.periods, args.every, args.small)), flush=True)
     for family, pipeline, dtype in VARIANTS:
         if args.only and family not in args.only:
             continue
