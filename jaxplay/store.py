@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import pathlib
+from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -70,6 +71,9 @@ class Trial(Base):
     params: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
     status: orm.Mapped[str] = orm.mapped_column(sa.String(20), default="pending", index=True)
     worker: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
+    # The running worker's lease: renewed every few seconds; once older than the lease, another
+    # worker may reclaim the trial (its holder died) and resume it from its latest checkpoint.
+    heartbeat_at: orm.Mapped[dt.datetime | None]
     created_at: orm.Mapped[dt.datetime] = orm.mapped_column(default=_now)
     started_at: orm.Mapped[dt.datetime | None]
     finished_at: orm.Mapped[dt.datetime | None]
@@ -118,6 +122,10 @@ def _trial_dict(t: Trial) -> dict:
     }
 
 
+# Nullable columns added after the first schema; an older store gains them when opened.
+ADDED_COLUMNS = {"trials": {"heartbeat_at"}}
+
+
 class Store:
     """Reads and writes studies in one database."""
 
@@ -140,6 +148,12 @@ class Store:
         inspector = sa.inspect(self.engine)
         for table in Base.metadata.sorted_tables:
             missing = {c.name for c in table.columns} - {c["name"] for c in inspector.get_columns(table.name)}
+            for name in sorted(missing & ADDED_COLUMNS.get(table.name, set())):
+                # Columns added since the first schema are nullable: add them in place.
+                column_type = table.columns[name].type.compile(dialect=self.engine.dialect)
+                with self.engine.begin() as connection:
+                    connection.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {column_type}"))
+                missing.discard(name)
             if missing:
                 self.engine.dispose()
                 raise StoreError(
@@ -241,22 +255,28 @@ class Store:
             s.add_all(new)
             return len(new)
 
-    def reset_running(self, study_id: int) -> list[int]:
-        """Puts trials left 'running' by a crashed process back to 'pending'; returns their indices."""
+    def reset_running(self, study_id: int, is_dead: Callable[[str], bool]) -> list[int]:
+        """Puts trials whose worker `is_dead(worker)` (a crashed process) back to 'pending' at once,
+        without waiting for their lease to expire; returns their indices."""
         with self.session.begin() as s:
             rows = s.scalars(sa.select(Trial).where(Trial.study_id == study_id, Trial.status == "running")).all()
-            for t in rows:
+            dead = [t for t in rows if t.worker and is_dead(t.worker)]
+            for t in dead:
                 t.status, t.worker = "pending", None
-            return [t.index for t in rows]
+            return [t.index for t in dead]
 
     def claim(self, study_id: int, worker: str, max_index: int | None = None,
-              indices: list[int] | None = None) -> tuple[int, int, dict] | None:
-        """Marks the lowest pending trial (below `max_index`, among `indices` if given) as running
-        for `worker`; returns (id, index, params) or None."""
+              indices: list[int] | None = None, lease_s: float = 60.0) -> tuple[int, int, dict] | None:
+        """Marks the lowest claimable trial (below `max_index`, among `indices` if given) as running
+        for `worker`; returns (id, index, params) or None. Claimable: pending, or running under a
+        lease not renewed for `lease_s` seconds (its worker died; it resumes from its checkpoint)."""
         while True:
+            cutoff = _now() - dt.timedelta(seconds=lease_s)
+            claimable = sa.or_(Trial.status == "pending",
+                               sa.and_(Trial.status == "running",
+                                       sa.or_(Trial.heartbeat_at.is_(None), Trial.heartbeat_at < cutoff)))
             with self.session.begin() as s:
-                query = sa.select(Trial.id, Trial.index, Trial.params).where(
-                    Trial.study_id == study_id, Trial.status == "pending")
+                query = sa.select(Trial.id, Trial.index, Trial.params).where(Trial.study_id == study_id, claimable)
                 if max_index is not None:
                     query = query.where(Trial.index < max_index)
                 if indices is not None:
@@ -265,10 +285,19 @@ class Store:
                 if row is None:
                     return None
                 # Conditional update: if another worker took it first, rowcount is 0; try the next.
-                taken = s.execute(sa.update(Trial).where(Trial.id == row.id, Trial.status == "pending")
-                                  .values(status="running", worker=worker, started_at=_now()))
+                now = _now()
+                taken = s.execute(sa.update(Trial).where(Trial.id == row.id, claimable)
+                                  .values(status="running", worker=worker, started_at=now, heartbeat_at=now))
                 if taken.rowcount == 1:
                     return row.id, row.index, row.params
+
+    def heartbeat(self, worker: str, trial_ids: list[int]) -> int:
+        """Renews `worker`'s lease on its running trials; returns how many it still holds."""
+        if not trial_ids:
+            return 0
+        with self.session.begin() as s:
+            return s.execute(sa.update(Trial).where(Trial.id.in_(trial_ids), Trial.worker == worker,
+                                                    Trial.status == "running").values(heartbeat_at=_now())).rowcount
 
     def release(self, trial_id: int) -> None:
         """Returns an interrupted trial to 'pending' (its checkpoints let it resume)."""

@@ -204,7 +204,7 @@ def _duration(seconds: float) -> str:
 def run_study(config, workdir, *, store_url: str | None = None, config_path: str = "",
               command: str = "", worker: str | None = None, log: Callable[[str], None] = print,
               max_trials_this_run: int | None = None, executor: str = "auto",
-              batch_trials: int | None = None, report: bool = True) -> dict:
+              batch_trials: int | None = None, report: bool = True, lease_s: float = 60.0) -> dict:
     """Runs (or continues) the study that `config` declares; returns the study record.
 
     `executor`: 'sequential' trains one trial at a time, 'batched' stacks the trials that share a
@@ -212,9 +212,14 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     'auto' batches on accelerators only.
     `max_trials_this_run` stops after that many trials (the rest stay pending for a later run).
     `report` prints the playbook's diagnostics and writes the HTML report into the workdir at the end.
+    Several workers (processes, hosts) may run the same study on one store: each claims trials
+    atomically and renews a lease on them; a trial whose lease is older than `lease_s` (its worker
+    died) is reclaimed by another worker and resumed from its latest checkpoint.
     """
     if batch_trials is not None and batch_trials < 1:
         raise ConfigError(f"--batch_trials: must be >= 1 (got {batch_trials})")
+    if not lease_s > 0:
+        raise ConfigError(f"--lease_secs: must be > 0 (got {lease_s}); e.g. 60")
     executor, executor_reason = choose_executor(executor)
     study_plan = plan(config)
     cfg, study = study_plan.config, study_plan.config.study
@@ -232,8 +237,9 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
             num_trials=len(study_plan.params), command=command, executor=executor,
             executor_reason=executor_reason, **provenance())
         store.add_trials(study_id, study_plan.params)
-        # One worker per study for now: a trial left 'running' was interrupted by a crash.
-        stale = store.reset_running(study_id)
+        # A trial left 'running' by a dead process of this host resumes now; other hosts' trials
+        # are reclaimed when their lease expires.
+        stale = store.reset_running(study_id, _dead_on_this_host)
         if stale:
             log(f"resuming interrupted trial(s) {stale} from their latest checkpoints")
         record = store.record(study_id)
@@ -247,16 +253,35 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
         if max_trials_this_run is not None:
             pending = pending[:max_trials_this_run]
         ran = 0
-        with _GracefulInterrupt(log) as interrupt:
+        lease = _Lease(store, worker, lease_s)
+        with _GracefulInterrupt(log) as interrupt, lease:
+            def run(claimed):
+                nonlocal ran
+                lease.hold([c[0] for c in claimed])
+                try:
+                    _run_unit(store, study_id, claimed, study_plan, workdir, progress, len(todo) - ran,
+                              executor, interrupt.requested)
+                finally:
+                    lease.hold([])
+                ran += len(claimed)
+
             for unit in work_units(study_plan, pending, executor, batch_trials):
                 if interrupt.requested():
                     raise KeyboardInterrupt
                 # Claim each trial: another worker sharing the store may have taken some.
-                claimed = [c for i in unit if (c := store.claim(study_id, worker, indices=[i]))]
+                claimed = [c for i in unit if (c := store.claim(study_id, worker, indices=[i], lease_s=lease_s))]
                 if claimed:
-                    _run_unit(store, study_id, claimed, study_plan, workdir, progress, len(todo) - ran,
-                              executor, interrupt.requested)
-                    ran += len(claimed)
+                    run(claimed)
+            # Trials this worker did not plan for: those whose worker died (lease expired) while
+            # this one ran. One at a time, each resuming from its checkpoint.
+            while max_trials_this_run is None or ran < max_trials_this_run:
+                if interrupt.requested():
+                    raise KeyboardInterrupt
+                claimed = store.claim(study_id, worker, max_index=len(study_plan.params), lease_s=lease_s)
+                if claimed is None:
+                    break
+                log(f"reclaimed trial {claimed[1]} (its worker stopped renewing its lease)")
+                run([claimed])
         store.update_best(study_id)
         record = store.record(study_id)
     finally:
@@ -267,6 +292,52 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     if report:
         _write_report(store_url or store_lib.default_url(workdir), study.name, workdir, log)
     return record
+
+
+def _dead_on_this_host(worker: str) -> bool:
+    """True for a worker id 'host:pid' of this host whose process is gone (or is this process:
+    a trial it left running was interrupted before this call)."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+class _Lease:
+    """Renews this worker's lease on the trials it holds, from a background thread, every third of
+    the lease (a long compile or evaluation period does not make the trial look abandoned)."""
+
+    def __init__(self, store, worker: str, lease_s: float):
+        self.store, self.worker, self.every = store, worker, max(lease_s / 3, 0.05)
+        self.ids: list[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._renew, daemon=True, name="jaxplay-lease")
+
+    def hold(self, ids: list[int]) -> None:
+        self.ids = list(ids)
+
+    def _renew(self):
+        while not self.stop.wait(self.every):
+            try:
+                self.store.heartbeat(self.worker, self.ids)
+            except Exception:  # noqa: BLE001 - a store hiccup must not kill training; the next renewal retries
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
 
 
 def _write_report(url: str, name: str, workdir: pathlib.Path, log: Callable[[str], None]) -> None:
@@ -403,6 +474,8 @@ def main(argv=None) -> int:
                       "sequential: one trial at a time; batched: trials that share a compiled program run "
                       "stacked in one vmapped program; auto: batched on accelerators, sequential on CPU.",
                       flag_values=fl)
+    flags.DEFINE_float("lease_secs", 60.0, "A running trial whose worker has not renewed its lease for this "
+                       "long is reclaimed by another worker and resumed from its checkpoint.", flag_values=fl)
     flags.DEFINE_integer("batch_trials", None, "At most this many trials in one batch (default: a whole "
                          f"group on accelerators, up to {batched.CPU_BATCH_TRIALS} on a CPU).",
                          flag_values=fl)
@@ -428,7 +501,7 @@ def main(argv=None) -> int:
         record = run_study(fl.config, fl.workdir, store_url=fl.store, command=command,
                   config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),
                   max_trials_this_run=fl.max_trials, executor=fl.executor, batch_trials=fl.batch_trials,
-                  report=fl.report)
+                  report=fl.report, lease_s=fl.lease_secs)
     except (ConfigError, store_lib.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

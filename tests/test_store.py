@@ -52,12 +52,49 @@ def test_claims_are_exclusive_and_in_index_order(store, store_url):
 
 def test_release_and_reset_running_make_trials_pending_again(store):
     sid = _open(store)
-    store.add_trials(sid, [{"i": 0}, {"i": 1}])
+    store.add_trials(sid, [{"i": 0}, {"i": 1}, {"i": 2}])
     t0, _, _ = store.claim(sid, "w")
-    store.claim(sid, "w")
+    store.claim(sid, "dead")
+    store.claim(sid, "alive")
     store.release(t0)
-    assert store.reset_running(sid) == [1]
-    assert {t["status"] for t in store.record(sid)["trials"]} == {"pending"}
+    assert store.reset_running(sid, lambda worker: worker == "dead") == [1]
+    assert [t["status"] for t in store.record(sid)["trials"]] == ["pending", "pending", "running"]
+
+
+def test_an_expired_lease_is_reclaimed_and_a_renewed_one_is_not(store, store_url):
+    import time
+
+    sid = _open(store)
+    store.add_trials(sid, [{"i": 0}, {"i": 1}])
+    held, _, _ = store.claim(sid, "w1", lease_s=0.5)
+    renewed, _, _ = store.claim(sid, "w1", lease_s=0.5)
+    other = store_lib.Store(store_url)
+    try:
+        assert other.claim(sid, "w2", lease_s=0.5) is None  # both leases fresh
+        time.sleep(0.7)
+        assert store.heartbeat("w1", [renewed]) == 1
+        assert other.claim(sid, "w2", lease_s=0.5)[0] == held  # w1 stopped renewing trial 0
+        assert other.claim(sid, "w2", lease_s=0.5) is None
+        assert store.heartbeat("w1", [held, renewed]) == 1  # trial 0 is no longer w1's
+    finally:
+        other.close()
+    assert [t["worker"] for t in store.record(sid)["trials"]] == ["w2", "w1"]
+
+
+def test_an_older_store_gains_the_lease_column(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    store_lib.Base.metadata.create_all(engine)
+    with engine.begin() as c:
+        c.execute(sa.text("ALTER TABLE trials DROP COLUMN heartbeat_at"))
+    engine.dispose()
+    s = store_lib.Store(url)
+    try:
+        sid = _open(s)
+        s.add_trials(sid, [{"i": 0}])
+        assert s.claim(sid, "w")[1] == 0
+    finally:
+        s.close()
 
 
 def test_finish_metrics_and_best(store):
