@@ -146,12 +146,13 @@ def _model_key(config) -> str:
 # ---------------------------------------------------------------------------------------------
 # Data on device
 
-def _padded(x, y, batch):
+def _padded(x, y, batch, multiple: int = 8):
     """An eval split as (num_batches, batch, ...) arrays plus weights that are 0 on the padding
     (playbook item 64). A split smaller than `batch` is one batch of its own size (rounded up to
-    a multiple of 8): evaluating it then needs no loop, and XLA:CPU runs ops inside loops slowly."""
+    a multiple of 8, or of the device count): evaluating it then needs no loop, and XLA:CPU runs
+    ops inside loops slowly."""
     n = len(x)
-    batch = min(batch, -(-n // 8) * 8)
+    batch = min(batch, -(-n // multiple) * multiple)
     num_batches = math.ceil(n / batch)
     total = num_batches * batch
     w = np.zeros(total, np.float32)
@@ -198,20 +199,58 @@ def eval_splits(dataset, train_eval_examples: int) -> dict:
 _DEVICE_DATA: dict = {}
 
 
-def device_data(dataset, program: Program, train_eval_examples: int = DEFAULT_TRAIN_EVAL_EXAMPLES) -> dict:
+def device_data(dataset, program: Program, train_eval_examples: int = DEFAULT_TRAIN_EVAL_EXAMPLES,
+                mesh=None) -> dict:
     """What the compiled period reads: under the 'device' pipeline the training arrays and the
     padded eval splits, placed once per process and reused by every trial; under 'grain' nothing
-    (batches arrive with each period)."""
+    (batches arrive with each period). With a data `mesh` the training arrays are replicated (each
+    device gathers its share of a batch) and eval batches are split over the devices."""
     if program.pipeline != "device":
         return {}
-    key = (id(dataset), program.eval_batch_size, train_eval_examples)
+    key = (id(dataset), program.eval_batch_size, train_eval_examples, mesh)
     if key not in _DEVICE_DATA:
         # x[:] reads a lazy array (a tfds source) whole: 'device' means the dataset fits.
         arrays = {"x": np.asarray(dataset.x_train[:]), "y": np.asarray(dataset.y_train[:])}
+        multiple = 8 if mesh is None else math.lcm(8, mesh.size)
         for name, (x, y) in eval_splits(dataset, train_eval_examples).items():
-            arrays[name] = _padded(np.asarray(x[:]), np.asarray(y[:]), program.eval_batch_size)
-        _DEVICE_DATA[key] = jax.device_put(arrays)
+            arrays[name] = _padded(np.asarray(x[:]), np.asarray(y[:]), program.eval_batch_size, multiple)
+        if mesh is None:
+            _DEVICE_DATA[key] = jax.device_put(arrays)
+        else:
+            replicated, split = _sharding(mesh), _sharding(mesh, axis=1)
+            _DEVICE_DATA[key] = {k: jax.device_put(v, replicated if k in ("x", "y") else split)
+                                 for k, v in arrays.items()}
     return _DEVICE_DATA[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data parallelism: one trial's batch split over this process's devices
+
+def data_mesh(program: Program):
+    """A 1-D 'data' mesh over all devices when there are several (None with one). Each batch is
+    split over it with `jax.jit` and NamedSharding; params and optimizer state are replicated,
+    and XLA inserts the gradient all-reduce."""
+    n = jax.device_count()
+    if n == 1:
+        return None
+    for field, value in (("data.batch_size", program.batch_size), ("train.eval_batch_size", program.eval_batch_size)):
+        if value % n:
+            raise ConfigError(f"{field}: {value} does not split evenly over {n} devices; use a multiple of {n}")
+    return _make_mesh(n)
+
+
+@functools.lru_cache(maxsize=4)
+def _make_mesh(n: int):
+    # Auto axes: XLA propagates the batch sharding through the step (jax's default Explicit axes
+    # would make the on-device batch gather an error asking for hand-written shardings).
+    return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _sharding(mesh, axis: int | None = None):
+    """Replicated (axis None), or split over the mesh along `axis`."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    return NamedSharding(mesh, PartitionSpec() if axis is None else PartitionSpec(*([None] * axis), "data"))
 
 
 def batch_indices(seed: int, start: int, length: int, batch: int, num: int) -> np.ndarray:
@@ -332,7 +371,8 @@ _initial_eval_jit = jax.jit(_initial_eval, static_argnums=(0, 1, 2))
 _metric_sums_jit = jax.jit(_metric_sums, static_argnums=(0, 1, 2))
 
 
-def evaluate_streamed(metric_sums, params, stats, splits: dict, batch_size: int, read_threads: int = 8) -> dict:
+def evaluate_streamed(metric_sums, params, stats, splits: dict, batch_size: int, read_threads: int = 8,
+                      sharding=None) -> dict:
     """Eval metrics of each split (name -> (x, y)), reading batches from the host. `metric_sums`
     is `_metric_sums` bound to the model (or its vmap over a stack of trials); sums accumulate on
     the device and come back once per split."""
@@ -341,8 +381,10 @@ def evaluate_streamed(metric_sums, params, stats, splits: dict, batch_size: int,
     out = {}
     for name, (x, y) in splits.items():
         acc = None
-        for xb, yb, wb in pipeline.eval_batches(x, y, batch_size, read_threads):
-            sums = metric_sums(params, stats, xb, yb, wb)
+        for batch in pipeline.eval_batches(x, y, batch_size, read_threads):
+            if sharding is not None:  # each device scores its share of the batch
+                batch = jax.device_put(batch, sharding)
+            sums = metric_sums(params, stats, *batch)
             acc = sums if acc is None else jax.tree.map(jnp.add, acc, sums)
         sums, total = jax.device_get(acc)
         out.update({f"{name}/{k}": v / total for k, v in sums.items()})
@@ -535,7 +577,9 @@ class InputFeed:
             return self._feed.next()
         idx = [batch_indices(s, self.step, p.eval_every, p.batch_size, p.num_train) for s in self.seeds]
         self.step += p.eval_every
-        return jax.device_put(np.stack(idx), self.sharding) if self.stacked else idx[0]
+        if self.stacked:
+            return jax.device_put(np.stack(idx), self.sharding)
+        return idx[0] if self.sharding is None else jax.device_put(idx[0], self.sharding)
 
     def input_metrics(self, period_seconds: float) -> dict:
         """{'train/input_wait_fraction': share of the period spent blocked on input} (grain)."""
@@ -564,9 +608,13 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
     workload = workloads.get(config)
     program = make_program(config, workload, searched)
     examples = config.train.get("train_eval_examples", DEFAULT_TRAIN_EVAL_EXAMPLES)
-    data = device_data(workload.dataset, program, examples)
+    mesh = data_mesh(program)
+    replicated = None if mesh is None else _sharding(mesh)
+    data = device_data(workload.dataset, program, examples, mesh)
     splits = eval_splits(workload.dataset, examples)
     graphdef, state, hp, keys = init_state(config, workload, program)
+    if mesh is not None:
+        state, hp, keys = jax.device_put((state, hp, keys), replicated)
     task = workload.task
     streamed = functools.partial(_metric_sums_jit, graphdef, task, program)
 
@@ -574,7 +622,8 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
         if program.pipeline == "device":
             return _initial_eval_jit(graphdef, task, program, state["params"], state["batch_stats"], data)
         return evaluate_streamed(streamed, state["params"], state["batch_stats"], splits,
-                                 program.eval_batch_size, int(config.data.get("read_threads", 8)))
+                                 program.eval_batch_size, int(config.data.get("read_threads", 8)),
+                                 None if mesh is None else _sharding(mesh, axis=0))
 
     run = TrialRun(config, trial_dir, program, on_eval=on_eval, on_resume=on_resume)
     feed = None
@@ -583,11 +632,12 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
         if resumed is None:
             run.start(jax.device_get(evaluate(state)))
         else:
-            state = resumed
+            state = resumed if mesh is None else jax.device_put(resumed, replicated)
         step = int(state["step"])
         if step >= program.steps:  # it crashed after its last checkpoint, before the store heard
             return run.finished(step)
-        feed = InputFeed(config, workload.dataset, program, [int(config.seed)], step, stacked=False)
+        feed = InputFeed(config, workload.dataset, program, [int(config.seed)], step, stacked=False,
+                         sharding=None if mesh is None else _sharding(mesh, axis=1))
         while True:
             started = time.perf_counter()
             state, metrics, per_step = _run_period_jit(graphdef, task, program, state, hp, keys, feed.next(), data)
