@@ -169,6 +169,9 @@ class Store:
 
     def open_study(self, name: str, config_hash: str, **fields) -> int:
         """Returns the id of study `name`, creating it; refuses a different config under one name."""
+        return _first_writer_wins(lambda: self._open_study(name, config_hash, **fields))
+
+    def _open_study(self, name: str, config_hash: str, **fields) -> int:
         with self.session.begin() as s:
             study = s.scalar(sa.select(Study).where(Study.name == name))
             if study is None:
@@ -242,6 +245,9 @@ class Store:
 
     def add_trials(self, study_id: int, params: list[dict], start: int = 0) -> int:
         """Adds trials start.. with these params, skipping indices that exist; returns how many were new."""
+        return _first_writer_wins(lambda: self._add_trials(study_id, params, start))
+
+    def _add_trials(self, study_id: int, params: list[dict], start: int) -> int:
         with self.session.begin() as s:
             existing = dict(s.execute(sa.select(Trial.index, Trial.params).where(Trial.study_id == study_id)).all())
             new = []
@@ -357,6 +363,17 @@ class Store:
         for name, step, value in rows:
             out.setdefault(name, []).append((step, value))
         return out
+
+
+def _first_writer_wins(write, attempts: int = 5):
+    """Runs `write` again when a concurrent worker inserted the same unique row first (several
+    workers starting one study at once): the retry sees that row and goes on from it."""
+    for attempt in range(attempts):
+        try:
+            return write()
+        except sa.exc.IntegrityError:
+            if attempt == attempts - 1:
+                raise
 
 
 def _finite(v):

@@ -148,3 +148,32 @@ def test_store_messages_never_show_the_password(tmp_path):
         assert str(tmp_path) in str(e.value)
     finally:
         store.close()
+
+
+def test_workers_starting_one_study_at_once_both_succeed(store_url):
+    import threading
+
+    stores = [store_lib.Store(store_url) for _ in range(4)]
+    barrier = threading.Barrier(4)
+    ids, errors = [], []
+
+    def start(s):
+        try:
+            barrier.wait()
+            sid = _open(s, name="race")
+            s.add_trials(sid, [{"i": i} for i in range(20)])
+            ids.append(sid)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == [] and len(set(ids)) == 1
+        assert [t["index"] for t in stores[0].record(ids[0])["trials"]] == list(range(20))
+    finally:
+        for s in stores:
+            s.close()
