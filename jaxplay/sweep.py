@@ -359,11 +359,14 @@ def _write_report(url: str, name: str, workdir: pathlib.Path, log: Callable[[str
 
 
 class _GracefulInterrupt:
-    """First Ctrl-C: finish the current evaluation period, checkpoint it, then stop.
-    Second Ctrl-C: stop at once (the trial resumes from its last checkpoint)."""
+    """First Ctrl-C or SIGTERM (a preempted TPU VM or cloud node, `kill`): finish the current
+    evaluation period, checkpoint it, then stop. A second one: stop at once (the trial resumes
+    from its last checkpoint)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, log):
-        self.log, self.flag, self.previous = log, False, None
+        self.log, self.flag, self.previous = log, False, {}
 
     def requested(self) -> bool:
         return self.flag
@@ -372,18 +375,19 @@ class _GracefulInterrupt:
         if self.flag:
             raise KeyboardInterrupt
         self.flag = True
-        self.log("\nCtrl-C: stopping after this evaluation period and saving a checkpoint "
-                 "(press Ctrl-C again to stop now)")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.log(f"\n{name}: stopping after this evaluation period and saving a checkpoint "
+                 f"(press Ctrl-C again to stop now)")
 
     def __enter__(self):
         # Signal handlers can only be set from the main thread (not, e.g., in a notebook worker).
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
         return False
 
 
