@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 import pathlib
 from typing import Callable
 
@@ -138,7 +139,10 @@ class Store:
         self.engine = sa.create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        # Several workers may open a new store at once: the losers of the CREATE TABLE race see the
+        # tables on the next try.
+        _first_writer_wins(lambda: Base.metadata.create_all(self.engine),
+                           errors=(sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError))
         self._check_schema()
         self.session = orm.sessionmaker(self.engine, expire_on_commit=False)
 
@@ -365,15 +369,16 @@ class Store:
         return out
 
 
-def _first_writer_wins(write, attempts: int = 5):
-    """Runs `write` again when a concurrent worker inserted the same unique row first (several
-    workers starting one study at once): the retry sees that row and goes on from it."""
+def _first_writer_wins(write, attempts: int = 5, errors=(sa.exc.IntegrityError,)):
+    """Runs `write` again when a concurrent worker created the same unique row or table first
+    (several workers starting one study at once): the retry sees it and goes on from it."""
     for attempt in range(attempts):
         try:
             return write()
-        except sa.exc.IntegrityError:
+        except errors:
             if attempt == attempts - 1:
                 raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _finite(v):

@@ -153,20 +153,22 @@ def test_store_messages_never_show_the_password(tmp_path):
 def test_workers_starting_one_study_at_once_both_succeed(store_url):
     import threading
 
-    stores = [store_lib.Store(store_url) for _ in range(4)]
+    stores = []
     barrier = threading.Barrier(4)
     ids, errors = [], []
 
-    def start(s):
+    def start(_):
         try:
             barrier.wait()
+            s = store_lib.Store(store_url)  # a new database: the tables are created here, at once
+            stores.append(s)
             sid = _open(s, name="race")
             s.add_trials(sid, [{"i": i} for i in range(20)])
             ids.append(sid)
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
