@@ -69,10 +69,7 @@ def _trial_sharding(count: int) -> NamedSharding | None:
     n = jax.device_count()
     if n == 1 or count % n:
         return None
-    # Auto axes: XLA propagates the trial sharding through the period (jax's default Explicit
-    # axes make the per-member data gather an error that asks for hand-written out_shardings).
-    mesh = jax.make_mesh((n,), ("trials",), axis_types=(jax.sharding.AxisType.Auto,))
-    return NamedSharding(mesh, PartitionSpec("trials"))
+    return NamedSharding(train._make_mesh(n, "trials"), PartitionSpec("trials"))
 
 
 def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozenset(),
@@ -130,12 +127,8 @@ def _train_stack(graphdef, workload, program, data, stack, runs, results, step, 
     examples = config.train.get("train_eval_examples", train.DEFAULT_TRAIN_EVAL_EXAMPLES)
     splits = train.eval_splits(workload.dataset, examples)
 
-    def evaluate(state):
-        if program.pipeline == "device":
-            return _batched_initial_eval(graphdef, task, program)(state["params"], state["batch_stats"], data)
-        return train.evaluate_streamed(_batched_metric_sums(graphdef, task, program), state["params"],
-                                       state["batch_stats"], splits, program.eval_batch_size,
-                                       int(config.data.get("read_threads", 8)))
+    evaluate = train.evaluator(config, program, data, splits, _batched_initial_eval(graphdef, task, program),
+                               _batched_metric_sums(graphdef, task, program))
 
     if any(m["fresh"] for m in stack):  # a stack is all fresh or all resumed at one step
         initial = jax.device_get(evaluate(state))

@@ -240,10 +240,11 @@ def data_mesh(program: Program):
 
 
 @functools.lru_cache(maxsize=4)
-def _make_mesh(n: int):
-    # Auto axes: XLA propagates the batch sharding through the step (jax's default Explicit axes
-    # would make the on-device batch gather an error asking for hand-written shardings).
-    return jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+def _make_mesh(n: int, axis: str = "data"):
+    """A 1-D mesh of `n` devices. Auto axes: XLA propagates the batch (or trial) sharding through
+    the step; jax's default Explicit axes make the on-device batch gather an error that asks for
+    hand-written shardings."""
+    return jax.make_mesh((n,), (axis,), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def _sharding(mesh, axis: int | None = None):
@@ -547,6 +548,21 @@ class TrialRun:
         self.ckpt.close()
 
 
+def evaluator(config, program: Program, data: dict, splits: dict, on_device, metric_sums, sharding=None):
+    """state -> eval metrics, for the sequential and the batched executor alike: `on_device`
+    (params, stats, data) scores the device-resident splits under the 'device' pipeline, else the
+    splits stream from the host through `metric_sums` (see evaluate_streamed)."""
+    threads = int(config.data.get("read_threads", 8))
+
+    def evaluate(state):
+        if program.pipeline == "device":
+            return on_device(state["params"], state["batch_stats"], data)
+        return evaluate_streamed(metric_sums, state["params"], state["batch_stats"], splits,
+                                 program.eval_batch_size, threads, sharding)
+
+    return evaluate
+
+
 class InputFeed:
     """Each period's training inputs for one trial or a stack of trials (one seed each):
     example indices under the 'device' pipeline, device arrays of streamed batches under
@@ -616,14 +632,10 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
     if mesh is not None:
         state, hp, keys = jax.device_put((state, hp, keys), replicated)
     task = workload.task
-    streamed = functools.partial(_metric_sums_jit, graphdef, task, program)
-
-    def evaluate(state):
-        if program.pipeline == "device":
-            return _initial_eval_jit(graphdef, task, program, state["params"], state["batch_stats"], data)
-        return evaluate_streamed(streamed, state["params"], state["batch_stats"], splits,
-                                 program.eval_batch_size, int(config.data.get("read_threads", 8)),
-                                 None if mesh is None else _sharding(mesh, axis=0))
+    evaluate = evaluator(config, program, data, splits,
+                         functools.partial(_initial_eval_jit, graphdef, task, program),
+                         functools.partial(_metric_sums_jit, graphdef, task, program),
+                         None if mesh is None else _sharding(mesh, axis=0))
 
     run = TrialRun(config, trial_dir, program, on_eval=on_eval, on_resume=on_resume)
     feed = None
