@@ -16,6 +16,8 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from jaxplay import distributed
+
 
 class TrialCheckpoints:
     """Keeps the `keep_best` best checkpoints by objective and the latest one, across restarts."""
@@ -33,7 +35,7 @@ class TrialCheckpoints:
         # preservation policy keeps both sets. best_fn is still needed: without it orbax does not
         # write the metrics and forgets which checkpoints were best after a restart.
         policy = pp.AnyPreservationPolicy([
-            pp.LatestN(1),
+            _NewestResumable(),
             pp.BestN(get_metric_fn=objective, reverse=(mode == "min"), n=keep_best),
         ])
         options = ocp.CheckpointManagerOptions(
@@ -44,8 +46,13 @@ class TrialCheckpoints:
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
-        """The newest saved step (resume point), or None."""
-        return self.manager.latest_step()
+        """The newest step that holds the whole train state (the resume point), or None.
+
+        Not orbax's latest_step: a write of several checkpoints saves the older best ones as
+        model-only and the newest one whole, last; a crash between them leaves a model-only
+        checkpoint newest on disk, and the resume point is the whole one before it."""
+        steps = [s for s in self.manager.all_steps() if (self.directory / str(s) / "state").exists()]
+        return max(steps, default=None)
 
     def best_step(self) -> int | None:
         """The saved step with the best objective, or None."""
@@ -70,7 +77,9 @@ class TrialCheckpoints:
             self._pending[step] = (jax.device_get(get_state()), objective)
         kept = {s for _, s in self.top}
         self._pending = {s: v for s, v in self._pending.items() if s in kept}
-        if write_now or time.monotonic() - self._last_write >= self.write_every_secs:
+        due = time.monotonic() - self._last_write >= self.write_every_secs
+        # Saves are collective across the hosts of a multi-host job: process 0's clock decides.
+        if write_now or distributed.agree(due):
             self.flush(meta, latest=(step, get_state, objective))
 
     def flush(self, meta: dict, latest: tuple | None = None) -> None:
@@ -100,7 +109,8 @@ class TrialCheckpoints:
         item = ({"state": ocp.args.StandardSave(state)} if full
                 else {"model": ocp.args.StandardSave(_model(state))})
         self.manager.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **item),
-                          metrics={"objective": float(objective)})  # orbax needs Python floats here
+                          # orbax needs Python floats here; "resumable" marks a whole train state
+                          metrics={"objective": float(objective), "resumable": float(full)})
 
     def restore(self, step: int, abstract_state):
         """Returns (state, meta) saved at `step`; `abstract_state` comes from jax.eval_shape."""
@@ -122,6 +132,18 @@ class TrialCheckpoints:
         """Waits for pending writes and releases the manager."""
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+class _NewestResumable(pp.PreservationPolicy):
+    """Keeps the newest checkpoint that holds the whole train state: the resume point, never
+    deleted to make room for a newer model-only one (orbax's LatestN(1) would)."""
+
+    def should_preserve(self, checkpoints, *, context):
+        def resumable(c):  # checkpoints written before the flag existed were all whole
+            return (c.metrics or {}).get("resumable", 1.0) > 0
+
+        newest = max((c.step for c in checkpoints if resumable(c)), default=None)
+        return [c.step == newest for c in checkpoints]
 
 
 def _model(state) -> dict:
