@@ -8,13 +8,15 @@ and 3x3 stride-2 max pool (224x224 inputs). `block='basic'` (two 3x3 convs: ResN
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxplay.models.layers import GhostBatchNorm, activation, dropout
 
-# ImageNet's per-channel mean and std (on 0-255 pixels); close enough for CIFAR too.
-_MEAN = jnp.array([123.7, 116.3, 103.5], jnp.float32)
-_STD = jnp.array([58.4, 57.1, 57.4], jnp.float32)
+# ImageNet's per-channel mean and std (on 0-255 pixels); close enough for CIFAR too. numpy, not
+# jnp: importing jaxplay must not start a jax backend (jax.distributed.initialize comes first).
+_MEAN = np.array([123.7, 116.3, 103.5], np.float32)
+_STD = np.array([58.4, 57.1, 57.4], np.float32)
 
 
 def _conv(cin, cout, k, stride, rngs):
