@@ -309,24 +309,29 @@ class Store:
             return s.execute(sa.update(Trial).where(Trial.id.in_(trial_ids), Trial.worker == worker,
                                                     Trial.status == "running").values(heartbeat_at=_now())).rowcount
 
-    def release(self, trial_id: int) -> None:
-        """Returns an interrupted trial to 'pending' (its checkpoints let it resume)."""
+    def release(self, trial_id: int, worker: str | None = None) -> bool:
+        """Returns an interrupted trial to 'pending' (its checkpoints let it resume). With `worker`,
+        only while that worker still holds it; returns whether it did."""
         with self.session.begin() as s:
-            s.execute(sa.update(Trial).where(Trial.id == trial_id).values(status="pending", worker=None))
+            return s.execute(sa.update(Trial).where(Trial.id == trial_id, *_held_by(worker))
+                             .values(status="pending", worker=None)).rowcount == 1
 
-    def finish(self, trial_id: int, status: str, **fields) -> None:
-        """Records a trial's outcome: status, best_step, best_value, error, ..."""
+    def finish(self, trial_id: int, status: str, worker: str | None = None, **fields) -> bool:
+        """Records a trial's outcome: status, best_step, best_value, error, ... With `worker`, only
+        while that worker still holds the trial (a worker whose lease was taken over must not
+        overwrite the new owner's result); returns whether it was recorded."""
         if status not in STATUSES:
             raise ValueError(f"unknown trial status {status!r}")
+        values = dict(fields, status=status, finished_at=_now())
+        if values.get("final_metrics") is not None:
+            values["final_metrics"] = {k: _finite(v) for k, v in values["final_metrics"].items()}
         with self.session.begin() as s:
-            t = s.get(Trial, trial_id)
-            t.status, t.finished_at = status, _now()
-            if t.started_at:
-                t.duration_s = (t.finished_at - t.started_at).total_seconds()
-            for key, value in fields.items():
-                if key == "final_metrics" and value is not None:
-                    value = {k: _finite(v) for k, v in value.items()}
-                setattr(t, key, value)
+            started = s.scalar(sa.select(Trial.started_at).where(Trial.id == trial_id))
+            if started is not None:
+                values["duration_s"] = (values["finished_at"] - started).total_seconds()
+            # One conditional UPDATE: atomic against a concurrent reclaim on SQLite and PostgreSQL.
+            return s.execute(sa.update(Trial).where(Trial.id == trial_id, *_held_by(worker))
+                             .values(**values)).rowcount == 1
 
     def set_checkpoint_dir(self, trial_id: int, path: str) -> None:
         """Records where a trial's checkpoints live (known before it finishes)."""
@@ -335,11 +340,17 @@ class Store:
 
     # -- metrics ---------------------------------------------------------------------------
 
-    def log_metrics(self, trial_id: int, step: int, metrics: dict[str, float]) -> None:
-        """Appends one evaluation's metrics; NaN/inf are stored as NULL (SQL has no NaN)."""
+    def log_metrics(self, trial_id: int, step: int, metrics: dict[str, float], worker: str | None = None) -> bool:
+        """Appends one evaluation's metrics; NaN/inf are stored as NULL (SQL has no NaN). With
+        `worker`, the same transaction renews its lease and writes nothing if another worker has
+        taken the trial over; returns whether the metrics were written."""
         rows = [{"trial_id": trial_id, "step": step, "name": k, "value": _finite(v)} for k, v in metrics.items()]
         with self.session.begin() as s:
+            if worker is not None and s.execute(sa.update(Trial).where(Trial.id == trial_id, *_held_by(worker))
+                                                .values(heartbeat_at=_now())).rowcount != 1:
+                return False
             s.execute(sa.insert(Metric), rows)
+            return True
 
     def drop_metrics_after(self, trial_id: int, step: int) -> None:
         """Deletes metrics past `step` (a resumed trial logs them again)."""
@@ -379,6 +390,11 @@ def _first_writer_wins(write, attempts: int = 5, errors=(sa.exc.IntegrityError,)
             if attempt == attempts - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
+
+
+def _held_by(worker: str | None) -> tuple:
+    """WHERE clauses: the trial is running under `worker` (none for worker=None)."""
+    return () if worker is None else (Trial.worker == worker, Trial.status == "running")
 
 
 def _finite(v):

@@ -179,3 +179,20 @@ def test_workers_starting_one_study_at_once_both_succeed(store_url):
     finally:
         for s in stores:
             s.close()
+
+
+def test_writes_are_fenced_by_the_lease(store):
+    """A worker whose trial was reclaimed (its lease expired) can no longer write to it."""
+    sid = _open(store, num_trials=1)
+    store.add_trials(sid, [{"x": 1.0}])
+    trial_id = store.claim(sid, "a:1", lease_s=60)[0]
+    assert store.log_metrics(trial_id, 0, {"val/error": 0.5}, worker="a:1")
+    assert store.claim(sid, "b:2", lease_s=0.0)[0] == trial_id  # a's lease expired: b takes over
+    assert not store.log_metrics(trial_id, 10, {"val/error": 0.4}, worker="a:1")
+    assert not store.finish(trial_id, "completed", worker="a:1", best_value=0.4)
+    assert not store.release(trial_id, worker="a:1")
+    t = store.record(sid)["trials"][0]
+    assert (t["status"], t["worker"], t["best_value"]) == ("running", "b:2", None)
+    assert store.finish(trial_id, "completed", worker="b:2", best_value=0.3)
+    assert store.record(sid)["trials"][0]["best_value"] == 0.3
+    assert [s for s, _ in store.curves(sid, 0)["val/error"]] == [0]
