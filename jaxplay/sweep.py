@@ -24,7 +24,7 @@ import traceback
 from typing import Callable
 
 from jaxplay import config as config_lib
-from jaxplay import batched, designers, store as store_lib, train, workloads
+from jaxplay import batched, designers, distributed, store as store_lib, train, workloads
 from jaxplay.spaces import ConfigError
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy",
@@ -75,6 +75,13 @@ def choose_executor(requested: str) -> tuple[str, str]:
     if requested not in EXECUTORS:
         raise ConfigError(f"--executor: unknown {requested!r}; use one of {list(EXECUTORS)}")
     backend = jax.default_backend()
+    if jax.process_count() > 1:
+        # Stacked trials would spread over hosts, each holding some trials' states; a multi-host
+        # job instead trains one trial at a time, its batch split over every host's devices.
+        if requested == "batched":
+            raise ConfigError(f"--executor=batched: runs on one host; this job has {jax.process_count()} "
+                              "processes, which train each trial together (use --executor=sequential or auto)")
+        return "sequential", f"auto: {jax.process_count()} processes split each trial's batch"
     if requested != "auto":
         return requested, f"{requested}: asked for on {backend}"
     if backend == "cpu":
@@ -227,7 +234,14 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"--workdir: {workdir} is a file; pass a directory (it is created if missing)")
     workdir.mkdir(parents=True, exist_ok=True)
-    store = store_lib.Store(store_url or store_lib.default_url(workdir))
+    url = store_url or store_lib.default_url(workdir)
+    multihost = distributed.multiprocess()
+    if not distributed.is_primary():
+        log = _quiet  # process 0 prints for the job (and writes the store and the report)
+    # Several hosts training together: process 0 alone opens the store; the others get its answers.
+    store = distributed.on_primary(lambda: store_lib.Store(url), share=False)
+    if multihost:
+        store = distributed.PrimaryStore(store)
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     try:
         study_id = store.open_study(
@@ -247,7 +261,8 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
         done = len(study_plan.params) - len(todo)
         log(f"study {study.name!r}: {len(study_plan.params)} trials ({done} already finished), "
             f"objective {study.objective} ({study.mode}), executor {executor} ({executor_reason}), "
-            f"store {store.url}")
+            f"store {store_lib.redact(url)}"
+            + (f"; {distributed.process_count()} processes train each trial together" if multihost else ""))
         progress = Progress(study.objective, study.mode, log)
         pending = [t["index"] for t in todo]
         if max_trials_this_run is not None:
@@ -255,18 +270,21 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
         ran = 0
         lease = _Lease(store, worker, lease_s)
         with _GracefulInterrupt(log) as interrupt, lease:
+            def stop_requested() -> bool:  # a signal may reach one host only: all stop together
+                return distributed.any_process(interrupt.requested())
+
             def run(claimed):
                 nonlocal ran
                 lease.hold([c[0] for c in claimed])
                 try:
-                    _run_unit(store, study_id, claimed, study_plan, workdir, progress, len(todo) - ran,
-                              executor, interrupt.requested)
+                    _run_unit(store, study_id, worker, claimed, study_plan, workdir, progress,
+                              len(todo) - ran, executor, stop_requested)
                 finally:
                     lease.hold([])
                 ran += len(claimed)
 
             for unit in work_units(study_plan, pending, executor, batch_trials):
-                if interrupt.requested():
+                if stop_requested():
                     raise KeyboardInterrupt
                 # Claim each trial: another worker sharing the store may have taken some.
                 claimed = [c for i in unit if (c := store.claim(study_id, worker, indices=[i], lease_s=lease_s))]
@@ -275,7 +293,7 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
             # Trials this worker did not plan for: those whose worker died (lease expired) while
             # this one ran. One at a time, each resuming from its checkpoint.
             while max_trials_this_run is None or ran < max_trials_this_run:
-                if interrupt.requested():
+                if stop_requested():
                     raise KeyboardInterrupt
                 claimed = store.claim(study_id, worker, max_index=len(study_plan.params), lease_s=lease_s)
                 if claimed is None:
@@ -289,9 +307,13 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     from jaxplay import studies  # the summary table is the `studies show` view
 
     log(studies.format_record(record))
-    if report:
-        _write_report(store_url or store_lib.default_url(workdir), study.name, workdir, log)
+    if report and distributed.is_primary():
+        _write_report(url, study.name, workdir, log)
     return record
+
+
+def _quiet(*_args) -> None:
+    """The log of processes other than 0 in a multi-host job."""
 
 
 def _dead_on_this_host(worker: str) -> bool:
@@ -391,9 +413,15 @@ class _GracefulInterrupt:
         return False
 
 
-def _run_unit(store, study_id, claimed: list, study_plan: Plan, workdir, progress: Progress, remaining: int,
-              executor: str, should_stop: Callable[[], bool]):
-    """Trains claimed trials (one, or a batch sharing a program) and records their outcomes."""
+class LeaseLost(Exception):
+    """Another worker took over a trial of this one: this worker stopped renewing its lease (it
+    stalled or lost the store for longer than the lease) and the trial was reclaimed."""
+
+
+def _run_unit(store, study_id, worker: str, claimed: list, study_plan: Plan, workdir, progress: Progress,
+              remaining: int, executor: str, should_stop: Callable[[], bool]):
+    """Trains claimed trials (one, or a batch sharing a program) and records their outcomes.
+    Every write is fenced by `worker`'s lease: a trial taken over by another worker is left to it."""
     ids = [trial_id for trial_id, _, _ in claimed]
     indices = [index for _, index, _ in claimed]
     configs = [config_lib.apply(study_plan.config, params) for _, _, params in claimed]
@@ -404,7 +432,9 @@ def _run_unit(store, study_id, claimed: list, study_plan: Plan, workdir, progres
     steps = study_plan.config.train.steps
 
     def on_eval(j, step, metrics):
-        store.log_metrics(ids[j], step, metrics)
+        # Renews the lease in the same transaction; stop (before checkpointing) if it was lost.
+        if not store.log_metrics(ids[j], step, metrics, worker=worker):
+            raise LeaseLost(f"trial {indices[j]} was taken over by another worker at step {step}")
 
     def on_resume(j, step):
         store.drop_metrics_after(ids[j], step)
@@ -429,20 +459,30 @@ def _run_unit(store, study_id, claimed: list, study_plan: Plan, workdir, progres
     except KeyboardInterrupt:
         # The trials keep their checkpoints; 'pending' makes the next run resume them.
         for trial_id in ids:
-            store.release(trial_id)
+            store.release(trial_id, worker=worker)
         store.update_best(study_id)
         raise
+    except LeaseLost as e:
+        # Its new owner resumes it from its checkpoint; this worker writes nothing more to it, and
+        # the other trials of its batch go back to pending.
+        progress.log(f"{e}: this worker had stopped renewing its lease; leaving it to that worker")
+        for trial_id in ids:
+            store.release(trial_id, worker=worker)
+        return
     except Exception as e:  # noqa: BLE001 — one broken trial must not end the study
         error = "".join(traceback.format_exception(e))
         for trial_id, index in zip(ids, indices):
-            store.finish(trial_id, "failed", error=error)
+            store.finish(trial_id, "failed", worker=worker, error=error)
             progress.done(index, "FAILED", f"{type(e).__name__}: {e}")
         store.update_best(study_id)
         return
     progress.finished_unit()
     for trial_id, index, result in zip(ids, indices, results):
-        store.finish(trial_id, result.status, best_step=result.best_step, best_value=result.best_value,
-                     steps_run=result.steps_run, error=result.reason, final_metrics=result.final_metrics)
+        if store.finish(trial_id, result.status, worker=worker, best_step=result.best_step,
+                        best_value=result.best_value, steps_run=result.steps_run, error=result.reason,
+                        final_metrics=result.final_metrics) is False:
+            progress.log(f"trial {index}: another worker took it over before it finished here; its result is that worker's")
+            continue
         best = "no finite value" if result.best_value is None else \
             f"best {study_plan.config.study.objective} {result.best_value:.4f} at step {result.best_step}"
         progress.done(index, result.status, best + (f" ({result.reason})" if result.reason else ""))
@@ -480,6 +520,14 @@ def main(argv=None) -> int:
                       flag_values=fl)
     flags.DEFINE_float("lease_secs", 60.0, "A running trial whose worker has not renewed its lease for this "
                        "long is reclaimed by another worker and resumed from its checkpoint.", flag_values=fl)
+    flags.DEFINE_bool("distributed", False, "Join the other hosts of this job (a TPU VM slice, a Slurm "
+                      "job): jax.distributed.initialize() finds them; all hosts train each trial together.",
+                      flag_values=fl)
+    flags.DEFINE_string("coordinator", None, "Multi-host without a cluster manager: host:port of process 0 "
+                        "(with --num_processes and --process_id).", flag_values=fl)
+    flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-host job.", flag_values=fl)
+    flags.DEFINE_integer("process_id", None, "This process's index in a multi-host job (0 writes the store).",
+                         flag_values=fl)
     flags.DEFINE_integer("batch_trials", None, "At most this many trials in one batch (default: a whole "
                          f"group on accelerators, up to {batched.CPU_BATCH_TRIALS} on a CPU).",
                          flag_values=fl)
@@ -499,6 +547,12 @@ def main(argv=None) -> int:
               "[--config.a.b=value ...] [--store URL]", file=sys.stderr)
         return 2
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    try:
+        distributed.initialize(auto=fl.distributed, coordinator=fl.coordinator,
+                               num_processes=fl.num_processes, process_id=fl.process_id)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     _enable_compilation_cache()
     command = f"cd {shlex.quote(os.getcwd())} && python -m jaxplay.sweep {shlex.join(redacted_args(argv[1:]))}"
     try:

@@ -20,7 +20,7 @@ from jaxplay import spaces
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.data = dict(name="mnist1d", batch_size=64, val_size=500)
+    c.data = dict(name="mnist1d", batch_size=64, val_size=500, pipeline="device")
     c.model = dict(name="mlp", width=32, depth=1, activation="relu", dropout=0.0)
     c.optimizer = dict(name="adam", learning_rate=3e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0)
     c.schedule = dict(name="constant", warmup_steps=0)
@@ -117,3 +117,39 @@ def test_an_expired_lease_is_reclaimed_and_resumed_from_its_checkpoint(tmp_path)
     assert "reclaimed trial 0" in text and "resuming from step 50" in text, text
     assert [t["status"] for t in record["trials"]] == ["completed", "completed"]
     assert record["trials"][0]["worker"] != "another-host:123"
+
+
+def test_a_worker_whose_lease_was_taken_over_stops_and_writes_nothing_more(tmp_path):
+    c = float_only_study(num_trials=2, **{"train.steps": 200, "train.eval_every": 50,
+                                          "train.checkpoint_every_secs": 0.0})
+    url = store_lib.default_url(tmp_path)
+    thief = {}
+
+    def take_over_at_50(line):
+        lines.append(line)
+        if line.split()[:2] == ["step", "50/200"] and not thief:
+            # This worker stalls past its lease; another worker reclaims its trial.
+            other = store_lib.Store(url)
+            try:
+                thief["claim"] = other.claim(other.study_id(c.study.name), "other-host:9", indices=[0], lease_s=0.0)
+            finally:
+                other.close()
+
+    lines = []
+    record = sweep.run_study(c, tmp_path, executor="sequential", log=take_over_at_50, report=False)
+    text = "\n".join(lines)
+    assert thief["claim"] is not None and thief["claim"][1] == 0
+    assert "trial 0 was taken over by another worker at step 100" in text, text
+    assert "trial 0 completed" not in text and "trial 1 completed" in text
+    trial0, trial1 = record["trials"]
+    assert (trial0["status"], trial0["worker"]) == ("running", "other-host:9")  # left to its new owner
+    assert trial1["status"] == "completed"
+    store = store_lib.Store(url)
+    try:  # nothing after the takeover: no step-100 metrics, no step-100 checkpoint
+        assert [s for s, _ in store.curves(store.study_id(c.study.name), 0)["val/error"]] == [0, 50]
+    finally:
+        store.close()
+    steps = sorted(int(p.name) for p in (tmp_path / c.study.name / "trial_0000" / "checkpoints").iterdir()
+                   if p.name.isdigit())
+    assert steps == [50]
+

@@ -96,6 +96,9 @@ class PeriodFeed:
             members.append(tuple(np.stack(parts) for parts in zip(*batches)))
         arrays = tuple(np.stack(p) for p in zip(*members)) if self._stacked else members[0]
         self.examples += sum(len(m[0]) * m[0].shape[1] for m in members)
+        if self._sharding is not None and not self._sharding.is_fully_addressable:
+            # Several hosts: each read its own share of every batch; together they are the batch.
+            return jax.tree.map(lambda a: jax.make_array_from_process_local_data(self._sharding, a), arrays)
         return jax.device_put(arrays, self._sharding)
 
     def _fill(self):
