@@ -24,7 +24,7 @@ import traceback
 from typing import Callable
 
 from jaxplay import config as config_lib
-from jaxplay import batched, designers, distributed, store as store_lib, train, workloads
+from jaxplay import batched, designers, distributed, paths, store as store_lib, train, workloads
 from jaxplay.spaces import ConfigError
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy",
@@ -133,7 +133,7 @@ def provenance() -> dict:
 
 def trial_dir(workdir, study_name: str, index: int) -> pathlib.Path:
     """Where a trial's checkpoints live."""
-    return pathlib.Path(workdir).absolute() / study_name / f"trial_{index:04d}"
+    return paths.folder(workdir) / study_name / f"trial_{index:04d}"
 
 
 class Progress:
@@ -230,7 +230,11 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     executor, executor_reason = choose_executor(executor)
     study_plan = plan(config)
     cfg, study = study_plan.config, study_plan.config.study
-    workdir = pathlib.Path(workdir).absolute()
+    workdir = paths.folder(workdir)
+    if paths.is_remote(workdir) and not store_url:
+        raise ConfigError(f"--workdir {workdir}: a bucket can hold the checkpoints but not the SQLite store; "
+                          "pass --store postgresql://user:password@host/db (or a SQLite file on a local disk: "
+                          "--store sqlite:////path/jaxplay.db)")
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"--workdir: {workdir} is a file; pass a directory (it is created if missing)")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -432,6 +436,8 @@ def _run_unit(store, study_id, worker: str, claimed: list, study_plan: Plan, wor
     steps = study_plan.config.train.steps
 
     def on_eval(j, step, metrics):
+        if step == 0:  # a fresh start: forget what a run killed before its first checkpoint logged
+            store.drop_metrics_after(ids[j], -1)
         # Renews the lease in the same transaction; stop (before checkpointing) if it was lost.
         if not store.log_metrics(ids[j], step, metrics, worker=worker):
             raise LeaseLost(f"trial {indices[j]} was taken over by another worker at step {step}")
@@ -508,8 +514,9 @@ def main(argv=None) -> int:
     config_flags.DEFINE_config_file("config", None, "Study file: path/to/study.py[:arg].", flag_values=fl,
                                     lock_config=False)
     flags.DEFINE_string("workdir", None, "Directory for the study's database and checkpoints.", flag_values=fl)
-    flags.DEFINE_string("store", None, "SQLAlchemy URL of the study store (default: SQLite file in --workdir).",
-                        flag_values=fl)
+    flags.DEFINE_string("store", None, "SQLAlchemy URL of the study store (default: $JAXPLAY_STORE, else a "
+                        "SQLite file in --workdir). The environment variable keeps a password off command "
+                        "lines; either way it is never printed or recorded.", flag_values=fl)
     flags.DEFINE_bool("report", True, "At the end, print the playbook's diagnostics and write the HTML report.",
                       flag_values=fl)
     flags.DEFINE_integer("max_trials", None, "Stop after this many trials in this run (rerun to continue).",
@@ -531,6 +538,7 @@ def main(argv=None) -> int:
     flags.DEFINE_integer("batch_trials", None, "At most this many trials in one batch (default: a whole "
                          f"group on accelerators, up to {batched.CPU_BATCH_TRIALS} on a CPU).",
                          flag_values=fl)
+    saved_argv, sys.argv = sys.argv, argv  # config_flags looks for --config.* overrides in sys.argv
     try:
         fl(argv)
         if fl.config is not None:
@@ -542,6 +550,8 @@ def main(argv=None) -> int:
         message = _unknown_override(argv, cause) if isinstance(cause, KeyError) else e
         print(f"error: {message}", file=sys.stderr)
         return 2
+    finally:
+        sys.argv = saved_argv
     if fl.config is None or fl.workdir is None:
         print("usage: python -m jaxplay.sweep --config experiments/x.py[:arg] --workdir DIR "
               "[--config.a.b=value ...] [--store URL]", file=sys.stderr)
@@ -556,10 +566,11 @@ def main(argv=None) -> int:
     _enable_compilation_cache()
     command = f"cd {shlex.quote(os.getcwd())} && python -m jaxplay.sweep {shlex.join(redacted_args(argv[1:]))}"
     try:
-        record = run_study(fl.config, fl.workdir, store_url=fl.store, command=command,
-                  config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),
-                  max_trials_this_run=fl.max_trials, executor=fl.executor, batch_trials=fl.batch_trials,
-                  report=fl.report, lease_s=fl.lease_secs)
+        record = run_study(
+            fl.config, fl.workdir, store_url=fl.store or os.environ.get("JAXPLAY_STORE") or None, command=command,
+            config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),
+            max_trials_this_run=fl.max_trials, executor=fl.executor, batch_trials=fl.batch_trials,
+            report=fl.report, lease_s=fl.lease_secs)
     except (ConfigError, store_lib.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

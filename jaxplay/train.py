@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxplay import optim, workloads
+from jaxplay import optim, paths, workloads
 from jaxplay.data import augment
 from jaxplay.checkpoints import TrialCheckpoints
 from jaxplay.spaces import ConfigError
@@ -482,7 +482,7 @@ class TrialRun:
         self.hparams = optim.hparams(config)
         if write_every_secs is None:
             write_every_secs = config.train.get("checkpoint_every_secs", 60.0)
-        self.ckpt = TrialCheckpoints(pathlib.Path(trial_dir) / "checkpoints", mode=self.mode,
+        self.ckpt = TrialCheckpoints(paths.folder(trial_dir) / "checkpoints", mode=self.mode,
                                      keep_best=config.train.get("keep_best", 3), write_every_secs=write_every_secs)
         self.meta = {"best_step": None, "best_value": None, "initial_loss": None}
         self.last = None  # (step, get_state, objective) of the last recorded period
@@ -516,6 +516,9 @@ class TrialRun:
         metrics = {k: float(v) for k, v in metrics.items()}
         metrics.update(_period_summary(per_step, self.hparams))
         self.last_metrics = metrics
+        # Saved with the checkpoint: a run killed after the final checkpoint, before the store
+        # heard, still reports the final metrics when rerun (see finished).
+        self.meta["last_metrics"] = {k: v if math.isfinite(v) else None for k, v in metrics.items()}
         if self.on_eval:
             self.on_eval(step, metrics)
         value = metrics[self.objective]
@@ -541,7 +544,8 @@ class TrialRun:
 
     def finished(self, step: int) -> TrialResult:
         """The result of a trial whose final checkpoint was already written."""
-        return TrialResult("completed", self.meta["best_step"], self.meta["best_value"], step)
+        return TrialResult("completed", self.meta["best_step"], self.meta["best_value"], step,
+                           final_metrics=self.meta.get("last_metrics") or {})
 
     def close(self) -> None:
         """Waits for checkpoint writes."""
@@ -690,7 +694,7 @@ def evaluate_checkpoint(config, trial_dir: str | pathlib.Path, step: int | None 
     workload = workloads.get(config)
     program = make_program(config, workload)
     graphdef, state, _, _ = init_state(config, workload, program)
-    ckpt = TrialCheckpoints(pathlib.Path(trial_dir) / "checkpoints",
+    ckpt = TrialCheckpoints(paths.folder(trial_dir) / "checkpoints",
                             keep_best=config.train.get("keep_best", 3), mode=config.study.mode)
     try:
         step = ckpt.best_step() if step is None else step

@@ -284,3 +284,11 @@ def test_sigterm_checkpoints_the_current_period_and_exits_with_how_to_resume(tmp
     rerun = _cli(*args, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming from step {stopped}" in rerun.stdout
+
+
+def test_a_bucket_workdir_keeps_its_url_and_asks_for_a_store(tmp_path):
+    # pathlib would turn gs://bucket/w into a local folder ./gs:/bucket/w and write there silently.
+    assert str(sweep.trial_dir("gs://bucket/w", "s", 3)) == "gs://bucket/w/s/trial_0003"
+    with pytest.raises(ConfigError, match=r"--workdir gs://bucket/w: .*pass --store postgresql://"):
+        sweep.run_study(tiny_config(), "gs://bucket/w", report=False)
+    assert not (pathlib.Path.cwd() / "gs:").exists()
