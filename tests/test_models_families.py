@@ -21,7 +21,9 @@ SMOKE = {
     "mnist1d_cnn": {"train.steps": 20, "train.eval_every": 10, "schedule.warmup_steps": 5},
     "mnist1d_gru": {},
     "cifar10_resnet": {},
-    "imagenet_resnet": {},
+    # 224x224 images are the point; the fewest of them that still train three periods and evaluate.
+    "imagenet_resnet": {"train.steps": 3, "train.eval_every": 1, "data.batch_size": 8, "data.num_train": 32,
+                        "data.num_val": 16, "model.virtual_batch_size": 4, "train.eval_batch_size": 16},
     "pystdlib_transformer": {},
 }
 

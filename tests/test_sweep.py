@@ -262,7 +262,7 @@ def test_cli_names_an_override_the_study_file_does_not_define(tmp_path):
 def test_sigterm_checkpoints_the_current_period_and_exits_with_how_to_resume(tmp_path):
     # A preempted machine gets SIGTERM: the trial saves the period it is in and the rerun resumes there.
     args = ["jaxplay.sweep", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={tmp_path}",
-            "--config.study.num_trials=1", "--config.train.steps=3000", "--config.train.eval_every=50",
+            "--config.study.num_trials=1", "--config.train.steps=1000", "--config.train.eval_every=50",
             "--report=false"]
     env = dict(os.environ, PYTHONUNBUFFERED="1", JAXPLAY_COMPILATION_CACHE=str(tmp_path / "xla"))
     worker = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -270,7 +270,7 @@ def test_sigterm_checkpoints_the_current_period_and_exits_with_how_to_resume(tmp
     lines = []
     for line in worker.stdout:
         lines.append(line)
-        if line.split()[:2] == ["step", "100/3000"]:
+        if line.split()[:2] == ["step", "100/1000"]:
             worker.send_signal(signal.SIGTERM)
             break
     lines.extend(worker.stdout)
@@ -280,7 +280,7 @@ def test_sigterm_checkpoints_the_current_period_and_exits_with_how_to_resume(tmp
     assert "SIGTERM: stopping after this evaluation period" in output
     assert "run the same command again to continue" in output
     stopped = max(int(line.split()[1].split("/")[0]) for line in lines if line.split()[:1] == ["step"])
-    assert stopped < 3000
+    assert stopped < 1000
     rerun = _cli(*args, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"resuming from step {stopped}" in rerun.stdout
