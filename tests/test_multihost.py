@@ -60,3 +60,12 @@ def test_importing_jaxplay_starts_no_jax_backend():
             "assert not xla_bridge._backends, xla_bridge._backends")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_multi_host_flags_go_together():
+    from jaxplay import distributed
+    from jaxplay.spaces import ConfigError
+
+    distributed.initialize()  # none given: one process, nothing to join
+    with pytest.raises(ConfigError, match="--coordinator, --num_processes and --process_id go together"):
+        distributed.initialize(coordinator="127.0.0.1:1234", num_processes=2)
