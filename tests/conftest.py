@@ -48,3 +48,12 @@ def chromium() -> str:
             pytest.fail("headless Chromium is not installed; .ci/run installs it (apt-get install chromium)")
         pytest.skip("headless Chromium not installed (apt-get install chromium)")
     return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    # The PostgreSQL tests share one database and drop its tables: under pytest-xdist (-n 2 in
+    # pyproject.toml) they all run in one worker, one after another (--dist loadgroup).
+    for item in items:
+        if "postgres" in item.name:
+            item.add_marker(pytest.mark.xdist_group("postgresql"))

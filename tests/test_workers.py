@@ -79,7 +79,7 @@ def test_a_killed_workers_trial_resumes_from_its_checkpoint(tmp_path):
         seen.append(line)
         if line.split()[:2] == ["step", "100/800"]:
             break
-    time.sleep(0.3)  # a few more periods, each checkpointed
+    time.sleep(1.0)  # a few more periods, each checkpointed (step 100 is saved after its line)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert seen and seen[-1].split()[:2] == ["step", "100/800"], "".join(seen)[-2000:]
