@@ -120,7 +120,6 @@ class PrimaryStore:
 
     def __init__(self, store):
         self._store = store  # None on processes other than 0
-        self.url = store.url if store is not None else None
 
     def __getattr__(self, name):
         real = getattr(self._store, name) if self._store is not None else None

@@ -306,8 +306,7 @@ class Store:
         if not trial_ids:
             return 0
         with self.session.begin() as s:
-            return s.execute(sa.update(Trial).where(Trial.id.in_(trial_ids), Trial.worker == worker,
-                                                    Trial.status == "running").values(heartbeat_at=_now())).rowcount
+            return _renew(s, trial_ids, worker)
 
     def release(self, trial_id: int, worker: str | None = None) -> bool:
         """Returns an interrupted trial to 'pending' (its checkpoints let it resume). With `worker`,
@@ -346,8 +345,7 @@ class Store:
         taken the trial over; returns whether the metrics were written."""
         rows = [{"trial_id": trial_id, "step": step, "name": k, "value": _finite(v)} for k, v in metrics.items()]
         with self.session.begin() as s:
-            if worker is not None and s.execute(sa.update(Trial).where(Trial.id == trial_id, *_held_by(worker))
-                                                .values(heartbeat_at=_now())).rowcount != 1:
+            if worker is not None and _renew(s, [trial_id], worker) != 1:
                 return False
             s.execute(sa.insert(Metric), rows)
             return True
@@ -395,6 +393,12 @@ def _first_writer_wins(write, attempts: int = 5, errors=(sa.exc.IntegrityError,)
 def _held_by(worker: str | None) -> tuple:
     """WHERE clauses: the trial is running under `worker` (none for worker=None)."""
     return () if worker is None else (Trial.worker == worker, Trial.status == "running")
+
+
+def _renew(session, trial_ids: list[int], worker: str) -> int:
+    """Renews `worker`'s lease on those of `trial_ids` it still holds; returns how many."""
+    return session.execute(sa.update(Trial).where(Trial.id.in_(trial_ids), *_held_by(worker))
+                           .values(heartbeat_at=_now())).rowcount
 
 
 def _finite(v):

@@ -557,15 +557,11 @@ def main(argv=None) -> int:
               "[--config.a.b=value ...] [--store URL]", file=sys.stderr)
         return 2
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    try:
-        distributed.initialize(auto=fl.distributed, coordinator=fl.coordinator,
-                               num_processes=fl.num_processes, process_id=fl.process_id)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     _enable_compilation_cache()
     command = f"cd {shlex.quote(os.getcwd())} && python -m jaxplay.sweep {shlex.join(redacted_args(argv[1:]))}"
     try:
+        distributed.initialize(auto=fl.distributed, coordinator=fl.coordinator,  # before any jax backend
+                               num_processes=fl.num_processes, process_id=fl.process_id)
         record = run_study(
             fl.config, fl.workdir, store_url=fl.store or os.environ.get("JAXPLAY_STORE") or None, command=command,
             config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),

@@ -88,14 +88,14 @@ class Runs:
         self.server.wait(timeout=60)
 
 
-def _whole_checkpoints(workdir, study, index) -> list[int]:
-    """Finalized steps holding a whole train state (orbax writes a step into a temporary
-    directory and renames it when complete)."""
+def _finalized_steps(workdir, study, index, *, whole: bool = False) -> list[int]:
+    """Steps whose checkpoint orbax finalized (it writes a step's metadata file, then renames the
+    step's temporary folder); `whole`: only those holding the whole train state."""
     folder = workdir / study / f"trial_{index:04d}" / "checkpoints"
     if not folder.exists():
         return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / "state").exists()
-                  and (p / "_CHECKPOINT_METADATA").exists())
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()
+                  and (p / "_CHECKPOINT_METADATA").exists() and (not whole or (p / "state").exists()))
 
 
 def _snapshot(workdir) -> dict:
@@ -115,7 +115,7 @@ def _snapshot(workdir) -> dict:
                 steps = [s for s, _ in curves.get(t["index"], {}).get("val/error", [])]
                 # Evaluations form an unbroken prefix of 0, EVERY, 2*EVERY, ...: nothing twice, no gap.
                 assert steps == list(range(0, EVERY * len(steps), EVERY)), (name, t["index"], steps)
-                t["whole"] = _whole_checkpoints(workdir, name, t["index"])
+                t["whole"] = _finalized_steps(workdir, name, t["index"], whole=True)
                 t["steps"] = steps
                 out[name, t["index"]] = t
         with store.engine.connect() as c:
@@ -137,7 +137,7 @@ def _check_run(before: dict, after: dict, output: str, study: str, workdir) -> i
                 assert kept[field] == t[field], (key, field)
     for key, t in after.items():
         if t["status"] == "completed":  # its best checkpoint is a finished one, on disk
-            assert t["best_step"] in _steps_on_disk(workdir, *key), (key, t["best_step"])
+            assert t["best_step"] in _finalized_steps(workdir, *key), (key, t["best_step"])
             assert t["steps"][-1] == STEPS
     # Every trial this run started continued from its newest whole checkpoint, if it had one.
     resumed, lines = 0, [line for line in output.splitlines() if not line.startswith("WARNING:absl")]
@@ -153,12 +153,6 @@ def _check_run(before: dict, after: dict, output: str, study: str, workdir) -> i
         else:
             assert "resuming" not in following, (index, following)
     return resumed
-
-
-def _steps_on_disk(workdir, study, index) -> list[int]:
-    """Finalized checkpoints, whole or model-only."""
-    folder = workdir / study / f"trial_{index:04d}" / "checkpoints"
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / "_CHECKPOINT_METADATA").exists())
 
 
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path):

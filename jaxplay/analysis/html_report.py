@@ -16,6 +16,7 @@ import math
 import pathlib
 import re
 
+from jaxplay import paths
 from jaxplay.analysis import plots
 from jaxplay.analysis.study import StudyData, TrialData
 
@@ -226,8 +227,6 @@ def write_report(study: StudyData, path: str | pathlib.Path | None = None, *,
                  findings: list | None = None) -> pathlib.Path:
     """Writes the report and returns its path: `path` ending in .html is the file itself, any other
     path is a directory (created if missing) that gets `report_name(study)`; default: the current one."""
-    from jaxplay import paths
-
     target = pathlib.Path.cwd() if path is None else paths.folder(path)  # a gs:// workdir too
     if target.suffix.lower() not in (".html", ".htm") or target.is_dir():
         target = target / report_name(study)
