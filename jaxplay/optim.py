@@ -30,7 +30,7 @@ SCHEDULES = ("constant", "linear", "cosine")
 # out. Every trial gets every key, so all trials share one pytree structure.
 HPARAM_DEFAULTS = {
     "learning_rate": 1e-3, "momentum": 0.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
-    "weight_decay": 0.0, "warmup_steps": 0.0, "min_lr_factor": 0.0,
+    "weight_decay": 0.0, "warmup_steps": 0.0, "decay_steps": 0.0, "min_lr_factor": 0.0,
     "grad_clip_norm": 0.0, "label_smoothing": 0.0, "dropout": 0.0,
 }
 
@@ -50,11 +50,17 @@ def check(config) -> None:
     if sched.get("name") not in SCHEDULES:
         raise ConfigError(f"schedule.name: unknown schedule {sched.get('name')!r}; use one of {list(SCHEDULES)}")
     for key in sched.keys():
-        if key not in ("name", "warmup_steps", "min_lr_factor"):
-            raise ConfigError(f"schedule.{key}: unknown field; a schedule takes name, warmup_steps, min_lr_factor")
+        if key not in ("name", "warmup_steps", "decay_steps", "min_lr_factor"):
+            raise ConfigError(f"schedule.{key}: unknown field; a schedule takes name, warmup_steps, decay_steps, "
+                              "min_lr_factor")
+    steps = config.train.steps
     warmup = sched.get("warmup_steps", 0)
-    if not 0 <= warmup < config.train.steps:
-        raise ConfigError(f"schedule.warmup_steps: must be in [0, train.steps={config.train.steps}) (got {warmup})")
+    if not 0 <= warmup < steps:
+        raise ConfigError(f"schedule.warmup_steps: must be in [0, train.steps={steps}) (got {warmup})")
+    decay = sched.get("decay_steps", 0) or 0
+    if not 0 <= decay <= steps - warmup:
+        raise ConfigError(f"schedule.decay_steps: must be in [0, train.steps - warmup_steps = {steps - warmup}] "
+                          f"(got {decay}); 0 decays over every step after the warmup")
 
 
 def hparams(config) -> dict[str, float]:
@@ -63,6 +69,7 @@ def hparams(config) -> dict[str, float]:
     values.update(OPTIMIZERS[config.optimizer.name])
     values.update({k: float(v) for k, v in config.optimizer.items() if k in HPARAM_DEFAULTS})
     values["warmup_steps"] = float(config.schedule.get("warmup_steps", 0))
+    values["decay_steps"] = float(config.schedule.get("decay_steps", 0) or 0)
     values["min_lr_factor"] = float(config.schedule.get("min_lr_factor", 0.0))
     values["grad_clip_norm"] = float(config.train.get("grad_clip_norm", 0.0))
     values["label_smoothing"] = float(config.train.get("label_smoothing", 0.0))
@@ -78,13 +85,17 @@ def as_arrays(values: dict[str, float]) -> dict[str, jax.Array]:
 def learning_rate_fn(schedule: str, total_steps: int, hp):
     """Step -> learning rate: linear warmup from 0 to the peak, then the decay `schedule`.
 
+    The decay runs over the last `decay_steps` (0: every step after the warmup); in between the
+    rate stays at its peak. That constant phase is how round 2 extends a linear schedule the
+    playbook's way: keep round 1's decay length, train longer at the peak rate.
     The decay shape is written with jnp on a static `total_steps` and multiplied by the traced
-    peak rate; warmup length is traced too (optax schedules need static lengths).
+    peak rate; warmup and decay lengths are traced too (optax schedules need static lengths).
     """
     def fn(count):
         t = jnp.asarray(count, jnp.float32)
         warmup = hp["warmup_steps"]
-        progress = jnp.clip((t - warmup) / jnp.maximum(total_steps - warmup, 1.0), 0.0, 1.0)
+        decay_start = jnp.where(hp["decay_steps"] > 0, total_steps - hp["decay_steps"], warmup)
+        progress = jnp.clip((t - decay_start) / jnp.maximum(total_steps - decay_start, 1.0), 0.0, 1.0)
         if schedule == "constant":
             decay = jnp.float32(1.0)
         elif schedule == "linear":
