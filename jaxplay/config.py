@@ -103,10 +103,10 @@ def validate(config) -> SearchSpace:
         # Negative seeds are rejected because numpy's seed sequences refuse them.
         raise ConfigError(f'study.seed: must be an int >= 0 (got {seed!r}); e.g. seed=0')
     num_trials = _required(study, 'study', 'num_trials', allow_none=True)
-    if num_trials is None and algorithm != 'grid':
+    if num_trials is None and algorithm not in ('grid', 'manual'):
         raise ConfigError(
-            "study.num_trials: must be an int >= 1 (got None); only algorithm='grid' may leave it "
-            'None to mean the whole grid')
+            "study.num_trials: must be an int >= 1 (got None); only algorithm='grid' or 'manual' may "
+            'leave it None to mean every trial')
     if num_trials is not None and (not _is_int(num_trials) or num_trials < 1):
         raise ConfigError(f'study.num_trials: must be an int >= 1 (got {num_trials!r}); e.g. 16')
 
@@ -124,12 +124,34 @@ def validate(config) -> SearchSpace:
             f'{" or ".join(map(str, _nearest_divisors(steps, eval_every)))}')
 
     space = spaces.parse(config.get('search'), base=_base(config))
-    if algorithm == 'grid' and num_trials is not None:
-        size = designers.make('grid', space, seed).max_trials
-        if num_trials > size:
-            raise ConfigError(
-                f'study.num_trials: grid has only {size} points; set num_trials <= {size} or None')
+    if algorithm == 'manual':
+        _check_manual_trials(config, study.get('trials'))
+    designer = designers.make(algorithm, space, seed, study)  # checks the algorithm's own settings
+    if algorithm in ('grid', 'manual') and num_trials is not None and num_trials > designer.max_trials:
+        what = 'grid has only' if algorithm == 'grid' else 'study.trials lists only'
+        raise ConfigError(
+            f'study.num_trials: {what} {designer.max_trials} points; set num_trials <= '
+            f'{designer.max_trials} or None')
     return space
+
+
+def _check_manual_trials(config, trials) -> None:
+    """study.trials of a manual study: a non-empty list of {dotted config path: value}."""
+    example = "c.study.trials = [{'optimizer.learning_rate': 0.01}, {'optimizer.learning_rate': 0.03}]"
+    if not isinstance(trials, (list, tuple)) or not trials:
+        raise ConfigError(f"study.trials: algorithm='manual' needs a non-empty list of trials (got "
+                          f"{trials!r}); e.g. {example}")
+    for i, trial in enumerate(trials):
+        if not _is_section(trial):
+            raise ConfigError(f'study.trials[{i}]: must be a dict of dotted config paths (got {trial!r}); '
+                              f'e.g. {example}')
+        for path in trial:
+            if path.split('.')[0] in STUDY_SECTIONS:
+                raise ConfigError(f'study.trials[{i}]: {path!r} is a study setting, not a hyperparameter')
+        try:
+            apply(config, dict(trial))
+        except ConfigError as e:
+            raise ConfigError(f'study.trials[{i}]: {e}') from None
 
 
 def _section(config, name: str, example: str):

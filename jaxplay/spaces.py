@@ -130,6 +130,25 @@ class Hyperparameter:
         index = _clip(math.floor(u * len(self.values)), 0, len(self.values) - 1)
         return self.values[index]
 
+    def to_unit(self, value) -> float | None:
+        """The unit-cube coordinate whose from_unit is `value` (the middle of its slice for ints and
+        lists); outside [0, 1] for a number outside the range, None for a value not in the list."""
+        if self.space in ('discrete', 'categorical'):
+            keys = [(type(v), v) for v in self.values]
+            if (type(value), value) not in keys and not (self.space == 'discrete' and value in self.values):
+                return None
+            index = keys.index((type(value), value)) if (type(value), value) in keys else self.values.index(value)
+            return (index + 0.5) / len(self.values)
+        if self.space == 'int':
+            lo, hi, x = self.min, self.max + 1, value + 0.5
+        else:
+            lo, hi, x = self.min, self.max, value
+        if self.scale == 'log':
+            if x <= 0:
+                return -math.inf
+            lo, hi, x = math.log(lo), math.log(hi), math.log(x)
+        return (x - lo) / (hi - lo)
+
     def grid(self, n: int) -> list:
         """Grid points: n evenly spaced on its scale for numbers, every value otherwise."""
         if self.space in ('discrete', 'categorical'):
@@ -171,6 +190,19 @@ class SearchSpace:
         if len(u) != len(self.params):
             raise ValueError(f'need {len(self.params)} coordinates, got {len(u)}')
         return {p.path: p.from_unit(float(x)) for p, x in zip(self.params, u)}
+
+    def to_unit(self, params: dict) -> list[float] | None:
+        """The unit-cube point of a trial's values (inverse of from_unit), or None when a value lies
+        outside this space (e.g. a parent study's trial outside a refined space)."""
+        u = []
+        for p in self.params:
+            if p.path not in params:
+                return None
+            x = p.to_unit(params[p.path])
+            if x is None or not 0.0 <= x <= 1.0:
+                return None
+            u.append(x)
+        return u
 
     def by_role(self, role: str) -> tuple[Hyperparameter, ...]:
         """The hyperparameters with the given role ('scientific' or 'nuisance')."""

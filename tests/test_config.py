@@ -158,7 +158,7 @@ def test_validate_without_search_is_an_empty_space(study):
      "study.algorithm: unknown algorithm 'bayes'; use one of 'quasirandom', 'random', 'grid'"),
     ('study.num_trials', 0, 'study.num_trials: must be an int >= 1 (got 0)'),
     ('study.num_trials', None, "study.num_trials: must be an int >= 1 (got None); only "
-                               "algorithm='grid' may leave it None"),
+                               "algorithm='grid' or 'manual' may leave it None"),
     ('study.seed', -1, 'study.seed: must be an int >= 0 (got -1)'),
     ('study.seed', 1.5, 'study.seed: must be an int >= 0 (got 1.5)'),
     ('train.steps', 0, 'train.steps: must be an int >= 1 (got 0)'),
