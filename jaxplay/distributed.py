@@ -116,7 +116,8 @@ class PrimaryStore:
 
     # Reads, and writes whose answer decides what every process does next (log_metrics: is the
     # trial's lease still held?).
-    SHARED = ("open_study", "add_trials", "reset_running", "record", "claim", "log_metrics")
+    SHARED = ("open_study", "add_trials", "append_trials", "reset_running", "record", "study_id", "claim",
+              "log_metrics")
 
     def __init__(self, store):
         self._store = store  # None on processes other than 0

@@ -265,6 +265,19 @@ class Store:
             s.add_all(new)
             return len(new)
 
+    def append_trials(self, study_id: int, params: list[dict], start: int) -> bool:
+        """Adds trials start.. when the study has exactly `start` trials (an adaptive designer's
+        next suggestions); False when another worker added trials first (ask the designer again)."""
+        try:
+            with self.session.begin() as s:
+                count = s.scalar(sa.select(sa.func.count()).select_from(Trial).where(Trial.study_id == study_id))
+                if count != start:
+                    return False
+                s.add_all(Trial(study_id=study_id, index=i, params=p) for i, p in enumerate(params, start))
+            return True
+        except sa.exc.IntegrityError:  # a concurrent worker inserted the same index
+            return False
+
     def reset_running(self, study_id: int, is_dead: Callable[[str], bool]) -> list[int]:
         """Puts trials whose worker `is_dead(worker)` (a crashed process) back to 'pending' at once,
         without waiting for their lease to expire; returns their indices."""

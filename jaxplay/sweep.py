@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 import math
 import os
 import pathlib
@@ -23,27 +24,49 @@ import time
 import traceback
 from typing import Callable
 
+import ml_collections
+
 from jaxplay import config as config_lib
-from jaxplay import batched, designers, distributed, paths, store as store_lib, train, workloads
+from jaxplay import batched, designers, distributed, lineage, paths, store as store_lib, train, workloads
 from jaxplay.spaces import ConfigError
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy",
             "scipy", "sqlalchemy", "jaxplay")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Plan:
-    """A validated study: its config, search space and every trial's hyperparameters."""
+    """A validated study: its config, search space, designer and the trials known so far (all of
+    them up front, except under an adaptive designer, which creates them as results arrive)."""
 
     config: object
     space: object
     params: list[dict]
     keys: list  # per trial: what shapes its compiled program (train.program_key)
+    designer: object = None
+    num_trials: int = 0
 
     @property
     def searched(self) -> frozenset:
-        """Dotted paths of the searched hyperparameters."""
-        return frozenset(self.space.paths)
+        """Dotted paths of the searched hyperparameters (and of manually listed ones)."""
+        return frozenset(self.space.paths) | frozenset(p for params in self.params for p in params)
+
+    @property
+    def adaptive(self) -> bool:
+        """True for designers that suggest trials from the results so far (Bayesian optimization)."""
+        return getattr(self.designer, "adaptive", False)
+
+    def extend(self, params: list[dict]) -> None:
+        """Validates trials len(self.params).. and adds them with their program keys."""
+        searched = frozenset(self.space.paths) | frozenset(p for trial in params for p in trial)
+        for p in params:
+            trial_config = config_lib.apply(self.config, p)
+            try:
+                train.check(trial_config)
+            except ConfigError as e:
+                raise ConfigError(f"trial {len(self.params)} ({p}): {e}") from None
+            self.keys.append(train.program_key(trial_config, workloads.get(trial_config), searched))
+            self.params.append(p)
 
 
 def plan(config) -> Plan:
@@ -51,18 +74,12 @@ def plan(config) -> Plan:
     space = config_lib.validate(config)
     train.check(config)
     study = config.study
-    designer = designers.make(study.algorithm, space, study.seed)
+    designer = designers.make(study.algorithm, space, study.seed, study)
     num_trials = study.num_trials if study.num_trials is not None else designer.max_trials
-    params = designer.suggest(0, num_trials)
-    searched, keys = frozenset(space.paths), []
-    for i, p in enumerate(params):
-        trial_config = config_lib.apply(config, p)
-        try:
-            train.check(trial_config)
-        except ConfigError as e:
-            raise ConfigError(f"trial {i} ({p}): {e}") from None
-        keys.append(train.program_key(trial_config, workloads.get(trial_config), searched))
-    return Plan(config, space, params, keys)
+    study_plan = Plan(config, space, [], [], designer, num_trials)
+    if not study_plan.adaptive:
+        study_plan.extend(designer.suggest(0, num_trials))
+    return study_plan
 
 
 EXECUTORS = ("auto", "sequential", "batched")
@@ -243,16 +260,21 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     if not distributed.is_primary():
         log = _quiet  # process 0 prints for the job (and writes the store and the report)
     # Several hosts training together: process 0 alone opens the store; the others get its answers.
-    store = distributed.on_primary(lambda: store_lib.Store(url), share=False)
-    if multihost:
-        store = distributed.PrimaryStore(store)
+    primary_store = distributed.on_primary(lambda: store_lib.Store(url), share=False)
+    store = distributed.PrimaryStore(primary_store) if multihost else primary_store
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     try:
+        if lineage.options(cfg) is not None:  # derived from a parent study in this store
+            derived = distributed.on_primary(lambda: config_lib.to_json(lineage.resolve(cfg, primary_store)))
+            study_plan = plan(ml_collections.ConfigDict(json.loads(derived)))
+            cfg, study = study_plan.config, study_plan.config.study
+            log(f"study {study.name!r} derives from {study.parent.study!r} (--lineage {study.parent.action}):"
+                + "".join(f"\n  {change}" for change in study.parent.changes))
         study_id = store.open_study(
             study.name, config_lib.config_hash(cfg), config_path=config_path,
             config=_json_config(cfg), notes=study.get("notes", ""), objective=study.objective,
             mode=study.mode, algorithm=study.algorithm, seed=study.seed,
-            num_trials=len(study_plan.params), command=command, executor=executor,
+            num_trials=study_plan.num_trials, command=command, executor=executor,
             executor_reason=executor_reason, **provenance())
         store.add_trials(study_id, study_plan.params)
         # A trial left 'running' by a dead process of this host resumes now; other hosts' trials
@@ -261,11 +283,12 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
         if stale:
             log(f"resuming interrupted trial(s) {stale} from their latest checkpoints")
         record = store.record(study_id)
-        todo = [t for t in record["trials"] if t["status"] == "pending" and t["index"] < len(study_plan.params)]
-        done = len(study_plan.params) - len(todo)
-        log(f"study {study.name!r}: {len(study_plan.params)} trials ({done} already finished), "
-            f"objective {study.objective} ({study.mode}), executor {executor} ({executor_reason}), "
-            f"store {store_lib.redact(url)}"
+        todo = [t for t in record["trials"] if t["status"] == "pending" and t["index"] < study_plan.num_trials]
+        done = len(record["trials"]) - len(todo)
+        remaining = study_plan.num_trials - done
+        log(f"study {study.name!r}: {study_plan.num_trials} trials ({done} already finished), "
+            f"objective {study.objective} ({study.mode}), designer {study.algorithm}, executor {executor} "
+            f"({executor_reason}), store {store_lib.redact(url)}"
             + (f"; {distributed.process_count()} processes train each trial together" if multihost else ""))
         progress = Progress(study.objective, study.mode, log)
         pending = [t["index"] for t in todo]
@@ -282,28 +305,43 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
                 lease.hold([c[0] for c in claimed])
                 try:
                     _run_unit(store, study_id, worker, claimed, study_plan, workdir, progress,
-                              len(todo) - ran, executor, stop_requested)
+                              remaining - ran, executor, stop_requested)
                 finally:
                     lease.hold([])
                 ran += len(claimed)
 
-            for unit in work_units(study_plan, pending, executor, batch_trials):
-                if stop_requested():
-                    raise KeyboardInterrupt
-                # Claim each trial: another worker sharing the store may have taken some.
-                claimed = [c for i in unit if (c := store.claim(study_id, worker, indices=[i], lease_s=lease_s))]
-                if claimed:
-                    run(claimed)
+            def claim_and_run(units):
+                for unit in units:
+                    if stop_requested():
+                        raise KeyboardInterrupt
+                    # Claim each trial: another worker sharing the store may have taken some.
+                    claimed = [c for i in unit if (c := store.claim(study_id, worker, indices=[i], lease_s=lease_s))]
+                    if claimed:
+                        run(claimed)
+
+            if not study_plan.adaptive:
+                claim_and_run(work_units(study_plan, pending, executor, batch_trials))
             # Trials this worker did not plan for: those whose worker died (lease expired) while
-            # this one ran. One at a time, each resuming from its checkpoint.
+            # this one ran, one at a time, each resuming from its checkpoint; and under an adaptive
+            # designer, the new trials it suggests from the results so far.
             while max_trials_this_run is None or ran < max_trials_this_run:
                 if stop_requested():
                     raise KeyboardInterrupt
-                claimed = store.claim(study_id, worker, max_index=len(study_plan.params), lease_s=lease_s)
-                if claimed is None:
+                claimed = store.claim(study_id, worker, max_index=study_plan.num_trials, lease_s=lease_s)
+                if claimed is not None:
+                    if not study_plan.adaptive:
+                        log(f"reclaimed trial {claimed[1]} (its worker stopped renewing its lease)")
+                    if study_plan.adaptive:
+                        _sync(study_plan, store.record(study_id))
+                    run([claimed])
+                    continue
+                if not study_plan.adaptive:
                     break
-                log(f"reclaimed trial {claimed[1]} (its worker stopped renewing its lease)")
-                run([claimed])
+                created = _suggest(store, study_id, study_plan, executor, batch_trials,
+                                   None if max_trials_this_run is None else max_trials_this_run - ran)
+                if created is None:
+                    break  # every trial of the study exists and none is left to claim
+                claim_and_run(work_units(study_plan, created, executor, batch_trials))
         store.update_best(study_id)
         record = store.record(study_id)
     finally:
@@ -314,6 +352,46 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     if report and distributed.is_primary():
         _write_report(url, study.name, workdir, log)
     return record
+
+
+def _sync(study_plan: Plan, record: dict) -> None:
+    """Adds to the plan the trials another worker's designer created since this one last looked."""
+    trials = sorted(record["trials"], key=lambda t: t["index"])
+    study_plan.extend([t["params"] for t in trials[len(study_plan.params):]])
+
+
+def _history(store, study_plan: Plan, record: dict) -> list[dict]:
+    """What an adaptive designer learns from: every trial of the study (status, params, objective),
+    after those of the parent it exploits."""
+    trials = list(record["trials"])
+    parent = study_plan.config.study.get("parent")
+    if parent and parent.get("action") == "exploit":
+        trials = store.record(store.study_id(parent.study))["trials"] + trials
+    return [{"params": t["params"], "status": t["status"], "value": t["best_value"]} for t in trials]
+
+
+def _suggest(store, study_id: int, study_plan: Plan, executor: str, batch_trials: int | None,
+             budget: int | None) -> list[int] | None:
+    """Creates the adaptive designer's next trials (one, or a batch for the batched executor) and
+    returns their indices; None when the study has all its trials. Another worker creating trials
+    at the same time wins the race and this one asks again with the news."""
+    while True:
+        record = store.record(study_id)
+        _sync(study_plan, record)
+        start = len(record["trials"])
+        count = study_plan.num_trials - start
+        if count <= 0:
+            return None
+        if executor == "batched":
+            count = min(count, batch_trials or batched.default_batch_trials(count))
+        else:
+            count = 1
+        if budget is not None:
+            count = min(count, budget)
+        params = study_plan.designer.suggest(start, count, _history(store, study_plan, record))
+        if store.append_trials(study_id, params, start):
+            study_plan.extend(params)
+            return list(range(start, start + count))
 
 
 def _quiet(*_args) -> None:
@@ -538,6 +616,22 @@ def main(argv=None) -> int:
     flags.DEFINE_integer("batch_trials", None, "At most this many trials in one batch (default: a whole "
                          f"group on accelerators, up to {batched.CPU_BATCH_TRIALS} on a CPU).",
                          flag_values=fl)
+    flags.DEFINE_string("from_study", None, "Start this study from another one in the same store (its "
+                        "parent; see --lineage).", flag_values=fl)
+    flags.DEFINE_enum("lineage", None, list(lineage.ACTIONS),
+                      "How the study derives from --from_study: refine (search space from the parent's "
+                      "diagnostics), exploit (Bayesian optimization seeded by the parent's trials), promote "
+                      "(round 2: top_k trials, train.steps x steps_factor), rerun (the best trial with --seeds "
+                      "seeds), reseed (the next search seed), warmup or clip (instability studies).",
+                      flag_values=fl)
+    flags.DEFINE_integer("top_k", None, f"promote: how many of the parent's best trials (default "
+                         f"{lineage.DEFAULTS['top_k']}).", flag_values=fl)
+    flags.DEFINE_float("steps_factor", None, f"promote: train.steps multiplier (default "
+                       f"{lineage.DEFAULTS['steps_factor']:g}).", flag_values=fl)
+    flags.DEFINE_integer("seeds", None, f"promote, rerun: training seeds per trial (default "
+                         f"{lineage.DEFAULTS['seeds']}; rerun {lineage.RERUN_SEEDS}).", flag_values=fl)
+    flags.DEFINE_float("lr_factor", None, f"warmup: the learning rate as a multiple of the smallest that "
+                       f"diverged in the parent (default {lineage.DEFAULTS['lr_factor']:g}).", flag_values=fl)
     saved_argv, sys.argv = sys.argv, argv  # config_flags looks for --config.* overrides in sys.argv
     try:
         fl(argv)
@@ -555,6 +649,11 @@ def main(argv=None) -> int:
     if fl.config is None or fl.workdir is None:
         print("usage: python -m jaxplay.sweep --config experiments/x.py[:arg] --workdir DIR "
               "[--config.a.b=value ...] [--store URL]", file=sys.stderr)
+        return 2
+    try:
+        _set_parent(fl.config, fl)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     _enable_compilation_cache()
@@ -576,6 +675,21 @@ def main(argv=None) -> int:
         return 130
     # Infeasible trials are results; failed ones are bugs (tracebacks are in the store).
     return 1 if record["status_counts"]["failed"] else 0
+
+
+def _set_parent(config, fl) -> None:
+    """--from_study and --lineage (with their options) become the study's `study.parent`."""
+    given = {k: fl[k].value for k in ("top_k", "steps_factor", "seeds", "lr_factor") if fl[k].value is not None}
+    if fl.from_study is None:
+        if fl.lineage or given:
+            used = ", ".join(f"--{k}" for k in (["lineage"] if fl.lineage else []) + sorted(given))
+            raise ConfigError(f"{used}: only with --from_study PARENT (the study to start from)")
+        return
+    if fl.lineage is None:
+        raise ConfigError(f"--from_study {fl.from_study}: say how to derive the study with --lineage, one of "
+                          f"{', '.join(lineage.ACTIONS)}")
+    with config.unlocked():
+        config.study.parent = ml_collections.ConfigDict({"study": fl.from_study, "action": fl.lineage, **given})
 
 
 def _unknown_override(argv: list[str], error: KeyError) -> str:

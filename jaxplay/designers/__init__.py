@@ -1,24 +1,31 @@
 """Designers: where trial points come from.
 
-Trial i of a study depends only on (algorithm, space, seed, i). A study that is extended from 8 to
-80 trials keeps its first 8, and trials drawn one at a time equal trials drawn in a batch (playbook:
-"parallel vs sequential trials give statistically identical results").
+For the non-adaptive designers (quasi-random, random, grid, manual), trial i of a study depends
+only on (algorithm, space, seed, i). A study that is extended from 8 to 80 trials keeps its first
+8, and trials drawn one at a time equal trials drawn in a batch (playbook: "parallel vs sequential
+trials give statistically identical results"). The Bayesian-optimization designer ('gp') is
+adaptive: it suggests each new trial from the outcomes of the finished ones (and of a parent
+study's, see jaxplay.lineage), so its trials are created as the study runs.
 """
 
 from typing import Protocol, runtime_checkable
 
+from jaxplay.designers.bayes import BayesianDesigner
 from jaxplay.designers.grid import GridDesigner
+from jaxplay.designers.manual import ManualDesigner
 from jaxplay.designers.quasirandom import QuasiRandomDesigner
 from jaxplay.designers.random import RandomDesigner
 from jaxplay.spaces import ConfigError, SearchSpace
 
-__all__ = ['ALGORITHMS', 'Designer', 'GridDesigner', 'QuasiRandomDesigner', 'RandomDesigner',
-           'make']
+__all__ = ['ALGORITHMS', 'BayesianDesigner', 'Designer', 'GridDesigner', 'ManualDesigner',
+           'QuasiRandomDesigner', 'RandomDesigner', 'make']
 
 _DESIGNERS = {
     'quasirandom': QuasiRandomDesigner,
     'random': RandomDesigner,
     'grid': GridDesigner,
+    'manual': ManualDesigner,
+    'gp': BayesianDesigner,
 }
 ALGORITHMS = tuple(_DESIGNERS)
 
@@ -34,10 +41,18 @@ class Designer(Protocol):
         ...
 
 
-def make(algorithm: str, space: SearchSpace, seed: int) -> Designer:
-    """The designer for a study's algorithm ('quasirandom', 'random' or 'grid')."""
+def make(algorithm: str, space: SearchSpace, seed: int, study=None) -> Designer:
+    """The designer for a study's algorithm; `study` (the config's study section) holds the
+    algorithm's own settings: `trials` for 'manual', `mode`, `acquisition`, `initial_trials` for 'gp'."""
     if algorithm not in _DESIGNERS:
         raise ConfigError(
             f'study.algorithm: unknown algorithm {algorithm!r}; use one of '
             f'{", ".join(map(repr, ALGORITHMS))}')
+    study = study or {}
+    if algorithm == 'manual':
+        return ManualDesigner(space, seed, study.get('trials') or [])
+    if algorithm == 'gp':
+        return BayesianDesigner(space, seed, mode=study.get('mode', 'min'),
+                                acquisition=study.get('acquisition', 'ei'),
+                                initial_trials=study.get('initial_trials'))
     return _DESIGNERS[algorithm](space, seed)

@@ -1,0 +1,396 @@
+"""Study lineage: a study that starts from another one (the playbook's rounds).
+
+The playbook's tuning loop is a chain of studies: explore with quasi-random search in short
+round-1 runs, refine the search space, exploit with Bayesian optimization, then a few long round-2
+runs on the best points. `python -m jaxplay.sweep --config X --from_study PARENT --lineage ACTION`
+(or `c.study.parent = dict(study=PARENT, action=ACTION, ...)` in a study file) derives the new
+study from the parent's record in the same store:
+
+  refine   the parent's search space, widened where its best trials sit at an edge (the boundary
+           diagnostic) and narrowed around its best trials elsewhere; nuisance hyperparameters only
+  exploit  the parent's search space searched by Bayesian optimization ('gp'), the parent's
+           trials seeding the model ("After exploration concludes")
+  promote  round 2: the parent's top_k configurations, train.steps x steps_factor, the schedule
+           rescaled the playbook's way, `seeds` training seeds each ("Round 2")
+  rerun    the best trial with `seeds` training seeds: the trial variance ("Determining whether to
+           adopt a training pipeline change")
+  reseed   the same study with the next search seed: the study variance (same section)
+  warmup   the best trial at lr_factor x the learning rate where the parent diverged, over a log
+           grid of warmup lengths up to 10% of train.steps ("How to apply learning rate warmup")
+  clip     the best trial at that unstable learning rate, over gradient-clipping thresholds around
+           the 90th percentile of the best trial's gradient norms ("Gradient clipping")
+
+The child is the study file's config (so round 2 may change fixed settings, which the lineage
+lists as caveats) with the parent's search space and the changes above. The derivation is
+deterministic given the parent's finished trials, so rerunning the same command continues the
+child study. `study.parent.changes` records what was derived; the report shows it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import ml_collections
+import numpy as np
+
+from jaxplay import config as config_lib, spaces
+from jaxplay.spaces import ConfigError
+
+ACTIONS = ("refine", "exploit", "promote", "rerun", "reseed", "warmup", "clip")
+DEFAULTS = {"top_k": 3, "steps_factor": 2.0, "seeds": 1, "lr_factor": 10.0}
+RERUN_SEEDS = 5
+# Narrowing keeps the span of the best quarter of the trials (at least 3), padded on each side by
+# a quarter of that span plus 5% of the old range, so the best region stays "comfortably" inside.
+NARROW_TOP_FRACTION = 0.25
+NARROW_MIN_TOP = 3
+NARROW_PAD = 0.25
+NARROW_MIN_PAD = 0.05
+# Narrowing that would keep more than 80% of a range is not worth a caveat: the range is kept.
+NARROW_MAX_KEPT = 0.8
+# Widening extends the range by half its width on its own scale (a log range by half its decades).
+WIDEN = 0.5
+# The clip study brackets the playbook's threshold (diagnostics.clip_threshold) from below, where
+# "if instability remains, clip harder" points, and once above.
+CLIP_MULTIPLES = (0.25, 0.5, 1.0, 2.0)
+# "The largest feasible [warmup] shouldn't be more than 10% of max_train_steps".
+WARMUP_MAX_FRACTION = 0.1
+
+
+def options(config) -> dict | None:
+    """study.parent of a config with defaults filled in, validated; None for a study without one."""
+    parent = config.study.get("parent")
+    if not parent:
+        return None
+    if isinstance(parent, str):
+        raise ConfigError(f"study.parent: give a dict, e.g. dict(study={parent!r}, action='promote')")
+    opts = {**DEFAULTS, **dict(parent)}
+    if opts.get("action") == "rerun" and "seeds" not in parent:
+        opts["seeds"] = RERUN_SEEDS
+    if not isinstance(opts.get("study"), str) or not opts["study"]:
+        raise ConfigError("study.parent.study: name the parent study, e.g. --from_study mnist1d-mlp-width")
+    if opts.get("action") not in ACTIONS:
+        raise ConfigError(f"study.parent.action: unknown {opts.get('action')!r}; use one of {list(ACTIONS)} "
+                          "(--lineage)")
+    if not (isinstance(opts["top_k"], int) and opts["top_k"] >= 1):
+        raise ConfigError(f"study.parent.top_k: must be an int >= 1 (got {opts['top_k']!r}); e.g. 3")
+    if not (isinstance(opts["seeds"], int) and opts["seeds"] >= 1):
+        raise ConfigError(f"study.parent.seeds: must be an int >= 1 (got {opts['seeds']!r}); e.g. 3")
+    for key in ("steps_factor", "lr_factor"):
+        if not (isinstance(opts[key], (int, float)) and opts[key] > 0):
+            raise ConfigError(f"study.parent.{key}: must be a number > 0 (got {opts[key]!r})")
+    if opts["action"] == "promote" and opts["steps_factor"] < 1:
+        raise ConfigError(f"study.parent.steps_factor: round 2 trains longer, so it must be >= 1 (got "
+                          f"{opts['steps_factor']})")
+    return opts
+
+
+def resolve(config, store) -> ml_collections.ConfigDict:
+    """The config of the study to run: `config` itself, or the child derived from its parent."""
+    opts = options(config)
+    if opts is None:
+        return config
+    from jaxplay.analysis.study import StudyData
+
+    try:
+        parent_id = store.study_id(opts["study"])
+    except Exception as e:  # noqa: BLE001 - StoreError names the studies there are
+        raise ConfigError(f"--from_study: {e}") from None
+    parent = StudyData.from_record(store.record(parent_id), store.study_curves(parent_id))
+    return derive(config, parent, opts)
+
+
+def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
+    """The child study of `parent` (a StudyData) for `opts` (see `options`)."""
+    action = opts["action"]
+    unfinished = [t.index for t in parent.trials if t.status in ("pending", "running")]
+    if unfinished:
+        raise ConfigError(f"--from_study {parent.name}: trials {unfinished} have not finished; finish the parent "
+                          "first (rerun its sweep command), since the derived study depends on every result")
+    if not parent.feasible and action != "reseed":
+        raise ConfigError(f"--from_study {parent.name}: no feasible trial to start from; fix the parent's search "
+                          "space first (see its report)")
+    child = copy.deepcopy(config)
+    with child.unlocked():
+        child.study.parent = None
+    parent_config = parent.record.get("config") or {}
+    changes = _fixed_differences(parent_config, child)
+    if action != "promote" and action != "rerun" and (
+            child.study.objective != parent.objective or child.study.mode != parent.mode):
+        raise ConfigError(f"study.objective: the parent optimized {parent.objective} ({parent.mode}) but this "
+                          f"study {child.study.objective} ({child.study.mode}); use the same objective")
+    search = parent_config.get("search") or {}
+    study = parent_config.get("study") or {}
+    with child.unlocked():
+        child.search = ml_collections.ConfigDict(search)
+        child.study.algorithm = study.get("algorithm", child.study.algorithm)
+        child.study.seed = study.get("seed", child.study.seed)
+        if action == "reseed":  # the study variance compares equal budgets
+            child.study.num_trials = study.get("num_trials", child.study.num_trials)
+        for key in ("trials", "acquisition", "initial_trials"):
+            if key in study and key not in child.study:
+                child.study[key] = copy.deepcopy(study[key])
+    changes += globals()[f"_{action}"](child, parent, opts)
+    suffix = {"promote": _round_suffix(parent.name), "reseed": f"seed{child.study.seed}"}.get(action, action)
+    with child.unlocked():
+        if child.study.name == parent.name:
+            child.study.name = f"{parent.name}-{suffix}" if action != "promote" else suffix
+        child.study.parent = ml_collections.ConfigDict(
+            {**opts, "action": action, "study": parent.name, "changes": changes})
+    # A JSON round trip: the child is exactly what the store records (and what other hosts receive).
+    return ml_collections.ConfigDict(json.loads(config_lib.to_json(child)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The actions: each edits the child config in place and returns its changes in words.
+
+def _refine(child, parent, opts) -> list[str]:
+    from jaxplay.analysis import diagnostics
+
+    edges = {(f.param, "lower" if "lower" in f.title else "upper")
+             for f in diagnostics.check_boundary(parent) if f.param}
+    changes = []
+    feasible = parent.feasible
+    top = feasible[:max(NARROW_MIN_TOP, math.ceil(NARROW_TOP_FRACTION * len(feasible)))]
+    for p in parent.space:
+        if p.space not in ("float", "int"):
+            continue
+        if p.role == "scientific":
+            changes.append(f"{p.path}: kept (scientific: its range is the question, not a nuisance to narrow)")
+            continue
+        widen = [end for end in ("lower", "upper") if (p.path, end) in edges]
+        if widen:
+            lo, hi, why = *_widened(p, widen[0]), f"the best trials sit at its {widen[0]} edge"
+        elif len(top) >= NARROW_MIN_TOP:
+            lo, hi = _narrowed(p, [t.params[p.path] for t in top])
+            kept = p.to_unit(hi) - p.to_unit(lo) if p.space == "float" else (hi - lo + 1) / (p.max - p.min + 1)
+            if kept > NARROW_MAX_KEPT:
+                continue
+            why = f"narrowed around the best {len(top)} trials"
+        else:
+            continue
+        if (lo, hi) == (p.min, p.max):
+            changes.append(f"{p.path}: kept [{_fmt(p.min)}, {_fmt(p.max)}] ({why}, but it cannot widen further)")
+            continue
+        node = child.search
+        for key in p.path.split("."):
+            node = node[key]
+        node["min"], node["max"] = lo, hi
+        changes.append(f"{p.path}: [{_fmt(p.min)}, {_fmt(p.max)}] -> [{_fmt(lo)}, {_fmt(hi)}] ({why})")
+    if not any("->" in c for c in changes):
+        raise ConfigError(f"--lineage refine: {parent.name}'s search space needs no change by the playbook's rules "
+                          "(no best trial at an edge, the best trials spread over the ranges); run more trials "
+                          "or continue with --lineage exploit")
+    return changes
+
+
+def _widened(p: spaces.Hyperparameter, end: str):
+    """(min, max) extended by WIDEN of the range at `end`, within what the hyperparameter allows:
+    a log range stays positive; a linear range that lies in [0, 1] (a momentum, a dropout rate)
+    stays in [0, 1], and approaches 1 by halving the distance to it."""
+    if p.scale == "log":
+        factor = (p.max / p.min) ** WIDEN
+        lo, hi = (p.min / factor, p.max) if end == "lower" else (p.min, p.max * factor)
+    else:
+        width = WIDEN * (p.max - p.min)
+        lo, hi = (p.min - width, p.max) if end == "lower" else (p.min, p.max + width)
+        if p.min >= 0:
+            lo = max(lo, 0.0)
+        if 0 <= p.min and p.max <= 1:
+            hi = min(hi, p.max + 0.5 * (1 - p.max))
+    if p.space == "int":
+        lo, hi = max(math.floor(lo), 1 if p.scale == "log" else -math.inf), math.ceil(hi)
+        return int(lo), int(hi)
+    return float(lo), float(hi)
+
+
+def _narrowed(p: spaces.Hyperparameter, values: list):
+    """(min, max) spanning `values` on p's scale, padded, within p's range."""
+    u = [p.to_unit(v) for v in values]
+    a, b = min(u), max(u)
+    pad = NARROW_PAD * (b - a) + NARROW_MIN_PAD
+    lo, hi = p.from_unit(max(a - pad, 0.0)), p.from_unit(min(b + pad, 1.0 - 1e-12))
+    if p.space == "int":
+        hi = max(hi, lo + 1)
+    return lo, hi
+
+
+def _exploit(child, parent, opts) -> list[str]:
+    before = child.study.algorithm
+    with child.unlocked():
+        child.study.algorithm = "gp"
+        child.study.acquisition = child.study.get("acquisition", "ei")
+    return [f"algorithm: {before} -> gp (Bayesian optimization, {child.study.acquisition}), seeded with the "
+            f"parent's {len(parent.finished)} finished trials"]
+
+
+def _promote(child, parent, opts) -> list[str]:
+    top = parent.feasible[:opts["top_k"]]
+    factor, seeds = float(opts["steps_factor"]), opts["seeds"]
+    round1 = int((parent.record.get("config") or {}).get("train", {}).get("steps") or child.train.steps)
+    steps = int(round(round1 * factor))
+    schedule = child.schedule.name
+    trials, changes = [], []
+    with child.unlocked():
+        child.train.steps = steps
+        child.train.eval_every = _divisor_near(steps, child.train.eval_every)
+        if schedule == "linear" and steps != round1:
+            child.schedule.decay_steps = 0
+    base_seed = int(child.get("seed", 0))
+    parent_config = ml_collections.ConfigDict(parent.record.get("config") or json.loads(config_lib.to_json(child)))
+    for t in top:
+        params = dict(t.params)
+        if schedule == "linear" and steps != round1:
+            as_run = config_lib.apply(parent_config, params)  # the trial as round 1 ran it
+            warmup = int(as_run.schedule.get("warmup_steps", 0))
+            decay = int(as_run.schedule.get("decay_steps", 0) or 0) or round1 - warmup
+            params["schedule.decay_steps"] = rescale_linear(round1, steps, warmup, decay)
+        for j in range(seeds):
+            trials.append({**params, **({"seed": base_seed + j} if seeds > 1 else {})})
+    with child.unlocked():
+        child.search = ml_collections.ConfigDict()
+        child.study.algorithm = "manual"
+        child.study.trials = trials
+        child.study.num_trials = len(trials)
+    ranks = ", ".join(f"trial {t.index} ({parent.objective} {t.best_value:.4g})" for t in top)
+    changes.append(f"trials: the parent's top {len(top)} ({ranks})"
+                   + (f", each with seeds {base_seed}..{base_seed + seeds - 1}" if seeds > 1 else ""))
+    if steps != round1:
+        changes.append(f"train.steps: {round1} -> {steps} (x{factor:g})")
+        changes.append({
+            "linear": "schedule (linear): decay length kept from round 1, the constant phase at the peak "
+                      "learning rate extended (schedule.decay_steps)",
+            "cosine": "schedule (cosine): base learning rate kept, the horizon extended to train.steps",
+            "constant": "schedule (constant): unchanged",
+        }[schedule])
+    return changes
+
+
+def _rerun(child, parent, opts) -> list[str]:
+    return _promote(child, parent, {**opts, "top_k": 1, "steps_factor": 1.0})
+
+
+def _reseed(child, parent, opts) -> list[str]:
+    before = child.study.seed
+    with child.unlocked():
+        child.study.seed = int(before) + 1
+    return [f"study.seed: {before} -> {child.study.seed} (same search space and budget, other trials: "
+            "the study variance)"]
+
+
+def _warmup(child, parent, opts) -> list[str]:
+    unstable, changes = _unstable_learning_rate(parent)
+    changes += _fix_at_best(child, parent)
+    steps = int(child.train.steps)
+    lr = float(opts["lr_factor"]) * unstable
+    grid = warmup_grid(steps)
+    with child.unlocked():
+        child.optimizer.learning_rate = lr
+        child.search = ml_collections.ConfigDict(
+            {"schedule": {"warmup_steps": spaces.discrete(grid, role="scientific")}})
+        child.study.algorithm, child.study.num_trials = "grid", None
+    return changes + [f"optimizer.learning_rate: {_fmt(lr)} ({_fmt(opts['lr_factor'])} x {_fmt(unstable)}, the "
+                      "smallest learning rate that diverged in the parent)",
+                      f"schedule.warmup_steps: grid {grid} (log grid, at most {WARMUP_MAX_FRACTION:.0%} of "
+                      f"train.steps={steps}); the shortest warmup that trains well is the one to keep"]
+
+
+def _clip(child, parent, opts) -> list[str]:
+    from jaxplay.analysis.diagnostics import CLIP_PERCENTILE, clip_threshold
+
+    unstable, changes = _unstable_learning_rate(parent)
+    best = parent.feasible[0]
+    p90 = clip_threshold(best)
+    if p90 is None:
+        raise ConfigError(f"--lineage clip: {parent.name}'s best trial logged no train/grad_norm to set a threshold")
+    thresholds = [float(f"{m * p90:.3g}") for m in CLIP_MULTIPLES]
+    changes += _fix_at_best(child, parent)
+    with child.unlocked():
+        child.optimizer.learning_rate = unstable
+        if "grad_clip_norm" not in child.train:
+            child.train.grad_clip_norm = 0.0
+        child.search = ml_collections.ConfigDict(
+            {"train": {"grad_clip_norm": spaces.discrete(thresholds, role="scientific")}})
+        child.study.algorithm, child.study.num_trials = "grid", None
+    return changes + [f"optimizer.learning_rate: {_fmt(unstable)} (the smallest that diverged in the parent)",
+                      f"train.grad_clip_norm: grid {thresholds} around {_fmt(p90)}, the {CLIP_PERCENTILE}th "
+                      f"percentile of trial {best.index}'s gradient norm; more than half the updates clipped "
+                      "means: lower the learning rate instead"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules and grids.
+
+def rescale_linear(round1_steps: int, steps: int, warmup: int, decay_steps: int) -> int:
+    """Round 2's decay_steps for a linear schedule: round 1's decay length, kept (the extra steps
+    go to the constant phase before it; playbook "Round 2")."""
+    if not 0 < decay_steps <= round1_steps - warmup:
+        raise ValueError(f"decay_steps={decay_steps} does not fit round 1 ({round1_steps} steps, {warmup} warmup)")
+    if steps < round1_steps:
+        raise ValueError(f"round 2 ({steps} steps) must not be shorter than round 1 ({round1_steps})")
+    return int(decay_steps)
+
+
+def warmup_grid(steps: int) -> list[int]:
+    """Warmup lengths over orders of magnitude up to WARMUP_MAX_FRACTION of the steps (the playbook's
+    [10, 10^3, 10^4, 10^5]), at least 3 of them."""
+    top = WARMUP_MAX_FRACTION * steps
+    grid = [10 ** k for k in range(1, 8) if 10 ** k <= top]
+    if len(grid) < 3:
+        grid = sorted({max(1, int(round(v))) for v in np.geomspace(max(top / 100, 1), max(top, 3), 3)})
+    return grid
+
+
+def _unstable_learning_rate(parent) -> tuple[float, list[str]]:
+    """The smallest learning rate at which a parent trial diverged, and the words for it."""
+    if "optimizer.learning_rate" not in parent.space.paths:
+        raise ConfigError(f"--from_study {parent.name}: it does not search optimizer.learning_rate, so it shows "
+                          "no unstable learning rate; start from a learning-rate study")
+    diverged = [t.params["optimizer.learning_rate"] for t in parent.trials if t.status == "infeasible"]
+    if not diverged:
+        raise ConfigError(f"--from_study {parent.name}: no trial diverged, so there is no unstable region to "
+                          "study; instability matters only when it limits the learning rate. Widen the "
+                          "learning-rate range upward first (--lineage refine)")
+    unstable = float(min(diverged))
+    return unstable, [f"unstable learning rate: {_fmt(unstable)} (the smallest of {len(diverged)} that diverged)"]
+
+
+def _fix_at_best(child, parent) -> list[str]:
+    """Sets the parent's best trial's values in the child's base config (they become fixed)."""
+    best = parent.feasible[0]
+    with child.unlocked():
+        for path, value in best.params.items():
+            config_lib._set(child, path, value)
+    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+    return [f"fixed at the parent's best trial {best.index}: {shown}"]
+
+
+def _divisor_near(n: int, target: int) -> int:
+    """target when it divides n, else the divisor of n closest to it."""
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))
+
+
+def _round_suffix(name: str) -> str:
+    """'x-round3' for 'x-round2', else 'x-round2'."""
+    head, _, tail = name.rpartition("-round")
+    if head and tail.isdigit():
+        return f"{head}-round{int(tail) + 1}"
+    return f"{name}-round2"
+
+
+def _fixed_differences(parent_config: dict, child) -> list[str]:
+    """Caveats: fixed values of the study file that differ from the parent's."""
+    if not parent_config:
+        return []
+    parent_fixed = dict(config_lib._leaves({k: v for k, v in parent_config.items()
+                                           if k not in config_lib.STUDY_SECTIONS}, ""))
+    child_fixed = dict(config_lib._leaves(json.loads(config_lib.to_json(
+        {k: v for k, v in child.items() if k not in config_lib.STUDY_SECTIONS})), ""))
+    return [f"{path}: {_fmt(parent_fixed.get(path))} -> {_fmt(child_fixed.get(path))} (differs from the parent's "
+            "config: a caveat when comparing the two)"
+            for path in sorted(set(parent_fixed) | set(child_fixed))
+            if parent_fixed.get(path) != child_fixed.get(path)]
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,374 @@
+"""Tests for jaxplay.lineage: every way a study derives from its parent, and the schedule math of round 2."""
+import json
+import math
+
+import ml_collections
+import numpy as np
+import pytest
+
+from factories import constructed_study, tiny_config
+from jaxplay import config as config_lib, lineage, optim, spaces
+from jaxplay.spaces import ConfigError
+
+SEARCH = {"optimizer": {"learning_rate": spaces.log(1e-4, 1e-1), "b1": spaces.linear(0.8, 0.99)},
+          "model": {"width": spaces.discrete([16, 32], role="scientific")}}
+
+
+def _base(**overrides):
+    """The study file of the child: tiny_config with the parent's search space."""
+    c = tiny_config(**overrides)
+    c.search = ml_collections.ConfigDict(SEARCH)
+    c.study.name = "parent"
+    return c
+
+
+def _curve(value, steps=100):
+    return [(0, 0.9), (steps // 2, (0.9 + value) / 2), (steps, value)]
+
+
+def _parent(trials, *, search=SEARCH, steps=100, **config_overrides):
+    """A finished parent study built by hand, whose recorded config is the tiny config."""
+    base = json.loads(config_lib.to_json(_base(**config_overrides)))
+    fixed = {k: v for k, v in base.items() if k not in ("search", "study", "train")}
+    study = constructed_study(search, trials, steps=steps, name="parent", fixed=fixed)
+    study.record["config"]["train"] = base["train"]
+    study.record["config"]["study"] = {**base["study"], "num_trials": len(trials)}
+    return study
+
+
+def _trial(lr, b1=0.9, width=32, value=0.5, status="completed", **extra):
+    t = {"params": {"optimizer.learning_rate": lr, "optimizer.b1": b1, "model.width": width}, "status": status}
+    if status == "completed":
+        t["curves"] = {"val/error": _curve(value), "train/grad_norm": [(50, 1.0), (100, 2.0)]}
+    t.update(extra)
+    return t
+
+
+def _derive(parent, action, config=None, **options):
+    config = config or _base()
+    with config.unlocked():
+        config.study.parent = {"study": parent.name, "action": action, **options}
+    child = lineage.derive(config, parent, lineage.options(config))
+    config_lib.validate(child)  # every derived study is a valid study
+    return child
+
+
+# A parent whose best trials (lowest error) sit at the top of the learning-rate range.
+EDGE = [_trial(0.09, 0.85, value=0.20), _trial(0.08, 0.95, value=0.22), _trial(0.07, 0.9, value=0.25),
+        _trial(1e-3, 0.82, value=0.4), _trial(2e-4, 0.97, value=0.6), _trial(3e-3, 0.88, value=0.35)]
+# A parent whose best trials cluster in the middle of the learning-rate range.
+MIDDLE = [_trial(3e-3, 0.85, value=0.20), _trial(4e-3, 0.95, value=0.21), _trial(2.5e-3, 0.82, value=0.22),
+          _trial(1.1e-4, 0.9, value=0.6), _trial(0.09, 0.97, value=0.5), _trial(3e-4, 0.88, value=0.4),
+          _trial(0.02, 0.93, value=0.45), _trial(1e-3, 0.98, value=0.3)]
+
+
+# ---------------------------------------------------------------------------------------------
+# refine
+
+
+def test_refine_widens_the_edge_where_the_best_trials_sit():
+    child = _derive(_parent(EDGE), "refine")
+    lr = child.search.optimizer.learning_rate
+    assert lr["min"] == pytest.approx(1e-4) and lr["max"] == pytest.approx(1e-1 * 1000 ** 0.5)
+    assert child.study.name == "parent-refine" and child.study.algorithm == "quasirandom"
+    changes = "\n".join(child.study.parent.changes)
+    assert "optimizer.learning_rate: [0.0001, 0.1] -> [0.0001, 3.162] (the best trials sit at its upper edge)" in changes
+    assert "model.width: kept" not in changes  # discrete: nothing to widen or narrow
+
+
+def test_refine_narrows_around_the_best_trials_and_keeps_scientific_ranges():
+    search = {**SEARCH, "model": {"width": spaces.int_linear(8, 64, role="scientific")}}
+    trials = [dict(t, params={**t["params"], "model.width": 8 + 7 * i}) for i, t in enumerate(MIDDLE)]
+    child = _derive(_parent(trials, search=search), "refine")
+    lr = child.search.optimizer.learning_rate
+    # The best three trials span [2.5e-3, 4e-3]; the new range holds them with room, inside the old one.
+    assert 1e-4 < lr["min"] < 2.5e-3 and 4e-3 < lr["max"] < 1e-1
+    assert math.log(lr["max"] / lr["min"]) < 0.5 * math.log(1e-1 / 1e-4)
+    assert child.search.model.width["min"] == 8 and child.search.model.width["max"] == 64
+    assert any(c.startswith("model.width: kept (scientific") for c in child.study.parent.changes)
+
+
+def test_refine_keeps_a_zero_one_range_inside_zero_one():
+    trials = [_trial(3e-3, b1, value=v) for b1, v in ((0.985, 0.2), (0.98, 0.21), (0.989, 0.22), (0.85, 0.5),
+                                                       (0.9, 0.45), (0.81, 0.6))]
+    b1 = _derive(_parent(trials), "refine").search.optimizer.b1
+    assert b1["max"] == pytest.approx(0.995) and b1["min"] == pytest.approx(0.8)
+
+
+def test_refine_refuses_when_nothing_needs_changing():
+    spread = [_trial(lr, b1, value=0.3 + 0.01 * i) for i, (lr, b1) in
+              enumerate(((2e-4, 0.82), (0.05, 0.97), (3e-3, 0.9), (1e-3, 0.85)))]
+    with pytest.raises(ConfigError, match="needs no change.*--lineage exploit"):
+        _derive(_parent(spread), "refine")
+
+
+# ---------------------------------------------------------------------------------------------
+# exploit, reseed
+
+
+def test_exploit_switches_to_bayesian_optimization_on_the_parents_space():
+    config = _base()
+    config.search = ml_collections.ConfigDict({"optimizer": {"learning_rate": spaces.log(1e-5, 1.0)}})
+    config.study.num_trials = 7
+    child = _derive(_parent(MIDDLE), "exploit", config=config)
+    assert child.study.algorithm == "gp" and child.study.acquisition == "ei"
+    assert child.study.num_trials == 7  # the study file's budget, not the parent's
+    assert child.search.optimizer.learning_rate["min"] == pytest.approx(1e-4)  # the parent's space
+    assert child.study.name == "parent-exploit"
+    assert "seeded with the parent's 8 finished trials" in child.study.parent.changes[-1]
+
+
+def test_reseed_runs_the_same_study_with_the_next_search_seed_and_budget():
+    config = _base()
+    config.study.num_trials = 99
+    child = _derive(_parent(MIDDLE), "reseed", config=config)
+    assert child.study.seed == 1 and child.study.name == "parent-seed1"
+    assert child.study.num_trials == len(MIDDLE)
+    assert config_lib.validate(child).paths == _parent(MIDDLE).space.paths
+
+
+# ---------------------------------------------------------------------------------------------
+# promote and rerun
+
+
+def test_promote_takes_the_top_k_with_more_steps_and_seeds():
+    child = _derive(_parent(MIDDLE), "promote", top_k=2, steps_factor=4, seeds=3)
+    assert child.study.name == "parent-round2" and child.study.algorithm == "manual"
+    assert child.train.steps == 400 and 400 % child.train.eval_every == 0
+    trials = child.study.trials
+    assert len(trials) == 6 and child.study.num_trials == 6
+    assert [t["optimizer.learning_rate"] for t in trials] == [3e-3] * 3 + [4e-3] * 3
+    assert [t["seed"] for t in trials] == [0, 1, 2] * 2
+    assert not config_lib.validate(child).paths  # nothing searched: the trials are listed
+    # cosine (the tiny config's schedule): base learning rate kept, horizon extended, no decay_steps
+    assert "decay_steps" not in trials[0] and child.schedule.get("decay_steps") is None
+    assert any("horizon extended" in c for c in child.study.parent.changes)
+
+
+def test_promote_of_a_linear_schedule_keeps_round_1s_decay_length():
+    config = _base(**{"schedule.name": "linear"})
+    parent = _parent(MIDDLE, **{"schedule.name": "linear"})
+    child = _derive(parent, "promote", config=config, top_k=1, steps_factor=3)
+    [trial] = child.study.trials
+    warmup = config.schedule.warmup_steps
+    assert trial["schedule.decay_steps"] == 100 - warmup
+    trial_config = config_lib.apply(child, trial)
+    optim.check(trial_config)  # a valid schedule
+    # A chained promotion keeps that decay length again and is round 3.
+    grandparent_record = json.loads(config_lib.to_json(trial_config))
+    assert grandparent_record["schedule"]["decay_steps"] == 90
+
+
+def test_round_names_count_up():
+    assert lineage._round_suffix("mlp") == "mlp-round2"
+    assert lineage._round_suffix("mlp-round2") == "mlp-round3"
+
+
+def test_rerun_is_the_best_trial_with_five_seeds_at_the_same_length():
+    child = _derive(_parent(MIDDLE), "rerun")
+    assert child.study.name == "parent-rerun" and child.train.steps == 100
+    assert [t["seed"] for t in child.study.trials] == [0, 1, 2, 3, 4]
+    assert {t["optimizer.learning_rate"] for t in child.study.trials} == {3e-3}
+
+
+# ---------------------------------------------------------------------------------------------
+# instability: warmup and clipping
+
+
+UNSTABLE = MIDDLE[:3] + [_trial(0.05, status="infeasible", error="diverged"),
+                         _trial(0.08, status="infeasible", error="diverged")]
+
+
+def test_warmup_study_starts_at_ten_times_the_unstable_learning_rate():
+    child = _derive(_parent(UNSTABLE, steps=100_000), "warmup", config=_base(**{"train.steps": 100_000,
+                                                                                "train.eval_every": 10_000}))
+    assert child.optimizer.learning_rate == pytest.approx(0.5)
+    assert child.optimizer.b1 == pytest.approx(0.85)  # the best trial's values are fixed
+    assert list(child.search.schedule.warmup_steps["values"]) == [10, 100, 1000, 10000]
+    assert child.study.algorithm == "grid" and child.study.name == "parent-warmup"
+
+
+def test_warmup_grid_stays_within_a_tenth_of_the_steps():
+    for steps in (100, 1000, 30_000, 1_000_000):
+        grid = lineage.warmup_grid(steps)
+        assert len(grid) >= 3 and max(grid) <= 0.1 * steps and grid == sorted(set(grid))
+
+
+def test_clip_study_brackets_the_90th_percentile_of_the_gradient_norm():
+    child = _derive(_parent(UNSTABLE), "clip")
+    p90 = float(np.percentile([1.0, 2.0], 90))
+    assert list(child.search.train.grad_clip_norm["values"]) == pytest.approx(
+        [0.25 * p90, 0.5 * p90, p90, 2 * p90], rel=1e-2)
+    assert child.optimizer.learning_rate == pytest.approx(0.05)
+
+
+def test_instability_studies_need_a_diverged_trial():
+    with pytest.raises(ConfigError, match="no trial diverged"):
+        _derive(_parent(MIDDLE), "warmup")
+
+
+# ---------------------------------------------------------------------------------------------
+# errors and caveats
+
+
+def test_a_parent_with_unfinished_trials_is_refused():
+    with pytest.raises(ConfigError, match=r"trials \[3\] have not finished"):
+        _derive(_parent(MIDDLE[:3] + [_trial(1e-3, status="pending")]), "promote")
+
+
+def test_an_exploit_with_another_objective_is_refused():
+    config = _base()
+    config.study.objective = "val/loss"
+    with pytest.raises(ConfigError, match="parent optimized val/error"):
+        _derive(_parent(MIDDLE), "exploit", config=config)
+
+
+def test_fixed_values_that_differ_from_the_parent_are_listed_as_caveats():
+    child = _derive(_parent(MIDDLE), "promote", config=_base(**{"data.batch_size": 128}))
+    assert any(c.startswith("data.batch_size: 64 -> 128 (differs from the parent") for c in child.study.parent.changes)
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"action": "grow"}, "study.parent.action: unknown 'grow'"),
+    ({"action": "promote", "top_k": 0}, "study.parent.top_k: must be an int >= 1"),
+    ({"action": "promote", "steps_factor": 0.5}, "round 2 trains longer"),
+    ({"action": "rerun", "seeds": 0}, "study.parent.seeds: must be an int >= 1"),
+])
+def test_bad_options_name_the_field(options, error):
+    config = _base()
+    config.study.parent = {"study": "parent", **options}
+    with pytest.raises(ConfigError, match=error):
+        lineage.options(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# schedule math
+
+
+def _hp(**values):
+    return optim.as_arrays({**optim.HPARAM_DEFAULTS, **values})
+
+
+def test_linear_round_2_has_a_longer_constant_phase_and_the_same_decay():
+    round1 = optim.learning_rate_fn("linear", 1000, _hp(learning_rate=1.0, warmup_steps=100))
+    decay = lineage.rescale_linear(1000, 4000, 100, 900)
+    round2 = optim.learning_rate_fn("linear", 4000, _hp(learning_rate=1.0, warmup_steps=100, decay_steps=decay))
+    # same warmup, then the peak until the last `decay` steps...
+    assert float(round2(50)) == pytest.approx(float(round1(50)))
+    assert float(round2(3000)) == pytest.approx(1.0) and float(round2(3100)) == pytest.approx(1.0)
+    # ...whose decay is round 1's, step for step
+    for k in (0, 200, 450, 899, 900):
+        assert float(round2(3100 + k)) == pytest.approx(float(round1(100 + k)), abs=1e-6)
+
+
+def test_cosine_round_2_keeps_the_base_rate_and_stretches_the_horizon():
+    round1 = optim.learning_rate_fn("cosine", 1000, _hp(learning_rate=0.5, warmup_steps=100))
+    round2 = optim.learning_rate_fn("cosine", 3000, _hp(learning_rate=0.5, warmup_steps=100))
+    assert float(round2(100)) == pytest.approx(0.5)
+    for fraction in (0.1, 0.5, 0.9, 1.0):
+        assert float(round2(100 + fraction * 2900)) == pytest.approx(float(round1(100 + fraction * 900)), abs=1e-6)
+
+
+def test_rescale_linear_refuses_what_round_1_could_not_have_run():
+    with pytest.raises(ValueError):
+        lineage.rescale_linear(1000, 4000, 100, 950)  # longer than round 1 after its warmup
+    with pytest.raises(ValueError):
+        lineage.rescale_linear(1000, 500, 100, 900)  # round 2 shorter than round 1
+
+
+def test_decay_steps_must_fit_after_the_warmup():
+    c = tiny_config(**{"schedule.name": "linear"})
+    with c.unlocked():
+        c.schedule.decay_steps = 95
+    with pytest.raises(ConfigError, match=r"schedule.decay_steps: must be in \[0, train.steps - warmup_steps = 90\]"):
+        optim.check(c)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole loop through the CLI, on real (tiny) trials
+
+
+SMOKE = "experiments/mnist1d_mlp.py:smoke"
+
+
+@pytest.fixture(scope="module")
+def round1(tmp_path_factory):
+    """A finished 5-trial round-1 study (the README's study, shrunk) in its own workdir."""
+    import os
+
+    from jaxplay import sweep
+
+    workdir = tmp_path_factory.mktemp("lineage")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run(*args):
+        return sweep.main(["sweep", f"--config={repo}/{SMOKE}", f"--workdir={workdir}", "--report=false",
+                           "--config.study.num_trials=5", *args])
+
+    assert run() == 0
+    return run, workdir
+
+
+def test_promote_through_the_cli_trains_round_2_and_reports_the_lineage(round1, capsys):
+    from jaxplay import analysis
+
+    run, workdir = round1
+    args = ["--from_study=mnist1d-mlp-smoke", "--lineage=promote", "--top_k=2", "--steps_factor=1.5", "--seeds=2"]
+    assert run(*args, "--report=true") == 0
+    out = capsys.readouterr().out
+    assert "study 'mnist1d-mlp-smoke-round2' derives from 'mnist1d-mlp-smoke' (--lineage promote)" in out
+    child = analysis.load(workdir, study="mnist1d-mlp-smoke-round2")
+    parent = analysis.load(workdir, study="mnist1d-mlp-smoke")
+    assert child.record["status_counts"]["completed"] == 4 and child.train_steps == 300
+    assert [t.params["seed"] for t in child.trials] == [0, 1, 0, 1]
+    top = [t.params["optimizer.learning_rate"] for t in parent.feasible[:2]]
+    assert [t.params["optimizer.learning_rate"] for t in child.trials] == [top[0], top[0], top[1], top[1]]
+    assert all(t.steps_run == 300 for t in child.trials)
+    page = (workdir / "report-mnist1d-mlp-smoke-round2.html").read_text()
+    assert "Derived from study <b>mnist1d-mlp-smoke</b> by <code>--lineage promote</code>" in page
+    assert "train.steps: 200 -&gt; 300 (x1.5)" in page
+    # The same command again continues the same derived study: nothing retrains.
+    assert run(*args) == 0
+    out = capsys.readouterr().out
+    assert "4 trials (4 already finished)" in out and "run batched" not in out and "\ntrial 0 " not in out
+
+
+def test_exploit_runs_bayesian_optimization_seeded_by_the_parent(round1, capsys):
+    from jaxplay import analysis
+
+    run, workdir = round1
+    assert run("--from_study=mnist1d-mlp-smoke", "--lineage=exploit", "--config.study.num_trials=3",
+               "--executor=batched", "--batch_trials=3") == 0
+    child = analysis.load(workdir, study="mnist1d-mlp-smoke-exploit")
+    parent = analysis.load(workdir, study="mnist1d-mlp-smoke")
+    assert child.record["algorithm"] == "gp" and child.record["status_counts"]["completed"] == 3
+    # The parent's 5 trials are enough observations: all 3 came from the GP, in one batch, and none
+    # repeats a point it already knew.
+    points = [tuple(child.space.to_unit(t.params)) for t in child.trials]
+    known = [tuple(child.space.to_unit(t.params)) for t in parent.trials]
+    assert len(set(points)) == 3 and not set(points) & set(known)
+    assert all(0 <= u <= 1 for p in points for u in p)
+    assert "mnist1d-mlp-smoke" in {r["name"] for r in child.family}
+
+
+def test_rerun_measures_trial_variance_that_compare_weighs(round1, capsys):
+    from jaxplay import studies
+
+    run, workdir = round1
+    assert run("--from_study=mnist1d-mlp-smoke", "--lineage=rerun", "--seeds=3") == 0
+    capsys.readouterr()
+    assert studies.main(["compare", f"--workdir={workdir}", "--study=mnist1d-mlp-smoke",
+                         "--other=mnist1d-mlp-smoke-rerun"]) == 0
+    out = capsys.readouterr().out
+    assert "trial variance: std" in out and "over 3 seeds of the best trial (mnist1d-mlp-smoke-rerun)" in out
+    assert "study variance unknown" in out
+
+
+def test_lineage_flags_need_a_parent_and_an_action(round1, capsys):
+    run, _ = round1
+    assert run("--lineage=promote") == 2
+    assert "--lineage: only with --from_study PARENT" in capsys.readouterr().err
+    assert run("--from_study=mnist1d-mlp-smoke") == 2
+    assert "say how to derive the study with --lineage" in capsys.readouterr().err
+    assert run("--from_study=nope", "--lineage=promote") == 2
+    assert "--from_study: no study named 'nope'" in capsys.readouterr().err
