@@ -48,7 +48,7 @@ def test_compare_puts_two_rounds_side_by_side():
     assert "[0.0001, 0.1]" in learning_rate and "[0.001, 0.01]" in learning_rate
     best = next(line for line in lines if line.startswith("best "))
     assert best.count("0.2 (trial 2)") == 2
-    assert "trial-to-trial variance" in text
+    assert "trial variance unknown: rerun the best trial with several seeds" in text
 
 
 @pytest.fixture(scope="module")

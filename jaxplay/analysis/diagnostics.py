@@ -20,7 +20,7 @@ from jaxplay import spaces
 from jaxplay.analysis.study import StudyData, TrialData
 
 CHECKS = ("boundary", "infeasible_fraction", "infeasible_at_edge", "overfitting", "late_variance",
-          "not_converged", "saturated_early", "train_loss_rising", "adam_budget", "input_bound")
+          "not_converged", "saturated_early", "train_loss_rising", "adam_budget", "input_bound", "clipping")
 SEVERITIES = ("warning", "info")
 
 # The best trials looked at by the boundary and training-curve checks: the playbook's axis plots
@@ -50,8 +50,10 @@ INFEASIBLE_WARNING_FRACTION = 0.5
 # only NaNs: a completed trial whose training loss never fell below 90% of its step-0 value did not
 # train at all (e.g. Adam at a learning rate so high that it sits at chance level without a NaN).
 NO_PROGRESS_FRACTION = 0.9
-# The playbook's gradient clipping rule: a threshold at the 90th percentile of the gradient norm.
+# The playbook's gradient clipping rule: a threshold at the 90th percentile of the gradient norm,
+# and ">50% of the updates getting clipped" counts as extremely aggressive clipping.
 CLIP_PERCENTILE = 90
+CLIP_AGGRESSIVE_FRACTION = 0.5
 # Overfitting = the validation objective rises after its best eval and stays up: the mean of the
 # last evals after the best is worse than the best by more than 5% of its level (_level) and by more
 # than 3 times the eval-to-eval noise (a lucky dip on a flat but noisy curve rises about 1.5-2
@@ -370,6 +372,8 @@ def check_adam_budget(study: StudyData) -> list[Finding]:
     (ADAM_BUDGET: <10 trials: learning rate; 10+: + b1; 25+: + eps; 100+: + b2)."""
     if not len(study.space) or not _is_adam_study(study):
         return []
+    if (study.parent or {}).get("action") in ("warmup", "clip"):
+        return []  # the learning rate is fixed on purpose: the study asks what lets it be that high
     budget = study.record.get("num_trials") or len(study.trials)
     supported = [path for minimum, path in ADAM_BUDGET if budget >= minimum]
     table = ", ".join(_short(path) for path in supported)
@@ -497,15 +501,42 @@ def check_input_bound(study: StudyData) -> list[Finding]:
                     tuple(t.index for _, t in slow))]
 
 
+def check_clipping(study: StudyData) -> list[Finding]:
+    """Gradient clipping so aggressive that it replaces the learning rate: over a trial's training,
+    more than CLIP_AGGRESSIVE_FRACTION (half) of the updates were clipped (playbook "Gradient
+    clipping": ">50% of the updates getting clipped" -> reduce the learning rate instead)."""
+    heavy = []
+    for t in study.trials:
+        fractions = _finite(t, "train/clip_fraction")[1]
+        if len(fractions) and float(np.mean(fractions)) > CLIP_AGGRESSIVE_FRACTION:
+            heavy.append((float(np.mean(fractions)), t))
+    if not heavy:
+        return []
+    worst, trial = max(heavy, key=lambda p: p[0])
+    detail = (f"{len(heavy)} trial(s) ({_trials([t for _, t in heavy])}) clipped more than "
+              f"{CLIP_AGGRESSIVE_FRACTION:.0%} of their updates (train/clip_fraction); trial {trial.index}: {worst:.0%}. "
+              "The playbook calls this extremely aggressive clipping: \"in essence a strange way of reducing the "
+              "learning rate\", and it slows training down.")
+    return [Finding("clipping", "warning", f"Gradient clipping cuts {worst:.0%} of the updates",
+                    detail, "lower the learning rate instead, or raise train.grad_clip_norm to just above the "
+                    f"typical gradient norm{_clip_hint(study)}", tuple(t.index for _, t in heavy))]
+
+
 def _clip_hint(study: StudyData) -> str:
     """' (e.g. train.grad_clip_norm=1.2, ...)': the playbook's clip threshold from the best trial's logged
     gradient norms, or '' when it logged none."""
-    best = study.feasible[0] if study.feasible else None
-    norms = _finite(best, "train/grad_norm")[1] if best else np.zeros(0)
-    if not len(norms):
+    threshold = clip_threshold(study.feasible[0]) if study.feasible else None
+    if threshold is None:
         return ""
-    return (f" (e.g. train.grad_clip_norm={_fmt(float(np.percentile(norms, CLIP_PERCENTILE)))}, the "
+    return (f" (e.g. train.grad_clip_norm={_fmt(threshold)}, the "
             f"{CLIP_PERCENTILE}th percentile of the best trial's gradient norm)")
+
+
+def clip_threshold(t: TrialData) -> float | None:
+    """The playbook's gradient-clipping threshold for a trial: the CLIP_PERCENTILE (90th) percentile
+    of its logged gradient norms; None when it logged none."""
+    norms = _finite(t, "train/grad_norm")[1]
+    return float(np.percentile(norms, CLIP_PERCENTILE)) if len(norms) else None
 
 
 def _overfit(study: StudyData, t: TrialData) -> str | None:

@@ -146,7 +146,7 @@ def _error_cell(t: TrialData) -> str:
 def _trials(study: StudyData) -> str:
     order = study.ranked
     best = study.feasible[0].index if study.feasible else None
-    paths = study.space.paths
+    paths = study.param_paths
     rows = []
     for t in order:
         status = t.status if t.status in STATUSES else ""
@@ -182,6 +182,40 @@ def _plots(study: StudyData) -> str:
     return f'<section id="plots"><h2>Plots</h2>{"".join(parts)}</section>'
 
 
+def _lineage(study: StudyData) -> str:
+    """Where the study comes from (its parent and what was derived), the studies derived from it,
+    and the trial and study variance measured by its lineage; '' for a study with no relatives."""
+    from jaxplay.analysis import variance
+
+    parent = study.parent
+    if parent is None and not study.family:
+        return ""
+    parts = []
+    if parent:
+        changes = "".join(f"<li>{_e(c)}</li>" for c in parent.get("changes") or [])
+        parts.append(f"<p>Derived from study <b>{_e(parent.get('study'))}</b> by <code>--lineage "
+                     f"{_e(parent.get('action'))}</code>:</p><ul>{changes}</ul>")
+    rows = []
+    for r in study.family:
+        link = variance.parent_of(r) or {}
+        relation = ("parent" if parent and r["name"] == parent.get("study") else
+                    f"derived from it ({link.get('action')})" if link.get("study") == study.name else
+                    f"{link.get('action')} of {link.get('study')}" if link else "ancestor")
+        counts = ", ".join(f"{n} {k}" for k, n in (r.get("status_counts") or {}).items() if n)
+        rows.append([f"<td>{_e(r['name'])}</td>", f"<td>{_e(relation)}</td>",
+                     f"<td>{_e(_num(r.get('best_value')))}</td>", f"<td>{_e(counts or '-')}</td>"])
+    if rows:
+        parts.append(_table(["study", "relation", f"best {study.objective}", "trials"], rows))
+    records = [*study.family, study.record]
+    noise = [n for n in (variance.trial_noise(records, {study.name}), variance.study_noise(records, study.name)) if n]
+    if noise:
+        items = "".join(f"<li>{_e(n.describe())}; two results closer than {_e(_num(n.threshold))} are within "
+                        "this noise</li>" for n in noise)
+        parts.append(f"<p>Noise measured by this lineage (playbook: weigh every difference against it):</p>"
+                     f"<ul>{items}</ul>")
+    return f'<section id="lineage"><h2>Lineage</h2>{"".join(parts)}</section>'
+
+
 def _fixed(study: StudyData) -> str:
     rows = [[f"<td><code>{_e(path)}</code></td>", f"<td>{_e(_num(value))}</td>"]
             for path, value in sorted(study.fixed.items())]
@@ -203,8 +237,10 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
 
         findings = diagnostics.diagnose(study)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lineage = _lineage(study)
     nav = " ".join(f'<a href="#{a}">{label}</a>' for a, label in
-                   (("summary", "Summary"), ("diagnostics", f"Diagnostics ({len(findings)})"), ("trials", "Trials"),
+                   (("summary", "Summary"), *((("lineage", "Lineage"),) if lineage else ()),
+                    ("diagnostics", f"Diagnostics ({len(findings)})"), ("trials", "Trials"),
                     ("plots", "Plots"), ("fixed", "Fixed hyperparameters")))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -213,7 +249,7 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
         f"<title>Study {_e(study.name)}: jaxplay report</title><style>{STYLE}</style></head>\n<body>"
         f"<header><h1>Study {_e(study.name)}</h1>"
         f'<p class="notes">{_e(study.record.get("notes") or "")}</p><nav>{nav}</nav></header>\n'
-        f"{_summary(study)}\n{_diagnostics(findings)}\n{_trials(study)}\n{_plots(study)}\n{_fixed(study)}\n"
+        f"{_summary(study)}\n{lineage}\n{_diagnostics(findings)}\n{_trials(study)}\n{_plots(study)}\n{_fixed(study)}\n"
         f"<footer>Written by jaxplay on {now}. The study itself lives in its store; rerun "
         "<code>python -m jaxplay.studies report</code> for a fresh copy.</footer>\n</body></html>\n")
 

@@ -46,6 +46,24 @@ class StudyData:
     space: spaces.SearchSpace
     fixed: dict
     trials: list[TrialData]
+    # Records (without curves) of the other studies of its store linked to it by lineage: its
+    # parent, children, siblings and so on (see jaxplay.lineage); empty when built from a record.
+    family: list[dict] = dataclasses.field(default_factory=list)
+
+    @property
+    def param_paths(self) -> list[str]:
+        """The searched hyperparameters, then any other value the trials set (a manual study's)."""
+        paths = list(self.space.paths)
+        for t in self.trials:
+            paths.extend(p for p in t.params if p not in paths)
+        return paths
+
+    @property
+    def parent(self) -> dict | None:
+        """How this study derives from another (study.parent: study, action, changes), or None."""
+        from jaxplay.analysis import variance
+
+        return variance.parent_of(self.record)
 
     @property
     def name(self) -> str:
@@ -132,6 +150,28 @@ def load(workdir: str | pathlib.Path | None = None, *, store: str | None = None,
     db = store_lib.Store(store_url(workdir, store))
     try:
         study_id = db.study_id(study)
-        return StudyData.from_record(db.record(study_id), db.study_curves(study_id))
+        data = StudyData.from_record(db.record(study_id), db.study_curves(study_id))
+        data.family = _family(db, data.name)
+        return data
     finally:
         db.close()
+
+
+def _family(db: store_lib.Store, name: str) -> list[dict]:
+    """Records of the studies connected to `name` through parent links, without `name` itself."""
+    from jaxplay.analysis import variance
+
+    records = {n: db.record(db.study_id(n)) for n in db.study_names()}
+    links: dict[str, set] = {n: set() for n in records}
+    for n, r in records.items():
+        parent = (variance.parent_of(r) or {}).get("study")
+        if parent in links:
+            links[n].add(parent)
+            links[parent].add(n)
+    seen, todo = {name}, [name]
+    while todo:
+        for other in links.get(todo.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return [records[n] for n in records if n in seen and n != name]

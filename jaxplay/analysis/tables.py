@@ -21,7 +21,7 @@ def trial_rows(study: StudyData) -> list[dict]:
     for t in studies.sorted_trials(study.record):  # the record's trials: they also hold timings and final metrics
         row = {"trial": t["index"], "status": t["status"], f"best {study.objective}": t["best_value"],
                "best_step": t["best_step"], "steps_run": t["steps_run"], "duration_s": t.get("duration_s")}
-        row.update({path: t["params"].get(path) for path in study.space.paths})
+        row.update({path: t["params"].get(path) for path in study.param_paths})
         row.update({f"final {name}": (t.get("final_metrics") or {}).get(name) for name in metric_names})
         row["error"] = (t.get("error") or "").strip().splitlines()[-1] if t.get("error") else None
         rows.append(row)
@@ -86,8 +86,11 @@ def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
             found = diagnostics.diagnose(s)
             lines.append(f"\ndiagnostics of {s.name}: " + ("no problems found" if not found else ""))
             lines.extend(f"  [{f.severity}] {f.title}" for f in found)
-    if a.objective == b.objective and a.record["best_value"] is not None and b.record["best_value"] is not None:
-        better = a if a.better(a.record["best_value"], b.record["best_value"]) else b
-        lines.append(f"\n{better.name} has the better best {a.objective}. Before adopting it, weigh the "
-                     "difference against trial-to-trial variance (rerun the best trial with several seeds).")
+    from jaxplay.analysis import variance
+
+    records = {r["name"]: r for r in [*a.family, *b.family, a.record, b.record]}
+    noise = variance.verdict(a.record, b.record, list(records.values()))
+    if noise:
+        lines.append("\nIs the difference beyond the noise? (playbook: weigh it against the trial and study variance)")
+        lines.extend(f"  {line}" for line in noise)
     return "\n".join(lines)
