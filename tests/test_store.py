@@ -38,6 +38,15 @@ def test_add_trials_skips_existing_and_refuses_changed_params(store):
         store.add_trials(sid, [{"lr": 0.1}, {"lr": 0.25}])
 
 
+def test_append_trials_adds_only_after_the_trials_it_was_told_of(store):
+    # An adaptive designer suggests from what it saw; a worker that added trials since wins.
+    sid = _open(store)
+    assert store.append_trials(sid, [{"lr": 0.1}, {"lr": 0.2}], start=0)
+    assert not store.append_trials(sid, [{"lr": 0.3}], start=1)
+    assert store.append_trials(sid, [{"lr": 0.3}], start=2)
+    assert [t["params"]["lr"] for t in store.record(sid)["trials"]] == [0.1, 0.2, 0.3]
+
+
 def test_claims_are_exclusive_and_in_index_order(store, store_url):
     sid = _open(store)
     store.add_trials(sid, [{"i": i} for i in range(3)])

@@ -71,6 +71,27 @@ def test_four_workers_finish_twelve_trials_exactly_once(backend, tmp_path):
         store.close()
 
 
+def test_two_workers_share_a_bayesian_optimization_study(tmp_path):
+    # Adaptive trials are created as results arrive: each worker asks the GP with the other's running
+    # trial as a pending point, and a worker that loses the race to create a trial asks again.
+    name = f"workers-gp-{os.getpid()}"
+    path = _study_file(tmp_path, name, trials=8, steps=40, every=20)
+    path.write_text(path.read_text().replace('algorithm="quasirandom"', 'algorithm="gp", initial_trials=3'))
+    workers = [_worker(path, tmp_path) for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0] * 2, "\n".join(o[-2000:] for o in outputs)
+    store = store_lib.Store(store_lib.default_url(tmp_path))
+    try:
+        record = store.record(store.study_id(name))
+    finally:
+        store.close()
+    trials = record["trials"]
+    assert [t["index"] for t in trials] == list(range(8)) and all(t["status"] == "completed" for t in trials)
+    rates = [t["params"]["optimizer.learning_rate"] for t in trials]
+    assert len(set(rates)) == 8 and all(1e-3 <= r <= 1e-2 for r in rates)
+    assert len({t["worker"] for t in trials}) == 2
+
+
 def test_a_killed_workers_trial_resumes_from_its_checkpoint(tmp_path):
     path = _study_file(tmp_path, "killed", trials=1, steps=800, every=20)
     first = _worker(path, tmp_path, start_new_session=True)

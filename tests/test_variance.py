@@ -1,0 +1,94 @@
+"""Tests for jaxplay.analysis.variance and the Bayesian designer's view of a study's trials."""
+import math
+
+import pytest
+
+from jaxplay import designers, spaces
+from jaxplay.analysis import variance
+
+
+def _record(name, values, *, parent=None, action=None, mode="min", objective="val/error"):
+    trials = [{"index": i, "status": "completed" if v is not None else "infeasible", "best_value": v,
+               "params": {}} for i, v in enumerate(values)]
+    finite = [v for v in values if v is not None]
+    best = (min if mode == "min" else max)(finite) if finite else None
+    config = {"study": {"parent": {"study": parent, "action": action}}} if parent else {}
+    return {"name": name, "mode": mode, "objective": objective, "best_value": best, "trials": trials,
+            "config": config}
+
+
+def test_trial_noise_is_the_spread_of_a_rerun_of_either_study():
+    rerun = _record("a-rerun", [0.20, 0.22, 0.21, 0.23, None], parent="a", action="rerun")
+    noise = variance.trial_noise([_record("a", [0.2, 0.5]), rerun], {"a", "b"})
+    assert noise.kind == "trial" and noise.n == 4 and noise.sources == ("a-rerun",)
+    assert noise.std == pytest.approx(0.012910, rel=1e-3) and noise.mean == pytest.approx(0.215)
+    assert variance.trial_noise([rerun], {"b"}) is None  # a rerun of an unrelated study says nothing
+
+
+def test_study_noise_groups_a_study_with_its_reseeds():
+    records = [_record("a", [0.30, 0.25]), _record("a-seed1", [0.28, 0.40], parent="a", action="reseed"),
+               _record("a-seed2", [0.27], parent="a", action="reseed"), _record("other", [0.1])]
+    for name in ("a", "a-seed1"):
+        noise = variance.study_noise(records, name)
+        assert noise.n == 3 and set(noise.sources) == {"a", "a-seed1", "a-seed2"}
+        assert noise.mean == pytest.approx((0.25 + 0.28 + 0.27) / 3)
+    assert variance.study_noise(records, "other") is None
+
+
+def test_verdict_says_whether_a_difference_exceeds_each_noise():
+    a, b = _record("a", [0.20]), _record("b", [0.30])
+    rerun = _record("a-rerun", [0.20, 0.21, 0.19, 0.20], parent="a", action="rerun")  # std 0.0082
+    seeds = [_record("a-seed1", [0.26], parent="a", action="reseed")]  # study std 0.042
+    lines = variance.verdict(a, b, [a, b, rerun, *seeds])
+    assert lines[0] == "a is better by 0.1 in best val/error."
+    assert "trial variance" in lines[1] and "the difference exceeds" in lines[1] and "unlikely to be noise" in lines[1]
+    assert "study variance" in lines[2] and "the difference is within" in lines[2] and "may be noise" in lines[2]
+    assert "(few samples: a rough estimate)" in lines[2]
+    unknown = variance.verdict(a, b, [a, b])
+    assert "--from_study a --lineage rerun" in unknown[1] and "--from_study a --lineage reseed" in unknown[2]
+    assert variance.verdict(a, _record("c", [0.3], objective="val/loss"), [a]) == []
+
+
+def test_a_difference_of_two_results_is_weighed_at_two_sqrt_two_sigma():
+    noise = variance.Noise("trial", 0.01, 0.2, 5, ("x",))
+    assert noise.threshold == pytest.approx(2 * math.sqrt(2) * 0.01)
+
+
+SPACE = spaces.parse({"lr": spaces.log(1e-4, 1e-1), "act": spaces.categorical(["relu", "gelu"])})
+
+
+def test_bayesian_designer_reads_outcomes_as_the_gp_needs_them():
+    designer = designers.make("gp", SPACE, 0, {"mode": "max"})
+    history = [
+        {"params": {"lr": 1e-3, "act": "relu"}, "status": "completed", "value": 0.9},
+        {"params": {"lr": 1e-2, "act": "gelu"}, "status": "infeasible", "value": None},
+        {"params": {"lr": 3e-3, "act": "gelu"}, "status": "failed", "value": None},
+        {"params": {"lr": 1e-3, "act": "gelu"}, "status": "running", "value": None},
+        {"params": {"lr": 1.0, "act": "relu"}, "status": "completed", "value": 0.5},  # outside the space
+        {"params": {"lr": 1e-3, "act": "tanh"}, "status": "completed", "value": 0.5},  # not in the list
+    ]
+    x, y, pending = designer.observations(history)
+    assert x.shape == (3, 2) and pending.shape == (1, 2)
+    assert y[0] == -0.9 and math.isnan(y[1]) and math.isnan(y[2])  # max -> minimized; infeasible marked
+    assert SPACE.from_unit(x[0]) == {"lr": pytest.approx(1e-3), "act": "relu"}
+
+
+def test_bayesian_designer_explores_quasi_randomly_until_it_has_enough_results():
+    designer = designers.make("gp", SPACE, 3, {"initial_trials": 4})
+    quasirandom = designers.make("quasirandom", SPACE, 3)
+    few = [{"params": p, "status": "completed", "value": 0.5} for p in quasirandom.suggest(0, 3)]
+    assert designer.suggest(3, 2, few) == quasirandom.suggest(3, 2)
+
+
+@pytest.mark.parametrize("settings, error", [
+    ({"acquisition": "pi"}, "study.acquisition: unknown 'pi'"),
+    ({"initial_trials": 0}, "study.initial_trials: must be an int >= 1"),
+])
+def test_bayesian_designer_settings_name_the_field(settings, error):
+    with pytest.raises(spaces.ConfigError, match=error):
+        designers.make("gp", SPACE, 0, settings)
+
+
+def test_bayesian_designer_needs_a_search_space():
+    with pytest.raises(spaces.ConfigError, match="'gp' needs a search space"):
+        designers.make("gp", spaces.SearchSpace(), 0)
