@@ -92,3 +92,10 @@ def test_bayesian_designer_settings_name_the_field(settings, error):
 def test_bayesian_designer_needs_a_search_space():
     with pytest.raises(spaces.ConfigError, match="'gp' needs a search space"):
         designers.make("gp", spaces.SearchSpace(), 0)
+
+
+def test_difference_text_weighs_a_related_study_against_the_known_noise():
+    a, b = _record("a", [0.20]), _record("b", [0.30])
+    rerun = _record("a-rerun", [0.20, 0.21, 0.19, 0.20], parent="a", action="rerun")
+    assert variance.difference_text(a, b, [a, b, rerun]) == "+0.1: beyond trial noise (0.023)"
+    assert variance.difference_text(a, b, [a, b]).endswith("noise not measured (--lineage rerun, reseed)")

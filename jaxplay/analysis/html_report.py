@@ -195,7 +195,7 @@ def _lineage(study: StudyData) -> str:
         changes = "".join(f"<li>{_e(c)}</li>" for c in parent.get("changes") or [])
         parts.append(f"<p>Derived from study <b>{_e(parent.get('study'))}</b> by <code>--lineage "
                      f"{_e(parent.get('action'))}</code>:</p><ul>{changes}</ul>")
-    rows = []
+    rows, records = [], [*study.family, study.record]
     for r in study.family:
         link = variance.parent_of(r) or {}
         relation = ("parent" if parent and r["name"] == parent.get("study") else
@@ -203,10 +203,11 @@ def _lineage(study: StudyData) -> str:
                     f"{link.get('action')} of {link.get('study')}" if link else "ancestor")
         counts = ", ".join(f"{n} {k}" for k, n in (r.get("status_counts") or {}).items() if n)
         rows.append([f"<td>{_e(r['name'])}</td>", f"<td>{_e(relation)}</td>",
-                     f"<td>{_e(_num(r.get('best_value')))}</td>", f"<td>{_e(counts or '-')}</td>"])
+                     f"<td>{_e(_num(r.get('best_value')))}</td>",
+                     f"<td>{_e(variance.difference_text(study.record, r, records))}</td>", f"<td>{_e(counts or '-')}</td>"])
     if rows:
-        parts.append(_table(["study", "relation", f"best {study.objective}", "trials"], rows))
-    records = [*study.family, study.record]
+        parts.append(_table(["study", "relation", f"best {study.objective}", "difference from this study", "trials"],
+                            rows))
     noise = [n for n in (variance.trial_noise(records, {study.name}), variance.study_noise(records, study.name)) if n]
     if noise:
         items = "".join(f"<li>{_e(n.describe())}; two results closer than {_e(_num(n.threshold))} are within "

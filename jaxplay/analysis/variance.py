@@ -122,6 +122,20 @@ def verdict(a: dict, b: dict, records: list[dict]) -> list[str]:
     return lines
 
 
+def difference_text(a: dict, b: dict, records: list[dict]) -> str:
+    """One cell for a table of related studies: b's best minus a's and whether it exceeds the
+    trial and study variance known for them (e.g. '-0.012: beyond trial noise (0.0093)')."""
+    if a["objective"] != b["objective"] or a["best_value"] is None or b["best_value"] is None:
+        return "-"
+    diff = b["best_value"] - a["best_value"]
+    verdicts = []
+    for noise in (trial_noise(records, {a["name"], b["name"]}), _joint_study_noise(records, a["name"], b["name"])):
+        if noise is not None:
+            where = "beyond" if abs(diff) > noise.threshold else "within"
+            verdicts.append(f"{where} {noise.kind} noise ({noise.threshold:.2g})")
+    return f"{diff:+.4g}: " + (", ".join(verdicts) if verdicts else "noise not measured (--lineage rerun, reseed)")
+
+
 def _joint_study_noise(records: list[dict], a: str, b: str) -> Noise | None:
     """The study variance of a or of b, whichever rests on more studies."""
     found = [n for n in (study_noise(records, a), study_noise(records, b)) if n is not None]
