@@ -13,8 +13,6 @@ import math
 import os
 import pathlib
 import platform
-import re
-import shlex
 import signal
 import socket
 import subprocess
@@ -27,7 +25,7 @@ from typing import Callable
 import ml_collections
 
 from jaxplay import config as config_lib
-from jaxplay import batched, designers, distributed, lineage, paths, store as store_lib, train, workloads
+from jaxplay import batched, cli, designers, distributed, lineage, paths, store as store_lib, train, workloads
 from jaxplay.spaces import ConfigError
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy",
@@ -589,12 +587,7 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv if argv is None else argv)
     fl = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "Study file: path/to/study.py[:arg].", flag_values=fl,
-                                    lock_config=False)
-    flags.DEFINE_string("workdir", None, "Directory for the study's database and checkpoints.", flag_values=fl)
-    flags.DEFINE_string("store", None, "SQLAlchemy URL of the study store (default: $JAXPLAY_STORE, else a "
-                        "SQLite file in --workdir). The environment variable keeps a password off command "
-                        "lines; either way it is never printed or recorded.", flag_values=fl)
+    cli.define_study_flags(fl)
     flags.DEFINE_bool("report", True, "At the end, print the playbook's diagnostics and write the HTML report.",
                       flag_values=fl)
     flags.DEFINE_integer("max_trials", None, "Stop after this many trials in this run (rerun to continue).",
@@ -632,20 +625,8 @@ def main(argv=None) -> int:
                          f"{lineage.DEFAULTS['seeds']}; rerun {lineage.RERUN_SEEDS}).", flag_values=fl)
     flags.DEFINE_float("lr_factor", None, f"warmup: the learning rate as a multiple of the smallest that "
                        f"diverged in the parent (default {lineage.DEFAULTS['lr_factor']:g}).", flag_values=fl)
-    saved_argv, sys.argv = sys.argv, argv  # config_flags looks for --config.* overrides in sys.argv
-    try:
-        fl(argv)
-        if fl.config is not None:
-            fl.config.get("study")  # config_flags defers a load failure to the first access
-    except (flags.Error, ConfigError, OSError, AttributeError, TypeError, ValueError, KeyError) as e:
-        # config_flags wraps a missing file or a get_config error; its message names both. An
-        # override of a field the study file does not define arrives as a KeyError of one key.
-        cause = e if isinstance(e, KeyError) else (e.__cause__ or e.__context__)
-        message = _unknown_override(argv, cause) if isinstance(cause, KeyError) else e
-        print(f"error: {message}", file=sys.stderr)
+    if not cli.parse(fl, argv):
         return 2
-    finally:
-        sys.argv = saved_argv
     if fl.config is None or fl.workdir is None:
         print("usage: python -m jaxplay.sweep --config experiments/x.py[:arg] --workdir DIR "
               "[--config.a.b=value ...] [--store URL]", file=sys.stderr)
@@ -656,13 +637,13 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    _enable_compilation_cache()
-    command = f"cd {shlex.quote(os.getcwd())} && python -m jaxplay.sweep {shlex.join(redacted_args(argv[1:]))}"
+    cli.enable_compilation_cache()
+    command = cli.command_line("jaxplay.sweep", argv)
     try:
         distributed.initialize(auto=fl.distributed, coordinator=fl.coordinator,  # before any jax backend
                                num_processes=fl.num_processes, process_id=fl.process_id)
         record = run_study(
-            fl.config, fl.workdir, store_url=fl.store or os.environ.get("JAXPLAY_STORE") or None, command=command,
+            fl.config, fl.workdir, store_url=cli.store_url(fl), command=command,
             config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),
             max_trials_this_run=fl.max_trials, executor=fl.executor, batch_trials=fl.batch_trials,
             report=fl.report, lease_s=fl.lease_secs)
@@ -690,51 +671,6 @@ def _set_parent(config, fl) -> None:
                           f"{', '.join(lineage.ACTIONS)}")
     with config.unlocked():
         config.study.parent = ml_collections.ConfigDict({"study": fl.from_study, "action": fl.lineage, **given})
-
-
-def _unknown_override(argv: list[str], error: KeyError) -> str:
-    """Names the --config.<path>=value override whose field the study file does not define."""
-    # config_flags raises KeyError("'name'") (plus a "Did you mean" line); the key is the quoted word.
-    found = re.search(r"'([^']+)'", str(error.args[0]) if error.args else "")
-    key = found.group(1) if found else str(error.args[0] if error.args else "")
-    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if spec is None and "--config" in argv[:-1]:
-        spec = argv[argv.index("--config") + 1]
-    for arg in argv:
-        if not arg.startswith("--config."):
-            continue
-        path = arg[len("--config."):].split("=", 1)[0]
-        if key not in path.split("."):
-            continue
-        try:  # the file as written: config.apply names the sections' fields and a close match
-            config_lib.apply(config_lib.load(spec), {path: None})
-        except ConfigError as e:
-            return f"--config.{path}: {str(e).split(': ', 1)[1]}; or add the field to the study file"
-        except Exception:  # noqa: BLE001 - fall back to the plain message
-            pass
-        return f"--config.{path}: the study file has no such field; add it there or fix the spelling"
-    return f"--config: unknown field {key!r}; add it to the study file or fix the spelling"
-
-
-def redacted_args(args: list[str]) -> list[str]:
-    """Command-line arguments with the --store URL's password hidden (the command is recorded)."""
-    out = list(args)
-    for i, arg in enumerate(out):
-        if arg.startswith("--store="):
-            out[i] = "--store=" + store_lib.redact(arg[len("--store="):])
-        elif arg == "--store" and i + 1 < len(out):
-            out[i + 1] = store_lib.redact(out[i + 1])
-    return out
-
-
-def _enable_compilation_cache():
-    # Repeated CLI runs of a study reuse compiled programs from disk instead of recompiling.
-    import jax
-
-    cache = os.environ.get("JAXPLAY_COMPILATION_CACHE",
-                           os.path.join(os.path.expanduser("~"), ".cache", "jaxplay", "xla"))
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 if __name__ == "__main__":

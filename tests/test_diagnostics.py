@@ -424,3 +424,23 @@ def test_input_bound_is_quiet_when_the_pipeline_keeps_up_or_nothing_streams():
     quiet = constructed_study(LR_SPACE, [_waiting({LR: lr(0.5)}, [0.5, 0.01, 0.02, 0.01])])  # one slow period
     assert found(quiet, "input_bound") == []
     assert found(lr_study([0.5, 0.4]), "input_bound") == []  # device pipeline: no such metric
+
+
+def _clipped(params, fractions, norms=(1.0, 2.0, 3.0)):
+    t = good(params)
+    t["curves"]["train/clip_fraction"] = [(100 * (i + 1), f) for i, f in enumerate(fractions)]
+    t["curves"]["train/grad_norm"] = [(100 * (i + 1), n) for i, n in enumerate(norms)]
+    return t
+
+
+def test_clipping_warns_when_over_half_the_updates_are_clipped():
+    study = constructed_study(LR_SPACE, [_clipped({LR: lr(0.5)}, [0.9, 0.7, 0.6]),
+                                         _clipped({LR: lr(0.4)}, [0.1, 0.0, 0.2])])
+    [finding] = found(study, "clipping")
+    assert finding.severity == "warning" and finding.trials == (0,)
+    assert "73%" in finding.title and finding.action.startswith("lower the learning rate instead")
+
+
+def test_clipping_is_quiet_for_occasional_clipping_or_none():
+    assert found(constructed_study(LR_SPACE, [_clipped({LR: lr(0.5)}, [0.5, 0.3, 0.1])]), "clipping") == []
+    assert found(lr_study([0.5, 0.4]), "clipping") == []

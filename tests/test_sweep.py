@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from factories import float_only_study, tiny_config
 from jaxplay import config as config_lib
-from jaxplay import spaces, sweep, train
+from jaxplay import cli, spaces, sweep, train
 from jaxplay.spaces import ConfigError
 from jaxplay.store import StoreError
 
@@ -185,9 +185,9 @@ def test_study_in_postgresql(tmp_path):
 def test_recorded_command_hides_the_store_password():
     args = ["--config=x.py", "--store=postgresql+psycopg://me:s3cret@db.example/studies", "--store",
             "postgresql://me:s3cret@h/db", "--workdir=w"]
-    shown = " ".join(sweep.redacted_args(args))
+    shown = " ".join(cli.redacted_args(args))
     assert "s3cret" not in shown and "--store=postgresql+psycopg://me:***@db.example/studies" in shown
-    assert sweep.redacted_args(["--store=sqlite:////tmp/a.db"]) == ["--store=sqlite:////tmp/a.db"]
+    assert cli.redacted_args(["--store=sqlite:////tmp/a.db"]) == ["--store=sqlite:////tmp/a.db"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "experiments").glob("*.py")))

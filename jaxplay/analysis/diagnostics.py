@@ -483,11 +483,7 @@ def check_input_bound(study: StudyData) -> list[Finding]:
     """Input-bound trials: the median over a trial's periods of train/input_wait_fraction exceeds
     INPUT_WAIT_WARNING -> make the pipeline keep up before reading anything into step times
     (playbook "Optimizing the input pipeline")."""
-    slow = []
-    for t in study.trials:
-        waits = _finite(t, "train/input_wait_fraction")[1]
-        if len(waits) and float(np.median(waits)) > INPUT_WAIT_WARNING:
-            slow.append((float(np.median(waits)), t))
+    slow = _trials_above(study, "train/input_wait_fraction", np.median, INPUT_WAIT_WARNING)
     if not slow:
         return []
     worst, trial = max(slow, key=lambda p: p[0])
@@ -505,11 +501,7 @@ def check_clipping(study: StudyData) -> list[Finding]:
     """Gradient clipping so aggressive that it replaces the learning rate: over a trial's training,
     more than CLIP_AGGRESSIVE_FRACTION (half) of the updates were clipped (playbook "Gradient
     clipping": ">50% of the updates getting clipped" -> reduce the learning rate instead)."""
-    heavy = []
-    for t in study.trials:
-        fractions = _finite(t, "train/clip_fraction")[1]
-        if len(fractions) and float(np.mean(fractions)) > CLIP_AGGRESSIVE_FRACTION:
-            heavy.append((float(np.mean(fractions)), t))
+    heavy = _trials_above(study, "train/clip_fraction", np.mean, CLIP_AGGRESSIVE_FRACTION)
     if not heavy:
         return []
     worst, trial = max(heavy, key=lambda p: p[0])
@@ -520,6 +512,16 @@ def check_clipping(study: StudyData) -> list[Finding]:
     return [Finding("clipping", "warning", f"Gradient clipping cuts {worst:.0%} of the updates",
                     detail, "lower the learning rate instead, or raise train.grad_clip_norm to just above the "
                     f"typical gradient norm{_clip_hint(study)}", tuple(t.index for _, t in heavy))]
+
+
+def _trials_above(study: StudyData, metric: str, summary, limit: float) -> list[tuple[float, TrialData]]:
+    """(summary of the metric's logged values, trial) for each trial whose summary exceeds limit."""
+    found = []
+    for t in study.trials:
+        values = _finite(t, metric)[1]
+        if len(values) and float(summary(values)) > limit:
+            found.append((float(summary(values)), t))
+    return found
 
 
 def _clip_hint(study: StudyData) -> str:
