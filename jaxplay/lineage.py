@@ -91,17 +91,23 @@ def resolve(config, store) -> ml_collections.ConfigDict:
     if opts is None:
         return config
     from jaxplay.analysis.study import StudyData
+    from jaxplay.analysis.variance import parent_of
 
     try:
         parent_id = store.study_id(opts["study"])
     except Exception as e:  # noqa: BLE001 - StoreError names the studies there are
         raise ConfigError(f"--from_study: {e}") from None
     parent = StudyData.from_record(store.record(parent_id), store.study_curves(parent_id))
-    return derive(config, parent, opts)
+    ancestors, record = [], parent.record
+    while (link := parent_of(record)) and link.get("study") in store.study_names() and link["study"] not in ancestors:
+        ancestors.append(link["study"])
+        record = store.record(store.study_id(link["study"]))
+    return derive(config, parent, opts, ancestors=ancestors)
 
 
-def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
-    """The child study of `parent` (a StudyData) for `opts` (see `options`)."""
+def derive(config, parent, opts: dict, ancestors=()) -> ml_collections.ConfigDict:
+    """The child study of `parent` (a StudyData) for `opts` (see `options`). A study file's own
+    name (that of the parent or of one of its `ancestors`) becomes '<parent>-<action>'."""
     action = opts["action"]
     unfinished = [t.index for t in parent.trials if t.status in ("pending", "running")]
     if unfinished:
@@ -133,7 +139,7 @@ def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
     changes += globals()[f"_{action}"](child, parent, opts)
     suffix = {"promote": _round_suffix(parent.name), "reseed": f"seed{child.study.seed}"}.get(action, action)
     with child.unlocked():
-        if child.study.name == parent.name:
+        if child.study.name == parent.name or child.study.name in ancestors:
             child.study.name = f"{parent.name}-{suffix}" if action != "promote" else suffix
         child.study.parent = ml_collections.ConfigDict(
             {**opts, "action": action, "study": parent.name, "changes": changes})
@@ -165,6 +171,8 @@ def _refine(child, parent, opts) -> list[str]:
             lo, hi = _narrowed(p, [t.params[p.path] for t in top])
             kept = p.to_unit(hi) - p.to_unit(lo) if p.space == "float" else (hi - lo + 1) / (p.max - p.min + 1)
             if kept > NARROW_MAX_KEPT:
+                changes.append(f"{p.path}: kept [{_fmt(p.min)}, {_fmt(p.max)}] (the best {len(top)} trials span "
+                               f"{kept:.0%} of it)")
                 continue
             why = f"narrowed around the best {len(top)} trials"
         else:

@@ -99,3 +99,12 @@ def test_difference_text_weighs_a_related_study_against_the_known_noise():
     rerun = _record("a-rerun", [0.20, 0.21, 0.19, 0.20], parent="a", action="rerun")
     assert variance.difference_text(a, b, [a, b, rerun]) == "+0.1: beyond trial noise (0.023)"
     assert variance.difference_text(a, b, [a, b]).endswith("noise not measured (--lineage rerun, reseed)")
+
+
+def test_bayesian_designer_does_not_repeat_a_parents_quasi_random_points():
+    # An exploit study of a parent with too few results to fit starts quasi-random, like the
+    # parent did with the same seed: it must go on past the points the parent already tried.
+    parent = designers.make("quasirandom", SPACE, 0).suggest(0, 2)
+    history = [{"params": p, "status": "completed", "value": 0.5} for p in parent]
+    fresh = designers.make("gp", SPACE, 0).suggest(0, 3, history)
+    assert not [p for p in fresh if p in parent] and len({str(p) for p in fresh}) == 3

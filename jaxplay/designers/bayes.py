@@ -19,6 +19,7 @@ record of each trial's parameters is the reproducible account.
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -62,12 +63,25 @@ class BayesianDesigner:
         so far, this study's and its parent's."""
         x, y, pending = self.observations(history)
         if len(y) < self.initial_trials:
-            return self._quasirandom.suggest(start, count)
+            return self._explore(start, count, history)
         from jaxplay.designers import gp  # jax work: imported only when a GP is needed
 
         points = gp.suggest(x, y, count, seed=int(np.random.SeedSequence([self.seed, start]).generate_state(1)[0]),
                             pending=pending, acquisition=self.acquisition)
         return [self.space.from_unit(u) for u in points]
+
+    def _explore(self, start: int, count: int, history) -> list[dict[str, object]]:
+        """Quasi-random trials from point `start` on, skipping the points already tried: a parent
+        study with the same space and seed ran the same sequence."""
+        seen = {json.dumps(t["params"], sort_keys=True) for t in history}
+        out, index = [], start
+        while len(out) < count:
+            [params] = self._quasirandom.suggest(index, 1)
+            index += 1
+            if json.dumps(params, sort_keys=True) not in seen:
+                seen.add(json.dumps(params, sort_keys=True))
+                out.append(params)
+        return out
 
     def observations(self, history) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, pending) on the unit cube; y is minimized and NaN marks an infeasible trial.
