@@ -205,3 +205,85 @@ def test_unbounded_designers_reach_far_indices_quickly():
     designer = designers.make('quasirandom', ALL_KINDS, 0)
     (trial,) = designer.suggest(100_000, 1)
     assert math.isfinite(trial['lr'])
+
+
+# ---------------------------------------------------------------------------------------------
+# Adaptive designers: the GP adapter and the Optuna TPE adapter
+
+
+MIXED = spaces.parse({"lr": spaces.log(1e-4, 1e-1), "act": spaces.categorical(["relu", "gelu"])})
+
+
+def test_bayesian_designer_reads_outcomes_as_the_gp_needs_them():
+    designer = designers.make("gp", MIXED, 0, {"mode": "max"})
+    history = [
+        {"params": {"lr": 1e-3, "act": "relu"}, "status": "completed", "value": 0.9},
+        {"params": {"lr": 1e-2, "act": "gelu"}, "status": "infeasible", "value": None},
+        {"params": {"lr": 3e-3, "act": "gelu"}, "status": "failed", "value": None},
+        {"params": {"lr": 1e-3, "act": "gelu"}, "status": "running", "value": None},
+        {"params": {"lr": 1.0, "act": "relu"}, "status": "completed", "value": 0.5},  # outside the space
+        {"params": {"lr": 1e-3, "act": "tanh"}, "status": "completed", "value": 0.5},  # not in the list
+    ]
+    x, y, pending = designer.observations(history)
+    assert x.shape == (3, 2) and pending.shape == (1, 2)
+    assert y[0] == -0.9 and math.isnan(y[1]) and math.isnan(y[2])  # max -> minimized; infeasible marked
+    assert MIXED.from_unit(x[0]) == {"lr": pytest.approx(1e-3), "act": "relu"}
+
+
+def test_bayesian_designer_explores_quasi_randomly_until_it_has_enough_results():
+    designer = designers.make("gp", MIXED, 3, {"initial_trials": 4})
+    quasirandom = designers.make("quasirandom", MIXED, 3)
+    few = [{"params": p, "status": "completed", "value": 0.5} for p in quasirandom.suggest(0, 3)]
+    assert designer.suggest(3, 2, few) == quasirandom.suggest(3, 2)
+
+
+@pytest.mark.parametrize("settings, error", [
+    ({"acquisition": "pi"}, "study.acquisition: unknown 'pi'"),
+    ({"initial_trials": 0}, "study.initial_trials: must be an int >= 1"),
+])
+def test_bayesian_designer_settings_name_the_field(settings, error):
+    with pytest.raises(spaces.ConfigError, match=error):
+        designers.make("gp", MIXED, 0, settings)
+
+
+def test_bayesian_designer_needs_a_search_space():
+    with pytest.raises(spaces.ConfigError, match="'gp' needs a search space"):
+        designers.make("gp", spaces.SearchSpace(), 0)
+
+
+def test_bayesian_designer_does_not_repeat_a_parents_quasi_random_points():
+    # An exploit study of a parent with too few results to fit starts quasi-random, like the
+    # parent did with the same seed: it must go on past the points the parent already tried.
+    parent = designers.make("quasirandom", MIXED, 0).suggest(0, 2)
+    history = [{"params": p, "status": "completed", "value": 0.5} for p in parent]
+    fresh = designers.make("gp", MIXED, 0).suggest(0, 3, history)
+    assert not [p for p in fresh if p in parent] and len({str(p) for p in fresh}) == 3
+
+
+def test_tpe_adapter_suggests_from_the_outcomes_reproducibly():
+    pytest.importorskip("optuna", reason="optuna is in the test extra: pip install -e '.[test]'")
+    space = spaces.parse({"lr": spaces.log(1e-4, 1e-1), "act": spaces.categorical(["relu", "gelu"]),
+                          "depth": spaces.int_linear(1, 4)})
+    designer = designers.make("tpe", space, 0, {"mode": "min"})
+    starts = designers.make("quasirandom", space, 0).suggest(0, 12)
+    # The best results sit at small learning rates with 'gelu': TPE should follow them.
+    history = [{"params": p, "status": "completed", "value": math.log10(p["lr"]) + 4 + (p["act"] == "relu")}
+               for p in starts]
+    history.append({"params": starts[0], "status": "infeasible", "value": None})
+    history.append({"params": {"lr": 1.0, "act": "relu", "depth": 1}, "status": "completed", "value": 0.0})
+    batch = designer.suggest(14, 4, history)
+    assert batch == designers.make("tpe", space, 0, {"mode": "min"}).suggest(14, 4, history)
+    assert len({str(p) for p in batch}) == 4
+    for p in batch:
+        assert space.to_unit(p) is not None and isinstance(p["depth"], int) and isinstance(p["lr"], float)
+    assert np.median([math.log10(p["lr"]) for p in batch]) < -2.5  # the good end of the range
+
+
+def test_tpe_needs_optuna_or_says_how_to_get_it(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "optuna" else real_import(name, *a, **k))
+    with pytest.raises(spaces.ConfigError, match="pip install optuna"):
+        designers.make("tpe", MIXED, 0)

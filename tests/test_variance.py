@@ -1,9 +1,8 @@
-"""Tests for jaxplay.analysis.variance and the Bayesian designer's view of a study's trials."""
+"""Tests for jaxplay.analysis.variance: trial and study noise, and the verdict on a difference."""
 import math
 
 import pytest
 
-from jaxplay import designers, spaces
 from jaxplay.analysis import variance
 
 
@@ -54,57 +53,8 @@ def test_a_difference_of_two_results_is_weighed_at_two_sqrt_two_sigma():
     assert noise.threshold == pytest.approx(2 * math.sqrt(2) * 0.01)
 
 
-SPACE = spaces.parse({"lr": spaces.log(1e-4, 1e-1), "act": spaces.categorical(["relu", "gelu"])})
-
-
-def test_bayesian_designer_reads_outcomes_as_the_gp_needs_them():
-    designer = designers.make("gp", SPACE, 0, {"mode": "max"})
-    history = [
-        {"params": {"lr": 1e-3, "act": "relu"}, "status": "completed", "value": 0.9},
-        {"params": {"lr": 1e-2, "act": "gelu"}, "status": "infeasible", "value": None},
-        {"params": {"lr": 3e-3, "act": "gelu"}, "status": "failed", "value": None},
-        {"params": {"lr": 1e-3, "act": "gelu"}, "status": "running", "value": None},
-        {"params": {"lr": 1.0, "act": "relu"}, "status": "completed", "value": 0.5},  # outside the space
-        {"params": {"lr": 1e-3, "act": "tanh"}, "status": "completed", "value": 0.5},  # not in the list
-    ]
-    x, y, pending = designer.observations(history)
-    assert x.shape == (3, 2) and pending.shape == (1, 2)
-    assert y[0] == -0.9 and math.isnan(y[1]) and math.isnan(y[2])  # max -> minimized; infeasible marked
-    assert SPACE.from_unit(x[0]) == {"lr": pytest.approx(1e-3), "act": "relu"}
-
-
-def test_bayesian_designer_explores_quasi_randomly_until_it_has_enough_results():
-    designer = designers.make("gp", SPACE, 3, {"initial_trials": 4})
-    quasirandom = designers.make("quasirandom", SPACE, 3)
-    few = [{"params": p, "status": "completed", "value": 0.5} for p in quasirandom.suggest(0, 3)]
-    assert designer.suggest(3, 2, few) == quasirandom.suggest(3, 2)
-
-
-@pytest.mark.parametrize("settings, error", [
-    ({"acquisition": "pi"}, "study.acquisition: unknown 'pi'"),
-    ({"initial_trials": 0}, "study.initial_trials: must be an int >= 1"),
-])
-def test_bayesian_designer_settings_name_the_field(settings, error):
-    with pytest.raises(spaces.ConfigError, match=error):
-        designers.make("gp", SPACE, 0, settings)
-
-
-def test_bayesian_designer_needs_a_search_space():
-    with pytest.raises(spaces.ConfigError, match="'gp' needs a search space"):
-        designers.make("gp", spaces.SearchSpace(), 0)
-
-
 def test_difference_text_weighs_a_related_study_against_the_known_noise():
     a, b = _record("a", [0.20]), _record("b", [0.30])
     rerun = _record("a-rerun", [0.20, 0.21, 0.19, 0.20], parent="a", action="rerun")
     assert variance.difference_text(a, b, [a, b, rerun]) == "+0.1: beyond trial noise (0.023)"
     assert variance.difference_text(a, b, [a, b]).endswith("noise not measured (--lineage rerun, reseed)")
-
-
-def test_bayesian_designer_does_not_repeat_a_parents_quasi_random_points():
-    # An exploit study of a parent with too few results to fit starts quasi-random, like the
-    # parent did with the same seed: it must go on past the points the parent already tried.
-    parent = designers.make("quasirandom", SPACE, 0).suggest(0, 2)
-    history = [{"params": p, "status": "completed", "value": 0.5} for p in parent]
-    fresh = designers.make("gp", SPACE, 0).suggest(0, 3, history)
-    assert not [p for p in fresh if p in parent] and len({str(p) for p in fresh}) == 3

@@ -3,8 +3,8 @@
 For the non-adaptive designers (quasi-random, random, grid, manual), trial i of a study depends
 only on (algorithm, space, seed, i). A study that is extended from 8 to 80 trials keeps its first
 8, and trials drawn one at a time equal trials drawn in a batch (playbook: "parallel vs sequential
-trials give statistically identical results"). The Bayesian-optimization designer ('gp') is
-adaptive: it suggests each new trial from the outcomes of the finished ones (and of a parent
+trials give statistically identical results"). The Bayesian-optimization designer ('gp') and
+the Optuna TPE adapter ('tpe') are adaptive: it suggests each new trial from the outcomes of the finished ones (and of a parent
 study's, see jaxplay.lineage), so its trials are created as the study runs.
 """
 
@@ -15,10 +15,11 @@ from jaxplay.designers.grid import GridDesigner
 from jaxplay.designers.manual import ManualDesigner
 from jaxplay.designers.quasirandom import QuasiRandomDesigner
 from jaxplay.designers.random import RandomDesigner
+from jaxplay.designers.tpe import TPEDesigner
 from jaxplay.spaces import ConfigError, SearchSpace
 
 __all__ = ['ALGORITHMS', 'BayesianDesigner', 'Designer', 'GridDesigner', 'ManualDesigner',
-           'QuasiRandomDesigner', 'RandomDesigner', 'make']
+           'QuasiRandomDesigner', 'RandomDesigner', 'TPEDesigner', 'make']
 
 _DESIGNERS = {
     'quasirandom': QuasiRandomDesigner,
@@ -26,6 +27,7 @@ _DESIGNERS = {
     'grid': GridDesigner,
     'manual': ManualDesigner,
     'gp': BayesianDesigner,
+    'tpe': TPEDesigner,
 }
 ALGORITHMS = tuple(_DESIGNERS)
 
@@ -51,6 +53,8 @@ def make(algorithm: str, space: SearchSpace, seed: int, study=None) -> Designer:
     study = study or {}
     if algorithm == 'manual':
         return ManualDesigner(space, seed, study.get('trials') or [])
+    if algorithm == 'tpe':
+        return TPEDesigner(space, seed, mode=study.get('mode', 'min'))
     if algorithm == 'gp':
         return BayesianDesigner(space, seed, mode=study.get('mode', 'min'),
                                 acquisition=study.get('acquisition', 'ei'),

@@ -1,0 +1,80 @@
+"""An Optuna sampler driving a jaxplay study (`study.algorithm='tpe'`): the adapter.
+
+For researchers who trust Optuna's TPE, or want to compare it with the GP designer on their own
+study (scripts/bench_designers.py does). Everything else stays jaxplay's: the study, the store,
+the trainer, resumption, workers. Each suggestion builds an in-memory Optuna study from the trials
+so far (completed ones with their objective, infeasible and failed ones as FAIL, running ones as
+RUNNING, which TPE's constant liar treats as pending) and asks it for the next trials. The sampler
+is seeded by (study seed, trial index), so one worker reproduces a study. Needs `pip install
+optuna` (or the `bench` extra).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from jaxplay.spaces import ConfigError, SearchSpace
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("study.algorithm: 'tpe' drives the study with Optuna's TPE sampler, which is not "
+                          "installed; pip install optuna (or pip install -e '.[bench]'), or use 'gp'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+class TPEDesigner:
+    """Trials suggested by Optuna's TPE sampler from the outcomes so far."""
+
+    adaptive = True
+    max_trials = None
+
+    def __init__(self, space: SearchSpace, seed: int, *, mode: str = "min"):
+        if not len(space):
+            raise ConfigError("study.algorithm: 'tpe' needs a search space; declare c.search")
+        self.optuna = _optuna()
+        self.space, self.seed, self.mode = space, seed, mode
+        self.distributions = {p.path: self._distribution(p) for p in space}
+
+    def _distribution(self, p):
+        d = self.optuna.distributions
+        if p.space == "float":
+            return d.FloatDistribution(p.min, p.max, log=p.scale == "log")
+        if p.space == "int":
+            return d.IntDistribution(p.min, p.max, log=p.scale == "log")
+        return d.CategoricalDistribution(list(p.values))
+
+    def suggest(self, start: int, count: int, history: list[dict] = ()) -> list[dict[str, object]]:
+        """Dotted path -> value for trials start .. start + count - 1 given `history` (as for the GP)."""
+        optuna = self.optuna
+        seed = int(np.random.SeedSequence([self.seed, start]).generate_state(1)[0])
+        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+        study = optuna.create_study(direction="minimize" if self.mode == "min" else "maximize", sampler=sampler)
+        state = optuna.trial.TrialState
+        for trial in history:
+            if self.space.to_unit(trial["params"]) is None:
+                continue  # outside the space (a parent's trial before a refinement)
+            params = {p: trial["params"][p] for p in self.distributions}
+            value = trial.get("value")
+            if trial["status"] == "completed" and value is not None and math.isfinite(value):
+                frozen = optuna.trial.create_trial(params=params, distributions=self.distributions, value=value)
+            elif trial["status"] in ("running", "pending"):
+                frozen = optuna.trial.create_trial(params=params, distributions=self.distributions,
+                                                   state=state.RUNNING)
+            else:
+                frozen = optuna.trial.create_trial(params=params, distributions=self.distributions, state=state.FAIL)
+            study.add_trial(frozen)
+        # Each asked trial stays RUNNING in the study, so the next ask treats it as pending.
+        return [self._plain(study.ask(self.distributions).params) for _ in range(count)]
+
+    def _plain(self, params: dict) -> dict[str, object]:
+        """Optuna's values as the plain Python scalars of the space, in search-space order."""
+        out = {}
+        for p in self.space:
+            value = params[p.path]
+            out[p.path] = float(value) if p.space == "float" else int(value) if p.space == "int" else value
+        return out
