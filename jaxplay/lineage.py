@@ -138,7 +138,19 @@ def derive(config, parent, opts: dict, ancestors=()) -> ml_collections.ConfigDic
                 child.study[key] = copy.deepcopy(study[key])
     changes += globals()[f"_{action}"](child, parent, opts)
     suffix = {"promote": _round_suffix(parent.name), "reseed": f"seed{child.study.seed}"}.get(action, action)
+    summary = {
+        "refine": f"search space refined from {parent.name}'s results",
+        "exploit": f"Bayesian optimization seeded by {parent.name}",
+        "promote": f"round 2: top {opts['top_k']} of {parent.name}, x{opts['steps_factor']:g} steps",
+        "rerun": f"trial variance: the best trial of {parent.name} with {opts['seeds']} seeds",
+        "reseed": f"study variance: {parent.name} with search seed {child.study.seed}",
+        "warmup": f"warmup lengths at {parent.name}'s unstable learning rate",
+        "clip": f"gradient clipping at {parent.name}'s unstable learning rate",
+    }[action]
+    notes = child.study.get("notes") or ""
     with child.unlocked():
+        # The study file's notes describe the parent's question; new notes (--config.study.notes) stay.
+        child.study.notes = summary if notes in ("", parent.record.get("notes")) else f"{summary}; {notes}"
         if child.study.name == parent.name or child.study.name in ancestors:
             child.study.name = f"{parent.name}-{suffix}" if action != "promote" else suffix
         child.study.parent = ml_collections.ConfigDict(

@@ -134,6 +134,7 @@ def test_reseed_runs_the_same_study_with_the_next_search_seed_and_budget():
 def test_promote_takes_the_top_k_with_more_steps_and_seeds():
     child = _derive(_parent(MIDDLE), "promote", top_k=2, steps_factor=4, seeds=3)
     assert child.study.name == "parent-round2" and child.study.algorithm == "manual"
+    assert child.study.notes == "round 2: top 2 of parent, x4 steps"  # not the parent's question
     assert child.train.steps == 400 and 400 % child.train.eval_every == 0
     trials = child.study.trials
     assert len(trials) == 6 and child.study.num_trials == 6
