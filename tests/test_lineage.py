@@ -30,7 +30,7 @@ def _parent(trials, *, search=SEARCH, steps=100, **config_overrides):
     """A finished parent study built by hand, whose recorded config is the tiny config."""
     base = json.loads(config_lib.to_json(_base(**config_overrides)))
     fixed = {k: v for k, v in base.items() if k not in ("search", "study", "train")}
-    study = constructed_study(search, trials, steps=steps, name="parent", fixed=fixed)
+    study = constructed_study(search, trials, steps=steps, name="parent", fixed=fixed, notes=base["study"]["notes"])
     study.record["config"]["train"] = base["train"]
     study.record["config"]["study"] = {**base["study"], "num_trials": len(trials)}
     return study
