@@ -328,7 +328,7 @@ def test_promote_through_the_cli_trains_round_2_and_reports_the_lineage(round1, 
     page = (workdir / "report-mnist1d-mlp-smoke-round2.html").read_text()
     assert "Derived from study <b>mnist1d-mlp-smoke</b> by <code>--lineage promote</code>" in page
     assert "train.steps: 200 -&gt; 300 (x1.5)" in page
-    assert "<td>mnist1d-mlp-smoke</td><td>parent</td>" in page and "difference from this study" in page
+    assert "<td>mnist1d-mlp-smoke</td><td>parent</td>" in page and "compared with this study" in page
     # The same command again continues the same derived study: nothing retrains.
     assert run(*args) == 0
     out = capsys.readouterr().out

@@ -56,5 +56,6 @@ def test_a_difference_of_two_results_is_weighed_at_two_sqrt_two_sigma():
 def test_difference_text_weighs_a_related_study_against_the_known_noise():
     a, b = _record("a", [0.20]), _record("b", [0.30])
     rerun = _record("a-rerun", [0.20, 0.21, 0.19, 0.20], parent="a", action="rerun")
-    assert variance.difference_text(a, b, [a, b, rerun]) == "+0.1: beyond trial noise (0.023)"
+    assert variance.difference_text(a, b, [a, b, rerun]) == "0.1 worse: beyond trial noise (0.023)"
+    assert variance.difference_text(b, a, [a, b, rerun]).startswith("0.1 better: ")
     assert variance.difference_text(a, b, [a, b]).endswith("noise not measured (--lineage rerun, reseed)")

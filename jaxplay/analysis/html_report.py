@@ -105,8 +105,12 @@ def _summary(study: StudyData) -> str:
     space = [[f"<td><code>{_e(p.path)}</code></td>", f"<td>{_e(p.role)}</td>", f"<td>{_e(p.space)}</td>",
               f"<td>{_e(f'{p.scale} [{_num(p.min)}, {_num(p.max)}]' if p.values is None else list(p.values))}</td>"]
              for p in study.space]
-    searched = (_table(["searched hyperparameter", "role", "space", "range"], space) if space
-                else "<p>Nothing searched: every trial ran the same configuration.</p>")
+    if space:
+        searched = _table(["searched hyperparameter", "role", "space", "range"], space)
+    elif r.get("algorithm") == "manual":
+        searched = "<p>Nothing searched: the trials were listed (study.trials); their values are in the table of trials.</p>"
+    else:
+        searched = "<p>Nothing searched: every trial ran the same configuration.</p>"
     return (f'<section id="summary"><h2>Summary</h2><table class="fields">{rows}</table>'
             f"<h3>Search space</h3>{searched}</section>")
 
@@ -206,7 +210,7 @@ def _lineage(study: StudyData) -> str:
                      f"<td>{_e(_num(r.get('best_value')))}</td>",
                      f"<td>{_e(variance.difference_text(study.record, r, records))}</td>", f"<td>{_e(counts or '-')}</td>"])
     if rows:
-        parts.append(_table(["study", "relation", f"best {study.objective}", "difference from this study", "trials"],
+        parts.append(_table(["study", "relation", f"best {study.objective}", "compared with this study", "trials"],
                             rows))
     noise = [n for n in (variance.trial_noise(records, {study.name}), variance.study_noise(records, study.name)) if n]
     if noise:

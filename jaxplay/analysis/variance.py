@@ -123,17 +123,20 @@ def verdict(a: dict, b: dict, records: list[dict]) -> list[str]:
 
 
 def difference_text(a: dict, b: dict, records: list[dict]) -> str:
-    """One cell for a table of related studies: b's best minus a's and whether it exceeds the
-    trial and study variance known for them (e.g. '-0.012: beyond trial noise (0.0093)')."""
+    """One cell for a table of related studies: how much better or worse b's best is than a's, and
+    whether that exceeds the trial and study variance known for them (e.g. '0.012 better: beyond
+    trial noise (0.0093)')."""
     if a["objective"] != b["objective"] or a["best_value"] is None or b["best_value"] is None:
         return "-"
     diff = b["best_value"] - a["best_value"]
+    better = (diff < 0) == (a["mode"] == "min")
     verdicts = []
     for noise in (trial_noise(records, {a["name"], b["name"]}), _joint_study_noise(records, a["name"], b["name"])):
         if noise is not None:
             where = "beyond" if abs(diff) > noise.threshold else "within"
             verdicts.append(f"{where} {noise.kind} noise ({noise.threshold:.2g})")
-    return f"{diff:+.4g}: " + (", ".join(verdicts) if verdicts else "noise not measured (--lineage rerun, reseed)")
+    what = "the same" if diff == 0 else f"{abs(diff):.4g} {'better' if better else 'worse'}"
+    return f"{what}: " + (", ".join(verdicts) if verdicts else "noise not measured (--lineage rerun, reseed)")
 
 
 def _joint_study_noise(records: list[dict], a: str, b: str) -> Noise | None:
