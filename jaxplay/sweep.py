@@ -386,7 +386,9 @@ def _suggest(store, study_id: int, study_plan: Plan, executor: str, batch_trials
             count = 1
         if budget is not None:
             count = min(count, budget)
-        params = study_plan.designer.suggest(start, count, _history(store, study_plan, record))
+        history = _history(store, study_plan, record)
+        # Process 0 suggests for a multi-host job: every host then trains the same trials.
+        params = distributed.on_primary(lambda: study_plan.designer.suggest(start, count, history))
         if store.append_trials(study_id, params, start):
             study_plan.extend(params)
             return list(range(start, start + count))
