@@ -49,6 +49,9 @@ def format_record(record: dict) -> str:
         f"reproduce  {record['command']}",
         "",
     ]
+    parent = ((record.get("config") or {}).get("study") or {}).get("parent")
+    if parent:  # a derived study (jaxplay.lineage): where it comes from
+        lines.insert(3, f"lineage    --lineage {parent.get('action')} of {parent.get('study')}")
     paths = []
     for t in record["trials"]:
         paths.extend(p for p in t["params"] if p not in paths)

@@ -318,6 +318,7 @@ def test_promote_through_the_cli_trains_round_2_and_reports_the_lineage(round1, 
     assert run(*args, "--report=true") == 0
     out = capsys.readouterr().out
     assert "study 'mnist1d-mlp-smoke-round2' derives from 'mnist1d-mlp-smoke' (--lineage promote)" in out
+    assert "lineage    --lineage promote of mnist1d-mlp-smoke\n" in out  # the summary table's header
     child = analysis.load(workdir, study="mnist1d-mlp-smoke-round2")
     parent = analysis.load(workdir, study="mnist1d-mlp-smoke")
     assert child.record["status_counts"]["completed"] == 4 and child.train_steps == 300
