@@ -38,7 +38,7 @@ from jaxplay import config as config_lib, spaces
 from jaxplay.spaces import ConfigError
 
 ACTIONS = ("refine", "exploit", "promote", "rerun", "reseed", "warmup", "clip")
-DEFAULTS = {"top_k": 3, "steps_factor": 2.0, "seeds": 1, "lr_factor": 10.0}
+DEFAULTS = {"top_k": 3, "steps_factor": 2.0, "seeds": 1, "lr_factor": 10.0, "name_from_parent": False}
 RERUN_SEEDS = 5
 # Narrowing keeps the span of the best quarter of the trials (at least 3), padded on each side by
 # a quarter of that span plus 5% of the old range, so the best region stays "comfortably" inside.
@@ -91,23 +91,19 @@ def resolve(config, store) -> ml_collections.ConfigDict:
     if opts is None:
         return config
     from jaxplay.analysis.study import StudyData
-    from jaxplay.analysis.variance import parent_of
 
     try:
         parent_id = store.study_id(opts["study"])
     except Exception as e:  # noqa: BLE001 - StoreError names the studies there are
         raise ConfigError(f"--from_study: {e}") from None
     parent = StudyData.from_record(store.record(parent_id), store.study_curves(parent_id))
-    ancestors, record = [], parent.record
-    while (link := parent_of(record)) and link.get("study") in store.study_names() and link["study"] not in ancestors:
-        ancestors.append(link["study"])
-        record = store.record(store.study_id(link["study"]))
-    return derive(config, parent, opts, ancestors=ancestors)
+    return derive(config, parent, opts)
 
 
-def derive(config, parent, opts: dict, ancestors=()) -> ml_collections.ConfigDict:
-    """The child study of `parent` (a StudyData) for `opts` (see `options`). A study file's own
-    name (that of the parent or of one of its `ancestors`) becomes '<parent>-<action>'."""
+def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
+    """The child study of `parent` (a StudyData) for `opts` (see `options`). It is named
+    '<parent>-<action>' when `name_from_parent` (--from_study without --config.study.name) or when
+    the study file's name is the parent's; otherwise it keeps the study file's name."""
     action = opts["action"]
     unfinished = [t.index for t in parent.trials if t.status in ("pending", "running")]
     if unfinished:
@@ -151,7 +147,7 @@ def derive(config, parent, opts: dict, ancestors=()) -> ml_collections.ConfigDic
     with child.unlocked():
         # The study file's notes describe the parent's question; new notes (--config.study.notes) stay.
         child.study.notes = summary if notes in ("", parent.record.get("notes")) else f"{summary}; {notes}"
-        if child.study.name == parent.name or child.study.name in ancestors:
+        if opts.get("name_from_parent") or child.study.name == parent.name:
             child.study.name = f"{parent.name}-{suffix}" if action != "promote" else suffix
         child.study.parent = ml_collections.ConfigDict(
             {**opts, "action": action, "study": parent.name, "changes": changes})

@@ -634,7 +634,7 @@ def main(argv=None) -> int:
               "[--config.a.b=value ...] [--store URL]", file=sys.stderr)
         return 2
     try:
-        _set_parent(fl.config, fl)
+        _set_parent(fl.config, fl, argv)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -660,8 +660,9 @@ def main(argv=None) -> int:
     return 1 if record["status_counts"]["failed"] else 0
 
 
-def _set_parent(config, fl) -> None:
-    """--from_study and --lineage (with their options) become the study's `study.parent`."""
+def _set_parent(config, fl, argv: list[str]) -> None:
+    """--from_study and --lineage (with their options) become the study's `study.parent`. The
+    derived study is named after its parent unless --config.study.name names it."""
     given = {k: fl[k].value for k in ("top_k", "steps_factor", "seeds", "lr_factor") if fl[k].value is not None}
     if fl.from_study is None:
         if fl.lineage or given:
@@ -672,7 +673,9 @@ def _set_parent(config, fl) -> None:
         raise ConfigError(f"--from_study {fl.from_study}: say how to derive the study with --lineage, one of "
                           f"{', '.join(lineage.ACTIONS)}")
     with config.unlocked():
-        config.study.parent = ml_collections.ConfigDict({"study": fl.from_study, "action": fl.lineage, **given})
+        named = any(a.startswith("--config.study.name=") or a == "--config.study.name" for a in argv)
+        config.study.parent = ml_collections.ConfigDict({"study": fl.from_study, "action": fl.lineage, **given,
+                                                        "name_from_parent": not named})
 
 
 if __name__ == "__main__":

@@ -44,11 +44,11 @@ def _trial(lr, b1=0.9, width=32, value=0.5, status="completed", **extra):
     return t
 
 
-def _derive(parent, action, config=None, ancestors=(), **options):
+def _derive(parent, action, config=None, **options):
     config = config or _base()
     with config.unlocked():
         config.study.parent = {"study": parent.name, "action": action, **options}
-    child = lineage.derive(config, parent, lineage.options(config), ancestors=ancestors)
+    child = lineage.derive(config, parent, lineage.options(config))
     config_lib.validate(child)  # every derived study is a valid study
     return child
 
@@ -377,12 +377,11 @@ def test_lineage_flags_need_a_parent_and_an_action(round1, capsys):
     assert "--from_study: no study named 'nope'" in capsys.readouterr().err
 
 
-def test_a_chain_of_studies_from_one_file_names_each_after_its_parent():
+def test_a_derived_study_is_named_after_its_parent_unless_named():
     refined = _parent(EDGE)
     refined.record["name"] = "parent-refine"
-    refined.record["config"]["study"]["parent"] = {"study": "parent", "action": "refine"}
-    child = _derive(refined, "exploit", ancestors=["parent"])
-    assert child.study.name == "parent-refine-exploit"
+    assert _derive(refined, "exploit", name_from_parent=True).study.name == "parent-refine-exploit"
     config = _base()
-    config.study.name = "my-bo"  # a name of the user's own is kept
-    assert _derive(refined, "exploit", config=config, ancestors=["parent"]).study.name == "my-bo"
+    config.study.name = "my-bo"  # a name of the user's own (in the file, or --config.study.name) is kept
+    assert _derive(refined, "exploit", config=config).study.name == "my-bo"
+    assert _derive(_parent(EDGE), "exploit").study.name == "parent-exploit"  # the file's name is the parent's
