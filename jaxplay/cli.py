@@ -91,6 +91,12 @@ def redacted_args(args: list[str]) -> list[str]:
     return out
 
 
+def interrupted() -> int:
+    """What a study command says and returns after Ctrl-C or SIGTERM (exit status 130)."""
+    print("\ninterrupted: finished trials are saved; run the same command again to continue.", file=sys.stderr)
+    return 130
+
+
 def command_line(module: str, argv: list[str]) -> str:
     """The command that reproduces this run, as the study records it (no password)."""
     return f"cd {shlex.quote(os.getcwd())} && python -m {module} {shlex.join(redacted_args(argv[1:]))}"

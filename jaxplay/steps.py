@@ -481,9 +481,7 @@ def main(argv=None) -> int:
         print(f"error: {e}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished trials are saved; run the same command again to continue.",
-              file=sys.stderr)
-        return 130
+        return cli.interrupted()
     failed = any(t.status == "failed" for t in result.trials)  # bugs, as in jaxplay.sweep
     return 1 if result.fastest is None or failed else 0
 

@@ -653,9 +653,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished trials are saved; run the same command again to continue.",
-              file=sys.stderr)
-        return 130
+        return cli.interrupted()
     # Infeasible trials are results; failed ones are bugs (tracebacks are in the store).
     return 1 if record["status_counts"]["failed"] else 0
 
