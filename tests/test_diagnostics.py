@@ -444,3 +444,12 @@ def test_clipping_warns_when_over_half_the_updates_are_clipped():
 def test_clipping_is_quiet_for_occasional_clipping_or_none():
     assert found(constructed_study(LR_SPACE, [_clipped({LR: lr(0.5)}, [0.5, 0.3, 0.1])]), "clipping") == []
     assert found(lr_study([0.5, 0.4]), "clipping") == []
+
+
+def test_adam_budget_of_an_exploit_study_counts_its_parents_trials():
+    search = {"learning_rate": spaces.log(1e-4, 1e-1), "b1": spaces.linear(0.8, 0.99)}
+    study = _adam_study(search, 8)
+    assert [f.param for f in found(study, "adam_budget")] == ["optimizer.b1"]
+    study.record["config"]["study"] = {"parent": {"study": "round-1", "action": "exploit"}}
+    study.family = [{"name": "round-1", "trials": [{}] * 12}]
+    assert found(study, "adam_budget") == []  # 8 + the 12 that seed the GP

@@ -375,6 +375,9 @@ def check_adam_budget(study: StudyData) -> list[Finding]:
     if (study.parent or {}).get("action") in ("warmup", "clip"):
         return []  # the learning rate is fixed on purpose: the study asks what lets it be that high
     budget = study.record.get("num_trials") or len(study.trials)
+    parent = study.parent or {}
+    if parent.get("action") == "exploit":  # the parent's trials are part of the search too
+        budget += sum(len(r["trials"]) for r in study.family if r["name"] == parent.get("study"))
     supported = [path for minimum, path in ADAM_BUDGET if budget >= minimum]
     table = ", ".join(_short(path) for path in supported)
     findings = []
