@@ -38,7 +38,8 @@ from jaxplay import config as config_lib, spaces
 from jaxplay.spaces import ConfigError
 
 ACTIONS = ("refine", "exploit", "promote", "rerun", "reseed", "warmup", "clip")
-DEFAULTS = {"top_k": 3, "steps_factor": 2.0, "seeds": 1, "lr_factor": 10.0, "name_from_parent": False}
+DEFAULTS = {"top_k": 3, "steps_factor": 2.0, "seeds": 1, "lr_factor": 10.0, "name_from_parent": False,
+            "notes_given": False}
 RERUN_SEEDS = 5
 # Narrowing keeps the span of the best quarter of the trials (at least 3), padded on each side by
 # a quarter of that span plus 5% of the old range, so the best region stays "comfortably" inside.
@@ -145,8 +146,10 @@ def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
     }[action]
     notes = child.study.get("notes") or ""
     with child.unlocked():
-        # The study file's notes describe the parent's question; new notes (--config.study.notes) stay.
-        child.study.notes = summary if notes in ("", parent.record.get("notes")) else f"{summary}; {notes}"
+        # From the command line the study file's notes describe round 1's question: only notes given
+        # there (--config.study.notes) join the summary; a file that declares its parent means its own.
+        own = notes and not opts.get("name_from_parent") and notes != parent.record.get("notes")
+        child.study.notes = f"{summary}; {notes}" if own or opts.get("notes_given") else summary
         if opts.get("name_from_parent") or child.study.name == parent.name:
             child.study.name = f"{parent.name}-{suffix}" if action != "promote" else suffix
         child.study.parent = ml_collections.ConfigDict(

@@ -660,7 +660,8 @@ def main(argv=None) -> int:
 
 def _set_parent(config, fl, argv: list[str]) -> None:
     """--from_study and --lineage (with their options) become the study's `study.parent`. The
-    derived study is named after its parent unless --config.study.name names it."""
+    derived study is named after its parent unless --config.study.name names it, and its notes say
+    what it is (plus --config.study.notes when given)."""
     given = {k: fl[k].value for k in ("top_k", "steps_factor", "seeds", "lr_factor") if fl[k].value is not None}
     if fl.from_study is None:
         if fl.lineage or given:
@@ -671,9 +672,13 @@ def _set_parent(config, fl, argv: list[str]) -> None:
         raise ConfigError(f"--from_study {fl.from_study}: say how to derive the study with --lineage, one of "
                           f"{', '.join(lineage.ACTIONS)}")
     with config.unlocked():
-        named = any(a.startswith("--config.study.name=") or a == "--config.study.name" for a in argv)
-        config.study.parent = ml_collections.ConfigDict({"study": fl.from_study, "action": fl.lineage, **given,
-                                                        "name_from_parent": not named})
+        def given_on_command_line(path):
+            return any(a.startswith(f"--config.{path}=") or a == f"--config.{path}" for a in argv)
+
+        config.study.parent = ml_collections.ConfigDict({
+            "study": fl.from_study, "action": fl.lineage, **given,
+            "name_from_parent": not given_on_command_line("study.name"),
+            "notes_given": given_on_command_line("study.notes")})
 
 
 if __name__ == "__main__":

@@ -385,3 +385,15 @@ def test_a_derived_study_is_named_after_its_parent_unless_named():
     config.study.name = "my-bo"  # a name of the user's own (in the file, or --config.study.name) is kept
     assert _derive(refined, "exploit", config=config).study.name == "my-bo"
     assert _derive(_parent(EDGE), "exploit").study.name == "parent-exploit"  # the file's name is the parent's
+
+
+def test_notes_say_what_the_study_is_plus_notes_of_its_own():
+    refined = _parent(EDGE)
+    refined.record["name"], refined.record["notes"] = "parent-refine", "search space refined from parent's results"
+    summary = "Bayesian optimization seeded by parent-refine"
+    assert _derive(refined, "exploit", name_from_parent=True).study.notes == summary  # the file's round-1 notes go
+    config = _base(**{"study.notes": "is width 512 worth it?"})
+    assert _derive(refined, "exploit", config=config, name_from_parent=True, notes_given=True).study.notes == \
+        f"{summary}; is width 512 worth it?"
+    config = _base(**{"study.notes": "a file that declares its parent"})
+    assert _derive(refined, "exploit", config=config).study.notes == f"{summary}; a file that declares its parent"
