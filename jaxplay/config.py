@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import math
 import numbers
 import os
 from collections.abc import Mapping
@@ -21,8 +22,8 @@ import numpy as np
 from jaxplay import designers, spaces
 from jaxplay.spaces import ConfigError, SearchSpace
 
-__all__ = ['ConfigError', 'load', 'validate', 'apply', 'fixed_hyperparameters', 'to_json',
-           'config_hash']
+__all__ = ['ConfigError', 'load', 'validate', 'apply', 'set_path', 'fixed_hyperparameters', 'to_json',
+           'config_hash', 'nearest_divisors', 'divisor_near']
 
 # Sections of a study config that are not hyperparameters of the training run.
 STUDY_SECTIONS = ('search', 'study')
@@ -65,7 +66,7 @@ def load(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
         # New search entries may be added from outside (they are validated later by parse);
         # anywhere else a path that does not exist is a typo.
         create = key.startswith('search.') and _is_section(value) and 'space' in value
-        _set(config, key, value, create=create)
+        set_path(config, key, value, create=create)
     return config
 
 
@@ -121,7 +122,7 @@ def validate(config) -> SearchSpace:
     if steps % eval_every:
         raise ConfigError(
             f'train.eval_every: must divide train.steps={steps} (got {eval_every}); use '
-            f'{" or ".join(map(str, _nearest_divisors(steps, eval_every)))}')
+            f'{" or ".join(map(str, nearest_divisors(steps, eval_every)))}')
 
     space = spaces.parse(config.get('search'), base=_base(config))
     if algorithm == 'manual':
@@ -172,12 +173,19 @@ def _required(section, section_name: str, key: str, allow_none: bool = False):
     return section[key]
 
 
-def _nearest_divisors(n: int, target: int) -> list[int]:
+def nearest_divisors(n: int, target: int) -> list[int]:
     """The divisors of n just below and just above target (one of them when target is outside)."""
     divisors = [d for d in range(1, n + 1) if n % d == 0]
     below = [d for d in divisors if d < target]
     above = [d for d in divisors if d > target]
     return ([below[-1]] if below else []) + ([above[0]] if above else [])
+
+
+def divisor_near(n: int, target: float) -> int:
+    """The divisor of n closest to target on a log scale (the smaller one on a tie): e.g. an
+    eval_every for n steps."""
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return min(divisors, key=lambda d: (abs(math.log(d / max(target, 1e-9))), d))
 
 
 def _base(config) -> dict:
@@ -189,11 +197,11 @@ def apply(config, params: dict[str, object]) -> ml_collections.ConfigDict:
     """A deep copy of config with each dotted path set to its trial value."""
     config = copy.deepcopy(config)
     for path, value in params.items():
-        _set(config, path, value)
+        set_path(config, path, value)
     return config
 
 
-def _set(config, path: str, value, create: bool = False) -> None:
+def set_path(config, path: str, value, create: bool = False) -> None:
     """Sets config at a dotted path, type-checked by ConfigDict; `create` adds missing sections."""
     parts = path.split('.')
     node = config

@@ -252,7 +252,7 @@ def _promote(child, parent, opts) -> list[str]:
     trials, changes = [], []
     with child.unlocked():
         child.train.steps = steps
-        child.train.eval_every = _divisor_near(steps, child.train.eval_every)
+        child.train.eval_every = config_lib.divisor_near(steps, child.train.eval_every)
         if schedule == "linear" and steps != round1:
             child.schedule.decay_steps = 0
     base_seed = int(child.get("seed", 0))
@@ -379,14 +379,9 @@ def _fix_at_best(child, parent) -> list[str]:
     best = parent.feasible[0]
     with child.unlocked():
         for path, value in best.params.items():
-            config_lib._set(child, path, value)
+            config_lib.set_path(child, path, value)
     shown = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
     return [f"fixed at the parent's best trial {best.index}: {shown}"]
-
-
-def _divisor_near(n: int, target: int) -> int:
-    """target when it divides n, else the divisor of n closest to it."""
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - target), d))
 
 
 def _round_suffix(name: str) -> str:
@@ -401,10 +396,9 @@ def _fixed_differences(parent_config: dict, child) -> list[str]:
     """Caveats: fixed values of the study file that differ from the parent's."""
     if not parent_config:
         return []
-    parent_fixed = dict(config_lib._leaves({k: v for k, v in parent_config.items()
-                                           if k not in config_lib.STUDY_SECTIONS}, ""))
-    child_fixed = dict(config_lib._leaves(json.loads(config_lib.to_json(
-        {k: v for k, v in child.items() if k not in config_lib.STUDY_SECTIONS})), ""))
+    # Every base-config leaf of each (nothing searched), both as JSON holds them.
+    parent_fixed = config_lib.fixed_hyperparameters(parent_config, spaces.SearchSpace())
+    child_fixed = config_lib.fixed_hyperparameters(json.loads(config_lib.to_json(child)), spaces.SearchSpace())
     return [f"{path}: {_fmt(parent_fixed.get(path))} -> {_fmt(child_fixed.get(path))} (differs from the parent's "
             "config: a caveat when comparing the two)"
             for path in sorted(set(parent_fixed) | set(child_fixed))

@@ -49,7 +49,6 @@ From Python (a notebook):
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
@@ -116,19 +115,19 @@ def derive(config, *, steps: int | None = None, learning_rates=None,
         # No regularization or augmentation (the algorithm's premise).
         for path, value, off in _regularizers(c):
             changes.append(f"{path}: {_fmt(value)} -> {_fmt(off)} (switched off)")
-            _set(c, path, off)
+            config_lib.set_path(c, path, off, create=True)
 
         # N steps, evaluated often enough to see when the fit happens.
         if steps is not None and steps != config.train.steps:
             changes.append(f"train.steps: {config.train.steps} -> {n}")
         every = eval_every
         if every is None:
-            every = _divisor_near(n, n / EVALS_PER_TRIAL)
+            every = config_lib.divisor_near(n, n / EVALS_PER_TRIAL)
             current = c.train.get("eval_every")
             if _is_int(current) and 0 < current < every and n % current == 0:
                 every = current  # the study's own evaluations are finer still: a sharper fit step
         if not _is_int(every) or every < 1 or n % every:
-            near = _divisors_around(n, every) if _is_int(every) and every > 0 else []
+            near = config_lib.nearest_divisors(n, every) if _is_int(every) and every > 0 else []
             fix = f"; use {' or '.join(map(str, near))}" if near else ""
             raise ConfigError(f"--eval_every: must be an int >= 1 that divides --steps={n} (got {every!r}){fix}")
         if every != c.train.eval_every:
@@ -497,30 +496,6 @@ def _get(config, path: str):
             return None
         node = node[key]
     return node
-
-
-def _set(config, path: str, value) -> None:
-    """Sets a dotted path, adding the field if missing (weight_decay an optimizer defaults)."""
-    *parents, leaf = path.split(".")
-    node = config
-    for key in parents:
-        node = node[key]
-    with node.unlocked() if isinstance(node, ml_collections.ConfigDict) else contextlib.nullcontext():
-        node[leaf] = value
-
-
-def _divisor_near(n: int, target: float) -> int:
-    """The divisor of n closest to target on a log scale (the smaller one on a tie)."""
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
-    return min(divisors, key=lambda d: (abs(math.log(d / max(target, 1e-9))), d))
-
-
-def _divisors_around(n: int, target: int) -> list[int]:
-    """The divisors of n just below and just above target."""
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
-    below = [d for d in divisors if d < target][-1:]
-    above = [d for d in divisors if d > target][:1]
-    return below + above
 
 
 def _is_int(x) -> bool:
