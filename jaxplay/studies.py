@@ -49,7 +49,9 @@ def format_record(record: dict) -> str:
         f"reproduce  {record['command']}",
         "",
     ]
-    parent = ((record.get("config") or {}).get("study") or {}).get("parent")
+    from jaxplay.analysis.variance import parent_of
+
+    parent = parent_of(record)
     if parent:  # a derived study (jaxplay.lineage): where it comes from
         lines.insert(3, f"lineage    --lineage {parent.get('action')} of {parent.get('study')}")
     paths = []

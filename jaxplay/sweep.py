@@ -56,7 +56,7 @@ class Plan:
 
     def extend(self, params: list[dict]) -> None:
         """Validates trials len(self.params).. and adds them with their program keys."""
-        searched = frozenset(self.space.paths) | frozenset(p for trial in params for p in trial)
+        searched = self.searched | frozenset(p for trial in params for p in trial)
         for p in params:
             trial_config = config_lib.apply(self.config, p)
             try:
@@ -319,6 +319,7 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
 
             if not study_plan.adaptive:
                 claim_and_run(work_units(study_plan, pending, executor, batch_trials))
+            parent_history = _parent_history(store, study_plan) if study_plan.adaptive else []
             # Trials this worker did not plan for: those whose worker died (lease expired) while
             # this one ran, one at a time, each resuming from its checkpoint; and under an adaptive
             # designer, the new trials it suggests from the results so far.
@@ -329,13 +330,11 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
                 if claimed is not None:
                     if not study_plan.adaptive:
                         log(f"reclaimed trial {claimed[1]} (its worker stopped renewing its lease)")
-                    if study_plan.adaptive:
-                        _sync(study_plan, store.record(study_id))
                     run([claimed])
                     continue
                 if not study_plan.adaptive:
                     break
-                created = _suggest(store, study_id, study_plan, executor, batch_trials,
+                created = _suggest(store, study_id, study_plan, parent_history, executor, batch_trials,
                                    None if max_trials_this_run is None else max_trials_this_run - ran)
                 if created is None:
                     break  # every trial of the study exists and none is left to claim
@@ -352,31 +351,29 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     return record
 
 
-def _sync(study_plan: Plan, record: dict) -> None:
-    """Adds to the plan the trials another worker's designer created since this one last looked."""
-    trials = sorted(record["trials"], key=lambda t: t["index"])
-    study_plan.extend([t["params"] for t in trials[len(study_plan.params):]])
-
-
-def _history(store, study_plan: Plan, record: dict) -> list[dict]:
-    """What an adaptive designer learns from: every trial of the study (status, params, objective),
-    after those of the parent it exploits."""
-    trials = list(record["trials"])
-    parent = study_plan.config.study.get("parent")
-    if parent and parent.get("action") == "exploit":
-        trials = store.record(store.study_id(parent.study))["trials"] + trials
+def _history(trials: list[dict]) -> list[dict]:
+    """What an adaptive designer learns from: each trial's status, params and objective."""
     return [{"params": t["params"], "status": t["status"], "value": t["best_value"]} for t in trials]
 
 
-def _suggest(store, study_id: int, study_plan: Plan, executor: str, batch_trials: int | None,
-             budget: int | None) -> list[int] | None:
+def _parent_history(store, study_plan: Plan) -> list[dict]:
+    """The finished parent's trials that seed an exploit study's designer (read once: they do not change)."""
+    parent = study_plan.config.study.get("parent")
+    if not parent or parent.get("action") != "exploit":
+        return []
+    return _history(store.record(store.study_id(parent.study))["trials"])
+
+
+def _suggest(store, study_id: int, study_plan: Plan, parent_history: list[dict], executor: str,
+             batch_trials: int | None, budget: int | None) -> list[int] | None:
     """Creates the adaptive designer's next trials (one, or a batch for the batched executor) and
     returns their indices; None when the study has all its trials. Another worker creating trials
     at the same time wins the race and this one asks again with the news."""
     while True:
         record = store.record(study_id)
-        _sync(study_plan, record)
-        start = len(record["trials"])
+        trials = sorted(record["trials"], key=lambda t: t["index"])
+        study_plan.extend([t["params"] for t in trials[len(study_plan.params):]])  # other workers' new trials
+        start = len(trials)
         count = study_plan.num_trials - start
         if count <= 0:
             return None
@@ -386,7 +383,7 @@ def _suggest(store, study_id: int, study_plan: Plan, executor: str, batch_trials
             count = 1
         if budget is not None:
             count = min(count, budget)
-        history = _history(store, study_plan, record)
+        history = parent_history + _history(record["trials"])
         # Process 0 suggests for a multi-host job: every host then trains the same trials.
         params = distributed.on_primary(lambda: study_plan.designer.suggest(start, count, history))
         if store.append_trials(study_id, params, start):
