@@ -214,6 +214,13 @@ class Store:
         with self.session() as s:
             return list(s.scalars(sa.select(Study.name).order_by(Study.id)))
 
+    def parents(self) -> dict[str, str | None]:
+        """{study name: the name of the study it derives from (jaxplay.lineage), or None}, in one
+        query of the configs (no trials)."""
+        with self.session() as s:
+            rows = s.execute(sa.select(Study.name, Study.config).order_by(Study.id)).all()
+        return {name: (((config or {}).get("study") or {}).get("parent") or {}).get("study") for name, config in rows}
+
     def update_best(self, study_id: int) -> None:
         """Recomputes the study's best value from its completed trials."""
         with self.session.begin() as s:

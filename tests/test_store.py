@@ -205,3 +205,9 @@ def test_writes_are_fenced_by_the_lease(store):
     assert store.finish(trial_id, "completed", worker="b:2", best_value=0.3)
     assert store.record(sid)["trials"][0]["best_value"] == 0.3
     assert [s for s, _ in store.curves(sid, 0)["val/error"]] == [0]
+
+
+def test_parents_names_each_studys_parent_from_its_config(store):
+    _open(store, "r1")
+    _open(store, "r1-round2", config={"study": {"parent": {"study": "r1", "action": "promote"}}})
+    assert store.parents() == {"r1": None, "r1-round2": "r1"}

@@ -158,13 +158,11 @@ def load(workdir: str | pathlib.Path | None = None, *, store: str | None = None,
 
 
 def _family(db: store_lib.Store, name: str) -> list[dict]:
-    """Records of the studies connected to `name` through parent links, without `name` itself."""
-    from jaxplay.analysis import variance
-
-    records = {n: db.record(db.study_id(n)) for n in db.study_names()}
-    links: dict[str, set] = {n: set() for n in records}
-    for n, r in records.items():
-        parent = (variance.parent_of(r) or {}).get("study")
+    """Records of the studies connected to `name` through parent links, without `name` itself
+    (only theirs are read: a store may hold many unrelated studies)."""
+    parents = db.parents()
+    links: dict[str, set] = {n: set() for n in parents}
+    for n, parent in parents.items():
         if parent in links:
             links[n].add(parent)
             links[parent].add(n)
@@ -174,4 +172,4 @@ def _family(db: store_lib.Store, name: str) -> list[dict]:
             if other not in seen:
                 seen.add(other)
                 todo.append(other)
-    return [records[n] for n in records if n in seen and n != name]
+    return [db.record(db.study_id(n)) for n in parents if n in seen and n != name]
