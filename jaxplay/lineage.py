@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from jaxplay import config as config_lib, spaces
+from jaxplay.store import StoreError
 from jaxplay.spaces import ConfigError
 
 ACTIONS = ("refine", "exploit", "promote", "rerun", "reseed", "warmup", "clip")
@@ -95,7 +96,7 @@ def resolve(config, store) -> ml_collections.ConfigDict:
 
     try:
         parent_id = store.study_id(opts["study"])
-    except Exception as e:  # noqa: BLE001 - StoreError names the studies there are
+    except StoreError as e:  # it names the studies there are
         raise ConfigError(f"--from_study: {e}") from None
     parent = StudyData.from_record(store.record(parent_id), store.study_curves(parent_id))
     return derive(config, parent, opts)
