@@ -10,6 +10,7 @@ This is the README quickstart: 12 trials of 1500 steps, about 1 minute on 2 CPU 
 
   python -m jaxplay.sweep --config experiments/mnist1d_mlp.py:smoke --workdir /tmp/smoke
 """
+
 import ml_collections
 
 from jaxplay import spaces
@@ -20,15 +21,27 @@ def get_config(arg=None):
     c.seed = 0
     c.data = dict(name="mnist1d", batch_size=128, val_size=500)
     c.model = dict(name="mlp", width=256, depth=2, activation="relu", dropout=0.0)
-    c.optimizer = dict(name="adam", learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0)
+    c.optimizer = dict(
+        name="adam", learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0
+    )
     c.schedule = dict(name="cosine", warmup_steps=100)
     c.train = dict(steps=1500, eval_every=150, keep_best=3, grad_clip_norm=0.0, label_smoothing=0.0)
-    c.study = dict(name="mnist1d-mlp-width", notes="round 1: width vs tuned Adam",
-                   objective="val/error", mode="min", algorithm="quasirandom", num_trials=12, seed=0)
+    c.study = dict(
+        name="mnist1d-mlp-width",
+        notes="round 1: width vs tuned Adam",
+        objective="val/error",
+        mode="min",
+        algorithm="quasirandom",
+        num_trials=12,
+        seed=0,
+    )
     c.search = dict(
         model=dict(width=spaces.discrete([64, 128, 256, 512], role="scientific")),
-        optimizer=dict(learning_rate=spaces.log(1e-4, 3e-2, role="nuisance"),
-                       b1=spaces.linear(0.8, 0.99, role="nuisance")))
+        optimizer=dict(
+            learning_rate=spaces.log(1e-4, 3e-2, role="nuisance"),
+            b1=spaces.linear(0.8, 0.99, role="nuisance"),
+        ),
+    )
     if arg == "smoke":
         c.study.name = "mnist1d-mlp-smoke"
         c.study.num_trials = 3

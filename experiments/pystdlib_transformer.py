@@ -9,6 +9,7 @@ drop data.max_bytes and raise model.dim on a GPU.
 
   python -m jaxplay.sweep --config experiments/pystdlib_transformer.py --workdir runs/pystdlib_lm
 """
+
 import ml_collections
 
 from jaxplay import spaces
@@ -17,18 +18,46 @@ from jaxplay import spaces
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.data = dict(name="pystdlib", seq_len=64, val_percent=5, max_bytes=1_000_000, batch_size=32, pipeline="device")
-    c.model = dict(name="transformer", dim=64, depth=2, heads=4, mlp_ratio=4, activation="gelu", dropout=0.0)
-    c.optimizer = dict(name="adamw", learning_rate=3e-3, b1=0.9, b2=0.98, eps=1e-9, weight_decay=0.01)
+    c.data = dict(
+        name="pystdlib",
+        seq_len=64,
+        val_percent=5,
+        max_bytes=1_000_000,
+        batch_size=32,
+        pipeline="device",
+    )
+    c.model = dict(
+        name="transformer", dim=64, depth=2, heads=4, mlp_ratio=4, activation="gelu", dropout=0.0
+    )
+    c.optimizer = dict(
+        name="adamw", learning_rate=3e-3, b1=0.9, b2=0.98, eps=1e-9, weight_decay=0.01
+    )
     c.schedule = dict(name="cosine", warmup_steps=100)
-    c.train = dict(steps=2000, eval_every=200, keep_best=3, grad_clip_norm=1.0, label_smoothing=0.0,
-                   train_eval_examples=1000, compute_dtype="float32")
-    c.study = dict(name="pystdlib-transformer-depth", notes="depth vs tuned AdamW",
-                   objective="val/loss", mode="min", algorithm="quasirandom", num_trials=8, seed=0)
+    c.train = dict(
+        steps=2000,
+        eval_every=200,
+        keep_best=3,
+        grad_clip_norm=1.0,
+        label_smoothing=0.0,
+        train_eval_examples=1000,
+        compute_dtype="float32",
+    )
+    c.study = dict(
+        name="pystdlib-transformer-depth",
+        notes="depth vs tuned AdamW",
+        objective="val/loss",
+        mode="min",
+        algorithm="quasirandom",
+        num_trials=8,
+        seed=0,
+    )
     c.search = dict(
         model=dict(depth=spaces.discrete([1, 2, 4], role="scientific")),
-        optimizer=dict(learning_rate=spaces.log(3e-4, 1e-2, role="nuisance"),
-                       weight_decay=spaces.log(1e-4, 1e-1, role="nuisance")))
+        optimizer=dict(
+            learning_rate=spaces.log(3e-4, 1e-2, role="nuisance"),
+            weight_decay=spaces.log(1e-4, 1e-1, role="nuisance"),
+        ),
+    )
     if arg == "smoke":
         c.data.update(seq_len=16, max_bytes=40_000, batch_size=8)
         c.model.update(dim=16, depth=1, heads=2)

@@ -8,19 +8,19 @@ order (from its seed), and its own host-side bookkeeping (`train.TrialRun`): div
 best-N checkpoints, metrics. A member that diverges is recorded as infeasible at that step; it
 keeps riding along in the stack (its numbers are ignored), so the others are untouched.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxplay import train, workloads
-
 
 # Measured on the 2-core CPU (16 MNIST-1D MLP trials, one 150-step period): one vmap of all 16
 # took 2.95 s against 2.35 s for 16 single-trial calls (XLA:CPU's batched matmuls are slower
@@ -72,11 +72,16 @@ def _trial_sharding(count: int) -> NamedSharding | None:
     return NamedSharding(train._make_mesh(n, "trials"), PartitionSpec("trials"))
 
 
-def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozenset(),
-                on_eval: Callable[[int, int, dict], None] | None = None,
-                on_resume: Callable[[int, int], None] | None = None,
-                on_period: Callable[[int, dict], None] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[train.TrialResult]:
+def train_group(
+    configs: list,
+    trial_dirs: list,
+    *,
+    searched: frozenset = frozenset(),
+    on_eval: Callable[[int, int, dict], None] | None = None,
+    on_resume: Callable[[int, int], None] | None = None,
+    on_period: Callable[[int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[train.TrialResult]:
     """Trains trials that share one program together; returns their results in order.
 
     Callbacks get the member's position first: `on_eval(i, step, metrics)`, `on_resume(i, step)`.
@@ -88,8 +93,10 @@ def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozen
     key = train.program_key(configs[0], workload, searched)
     for cfg in configs[1:]:
         if train.program_key(cfg, workload, searched) != key:
-            raise ValueError("train_group: the trials do not share one compiled program; group them by "
-                             "train.program_key first")
+            raise ValueError(
+                "train_group: the trials do not share one compiled program; group them by "
+                "train.program_key first"
+            )
     examples = configs[0].train.get("train_eval_examples", train.DEFAULT_TRAIN_EVAL_EXAMPLES)
     data = train.device_data(workload.dataset, program, examples)
     members, runs = [], []
@@ -97,13 +104,26 @@ def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozen
         for i, (cfg, directory) in enumerate(zip(configs, trial_dirs)):
             graphdef, state, hp, keys = train.init_state(cfg, workload, program)
             # The group decides when to write, so all members' latest checkpoints share a step.
-            run = train.TrialRun(cfg, directory, program, write_every_secs=math.inf,
-                                 on_eval=None if on_eval is None else functools.partial(on_eval, i),
-                                 on_resume=None if on_resume is None else functools.partial(on_resume, i))
+            run = train.TrialRun(
+                cfg,
+                directory,
+                program,
+                write_every_secs=math.inf,
+                on_eval=None if on_eval is None else functools.partial(on_eval, i),
+                on_resume=None if on_resume is None else functools.partial(on_resume, i),
+            )
             runs.append(run)
             resumed = run.resume(state)
-            members.append({"i": i, "config": cfg, "state": state if resumed is None else resumed,
-                            "fresh": resumed is None, "hp": hp, "keys": keys})
+            members.append(
+                {
+                    "i": i,
+                    "config": cfg,
+                    "state": state if resumed is None else resumed,
+                    "fresh": resumed is None,
+                    "hp": hp,
+                    "keys": keys,
+                }
+            )
         results: list = [None] * len(configs)
         by_step: dict[int, list] = {}
         for m in members:
@@ -113,22 +133,43 @@ def train_group(configs: list, trial_dirs: list, *, searched: frozenset = frozen
             else:
                 by_step.setdefault(step, []).append(m)
         for step, stack in sorted(by_step.items()):
-            _train_stack(graphdef, workload, program, data, stack, runs, results, step, on_period, should_stop)
+            _train_stack(
+                graphdef,
+                workload,
+                program,
+                data,
+                stack,
+                runs,
+                results,
+                step,
+                on_period,
+                should_stop,
+            )
         return results
     finally:
         for run in runs:
             run.close()
 
 
-def _train_stack(graphdef, workload, program, data, stack, runs, results, step, on_period, should_stop):
+def _train_stack(
+    graphdef, workload, program, data, stack, runs, results, step, on_period, should_stop
+):
     task, config = workload.task, stack[0]["config"]
     sharding = _trial_sharding(len(stack))
-    state, hp, keys = (jax.device_put(_stack([m[k] for m in stack]), sharding) for k in ("state", "hp", "keys"))
+    state, hp, keys = (
+        jax.device_put(_stack([m[k] for m in stack]), sharding) for k in ("state", "hp", "keys")
+    )
     examples = config.train.get("train_eval_examples", train.DEFAULT_TRAIN_EVAL_EXAMPLES)
     splits = train.eval_splits(workload.dataset, examples)
 
-    evaluate = train.evaluator(config, program, data, splits, _batched_initial_eval(graphdef, task, program),
-                               _batched_metric_sums(graphdef, task, program))
+    evaluate = train.evaluator(
+        config,
+        program,
+        data,
+        splits,
+        _batched_initial_eval(graphdef, task, program),
+        _batched_metric_sums(graphdef, task, program),
+    )
 
     if any(m["fresh"] for m in stack):  # a stack is all fresh or all resumed at one step
         initial = jax.device_get(evaluate(state))
@@ -138,8 +179,15 @@ def _train_stack(graphdef, workload, program, data, stack, runs, results, step, 
     active = {m["i"] for m in stack}
     write_every = min(m["config"].train.get("checkpoint_every_secs", 60.0) for m in stack)
     last_write = time.monotonic()
-    feed = train.InputFeed(config, workload.dataset, program, [int(m["config"].seed) for m in stack], step,
-                           stacked=True, sharding=sharding)
+    feed = train.InputFeed(
+        config,
+        workload.dataset,
+        program,
+        [int(m["config"].seed) for m in stack],
+        step,
+        stacked=True,
+        sharding=sharding,
+    )
     try:
         while active:
             started = time.perf_counter()
@@ -160,10 +208,14 @@ def _train_stack(graphdef, workload, program, data, stack, runs, results, step, 
                 if i not in active:
                     continue  # diverged earlier: it rides along, its numbers are ignored
                 result = runs[i].after_period(
-                    step, lambda j=j: jax.tree.map(lambda a: np.array(a[j]), on_host()),  # a copy, not a view
+                    step,
+                    lambda j=j: jax.tree.map(
+                        lambda a: np.array(a[j]), on_host()
+                    ),  # a copy, not a view
                     {k: v if np.ndim(v) == 0 else v[j] for k, v in metrics.items()},
                     {k: v[j] for k, v in per_step.items()},
-                    write_now=write_now)
+                    write_now=write_now,
+                )
                 reported[i] = runs[i].last_metrics
                 if result is not None:
                     results[i] = result

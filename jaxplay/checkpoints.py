@@ -6,13 +6,13 @@ trial whose objective improves at every evaluation then writes ~N checkpoints in
 evaluation; on 2 CPU cores each orbax save costs ~0.1 s of CPU, which made the MNIST-1D quickstart
 trainer 20% slower than a bare loop. A crash loses at most `write_every_secs` of training.
 """
+
 from __future__ import annotations
 
 import pathlib
 import time
 
 import jax
-
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
@@ -22,8 +22,14 @@ from jaxplay import distributed, paths
 class TrialCheckpoints:
     """Keeps the `keep_best` best checkpoints by objective and the latest one, across restarts."""
 
-    def __init__(self, directory: str | pathlib.Path, *, keep_best: int, mode: str,
-                 write_every_secs: float = 60.0):
+    def __init__(
+        self,
+        directory: str | pathlib.Path,
+        *,
+        keep_best: int,
+        mode: str,
+        write_every_secs: float = 60.0,
+    ):
         self.directory = paths.folder(directory)
         self.keep_best, self.mode, self.write_every_secs = keep_best, mode, write_every_secs
         self.top: list[tuple[float, int]] = []  # (objective, step) of the best N so far, best first
@@ -34,17 +40,23 @@ class TrialCheckpoints:
         # max_to_keep + best_fn would delete the newest checkpoints and lose resume state; a
         # preservation policy keeps both sets. best_fn is still needed: without it orbax does not
         # write the metrics and forgets which checkpoints were best after a restart.
-        policy = pp.AnyPreservationPolicy([
-            _NewestResumable(),
-            pp.BestN(get_metric_fn=objective, reverse=(mode == "min"), n=keep_best),
-        ])
+        policy = pp.AnyPreservationPolicy(
+            [
+                _NewestResumable(),
+                pp.BestN(get_metric_fn=objective, reverse=(mode == "min"), n=keep_best),
+            ]
+        )
         options = ocp.CheckpointManagerOptions(
-            best_fn=objective, best_mode=mode, preservation_policy=policy,
+            best_fn=objective,
+            best_mode=mode,
+            preservation_policy=policy,
             # Async: a trial's final writes overlap the next trial's start (16-trial study on
             # 2 cores: 35.1 s against 36.5 s with synchronous saves).
-            enable_async_checkpointing=True, create=True,
+            enable_async_checkpointing=True,
+            create=True,
             # A kill mid-save leaves a '<step>.orbax-checkpoint-tmp' folder: never read, removed here.
-            cleanup_tmp_directories=True)
+            cleanup_tmp_directories=True,
+        )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
@@ -53,7 +65,10 @@ class TrialCheckpoints:
         Not orbax's latest_step: a write of several checkpoints saves the older best ones as
         model-only and the newest one whole, last; a crash between them leaves a model-only
         checkpoint newest on disk, and the resume point is the whole one before it."""
-        return max((s for s in self.manager.all_steps() if _is_whole(self.directory / str(s))), default=None)
+        return max(
+            (s for s in self.manager.all_steps() if _is_whole(self.directory / str(s))),
+            default=None,
+        )
 
     def best_step(self) -> int | None:
         """The saved step with the best objective, or None."""
@@ -63,7 +78,9 @@ class TrialCheckpoints:
         """Steps that are on disk."""
         return list(self.manager.all_steps())
 
-    def record(self, step: int, get_state, objective: float, meta: dict, *, write_now: bool = False) -> None:
+    def record(
+        self, step: int, get_state, objective: float, meta: dict, *, write_now: bool = False
+    ) -> None:
         """Called at every evaluation: keeps the state if it is among the best N, writes when due.
 
         `get_state()` returns the state (called only when it is needed: a trial of a batched group
@@ -74,7 +91,9 @@ class TrialCheckpoints:
         sign = 1.0 if self.mode == "min" else -1.0
         # Strictly better than the N-th best: a tie does not displace an earlier checkpoint.
         if len(self.top) < self.keep_best or sign * objective < sign * self.top[-1][0]:
-            self.top = sorted(self.top + [(objective, step)], key=lambda t: sign * t[0])[: self.keep_best]
+            self.top = sorted(self.top + [(objective, step)], key=lambda t: sign * t[0])[
+                : self.keep_best
+            ]
             self._pending[step] = (jax.device_get(get_state()), objective)
         kept = {s for _, s in self.top}
         self._pending = {s: v for s, v in self._pending.items() if s in kept}
@@ -91,7 +110,9 @@ class TrialCheckpoints:
             newest = latest[0]
         for step in sorted(self._pending):
             # Only the newest checkpoint is a resume point: older best ones keep just the params.
-            self.save(step, self._pending[step][0], self._pending[step][1], meta, full=step == newest)
+            self.save(
+                step, self._pending[step][0], self._pending[step][1], meta, full=step == newest
+            )
         if newest is not None and newest not in self._pending:
             step, get_state, objective = latest
             self.save(step, get_state(), objective, meta)
@@ -107,17 +128,27 @@ class TrialCheckpoints:
         a third of the arrays of an Adam state, and each array costs orbax time) with its
         objective and a JSON `meta` record."""
         self._last_saved = step
-        item = ({"state": ocp.args.StandardSave(state)} if full
-                else {"model": ocp.args.StandardSave(_model(state))})
-        self.manager.save(step, args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **item),
-                          # orbax needs Python floats here; "resumable" marks a whole train state
-                          metrics={"objective": float(objective), "resumable": float(full)})
+        item = (
+            {"state": ocp.args.StandardSave(state)}
+            if full
+            else {"model": ocp.args.StandardSave(_model(state))}
+        )
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(meta=ocp.args.JsonSave(meta), **item),
+            # orbax needs Python floats here; "resumable" marks a whole train state
+            metrics={"objective": float(objective), "resumable": float(full)},
+        )
 
     def restore(self, step: int, abstract_state):
         """Returns (state, meta) saved at `step`; `abstract_state` comes from jax.eval_shape."""
         self.manager.wait_until_finished()
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        out = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+            ),
+        )
         return out["state"], out["meta"]
 
     def restore_model(self, step: int, abstract_state) -> dict:

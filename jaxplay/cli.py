@@ -1,5 +1,6 @@
 """What the command-line tools share: the study file flag with its `--config.a.b=value`
 overrides, errors that name the field, the recorded command line, the compilation cache."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,8 @@ import re
 import shlex
 import sys
 
-from jaxplay import config as config_lib, store as store_lib
+from jaxplay import config as config_lib
+from jaxplay import store as store_lib
 from jaxplay.spaces import ConfigError
 
 
@@ -23,10 +25,17 @@ def define_study_flags(fl) -> None:
     from absl import flags
 
     define_config(fl)
-    flags.DEFINE_string("workdir", None, "Directory for the study's database and checkpoints.", flag_values=fl)
-    flags.DEFINE_string("store", None, "SQLAlchemy URL of the study store (default: $JAXPLAY_STORE, else a "
-                        "SQLite file in --workdir). The environment variable keeps a password off command "
-                        "lines; either way it is never printed or recorded.", flag_values=fl)
+    flags.DEFINE_string(
+        "workdir", None, "Directory for the study's database and checkpoints.", flag_values=fl
+    )
+    flags.DEFINE_string(
+        "store",
+        None,
+        "SQLAlchemy URL of the study store (default: $JAXPLAY_STORE, else a "
+        "SQLite file in --workdir). The environment variable keeps a password off command "
+        "lines; either way it is never printed or recorded.",
+        flag_values=fl,
+    )
 
 
 def store_url(fl) -> str | None:
@@ -44,7 +53,15 @@ def parse(fl, argv: list[str]) -> bool:
         fl(argv)
         if "config" in fl and fl.config is not None:
             fl.config.get("study")  # config_flags defers a load failure to the first access
-    except (flags.Error, ConfigError, OSError, AttributeError, TypeError, ValueError, KeyError) as e:
+    except (
+        flags.Error,
+        ConfigError,
+        OSError,
+        AttributeError,
+        TypeError,
+        ValueError,
+        KeyError,
+    ) as e:
         # config_flags wraps a missing file or a get_config error; its message names both. An
         # override of a field the study file does not define arrives as a KeyError of one key.
         cause = e if isinstance(e, KeyError) else (e.__cause__ or e.__context__)
@@ -67,16 +84,20 @@ def unknown_override(argv: list[str], error: KeyError) -> str:
     for arg in argv:
         if not arg.startswith("--config."):
             continue
-        path = arg[len("--config."):].split("=", 1)[0]
+        path = arg[len("--config.") :].split("=", 1)[0]
         if key not in path.split("."):
             continue
         try:  # the file as written: config.apply names the sections' fields and a close match
             config_lib.apply(config_lib.load(spec), {path: None})
         except ConfigError as e:
-            return f"--config.{path}: {str(e).split(': ', 1)[1]}; or add the field to the study file"
-        except Exception:  # noqa: BLE001 - fall back to the plain message
+            return (
+                f"--config.{path}: {str(e).split(': ', 1)[1]}; or add the field to the study file"
+            )
+        except Exception:
             pass
-        return f"--config.{path}: the study file has no such field; add it there or fix the spelling"
+        return (
+            f"--config.{path}: the study file has no such field; add it there or fix the spelling"
+        )
     return f"--config: unknown field {key!r}; add it to the study file or fix the spelling"
 
 
@@ -85,7 +106,7 @@ def redacted_args(args: list[str]) -> list[str]:
     out = list(args)
     for i, arg in enumerate(out):
         if arg.startswith("--store="):
-            out[i] = "--store=" + store_lib.redact(arg[len("--store="):])
+            out[i] = "--store=" + store_lib.redact(arg[len("--store=") :])
         elif arg == "--store" and i + 1 < len(out):
             out[i + 1] = store_lib.redact(out[i + 1])
     return out
@@ -93,20 +114,27 @@ def redacted_args(args: list[str]) -> list[str]:
 
 def interrupted() -> int:
     """What a study command says and returns after Ctrl-C or SIGTERM (exit status 130)."""
-    print("\ninterrupted: finished trials are saved; run the same command again to continue.", file=sys.stderr)
+    print(
+        "\ninterrupted: finished trials are saved; run the same command again to continue.",
+        file=sys.stderr,
+    )
     return 130
 
 
 def command_line(module: str, argv: list[str]) -> str:
     """The command that reproduces this run, as the study records it (no password)."""
-    return f"cd {shlex.quote(os.getcwd())} && python -m {module} {shlex.join(redacted_args(argv[1:]))}"
+    return (
+        f"cd {shlex.quote(os.getcwd())} && python -m {module} {shlex.join(redacted_args(argv[1:]))}"
+    )
 
 
 def enable_compilation_cache():
     # Repeated CLI runs of a study reuse compiled programs from disk instead of recompiling.
     import jax
 
-    cache = os.environ.get("JAXPLAY_COMPILATION_CACHE",
-                           os.path.join(os.path.expanduser("~"), ".cache", "jaxplay", "xla"))
+    cache = os.environ.get(
+        "JAXPLAY_COMPILATION_CACHE",
+        os.path.join(os.path.expanduser("~"), ".cache", "jaxplay", "xla"),
+    )
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

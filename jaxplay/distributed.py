@@ -11,6 +11,7 @@ The sweep's rules for that case:
 - orbax saves checkpoints collectively (each process calls save; the primary writes the shared
   files), so the workdir must be a path every host sees: a `gs://` bucket or a shared mount.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,13 @@ import numpy as np
 from jaxplay.spaces import ConfigError
 
 
-def initialize(*, auto: bool = False, coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> None:
+def initialize(
+    *,
+    auto: bool = False,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
     """Joins the processes of one job. `auto`: let jax find the cluster (TPU VM slice, Slurm,
     Open MPI, Kubernetes); otherwise `coordinator` ('host:port' of process 0), `num_processes` and
     `process_id` name it (multi-node GPU, or several CPU processes on one machine)."""
@@ -30,9 +36,11 @@ def initialize(*, auto: bool = False, coordinator: str | None = None, num_proces
     if not auto and all(v is None for v in explicit):
         return
     if not auto and any(v is None for v in explicit):
-        raise ConfigError("--coordinator, --num_processes and --process_id go together (process 0's "
-                          "host:port, the number of processes, this process's index); or pass "
-                          "--distributed to let jax detect a TPU VM slice or a Slurm job")
+        raise ConfigError(
+            "--coordinator, --num_processes and --process_id go together (process 0's "
+            "host:port, the number of processes, this process's index); or pass "
+            "--distributed to let jax detect a TPU VM slice or a Slurm job"
+        )
     # CPU processes exchange gradients through gloo (jax's CPU backend has no cross-process
     # collectives of its own); accelerator jobs ignore the setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -80,7 +88,9 @@ def agree_json(value=None):
         return value
     from jax.experimental import multihost_utils
 
-    data = np.frombuffer(json.dumps(value, default=str).encode(), np.uint8) if is_primary() else None
+    data = (
+        np.frombuffer(json.dumps(value, default=str).encode(), np.uint8) if is_primary() else None
+    )
     size = int(multihost_utils.broadcast_one_to_all(np.int64(0 if data is None else data.size)))
     data = multihost_utils.broadcast_one_to_all(np.zeros(size, np.uint8) if data is None else data)
     return json.loads(np.asarray(data, np.uint8).tobytes().decode())
@@ -96,7 +106,7 @@ def on_primary(fn, *, share: bool = True):
         try:
             result = fn()
             payload = {"ok": result if share else None}
-        except Exception as e:  # noqa: BLE001 - re-raised below, on every process
+        except Exception as e:
             error, payload = e, {"error": str(e), "type": type(e).__name__}
     payload = agree_json(payload)
     if "error" in payload:
@@ -104,7 +114,9 @@ def on_primary(fn, *, share: bool = True):
             raise error
         from jaxplay.store import StoreError
 
-        kind = {"StoreError": StoreError, "ConfigError": ConfigError}.get(payload["type"], RuntimeError)
+        kind = {"StoreError": StoreError, "ConfigError": ConfigError}.get(
+            payload["type"], RuntimeError
+        )
         raise kind(f"process 0: {payload['error']}")
     return payload["ok"] if share else result
 
@@ -116,8 +128,16 @@ class PrimaryStore:
 
     # Reads, and writes whose answer decides what every process does next (log_metrics: is the
     # trial's lease still held?).
-    SHARED = ("open_study", "add_trials", "append_trials", "reset_running", "record", "study_id", "claim",
-              "log_metrics")
+    SHARED = (
+        "open_study",
+        "add_trials",
+        "append_trials",
+        "reset_running",
+        "record",
+        "study_id",
+        "claim",
+        "log_metrics",
+    )
 
     def __init__(self, store):
         self._store = store  # None on processes other than 0

@@ -25,6 +25,7 @@ lists as caveats) with the parent's search space and the changes above. The deri
 deterministic given the parent's finished trials, so rerunning the same command continues the
 child study. `study.parent.changes` records what was derived; the report shows it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,13 +35,20 @@ import math
 import ml_collections
 import numpy as np
 
-from jaxplay import config as config_lib, spaces
-from jaxplay.store import StoreError
+from jaxplay import config as config_lib
+from jaxplay import spaces
 from jaxplay.spaces import ConfigError
+from jaxplay.store import StoreError
 
 ACTIONS = ("refine", "exploit", "promote", "rerun", "reseed", "warmup", "clip")
-DEFAULTS = {"top_k": 3, "steps_factor": 2.0, "seeds": 1, "lr_factor": 10.0, "name_from_parent": False,
-            "notes_given": False}
+DEFAULTS = {
+    "top_k": 3,
+    "steps_factor": 2.0,
+    "seeds": 1,
+    "lr_factor": 10.0,
+    "name_from_parent": False,
+    "notes_given": False,
+}
 RERUN_SEEDS = 5
 # Narrowing keeps the span of the best quarter of the trials (at least 3), padded on each side by
 # a quarter of that span plus 5% of the old range, so the best region stays "comfortably" inside.
@@ -65,25 +73,37 @@ def options(config) -> dict | None:
     if not parent:
         return None
     if isinstance(parent, str):
-        raise ConfigError(f"study.parent: give a dict, e.g. dict(study={parent!r}, action='promote')")
+        raise ConfigError(
+            f"study.parent: give a dict, e.g. dict(study={parent!r}, action='promote')"
+        )
     opts = {**DEFAULTS, **dict(parent)}
     if opts.get("action") == "rerun" and "seeds" not in parent:
         opts["seeds"] = RERUN_SEEDS
     if not isinstance(opts.get("study"), str) or not opts["study"]:
-        raise ConfigError("study.parent.study: name the parent study, e.g. --from_study mnist1d-mlp-width")
+        raise ConfigError(
+            "study.parent.study: name the parent study, e.g. --from_study mnist1d-mlp-width"
+        )
     if opts.get("action") not in ACTIONS:
-        raise ConfigError(f"study.parent.action: unknown {opts.get('action')!r}; use one of {list(ACTIONS)} "
-                          "(--lineage)")
+        raise ConfigError(
+            f"study.parent.action: unknown {opts.get('action')!r}; use one of {list(ACTIONS)} "
+            "(--lineage)"
+        )
     if not (isinstance(opts["top_k"], int) and opts["top_k"] >= 1):
-        raise ConfigError(f"study.parent.top_k: must be an int >= 1 (got {opts['top_k']!r}); e.g. 3")
+        raise ConfigError(
+            f"study.parent.top_k: must be an int >= 1 (got {opts['top_k']!r}); e.g. 3"
+        )
     if not (isinstance(opts["seeds"], int) and opts["seeds"] >= 1):
-        raise ConfigError(f"study.parent.seeds: must be an int >= 1 (got {opts['seeds']!r}); e.g. 3")
+        raise ConfigError(
+            f"study.parent.seeds: must be an int >= 1 (got {opts['seeds']!r}); e.g. 3"
+        )
     for key in ("steps_factor", "lr_factor"):
         if not (isinstance(opts[key], (int, float)) and opts[key] > 0):
             raise ConfigError(f"study.parent.{key}: must be a number > 0 (got {opts[key]!r})")
     if opts["action"] == "promote" and opts["steps_factor"] < 1:
-        raise ConfigError(f"study.parent.steps_factor: round 2 trains longer, so it must be >= 1 (got "
-                          f"{opts['steps_factor']})")
+        raise ConfigError(
+            f"study.parent.steps_factor: round 2 trains longer, so it must be >= 1 (got "
+            f"{opts['steps_factor']})"
+        )
     return opts
 
 
@@ -109,20 +129,29 @@ def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
     action = opts["action"]
     unfinished = [t.index for t in parent.trials if t.status in ("pending", "running")]
     if unfinished:
-        raise ConfigError(f"--from_study {parent.name}: trials {unfinished} have not finished; finish the parent "
-                          "first (rerun its sweep command), since the derived study depends on every result")
+        raise ConfigError(
+            f"--from_study {parent.name}: trials {unfinished} have not finished; finish the parent "
+            "first (rerun its sweep command), since the derived study depends on every result"
+        )
     if not parent.feasible and action != "reseed":
-        raise ConfigError(f"--from_study {parent.name}: no feasible trial to start from; fix the parent's search "
-                          "space first (see its report)")
+        raise ConfigError(
+            f"--from_study {parent.name}: no feasible trial to start from; fix the parent's search "
+            "space first (see its report)"
+        )
     child = copy.deepcopy(config)
     with child.unlocked():
         child.study.parent = None
     parent_config = parent.record.get("config") or {}
     changes = _fixed_differences(parent_config, child)
-    if action != "promote" and action != "rerun" and (
-            child.study.objective != parent.objective or child.study.mode != parent.mode):
-        raise ConfigError(f"study.objective: the parent optimized {parent.objective} ({parent.mode}) but this "
-                          f"study {child.study.objective} ({child.study.mode}); use the same objective")
+    if (
+        action != "promote"
+        and action != "rerun"
+        and (child.study.objective != parent.objective or child.study.mode != parent.mode)
+    ):
+        raise ConfigError(
+            f"study.objective: the parent optimized {parent.objective} ({parent.mode}) but this "
+            f"study {child.study.objective} ({child.study.mode}); use the same objective"
+        )
     search = parent_config.get("search") or {}
     study = parent_config.get("study") or {}
     with child.unlocked():
@@ -135,7 +164,9 @@ def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
             if key in study and key not in child.study:
                 child.study[key] = copy.deepcopy(study[key])
     changes += globals()[f"_{action}"](child, parent, opts)
-    suffix = {"promote": _round_suffix(parent.name), "reseed": f"seed{child.study.seed}"}.get(action, action)
+    suffix = {"promote": _round_suffix(parent.name), "reseed": f"seed{child.study.seed}"}.get(
+        action, action
+    )
     summary = {
         "refine": f"search space refined from {parent.name}'s results",
         "exploit": f"Bayesian optimization seeded by {parent.name}",
@@ -154,7 +185,8 @@ def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
         if opts.get("name_from_parent") or child.study.name == parent.name:
             child.study.name = f"{parent.name}-{suffix}" if action != "promote" else suffix
         child.study.parent = ml_collections.ConfigDict(
-            {**opts, "action": action, "study": parent.name, "changes": changes})
+            {**opts, "action": action, "study": parent.name, "changes": changes}
+        )
     # A JSON round trip: the child is exactly what the store records (and what other hosts receive).
     return ml_collections.ConfigDict(json.loads(config_lib.to_json(child)))
 
@@ -162,45 +194,63 @@ def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
 # ---------------------------------------------------------------------------------------------
 # The actions: each edits the child config in place and returns its changes in words.
 
+
 def _refine(child, parent, opts) -> list[str]:
     from jaxplay.analysis import diagnostics
 
-    edges = {(f.param, "lower" if "lower" in f.title else "upper")
-             for f in diagnostics.check_boundary(parent) if f.param}
+    edges = {
+        (f.param, "lower" if "lower" in f.title else "upper")
+        for f in diagnostics.check_boundary(parent)
+        if f.param
+    }
     changes = []
     feasible = parent.feasible
-    top = feasible[:max(NARROW_MIN_TOP, math.ceil(NARROW_TOP_FRACTION * len(feasible)))]
+    top = feasible[: max(NARROW_MIN_TOP, math.ceil(NARROW_TOP_FRACTION * len(feasible)))]
     for p in parent.space:
         if p.space not in ("float", "int"):
             continue
         if p.role == "scientific":
-            changes.append(f"{p.path}: kept (scientific: its range is the question, not a nuisance to narrow)")
+            changes.append(
+                f"{p.path}: kept (scientific: its range is the question, not a nuisance to narrow)"
+            )
             continue
         widen = [end for end in ("lower", "upper") if (p.path, end) in edges]
         if widen:
             lo, hi, why = *_widened(p, widen[0]), f"the best trials sit at its {widen[0]} edge"
         elif len(top) >= NARROW_MIN_TOP:
             lo, hi = _narrowed(p, [t.params[p.path] for t in top])
-            kept = p.to_unit(hi) - p.to_unit(lo) if p.space == "float" else (hi - lo + 1) / (p.max - p.min + 1)
+            kept = (
+                p.to_unit(hi) - p.to_unit(lo)
+                if p.space == "float"
+                else (hi - lo + 1) / (p.max - p.min + 1)
+            )
             if kept > NARROW_MAX_KEPT:
-                changes.append(f"{p.path}: kept [{_fmt(p.min)}, {_fmt(p.max)}] (the best {len(top)} trials span "
-                               f"{kept:.0%} of it)")
+                changes.append(
+                    f"{p.path}: kept [{_fmt(p.min)}, {_fmt(p.max)}] (the best {len(top)} trials span "
+                    f"{kept:.0%} of it)"
+                )
                 continue
             why = f"narrowed around the best {len(top)} trials"
         else:
             continue
         if (lo, hi) == (p.min, p.max):
-            changes.append(f"{p.path}: kept [{_fmt(p.min)}, {_fmt(p.max)}] ({why}, but it cannot widen further)")
+            changes.append(
+                f"{p.path}: kept [{_fmt(p.min)}, {_fmt(p.max)}] ({why}, but it cannot widen further)"
+            )
             continue
         node = child.search
         for key in p.path.split("."):
             node = node[key]
         node["min"], node["max"] = lo, hi
-        changes.append(f"{p.path}: [{_fmt(p.min)}, {_fmt(p.max)}] -> [{_fmt(lo)}, {_fmt(hi)}] ({why})")
+        changes.append(
+            f"{p.path}: [{_fmt(p.min)}, {_fmt(p.max)}] -> [{_fmt(lo)}, {_fmt(hi)}] ({why})"
+        )
     if not any("->" in c for c in changes):
-        raise ConfigError(f"--lineage refine: {parent.name}'s search space needs no change by the playbook's rules "
-                          "(no best trial at an edge, the best trials spread over the ranges); run more trials "
-                          "or continue with --lineage exploit")
+        raise ConfigError(
+            f"--lineage refine: {parent.name}'s search space needs no change by the playbook's rules "
+            "(no best trial at an edge, the best trials spread over the ranges); run more trials "
+            "or continue with --lineage exploit"
+        )
     return changes
 
 
@@ -240,14 +290,18 @@ def _exploit(child, parent, opts) -> list[str]:
     with child.unlocked():
         child.study.algorithm = "gp"
         child.study.acquisition = child.study.get("acquisition", "ei")
-    return [f"algorithm: {before} -> gp (Bayesian optimization, {child.study.acquisition}), seeded with the "
-            f"parent's {len(parent.finished)} finished trials"]
+    return [
+        f"algorithm: {before} -> gp (Bayesian optimization, {child.study.acquisition}), seeded with the "
+        f"parent's {len(parent.finished)} finished trials"
+    ]
 
 
 def _promote(child, parent, opts) -> list[str]:
-    top = parent.feasible[:opts["top_k"]]
+    top = parent.feasible[: opts["top_k"]]
     factor, seeds = float(opts["steps_factor"]), opts["seeds"]
-    round1 = int((parent.record.get("config") or {}).get("train", {}).get("steps") or child.train.steps)
+    round1 = int(
+        (parent.record.get("config") or {}).get("train", {}).get("steps") or child.train.steps
+    )
     steps = int(round(round1 * factor))
     schedule = child.schedule.name
     trials, changes = [], []
@@ -257,7 +311,9 @@ def _promote(child, parent, opts) -> list[str]:
         if schedule == "linear" and steps != round1:
             child.schedule.decay_steps = 0
     base_seed = int(child.get("seed", 0))
-    parent_config = ml_collections.ConfigDict(parent.record.get("config") or json.loads(config_lib.to_json(child)))
+    parent_config = ml_collections.ConfigDict(
+        parent.record.get("config") or json.loads(config_lib.to_json(child))
+    )
     for t in top:
         params = dict(t.params)
         if schedule == "linear" and steps != round1:
@@ -273,16 +329,20 @@ def _promote(child, parent, opts) -> list[str]:
         child.study.trials = trials
         child.study.num_trials = len(trials)
     ranks = ", ".join(f"trial {t.index} ({parent.objective} {t.best_value:.4g})" for t in top)
-    changes.append(f"trials: the parent's top {len(top)} ({ranks})"
-                   + (f", each with seeds {base_seed}..{base_seed + seeds - 1}" if seeds > 1 else ""))
+    changes.append(
+        f"trials: the parent's top {len(top)} ({ranks})"
+        + (f", each with seeds {base_seed}..{base_seed + seeds - 1}" if seeds > 1 else "")
+    )
     if steps != round1:
         changes.append(f"train.steps: {round1} -> {steps} (x{factor:g})")
-        changes.append({
-            "linear": "schedule (linear): decay length kept from round 1, the constant phase at the peak "
-                      "learning rate extended (schedule.decay_steps)",
-            "cosine": "schedule (cosine): base learning rate kept, the horizon extended to train.steps",
-            "constant": "schedule (constant): unchanged",
-        }[schedule])
+        changes.append(
+            {
+                "linear": "schedule (linear): decay length kept from round 1, the constant phase at the peak "
+                "learning rate extended (schedule.decay_steps)",
+                "cosine": "schedule (cosine): base learning rate kept, the horizon extended to train.steps",
+                "constant": "schedule (constant): unchanged",
+            }[schedule]
+        )
     return changes
 
 
@@ -294,8 +354,10 @@ def _reseed(child, parent, opts) -> list[str]:
     before = child.study.seed
     with child.unlocked():
         child.study.seed = int(before) + 1
-    return [f"study.seed: {before} -> {child.study.seed} (same search space and budget, other trials: "
-            "the study variance)"]
+    return [
+        f"study.seed: {before} -> {child.study.seed} (same search space and budget, other trials: "
+        "the study variance)"
+    ]
 
 
 def _warmup(child, parent, opts) -> list[str]:
@@ -307,12 +369,15 @@ def _warmup(child, parent, opts) -> list[str]:
     with child.unlocked():
         child.optimizer.learning_rate = lr
         child.search = ml_collections.ConfigDict(
-            {"schedule": {"warmup_steps": spaces.discrete(grid, role="scientific")}})
+            {"schedule": {"warmup_steps": spaces.discrete(grid, role="scientific")}}
+        )
         child.study.algorithm, child.study.num_trials = "grid", None
-    return changes + [f"optimizer.learning_rate: {_fmt(lr)} ({_fmt(opts['lr_factor'])} x {_fmt(unstable)}, the "
-                      "smallest learning rate that diverged in the parent)",
-                      f"schedule.warmup_steps: grid {grid} (log grid, at most {WARMUP_MAX_FRACTION:.0%} of "
-                      f"train.steps={steps}); the shortest warmup that trains well is the one to keep"]
+    return changes + [
+        f"optimizer.learning_rate: {_fmt(lr)} ({_fmt(opts['lr_factor'])} x {_fmt(unstable)}, the "
+        "smallest learning rate that diverged in the parent)",
+        f"schedule.warmup_steps: grid {grid} (log grid, at most {WARMUP_MAX_FRACTION:.0%} of "
+        f"train.steps={steps}); the shortest warmup that trains well is the one to keep",
+    ]
 
 
 def _clip(child, parent, opts) -> list[str]:
@@ -322,7 +387,9 @@ def _clip(child, parent, opts) -> list[str]:
     best = parent.feasible[0]
     p90 = clip_threshold(best)
     if p90 is None:
-        raise ConfigError(f"--lineage clip: {parent.name}'s best trial logged no train/grad_norm to set a threshold")
+        raise ConfigError(
+            f"--lineage clip: {parent.name}'s best trial logged no train/grad_norm to set a threshold"
+        )
     thresholds = [float(f"{m * p90:.3g}") for m in CLIP_MULTIPLES]
     changes += _fix_at_best(child, parent)
     with child.unlocked():
@@ -330,24 +397,32 @@ def _clip(child, parent, opts) -> list[str]:
         if "grad_clip_norm" not in child.train:
             child.train.grad_clip_norm = 0.0
         child.search = ml_collections.ConfigDict(
-            {"train": {"grad_clip_norm": spaces.discrete(thresholds, role="scientific")}})
+            {"train": {"grad_clip_norm": spaces.discrete(thresholds, role="scientific")}}
+        )
         child.study.algorithm, child.study.num_trials = "grid", None
-    return changes + [f"optimizer.learning_rate: {_fmt(unstable)} (the smallest that diverged in the parent)",
-                      f"train.grad_clip_norm: grid {thresholds} around {_fmt(p90)}, the {CLIP_PERCENTILE}th "
-                      f"percentile of trial {best.index}'s gradient norm; more than half the updates clipped "
-                      "means: lower the learning rate instead"]
+    return changes + [
+        f"optimizer.learning_rate: {_fmt(unstable)} (the smallest that diverged in the parent)",
+        f"train.grad_clip_norm: grid {thresholds} around {_fmt(p90)}, the {CLIP_PERCENTILE}th "
+        f"percentile of trial {best.index}'s gradient norm; more than half the updates clipped "
+        "means: lower the learning rate instead",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
 # Schedules and grids.
 
+
 def rescale_linear(round1_steps: int, steps: int, warmup: int, decay_steps: int) -> int:
     """Round 2's decay_steps for a linear schedule: round 1's decay length, kept (the extra steps
     go to the constant phase before it; playbook "Round 2")."""
     if not 0 < decay_steps <= round1_steps - warmup:
-        raise ValueError(f"decay_steps={decay_steps} does not fit round 1 ({round1_steps} steps, {warmup} warmup)")
+        raise ValueError(
+            f"decay_steps={decay_steps} does not fit round 1 ({round1_steps} steps, {warmup} warmup)"
+        )
     if steps < round1_steps:
-        raise ValueError(f"round 2 ({steps} steps) must not be shorter than round 1 ({round1_steps})")
+        raise ValueError(
+            f"round 2 ({steps} steps) must not be shorter than round 1 ({round1_steps})"
+        )
     return int(decay_steps)
 
 
@@ -355,24 +430,34 @@ def warmup_grid(steps: int) -> list[int]:
     """Warmup lengths over orders of magnitude up to WARMUP_MAX_FRACTION of the steps (the playbook's
     [10, 10^3, 10^4, 10^5]), at least 3 of them."""
     top = WARMUP_MAX_FRACTION * steps
-    grid = [10 ** k for k in range(1, 8) if 10 ** k <= top]
+    grid = [10**k for k in range(1, 8) if 10**k <= top]
     if len(grid) < 3:
-        grid = sorted({max(1, int(round(v))) for v in np.geomspace(max(top / 100, 1), max(top, 3), 3)})
+        grid = sorted(
+            {max(1, int(round(v))) for v in np.geomspace(max(top / 100, 1), max(top, 3), 3)}
+        )
     return grid
 
 
 def _unstable_learning_rate(parent) -> tuple[float, list[str]]:
     """The smallest learning rate at which a parent trial diverged, and the words for it."""
     if "optimizer.learning_rate" not in parent.space.paths:
-        raise ConfigError(f"--from_study {parent.name}: it does not search optimizer.learning_rate, so it shows "
-                          "no unstable learning rate; start from a learning-rate study")
-    diverged = [t.params["optimizer.learning_rate"] for t in parent.trials if t.status == "infeasible"]
+        raise ConfigError(
+            f"--from_study {parent.name}: it does not search optimizer.learning_rate, so it shows "
+            "no unstable learning rate; start from a learning-rate study"
+        )
+    diverged = [
+        t.params["optimizer.learning_rate"] for t in parent.trials if t.status == "infeasible"
+    ]
     if not diverged:
-        raise ConfigError(f"--from_study {parent.name}: no trial diverged, so there is no unstable region to "
-                          "study; instability matters only when it limits the learning rate. Widen the "
-                          "learning-rate range upward first (--lineage refine)")
+        raise ConfigError(
+            f"--from_study {parent.name}: no trial diverged, so there is no unstable region to "
+            "study; instability matters only when it limits the learning rate. Widen the "
+            "learning-rate range upward first (--lineage refine)"
+        )
     unstable = float(min(diverged))
-    return unstable, [f"unstable learning rate: {_fmt(unstable)} (the smallest of {len(diverged)} that diverged)"]
+    return unstable, [
+        f"unstable learning rate: {_fmt(unstable)} (the smallest of {len(diverged)} that diverged)"
+    ]
 
 
 def _fix_at_best(child, parent) -> list[str]:
@@ -399,11 +484,15 @@ def _fixed_differences(parent_config: dict, child) -> list[str]:
         return []
     # Every base-config leaf of each (nothing searched), both as JSON holds them.
     parent_fixed = config_lib.fixed_hyperparameters(parent_config, spaces.SearchSpace())
-    child_fixed = config_lib.fixed_hyperparameters(json.loads(config_lib.to_json(child)), spaces.SearchSpace())
-    return [f"{path}: {_fmt(parent_fixed.get(path))} -> {_fmt(child_fixed.get(path))} (differs from the parent's "
-            "config: a caveat when comparing the two)"
-            for path in sorted(set(parent_fixed) | set(child_fixed))
-            if parent_fixed.get(path) != child_fixed.get(path)]
+    child_fixed = config_lib.fixed_hyperparameters(
+        json.loads(config_lib.to_json(child)), spaces.SearchSpace()
+    )
+    return [
+        f"{path}: {_fmt(parent_fixed.get(path))} -> {_fmt(child_fixed.get(path))} (differs from the parent's "
+        "config: a caveat when comparing the two)"
+        for path in sorted(set(parent_fixed) | set(child_fixed))
+        if parent_fixed.get(path) != child_fixed.get(path)
+    ]
 
 
 def _fmt(v) -> str:

@@ -5,6 +5,7 @@ label smoothing, dropout, clipping threshold) enters the compiled train step as 
 in the `hparams` dict, never as a Python constant: one compiled program then serves every trial
 of a study that varies only those values (and, later, a vmapped stack of trials).
 """
+
 from __future__ import annotations
 
 import jax
@@ -29,9 +30,18 @@ SCHEDULES = ("constant", "linear", "cosine")
 # All float hyperparameters a trial can carry, with the value used when the config leaves one
 # out. Every trial gets every key, so all trials share one pytree structure.
 HPARAM_DEFAULTS = {
-    "learning_rate": 1e-3, "momentum": 0.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
-    "weight_decay": 0.0, "warmup_steps": 0.0, "decay_steps": 0.0, "min_lr_factor": 0.0,
-    "grad_clip_norm": 0.0, "label_smoothing": 0.0, "dropout": 0.0,
+    "learning_rate": 1e-3,
+    "momentum": 0.0,
+    "b1": 0.9,
+    "b2": 0.999,
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+    "warmup_steps": 0.0,
+    "decay_steps": 0.0,
+    "min_lr_factor": 0.0,
+    "grad_clip_norm": 0.0,
+    "label_smoothing": 0.0,
+    "dropout": 0.0,
 }
 
 
@@ -40,27 +50,39 @@ def check(config) -> None:
     opt = config.optimizer
     name = opt.get("name")
     if name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer.name: unknown optimizer {name!r}; use one of {sorted(OPTIMIZERS)}")
+        raise ConfigError(
+            f"optimizer.name: unknown optimizer {name!r}; use one of {sorted(OPTIMIZERS)}"
+        )
     allowed = set(OPTIMIZERS[name]) | {"name"} | ({"nesterov"} if name == "sgd" else set())
     for key in opt.keys():
         if key not in allowed:
-            raise ConfigError(f"optimizer.{key}: {name!r} has no hyperparameter {key!r}; "
-                              f"it takes {sorted(allowed - {'name'})}")
+            raise ConfigError(
+                f"optimizer.{key}: {name!r} has no hyperparameter {key!r}; "
+                f"it takes {sorted(allowed - {'name'})}"
+            )
     sched = config.schedule
     if sched.get("name") not in SCHEDULES:
-        raise ConfigError(f"schedule.name: unknown schedule {sched.get('name')!r}; use one of {list(SCHEDULES)}")
+        raise ConfigError(
+            f"schedule.name: unknown schedule {sched.get('name')!r}; use one of {list(SCHEDULES)}"
+        )
     for key in sched.keys():
         if key not in ("name", "warmup_steps", "decay_steps", "min_lr_factor"):
-            raise ConfigError(f"schedule.{key}: unknown field; a schedule takes name, warmup_steps, decay_steps, "
-                              "min_lr_factor")
+            raise ConfigError(
+                f"schedule.{key}: unknown field; a schedule takes name, warmup_steps, decay_steps, "
+                "min_lr_factor"
+            )
     steps = config.train.steps
     warmup = sched.get("warmup_steps", 0)
     if not 0 <= warmup < steps:
-        raise ConfigError(f"schedule.warmup_steps: must be in [0, train.steps={steps}) (got {warmup})")
+        raise ConfigError(
+            f"schedule.warmup_steps: must be in [0, train.steps={steps}) (got {warmup})"
+        )
     decay = sched.get("decay_steps", 0) or 0
     if not 0 <= decay <= steps - warmup:
-        raise ConfigError(f"schedule.decay_steps: must be in [0, train.steps - warmup_steps = {steps - warmup}] "
-                          f"(got {decay}); 0 decays over every step after the warmup")
+        raise ConfigError(
+            f"schedule.decay_steps: must be in [0, train.steps - warmup_steps = {steps - warmup}] "
+            f"(got {decay}); 0 decays over every step after the warmup"
+        )
 
 
 def hparams(config) -> dict[str, float]:
@@ -91,11 +113,14 @@ def learning_rate_fn(schedule: str, total_steps: int, hp):
     The decay shape is written with jnp on a static `total_steps` and multiplied by the traced
     peak rate; warmup and decay lengths are traced too (optax schedules need static lengths).
     """
+
     def fn(count):
         t = jnp.asarray(count, jnp.float32)
         warmup = hp["warmup_steps"]
         decay_start = jnp.where(hp["decay_steps"] > 0, total_steps - hp["decay_steps"], warmup)
-        progress = jnp.clip((t - decay_start) / jnp.maximum(total_steps - decay_start, 1.0), 0.0, 1.0)
+        progress = jnp.clip(
+            (t - decay_start) / jnp.maximum(total_steps - decay_start, 1.0), 0.0, 1.0
+        )
         if schedule == "constant":
             decay = jnp.float32(1.0)
         elif schedule == "linear":
@@ -106,6 +131,7 @@ def learning_rate_fn(schedule: str, total_steps: int, hp):
         decay = floor + (1.0 - floor) * decay
         ramp = t / jnp.maximum(warmup, 1.0)
         return hp["learning_rate"] * jnp.where(t < warmup, ramp, decay)
+
     return fn
 
 
@@ -114,12 +140,20 @@ def _decay_mask(params):
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def make(name: str, nesterov: bool, schedule: str, total_steps: int, hp) -> optax.GradientTransformation:
+def make(
+    name: str, nesterov: bool, schedule: str, total_steps: int, hp
+) -> optax.GradientTransformation:
     """The optax transformation for one trial; `hp` may hold traced arrays."""
     lr = learning_rate_fn(schedule, total_steps, hp)
     if name == "adamw":
-        return optax.adamw(lr, b1=hp["b1"], b2=hp["b2"], eps=hp["eps"],
-                           weight_decay=hp["weight_decay"], mask=_decay_mask)
+        return optax.adamw(
+            lr,
+            b1=hp["b1"],
+            b2=hp["b2"],
+            eps=hp["eps"],
+            weight_decay=hp["weight_decay"],
+            mask=_decay_mask,
+        )
     if name == "sgd":
         core = optax.sgd(lr, momentum=hp["momentum"], nesterov=nesterov)
     elif name == "adam":
@@ -127,7 +161,9 @@ def make(name: str, nesterov: bool, schedule: str, total_steps: int, hp) -> opta
     elif name == "nadam":
         core = optax.nadam(lr, b1=hp["b1"], b2=hp["b2"], eps=hp["eps"])
     else:
-        raise ConfigError(f"optimizer.name: unknown optimizer {name!r}; use one of {sorted(OPTIMIZERS)}")
+        raise ConfigError(
+            f"optimizer.name: unknown optimizer {name!r}; use one of {sorted(OPTIMIZERS)}"
+        )
     return optax.chain(optax.add_decayed_weights(hp["weight_decay"], mask=_decay_mask), core)
 
 

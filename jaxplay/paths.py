@@ -1,6 +1,7 @@
 """Workdirs on a local disk or in a bucket: `--workdir gs://bucket/study` holds the checkpoints
 (orbax writes through tensorstore and etils epath) so every host of a TPU VM slice sees them; the
 study store then lives elsewhere (`--store postgresql://...`), since SQLite needs a local file."""
+
 from __future__ import annotations
 
 import pathlib

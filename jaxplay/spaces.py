@@ -19,19 +19,21 @@ from collections.abc import Iterator, Mapping
 import ml_collections
 import numpy as np
 
-ROLES = ('scientific', 'nuisance')
-SCALES = ('linear', 'log')
-SPACES = ('float', 'int', 'discrete', 'categorical')
+ROLES = ("scientific", "nuisance")
+SCALES = ("linear", "log")
+SPACES = ("float", "int", "discrete", "categorical")
 
 _KEYS = {
-    'float': ('space', 'scale', 'min', 'max', 'role'),
-    'int': ('space', 'scale', 'min', 'max', 'role'),
-    'discrete': ('space', 'values', 'role'),
-    'categorical': ('space', 'values', 'role'),
+    "float": ("space", "scale", "min", "max", "role"),
+    "int": ("space", "scale", "min", "max", "role"),
+    "discrete": ("space", "values", "role"),
+    "categorical": ("space", "values", "role"),
 }
 _CONSTRUCTORS = {
-    ('float', 'linear'): 'linear', ('float', 'log'): 'log',
-    ('int', 'linear'): 'int_linear', ('int', 'log'): 'int_log',
+    ("float", "linear"): "linear",
+    ("float", "log"): "log",
+    ("int", "linear"): "int_linear",
+    ("int", "log"): "int_log",
 }
 
 
@@ -43,43 +45,53 @@ class ConfigError(ValueError):
 # Declarations (plain dicts).
 
 
-def linear(min, max, *, role='nuisance'):
+def linear(min, max, *, role="nuisance"):
     """A float searched uniformly between min and max."""
     # Stored as floats so that a command-line override such as max=0.3 passes ConfigDict's type
     # check even when the study file wrote linear(0, 1).
-    return {'space': 'float', 'scale': 'linear', 'min': _as_float(min), 'max': _as_float(max),
-            'role': role}
+    return {
+        "space": "float",
+        "scale": "linear",
+        "min": _as_float(min),
+        "max": _as_float(max),
+        "role": role,
+    }
 
 
-def log(min, max, *, role='nuisance'):
+def log(min, max, *, role="nuisance"):
     """A float searched uniformly in log(value) between min and max (both > 0)."""
-    return {'space': 'float', 'scale': 'log', 'min': _as_float(min), 'max': _as_float(max),
-            'role': role}
+    return {
+        "space": "float",
+        "scale": "log",
+        "min": _as_float(min),
+        "max": _as_float(max),
+        "role": role,
+    }
 
 
-def int_linear(min, max, *, role='nuisance'):
+def int_linear(min, max, *, role="nuisance"):
     """An int searched uniformly between min and max, both inclusive."""
-    return {'space': 'int', 'scale': 'linear', 'min': min, 'max': max, 'role': role}
+    return {"space": "int", "scale": "linear", "min": min, "max": max, "role": role}
 
 
-def int_log(min, max, *, role='nuisance'):
+def int_log(min, max, *, role="nuisance"):
     """An int searched uniformly in log(value) between min and max, both inclusive (min >= 1)."""
-    return {'space': 'int', 'scale': 'log', 'min': min, 'max': max, 'role': role}
+    return {"space": "int", "scale": "log", "min": min, "max": max, "role": role}
 
 
-def discrete(values, *, role='nuisance'):
+def discrete(values, *, role="nuisance"):
     """Ordered numbers, e.g. widths [128, 256, 512]; stored sorted ascending."""
     try:
         values = sorted(values)
     except TypeError:
         values = list(values)  # parse reports what is wrong with them
     # A tuple, not a list: config_flags can override tuples from the command line, not lists.
-    return {'space': 'discrete', 'values': tuple(values), 'role': role}
+    return {"space": "discrete", "values": tuple(values), "role": role}
 
 
-def categorical(values, *, role='nuisance'):
+def categorical(values, *, role="nuisance"):
     """Unordered choices (strings, bools or numbers), e.g. ['adam', 'sgd']."""
-    return {'space': 'categorical', 'values': tuple(values), 'role': role}
+    return {"space": "categorical", "values": tuple(values), "role": role}
 
 
 def _as_float(x):
@@ -101,27 +113,27 @@ class Hyperparameter:
     min: float | int | None = None
     max: float | int | None = None
     values: tuple | None = None
-    role: str = 'nuisance'
+    role: str = "nuisance"
 
     @property
     def is_float(self) -> bool:
         """True for a continuous float hyperparameter."""
-        return self.space == 'float'
+        return self.space == "float"
 
     def from_unit(self, u: float):
         """Maps u in [0, 1) to a value of this hyperparameter (a plain Python scalar)."""
-        if self.space == 'float':
-            if self.scale == 'log':
+        if self.space == "float":
+            if self.scale == "log":
                 lo, hi = math.log(self.min), math.log(self.max)
                 value = math.exp(lo + u * (hi - lo))
             else:
                 value = self.min + u * (self.max - self.min)
             # exp(log(x)) and u * (max - min) can land one ulp outside the range.
             return float(_clip(value, self.min, self.max))
-        if self.space == 'int':
+        if self.space == "int":
             # Each int owns an equal slice of [min, max + 1) on the chosen scale, so the top value
             # is as likely as any other and, on log scale, small ints are as likely as large ones.
-            if self.scale == 'log':
+            if self.scale == "log":
                 lo, hi = math.log(self.min), math.log(self.max + 1)
                 value = math.floor(math.exp(lo + u * (hi - lo)))
             else:
@@ -133,17 +145,23 @@ class Hyperparameter:
     def to_unit(self, value) -> float | None:
         """The unit-cube coordinate whose from_unit is `value` (the middle of its slice for ints and
         lists); outside [0, 1] for a number outside the range, None for a value not in the list."""
-        if self.space in ('discrete', 'categorical'):
+        if self.space in ("discrete", "categorical"):
             keys = [(type(v), v) for v in self.values]
-            if (type(value), value) not in keys and not (self.space == 'discrete' and value in self.values):
+            if (type(value), value) not in keys and not (
+                self.space == "discrete" and value in self.values
+            ):
                 return None
-            index = keys.index((type(value), value)) if (type(value), value) in keys else self.values.index(value)
+            index = (
+                keys.index((type(value), value))
+                if (type(value), value) in keys
+                else self.values.index(value)
+            )
             return (index + 0.5) / len(self.values)
-        if self.space == 'int':
+        if self.space == "int":
             lo, hi, x = self.min, self.max + 1, value + 0.5
         else:
             lo, hi, x = self.min, self.max, value
-        if self.scale == 'log':
+        if self.scale == "log":
             if x <= 0:
                 return -math.inf
             lo, hi, x = math.log(lo), math.log(hi), math.log(x)
@@ -151,15 +169,15 @@ class Hyperparameter:
 
     def grid(self, n: int) -> list:
         """Grid points: n evenly spaced on its scale for numbers, every value otherwise."""
-        if self.space in ('discrete', 'categorical'):
+        if self.space in ("discrete", "categorical"):
             return list(self.values)
         if n < 2:
-            raise ValueError(f'{self.path}: a grid needs at least 2 points per number (got {n})')
-        if self.space == 'int' and self.max - self.min + 1 <= n:
+            raise ValueError(f"{self.path}: a grid needs at least 2 points per number (got {n})")
+        if self.space == "int" and self.max - self.min + 1 <= n:
             return list(range(self.min, self.max + 1))
-        spaced = np.geomspace if self.scale == 'log' else np.linspace
+        spaced = np.geomspace if self.scale == "log" else np.linspace
         points = spaced(self.min, self.max, n)
-        if self.space == 'float':
+        if self.space == "float":
             return [float(p) for p in points]
         return sorted({int(round(p)) for p in points})
 
@@ -178,7 +196,7 @@ class SearchSpace:
     params: tuple[Hyperparameter, ...] = ()
 
     def __post_init__(self):
-        object.__setattr__(self, 'params', tuple(self.params))
+        object.__setattr__(self, "params", tuple(self.params))
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -188,7 +206,7 @@ class SearchSpace:
     def from_unit(self, u) -> dict[str, object]:
         """Dotted path -> value for a point u of the unit cube (one coordinate per param)."""
         if len(u) != len(self.params):
-            raise ValueError(f'need {len(self.params)} coordinates, got {len(u)}')
+            raise ValueError(f"need {len(self.params)} coordinates, got {len(u)}")
         return {p.path: p.from_unit(float(x)) for p, x in zip(self.params, u)}
 
     def to_unit(self, params: dict) -> list[float] | None:
@@ -207,7 +225,7 @@ class SearchSpace:
     def by_role(self, role: str) -> tuple[Hyperparameter, ...]:
         """The hyperparameters with the given role ('scientific' or 'nuisance')."""
         if role not in ROLES:
-            raise ValueError(f'unknown role {role!r}; use one of {ROLES}')
+            raise ValueError(f"unknown role {role!r}; use one of {ROLES}")
         return tuple(p for p in self.params if p.role == role)
 
     def __len__(self) -> int:
@@ -225,12 +243,13 @@ def parse(search, base=None) -> SearchSpace:
     """Validates a search tree (against the base config when given) and returns its SearchSpace."""
     if search is None:
         return SearchSpace()
-    if not _is_section(search) or 'space' in search:
+    if not _is_section(search) or "space" in search:
         raise ConfigError(
-            f'search: must be a tree of spaces that mirrors the config (got {search!r}); '
-            'e.g. c.search = dict(optimizer=dict(learning_rate=spaces.log(1e-4, 1e-1)))')
+            f"search: must be a tree of spaces that mirrors the config (got {search!r}); "
+            "e.g. c.search = dict(optimizer=dict(learning_rate=spaces.log(1e-4, 1e-1)))"
+        )
     params = []
-    for path, declaration in _declarations(search, ''):
+    for path, declaration in _declarations(search, ""):
         param = _parse_one(path, declaration)
         if base is not None:
             _check_against_base(param, base)
@@ -246,15 +265,16 @@ def _is_section(node) -> bool:
 def _declarations(node, prefix):
     """Yields (path, declaration) for each leaf of a search tree; None entries are skipped."""
     for key, child in node.items():
-        path = f'{prefix}.{key}' if prefix else str(key)
+        path = f"{prefix}.{key}" if prefix else str(key)
         if child is None:
             continue  # lets an override drop an entry: overrides={'search.optimizer.b1': None}
         if not _is_section(child):
             raise ConfigError(
-                f'search.{path}: expected a space such as spaces.log(1e-4, 1e-1) or a section of '
-                f'them (got {child!r}); declare it with jaxplay.spaces, or set a fixed value in '
-                'the base config instead')
-        if 'space' in child:
+                f"search.{path}: expected a space such as spaces.log(1e-4, 1e-1) or a section of "
+                f"them (got {child!r}); declare it with jaxplay.spaces, or set a fixed value in "
+                "the base config instead"
+            )
+        if "space" in child:
             yield path, child
         else:
             yield from _declarations(child, path)
@@ -262,25 +282,28 @@ def _declarations(node, prefix):
 
 def _parse_one(path: str, decl) -> Hyperparameter:
     """Validates one declaration and returns it as a Hyperparameter."""
-    where = f'search.{path}'
-    if path == 'train.steps':
+    where = f"search.{path}"
+    if path == "train.steps":
         raise ConfigError(
             f"{where}: the number of training steps must not be tuned (playbook: 'Never tune "
-            "max_train_steps'); fix it in the base config")
-    space = decl['space']
+            "max_train_steps'); fix it in the base config"
+        )
+    space = decl["space"]
     if space not in SPACES:
         raise ConfigError(
-            f'{where}: unknown space type {space!r}; use spaces.linear/log (float), '
-            'spaces.int_linear/int_log (int), spaces.discrete (ordered numbers) or '
-            'spaces.categorical (unordered choices)')
+            f"{where}: unknown space type {space!r}; use spaces.linear/log (float), "
+            "spaces.int_linear/int_log (int), spaces.discrete (ordered numbers) or "
+            "spaces.categorical (unordered choices)"
+        )
     for key in decl.keys():
         if key not in _KEYS[space]:
             hint = _did_you_mean(key, _KEYS[space])
             raise ConfigError(
-                f'{where}: unknown key {key!r} for a {space} space{hint}; use only '
-                f'{", ".join(_KEYS[space])}')
-    role = _parse_role(where, decl.get('role', 'nuisance'))
-    if space in ('float', 'int'):
+                f"{where}: unknown key {key!r} for a {space} space{hint}; use only "
+                f"{', '.join(_KEYS[space])}"
+            )
+    role = _parse_role(where, decl.get("role", "nuisance"))
+    if space in ("float", "int"):
         scale, lo, hi = _parse_range(where, space, decl)
         return Hyperparameter(path, space, scale=scale, min=lo, max=hi, role=role)
     return Hyperparameter(path, space, values=_parse_values(where, space, decl), role=role)
@@ -288,120 +311,136 @@ def _parse_one(path: str, decl) -> Hyperparameter:
 
 def _parse_role(where, role) -> str:
     """Checks that a search entry is scientific or nuisance."""
-    if role == 'fixed':
+    if role == "fixed":
         raise ConfigError(
             f"{where}: role 'fixed' does not belong in search; set the value in the base config "
-            'and remove it from search (hyperparameters not in search are fixed)')
+            "and remove it from search (hyperparameters not in search are fixed)"
+        )
     if role not in ROLES:
         raise ConfigError(
             f"{where}: unknown role {role!r}; use 'scientific' or 'nuisance' (hyperparameters not "
-            'in search are fixed)')
+            "in search are fixed)"
+        )
     return role
 
 
 def _parse_range(where, space, decl):
     """Checks scale, min and max of a float or int space; returns (scale, min, max)."""
-    scale = decl.get('scale')
+    scale = decl.get("scale")
     if scale is None:
         raise ConfigError(f"{where}: scale is missing; set scale='linear' or scale='log'")
     if scale not in SCALES:
         raise ConfigError(f"{where}: unknown scale {scale!r}; use 'linear' or 'log'")
-    example = f'spaces.{_CONSTRUCTORS[space, scale]}(min, max)'
+    example = f"spaces.{_CONSTRUCTORS[space, scale]}(min, max)"
     bounds = {}
-    for name in ('min', 'max'):
+    for name in ("min", "max"):
         value = decl.get(name)
         if value is None:
-            raise ConfigError(f'{where}: missing {name}; give both min and max, e.g. {example}')
-        if space == 'float':
+            raise ConfigError(f"{where}: missing {name}; give both min and max, e.g. {example}")
+        if space == "float":
             if not _is_real(value) or not math.isfinite(value):
                 raise ConfigError(
-                    f'{where}: {name} must be a finite number (got {value!r}); e.g. {example}')
+                    f"{where}: {name} must be a finite number (got {value!r}); e.g. {example}"
+                )
             bounds[name] = float(value)
         else:
             if not _is_int(value):
                 raise ConfigError(
-                    f'{where}: an int space needs whole-number bounds (got {name}={value!r}); use '
-                    'ints, or spaces.linear/log for a float')
+                    f"{where}: an int space needs whole-number bounds (got {name}={value!r}); use "
+                    "ints, or spaces.linear/log for a float"
+                )
             bounds[name] = int(value)
-    lo, hi = bounds['min'], bounds['max']
+    lo, hi = bounds["min"], bounds["max"]
     if lo > hi:
         raise ConfigError(
-            f"{where}: min must be < max (got min={decl['min']!r}, max={decl['max']!r}); swap them")
+            f"{where}: min must be < max (got min={decl['min']!r}, max={decl['max']!r}); swap them"
+        )
     if lo == hi:
         raise ConfigError(
             f"{where}: min must be < max (got min={decl['min']!r}, max={decl['max']!r}); a single "
-            'value is not a search: set it in the base config and remove it from search')
-    if scale == 'log' and lo <= 0:
-        fix = 'a min >= 1' if space == 'int' else 'a positive min'
+            "value is not a search: set it in the base config and remove it from search"
+        )
+    if scale == "log" and lo <= 0:
+        fix = "a min >= 1" if space == "int" else "a positive min"
         raise ConfigError(
-            f"{where}: log scale needs min > 0 (got {decl['min']!r}); use {fix} or scale='linear'")
+            f"{where}: log scale needs min > 0 (got {decl['min']!r}); use {fix} or scale='linear'"
+        )
     return scale, lo, hi
 
 
 def _parse_values(where, space, decl) -> tuple:
     """Checks the values of a discrete or categorical space; returns them as plain scalars."""
-    values = decl.get('values')
-    example = ('spaces.discrete([128, 256, 512])' if space == 'discrete'
-               else "spaces.categorical(['adam', 'sgd'])")
+    values = decl.get("values")
+    example = (
+        "spaces.discrete([128, 256, 512])"
+        if space == "discrete"
+        else "spaces.categorical(['adam', 'sgd'])"
+    )
     if values is None:
-        raise ConfigError(f'{where}: values is missing; list them, e.g. {example}')
+        raise ConfigError(f"{where}: values is missing; list them, e.g. {example}")
     if isinstance(values, np.ndarray):
         values = values.tolist()
     if not isinstance(values, (list, tuple)):
-        raise ConfigError(f'{where}: values must be a list (got {values!r}); e.g. {example}')
+        raise ConfigError(f"{where}: values must be a list (got {values!r}); e.g. {example}")
     if not values:
-        raise ConfigError(f'{where}: values is empty; list at least one value')
+        raise ConfigError(f"{where}: values is empty; list at least one value")
     values = [v.item() if isinstance(v, np.generic) else v for v in values]
-    if space == 'discrete':
+    if space == "discrete":
         for v in values:
             if not _is_real(v) or not math.isfinite(v):
                 raise ConfigError(
-                    f'{where}: discrete values must be finite numbers (got {v!r}); use '
-                    'spaces.categorical for strings, bools or other unordered choices')
+                    f"{where}: discrete values must be finite numbers (got {v!r}); use "
+                    "spaces.categorical for strings, bools or other unordered choices"
+                )
         values = sorted(values)
         seen = [v for i, v in enumerate(values) if i and v == values[i - 1]]
     else:
         for v in values:
             if not isinstance(v, (str, bool, int, float)):
                 raise ConfigError(
-                    f'{where}: categorical values must be strings, bools or numbers (got {v!r}); '
-                    'name each choice with a string and build the object from it in code')
+                    f"{where}: categorical values must be strings, bools or numbers (got {v!r}); "
+                    "name each choice with a string and build the object from it in code"
+                )
         # (type, value) so that 1, 1.0 and True count as different choices.
         keys = [(type(v), v) for v in values]
         seen = [v for i, v in enumerate(values) if keys[i] in keys[:i]]
     if seen:
-        raise ConfigError(f'{where}: values lists {seen[0]!r} twice; list each value once')
+        raise ConfigError(f"{where}: values lists {seen[0]!r} twice; list each value once")
     return tuple(values)
 
 
 def _check_against_base(param: Hyperparameter, base) -> None:
     """Checks that the base config has the searched field and that the space fits its type."""
-    where = f'search.{param.path}'
-    parts = param.path.split('.')
+    where = f"search.{param.path}"
+    parts = param.path.split(".")
     node = base
     for i, key in enumerate(parts):
-        section = '.'.join(parts[:i])
+        section = ".".join(parts[:i])
         if not _is_section(node):
             raise ConfigError(
-                f'{where}: {section} is a value ({node!r}) in the base config, not a section; fix '
-                'the name')
+                f"{where}: {section} is a value ({node!r}) in the base config, not a section; fix "
+                "the name"
+            )
         if key not in node:
             names = sorted(str(k) for k in node.keys())
-            owner = section or 'the top level'
+            owner = section or "the top level"
             hint = _did_you_mean(key, names)
             raise ConfigError(
-                f'{where}: no such field in the base config ({owner} has: {", ".join(names)}); '
-                f'fix the name{hint} or add it to the base config')
+                f"{where}: no such field in the base config ({owner} has: {', '.join(names)}); "
+                f"fix the name{hint} or add it to the base config"
+            )
         node = node[key]
     if _is_section(node):
         raise ConfigError(
-            f'{where}: {param.path} is a section of the base config, not a value; search its '
-            f'fields ({", ".join(sorted(str(k) for k in node.keys()))}) instead')
+            f"{where}: {param.path} is a section of the base config, not a value; search its "
+            f"fields ({', '.join(sorted(str(k) for k in node.keys()))}) instead"
+        )
     if not _fits(param, node):
         raise ConfigError(
-            f'{where}: {_article(param.space)} {param.space} space cannot set {param.path}, which '
-            f'is {_article(type(node).__name__)} {type(node).__name__} ({node!r}) in the base '
-            f'config; {_fix_for(node)}')
+            f"{where}: {_article(param.space)} {param.space} space cannot set {param.path}, which "
+            f"is {_article(type(node).__name__)} {type(node).__name__} ({node!r}) in the base "
+            f"config; {_fix_for(node)}"
+        )
 
 
 def _fits(param: Hyperparameter, value) -> bool:
@@ -410,43 +449,45 @@ def _fits(param: Hyperparameter, value) -> bool:
         return True  # e.g. a placeholder: nothing to compare against
     choices = param.values or ()
     if isinstance(value, bool):
-        return param.space == 'categorical' and all(isinstance(v, bool) for v in choices)
+        return param.space == "categorical" and all(isinstance(v, bool) for v in choices)
     if isinstance(value, numbers.Integral):
-        if param.space == 'int':
+        if param.space == "int":
             return True
-        return param.space in ('discrete', 'categorical') and all(_is_int(v) for v in choices)
+        return param.space in ("discrete", "categorical") and all(_is_int(v) for v in choices)
     if isinstance(value, numbers.Real):
-        if param.space in ('float', 'int'):
+        if param.space in ("float", "int"):
             return True
         return all(_is_real(v) for v in choices)
     if isinstance(value, str):
-        return param.space == 'categorical' and all(isinstance(v, str) for v in choices)
+        return param.space == "categorical" and all(isinstance(v, str) for v in choices)
     return False
 
 
 def _fix_for(value) -> str:
     """The spaces that can set a base field holding `value`."""
     if isinstance(value, bool):
-        return 'use spaces.categorical([False, True])'
+        return "use spaces.categorical([False, True])"
     if isinstance(value, numbers.Integral):
-        return 'use spaces.int_linear/int_log or spaces.discrete([...]) of ints'
+        return "use spaces.int_linear/int_log or spaces.discrete([...]) of ints"
     if isinstance(value, numbers.Real):
-        return 'use spaces.linear/log, spaces.int_linear/int_log or spaces.discrete([...])'
+        return "use spaces.linear/log, spaces.int_linear/int_log or spaces.discrete([...])"
     if isinstance(value, str):
-        return 'use spaces.categorical([...]) of strings'
-    return ('only int, float, str and bool fields can be searched; search a scalar field that '
-            'selects this value instead')
+        return "use spaces.categorical([...]) of strings"
+    return (
+        "only int, float, str and bool fields can be searched; search a scalar field that "
+        "selects this value instead"
+    )
 
 
 def _did_you_mean(name, choices) -> str:
     """' (did you mean 'x'?)' for the closest choice, or '' when none is close."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
-    return f' (did you mean {close[0]!r}?)' if close else ''
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _article(word: str) -> str:
     """'a' or 'an' for the word."""
-    return 'an' if word[:1].lower() in 'aeiou' else 'a'
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _is_real(x) -> bool:

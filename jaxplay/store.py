@@ -6,13 +6,14 @@ many hosts). Every write is its own short transaction, so a crash, a NaN or a Ct
 finished trials and their metrics intact; trial claiming is a conditional UPDATE, so several
 workers can share one study.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import math
-import time
 import pathlib
-from typing import Callable
+import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -26,7 +27,7 @@ class StoreError(RuntimeError):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(orm.DeclarativeBase):
@@ -67,7 +68,9 @@ class Trial(Base):
     __tablename__ = "trials"
     __table_args__ = (sa.UniqueConstraint("study_id", "index"),)
     id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
-    study_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    study_id: orm.Mapped[int] = orm.mapped_column(
+        sa.ForeignKey("studies.id", ondelete="CASCADE"), index=True
+    )
     index: orm.Mapped[int]
     params: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
     status: orm.Mapped[str] = orm.mapped_column(sa.String(20), default="pending", index=True)
@@ -114,9 +117,16 @@ def default_url(workdir: str | pathlib.Path) -> str:
 
 def _trial_dict(t: Trial) -> dict:
     return {
-        "index": t.index, "status": t.status, "params": t.params, "best_value": t.best_value,
-        "best_step": t.best_step, "steps_run": t.steps_run, "duration_s": t.duration_s,
-        "checkpoint_dir": t.checkpoint_dir, "error": t.error, "worker": t.worker,
+        "index": t.index,
+        "status": t.status,
+        "params": t.params,
+        "best_value": t.best_value,
+        "best_step": t.best_step,
+        "steps_run": t.steps_run,
+        "duration_s": t.duration_s,
+        "checkpoint_dir": t.checkpoint_dir,
+        "error": t.error,
+        "worker": t.worker,
         "final_metrics": t.final_metrics,
         "started_at": t.started_at.isoformat() if t.started_at else None,
         "finished_at": t.finished_at.isoformat() if t.finished_at else None,
@@ -141,8 +151,10 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         # Several workers may open a new store at once: the losers of the CREATE TABLE race see the
         # tables on the next try.
-        _first_writer_wins(lambda: Base.metadata.create_all(self.engine),
-                           errors=(sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError))
+        _first_writer_wins(
+            lambda: Base.metadata.create_all(self.engine),
+            errors=(sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError),
+        )
         self._check_schema()
         self.session = orm.sessionmaker(self.engine, expire_on_commit=False)
 
@@ -151,19 +163,24 @@ class Store:
         # jaxplay would otherwise fail later with a bare "no such column" in the middle of a study.
         inspector = sa.inspect(self.engine)
         for table in Base.metadata.sorted_tables:
-            missing = {c.name for c in table.columns} - {c["name"] for c in inspector.get_columns(table.name)}
+            missing = {c.name for c in table.columns} - {
+                c["name"] for c in inspector.get_columns(table.name)
+            }
             for name in sorted(missing & ADDED_COLUMNS.get(table.name, set())):
                 # Columns added since the first schema are nullable: add them in place.
                 column_type = table.columns[name].type.compile(dialect=self.engine.dialect)
                 with self.engine.begin() as connection:
-                    connection.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {column_type}"))
+                    connection.execute(
+                        sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {column_type}")
+                    )
                 missing.discard(name)
             if missing:
                 self.engine.dispose()
                 raise StoreError(
                     f"{self.url}: table {table.name!r} lacks columns {sorted(missing)}; it was written by an "
                     "older jaxplay. Keep it for reading with that version and use a new --workdir or --store "
-                    "for new studies")
+                    "for new studies"
+                )
 
     def close(self) -> None:
         """Releases the database connections."""
@@ -187,10 +204,22 @@ class Store:
                 raise StoreError(
                     f"study {name!r} already exists in {self.url} with a different config "
                     f"(only study.num_trials and study.notes may change when continuing a study); "
-                    f"set a new study.name or use another --workdir")
+                    f"set a new study.name or use another --workdir"
+                )
             # Continuing: the latest invocation's command, notes and trial count are the record.
-            for key in ("num_trials", "notes", "command", "git_commit", "git_dirty", "versions",
-                        "device_kind", "executor", "executor_reason", "config", "config_path"):
+            for key in (
+                "num_trials",
+                "notes",
+                "command",
+                "git_commit",
+                "git_dirty",
+                "versions",
+                "device_kind",
+                "executor",
+                "executor_reason",
+                "config",
+                "config_path",
+            ):
                 if key in fields:
                     setattr(study, key, fields[key])
             return study.id
@@ -219,7 +248,10 @@ class Store:
         query of the configs (no trials)."""
         with self.session() as s:
             rows = s.execute(sa.select(Study.name, Study.config).order_by(Study.id)).all()
-        return {name: (((config or {}).get("study") or {}).get("parent") or {}).get("study") for name, config in rows}
+        return {
+            name: (((config or {}).get("study") or {}).get("parent") or {}).get("study")
+            for name, config in rows
+        }
 
     def update_best(self, study_id: int) -> None:
         """Recomputes the study's best value from its completed trials."""
@@ -227,29 +259,53 @@ class Store:
             study = s.get(Study, study_id)
             best = s.execute(
                 sa.select(Trial.index, Trial.best_value)
-                .where(Trial.study_id == study_id, Trial.status == "completed", Trial.best_value.is_not(None))
-                .order_by(Trial.best_value.asc() if study.mode == "min" else Trial.best_value.desc())
-                .limit(1)).first()
-            study.best_trial, study.best_value = (best.index, best.best_value) if best else (None, None)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.status == "completed",
+                    Trial.best_value.is_not(None),
+                )
+                .order_by(
+                    Trial.best_value.asc() if study.mode == "min" else Trial.best_value.desc()
+                )
+                .limit(1)
+            ).first()
+            study.best_trial, study.best_value = (
+                (best.index, best.best_value) if best else (None, None)
+            )
 
     def record(self, study_id: int) -> dict:
         """The study and its trials as plain data (what `studies show --json` prints)."""
         with self.session() as s:
             study = s.get(Study, study_id)
-            trials = s.scalars(sa.select(Trial).where(Trial.study_id == study_id).order_by(Trial.index)).all()
+            trials = s.scalars(
+                sa.select(Trial).where(Trial.study_id == study_id).order_by(Trial.index)
+            ).all()
             counts = {status: 0 for status in STATUSES}
             for t in trials:
                 counts[t.status] += 1
             return {
-                "name": study.name, "config_path": study.config_path, "notes": study.notes,
-                "objective": study.objective, "mode": study.mode, "algorithm": study.algorithm,
-                "seed": study.seed, "num_trials": study.num_trials, "status_counts": counts,
-                "best_value": study.best_value, "best_trial": study.best_trial,
-                "command": study.command, "git_commit": study.git_commit, "git_dirty": study.git_dirty,
-                "versions": study.versions, "device_kind": study.device_kind,
-                "executor": study.executor, "executor_reason": study.executor_reason,
-                "created_at": study.created_at.isoformat(), "updated_at": study.updated_at.isoformat(),
-                "config": study.config, "trials": [_trial_dict(t) for t in trials],
+                "name": study.name,
+                "config_path": study.config_path,
+                "notes": study.notes,
+                "objective": study.objective,
+                "mode": study.mode,
+                "algorithm": study.algorithm,
+                "seed": study.seed,
+                "num_trials": study.num_trials,
+                "status_counts": counts,
+                "best_value": study.best_value,
+                "best_trial": study.best_trial,
+                "command": study.command,
+                "git_commit": study.git_commit,
+                "git_dirty": study.git_dirty,
+                "versions": study.versions,
+                "device_kind": study.device_kind,
+                "executor": study.executor,
+                "executor_reason": study.executor_reason,
+                "created_at": study.created_at.isoformat(),
+                "updated_at": study.updated_at.isoformat(),
+                "config": study.config,
+                "trials": [_trial_dict(t) for t in trials],
             }
 
     # -- trials ----------------------------------------------------------------------------
@@ -260,13 +316,19 @@ class Store:
 
     def _add_trials(self, study_id: int, params: list[dict], start: int) -> int:
         with self.session.begin() as s:
-            existing = dict(s.execute(sa.select(Trial.index, Trial.params).where(Trial.study_id == study_id)).all())
+            existing = dict(
+                s.execute(
+                    sa.select(Trial.index, Trial.params).where(Trial.study_id == study_id)
+                ).all()
+            )
             new = []
             for i, p in enumerate(params, start):
                 if i in existing:
                     if existing[i] != p:
-                        raise StoreError(f"trial {i} is recorded with params {existing[i]} but the designer now "
-                                         f"gives {p}; the study's search space or seed changed: use a new study.name")
+                        raise StoreError(
+                            f"trial {i} is recorded with params {existing[i]} but the designer now "
+                            f"gives {p}; the study's search space or seed changed: use a new study.name"
+                        )
                     continue
                 new.append(Trial(study_id=study_id, index=i, params=p))
             s.add_all(new)
@@ -277,10 +339,14 @@ class Store:
         next suggestions); False when another worker added trials first (ask the designer again)."""
         try:
             with self.session.begin() as s:
-                count = s.scalar(sa.select(sa.func.count()).select_from(Trial).where(Trial.study_id == study_id))
+                count = s.scalar(
+                    sa.select(sa.func.count()).select_from(Trial).where(Trial.study_id == study_id)
+                )
                 if count != start:
                     return False
-                s.add_all(Trial(study_id=study_id, index=i, params=p) for i, p in enumerate(params, start))
+                s.add_all(
+                    Trial(study_id=study_id, index=i, params=p) for i, p in enumerate(params, start)
+                )
             return True
         except sa.exc.IntegrityError:  # a concurrent worker inserted the same index
             return False
@@ -289,24 +355,38 @@ class Store:
         """Puts trials whose worker `is_dead(worker)` (a crashed process) back to 'pending' at once,
         without waiting for their lease to expire; returns their indices."""
         with self.session.begin() as s:
-            rows = s.scalars(sa.select(Trial).where(Trial.study_id == study_id, Trial.status == "running")).all()
+            rows = s.scalars(
+                sa.select(Trial).where(Trial.study_id == study_id, Trial.status == "running")
+            ).all()
             dead = [t for t in rows if t.worker and is_dead(t.worker)]
             for t in dead:
                 t.status, t.worker = "pending", None
             return [t.index for t in dead]
 
-    def claim(self, study_id: int, worker: str, max_index: int | None = None,
-              indices: list[int] | None = None, lease_s: float = 60.0) -> tuple[int, int, dict] | None:
+    def claim(
+        self,
+        study_id: int,
+        worker: str,
+        max_index: int | None = None,
+        indices: list[int] | None = None,
+        lease_s: float = 60.0,
+    ) -> tuple[int, int, dict] | None:
         """Marks the lowest claimable trial (below `max_index`, among `indices` if given) as running
         for `worker`; returns (id, index, params) or None. Claimable: pending, or running under a
         lease not renewed for `lease_s` seconds (its worker died; it resumes from its checkpoint)."""
         while True:
             cutoff = _now() - dt.timedelta(seconds=lease_s)
-            claimable = sa.or_(Trial.status == "pending",
-                               sa.and_(Trial.status == "running",
-                                       sa.or_(Trial.heartbeat_at.is_(None), Trial.heartbeat_at < cutoff)))
+            claimable = sa.or_(
+                Trial.status == "pending",
+                sa.and_(
+                    Trial.status == "running",
+                    sa.or_(Trial.heartbeat_at.is_(None), Trial.heartbeat_at < cutoff),
+                ),
+            )
             with self.session.begin() as s:
-                query = sa.select(Trial.id, Trial.index, Trial.params).where(Trial.study_id == study_id, claimable)
+                query = sa.select(Trial.id, Trial.index, Trial.params).where(
+                    Trial.study_id == study_id, claimable
+                )
                 if max_index is not None:
                     query = query.where(Trial.index < max_index)
                 if indices is not None:
@@ -316,8 +396,11 @@ class Store:
                     return None
                 # Conditional update: if another worker took it first, rowcount is 0; try the next.
                 now = _now()
-                taken = s.execute(sa.update(Trial).where(Trial.id == row.id, claimable)
-                                  .values(status="running", worker=worker, started_at=now, heartbeat_at=now))
+                taken = s.execute(
+                    sa.update(Trial)
+                    .where(Trial.id == row.id, claimable)
+                    .values(status="running", worker=worker, started_at=now, heartbeat_at=now)
+                )
                 if taken.rowcount == 1:
                     return row.id, row.index, row.params
 
@@ -332,8 +415,14 @@ class Store:
         """Returns an interrupted trial to 'pending' (its checkpoints let it resume). With `worker`,
         only while that worker still holds it; returns whether it did."""
         with self.session.begin() as s:
-            return s.execute(sa.update(Trial).where(Trial.id == trial_id, *_held_by(worker))
-                             .values(status="pending", worker=None)).rowcount == 1
+            return (
+                s.execute(
+                    sa.update(Trial)
+                    .where(Trial.id == trial_id, *_held_by(worker))
+                    .values(status="pending", worker=None)
+                ).rowcount
+                == 1
+            )
 
     def finish(self, trial_id: int, status: str, worker: str | None = None, **fields) -> bool:
         """Records a trial's outcome: status, best_step, best_value, error, ... With `worker`, only
@@ -349,8 +438,12 @@ class Store:
             if started is not None:
                 values["duration_s"] = (values["finished_at"] - started).total_seconds()
             # One conditional UPDATE: atomic against a concurrent reclaim on SQLite and PostgreSQL.
-            return s.execute(sa.update(Trial).where(Trial.id == trial_id, *_held_by(worker))
-                             .values(**values)).rowcount == 1
+            return (
+                s.execute(
+                    sa.update(Trial).where(Trial.id == trial_id, *_held_by(worker)).values(**values)
+                ).rowcount
+                == 1
+            )
 
     def set_checkpoint_dir(self, trial_id: int, path: str) -> None:
         """Records where a trial's checkpoints live (known before it finishes)."""
@@ -359,11 +452,16 @@ class Store:
 
     # -- metrics ---------------------------------------------------------------------------
 
-    def log_metrics(self, trial_id: int, step: int, metrics: dict[str, float], worker: str | None = None) -> bool:
+    def log_metrics(
+        self, trial_id: int, step: int, metrics: dict[str, float], worker: str | None = None
+    ) -> bool:
         """Appends one evaluation's metrics; NaN/inf are stored as NULL (SQL has no NaN). With
         `worker`, the same transaction renews its lease and writes nothing if another worker has
         taken the trial over; returns whether the metrics were written."""
-        rows = [{"trial_id": trial_id, "step": step, "name": k, "value": _finite(v)} for k, v in metrics.items()]
+        rows = [
+            {"trial_id": trial_id, "step": step, "name": k, "value": _finite(v)}
+            for k, v in metrics.items()
+        ]
         with self.session.begin() as s:
             if worker is not None and _renew(s, [trial_id], worker) != 1:
                 return False
@@ -378,9 +476,12 @@ class Store:
     def study_curves(self, study_id: int) -> dict[int, dict[str, list[tuple[int, float | None]]]]:
         """Every trial's metrics in one query: {trial index: {name: [(step, value), ...]}}."""
         with self.session() as s:
-            rows = s.execute(sa.select(Trial.index, Metric.name, Metric.step, Metric.value)
-                             .join(Metric, Metric.trial_id == Trial.id).where(Trial.study_id == study_id)
-                             .order_by(Trial.index, Metric.step)).all()
+            rows = s.execute(
+                sa.select(Trial.index, Metric.name, Metric.step, Metric.value)
+                .join(Metric, Metric.trial_id == Trial.id)
+                .where(Trial.study_id == study_id)
+                .order_by(Trial.index, Metric.step)
+            ).all()
         out: dict[int, dict] = {}
         for index, name, step, value in rows:
             out.setdefault(index, {}).setdefault(name, []).append((step, value))
@@ -389,9 +490,14 @@ class Store:
     def curves(self, study_id: int, index: int) -> dict[str, list[tuple[int, float | None]]]:
         """A trial's metrics as {name: [(step, value), ...]} sorted by step."""
         with self.session() as s:
-            trial_id = s.scalar(sa.select(Trial.id).where(Trial.study_id == study_id, Trial.index == index))
-            rows = s.execute(sa.select(Metric.name, Metric.step, Metric.value)
-                             .where(Metric.trial_id == trial_id).order_by(Metric.step)).all()
+            trial_id = s.scalar(
+                sa.select(Trial.id).where(Trial.study_id == study_id, Trial.index == index)
+            )
+            rows = s.execute(
+                sa.select(Metric.name, Metric.step, Metric.value)
+                .where(Metric.trial_id == trial_id)
+                .order_by(Metric.step)
+            ).all()
         out: dict[str, list] = {}
         for name, step, value in rows:
             out.setdefault(name, []).append((step, value))
@@ -417,8 +523,11 @@ def _held_by(worker: str | None) -> tuple:
 
 def _renew(session, trial_ids: list[int], worker: str) -> int:
     """Renews `worker`'s lease on those of `trial_ids` it still holds; returns how many."""
-    return session.execute(sa.update(Trial).where(Trial.id.in_(trial_ids), *_held_by(worker))
-                           .values(heartbeat_at=_now())).rowcount
+    return session.execute(
+        sa.update(Trial)
+        .where(Trial.id.in_(trial_ids), *_held_by(worker))
+        .values(heartbeat_at=_now())
+    ).rowcount
 
 
 def _finite(v):

@@ -4,6 +4,7 @@ Validates the study file, records the study in the store, asks the designer for 
 then claims and trains them one at a time. Re-running the same command on the same workdir
 continues the study: finished trials are kept, an interrupted one resumes from its checkpoint.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,16 +21,38 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import ml_collections
 
+from jaxplay import (
+    batched,
+    cli,
+    designers,
+    distributed,
+    lineage,
+    paths,
+    train,
+    workloads,
+)
 from jaxplay import config as config_lib
-from jaxplay import batched, cli, designers, distributed, lineage, paths, store as store_lib, train, workloads
+from jaxplay import (
+    store as store_lib,
+)
 from jaxplay.spaces import ConfigError
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy",
-            "scipy", "sqlalchemy", "jaxplay")
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "ml-collections",
+    "numpy",
+    "scipy",
+    "sqlalchemy",
+    "jaxplay",
+)
 
 
 @dataclasses.dataclass
@@ -94,8 +117,10 @@ def choose_executor(requested: str) -> tuple[str, str]:
         # Stacked trials would spread over hosts, each holding some trials' states; a multi-host
         # job instead trains one trial at a time, its batch split over every host's devices.
         if requested == "batched":
-            raise ConfigError(f"--executor=batched: runs on one host; this job has {jax.process_count()} "
-                              "processes, which train each trial together (use --executor=sequential or auto)")
+            raise ConfigError(
+                f"--executor=batched: runs on one host; this job has {jax.process_count()} "
+                "processes, which train each trial together (use --executor=sequential or auto)"
+            )
         return "sequential", f"auto: {jax.process_count()} processes split each trial's batch"
     if requested != "auto":
         return requested, f"{requested}: asked for on {backend}"
@@ -106,7 +131,9 @@ def choose_executor(requested: str) -> tuple[str, str]:
     return "batched", f"auto: batching trials fills the {backend} accelerator"
 
 
-def work_units(study_plan: Plan, pending: list[int], executor: str, batch_trials: int | None) -> list[list[int]]:
+def work_units(
+    study_plan: Plan, pending: list[int], executor: str, batch_trials: int | None
+) -> list[list[int]]:
     """Pending trial indices in the order they run: alone, or in batches sharing one program."""
     if executor == "sequential":
         return [[i] for i in pending]
@@ -116,7 +143,7 @@ def work_units(study_plan: Plan, pending: list[int], executor: str, batch_trials
     units = []
     for indices in groups.values():
         size = batch_trials or batched.default_batch_trials(len(indices))
-        units.extend(indices[k:k + size] for k in range(0, len(indices), size))
+        units.extend(indices[k : k + size] for k in range(0, len(indices), size))
     return sorted(units)
 
 
@@ -134,16 +161,31 @@ def provenance() -> dict:
     repo = pathlib.Path(__file__).resolve().parent.parent
     commit = dirty = None
     try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
         if commit:
-            status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=10).stdout
+            status = subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
             dirty = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         pass  # not a git checkout (an installed wheel): the versions above identify the code
-    return {"versions": versions, "git_commit": commit, "git_dirty": dirty,
-            "device_kind": f"{jax.default_backend()}: {devices[0].device_kind} x{len(devices)}"}
+    return {
+        "versions": versions,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "device_kind": f"{jax.default_backend()}: {devices[0].device_kind} x{len(devices)}",
+    }
 
 
 def trial_dir(workdir, study_name: str, index: int) -> pathlib.Path:
@@ -191,27 +233,45 @@ class Progress:
             per_trial = (now - self.t0 + eta) / self.count
         eta_study = eta + per_trial * (self.remaining - self.count)
         sign = 1 if self.mode == "min" else -1
-        finite = {i: m for i, m in reported.items() if math.isfinite(m.get(self.objective, math.nan))}
-        best = min(finite, key=lambda i: sign * finite[i][self.objective]) if finite else next(iter(reported))
+        finite = {
+            i: m for i, m in reported.items() if math.isfinite(m.get(self.objective, math.nan))
+        }
+        best = (
+            min(finite, key=lambda i: sign * finite[i][self.objective])
+            if finite
+            else next(iter(reported))
+        )
         m = reported[best]
         who = "" if self.count == 1 else f"  {len(reported)} trials, best #{best}:"
-        speed = f"{rate:,.0f} steps/s" if self.count == 1 else f"{rate * len(reported):,.0f} trial-steps/s"
+        speed = (
+            f"{rate:,.0f} steps/s"
+            if self.count == 1
+            else f"{rate * len(reported):,.0f} trial-steps/s"
+        )
         if "train/input_wait_fraction" in m:  # streamed input: how long training waited for it
             speed += f", input wait {m['train/input_wait_fraction']:.0%}"
-        self.log(f"  step {step:>{len(str(steps))}}/{steps}{who}  loss {m.get('train/batch_loss', math.nan):.4f}"
-                 f"  {self.objective} {m.get(self.objective, math.nan):.4f}  {speed}{note}"
-                 f"  ETA {_duration(eta)} (study {_duration(eta_study)})")
+        self.log(
+            f"  step {step:>{len(str(steps))}}/{steps}{who}  loss {m.get('train/batch_loss', math.nan):.4f}"
+            f"  {self.objective} {m.get(self.objective, math.nan):.4f}  {speed}{note}"
+            f"  ETA {_duration(eta)} (study {_duration(eta_study)})"
+        )
 
     def finished_unit(self):
         self.unit_times.append((time.perf_counter() - self.t0, self.count))
 
     def done(self, index: int, status: str, result_text: str):
-        self.log(f"trial {index} {status}: {result_text}"
-                 + (f" in {_duration(time.perf_counter() - self.t0)}" if self.count == 1 else ""))
+        self.log(
+            f"trial {index} {status}: {result_text}"
+            + (f" in {_duration(time.perf_counter() - self.t0)}" if self.count == 1 else "")
+        )
 
 
 def _ranges(indices: list[int]) -> str:
-    return f"{indices[0]}-{indices[-1]}" if indices == list(range(indices[0], indices[-1] + 1)) else str(indices)
+    return (
+        f"{indices[0]}-{indices[-1]}"
+        if indices == list(range(indices[0], indices[-1] + 1))
+        else str(indices)
+    )
 
 
 def _fmt(v) -> str:
@@ -223,10 +283,21 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def run_study(config, workdir, *, store_url: str | None = None, config_path: str = "",
-              command: str = "", worker: str | None = None, log: Callable[[str], None] = print,
-              max_trials_this_run: int | None = None, executor: str = "auto",
-              batch_trials: int | None = None, report: bool = True, lease_s: float = 60.0) -> dict:
+def run_study(
+    config,
+    workdir,
+    *,
+    store_url: str | None = None,
+    config_path: str = "",
+    command: str = "",
+    worker: str | None = None,
+    log: Callable[[str], None] = print,
+    max_trials_this_run: int | None = None,
+    executor: str = "auto",
+    batch_trials: int | None = None,
+    report: bool = True,
+    lease_s: float = 60.0,
+) -> dict:
     """Runs (or continues) the study that `config` declares; returns the study record.
 
     `executor`: 'sequential' trains one trial at a time, 'batched' stacks the trials that share a
@@ -247,11 +318,15 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     cfg, study = study_plan.config, study_plan.config.study
     workdir = paths.folder(workdir)
     if paths.is_remote(workdir) and not store_url:
-        raise ConfigError(f"--workdir {workdir}: a bucket can hold the checkpoints but not the SQLite store; "
-                          "pass --store postgresql://user:password@host/db (or a SQLite file on a local disk: "
-                          "--store sqlite:////path/jaxplay.db)")
+        raise ConfigError(
+            f"--workdir {workdir}: a bucket can hold the checkpoints but not the SQLite store; "
+            "pass --store postgresql://user:password@host/db (or a SQLite file on a local disk: "
+            "--store sqlite:////path/jaxplay.db)"
+        )
     if workdir.exists() and not workdir.is_dir():
-        raise ConfigError(f"--workdir: {workdir} is a file; pass a directory (it is created if missing)")
+        raise ConfigError(
+            f"--workdir: {workdir} is a file; pass a directory (it is created if missing)"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     url = store_url or store_lib.default_url(workdir)
     multihost = distributed.multiprocess()
@@ -263,17 +338,31 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     try:
         if lineage.options(cfg) is not None:  # derived from a parent study in this store
-            derived = distributed.on_primary(lambda: config_lib.to_json(lineage.resolve(cfg, primary_store)))
+            derived = distributed.on_primary(
+                lambda: config_lib.to_json(lineage.resolve(cfg, primary_store))
+            )
             study_plan = plan(ml_collections.ConfigDict(json.loads(derived)))
             cfg, study = study_plan.config, study_plan.config.study
-            log(f"study {study.name!r} derives from {study.parent.study!r} (--lineage {study.parent.action}):"
-                + "".join(f"\n  {change}" for change in study.parent.changes))
+            log(
+                f"study {study.name!r} derives from {study.parent.study!r} (--lineage {study.parent.action}):"
+                + "".join(f"\n  {change}" for change in study.parent.changes)
+            )
         study_id = store.open_study(
-            study.name, config_lib.config_hash(cfg), config_path=config_path,
-            config=_json_config(cfg), notes=study.get("notes", ""), objective=study.objective,
-            mode=study.mode, algorithm=study.algorithm, seed=study.seed,
-            num_trials=study_plan.num_trials, command=command, executor=executor,
-            executor_reason=executor_reason, **provenance())
+            study.name,
+            config_lib.config_hash(cfg),
+            config_path=config_path,
+            config=_json_config(cfg),
+            notes=study.get("notes", ""),
+            objective=study.objective,
+            mode=study.mode,
+            algorithm=study.algorithm,
+            seed=study.seed,
+            num_trials=study_plan.num_trials,
+            command=command,
+            executor=executor,
+            executor_reason=executor_reason,
+            **provenance(),
+        )
         store.add_trials(study_id, study_plan.params)
         # A trial left 'running' by a dead process of this host resumes now; other hosts' trials
         # are reclaimed when their lease expires.
@@ -281,13 +370,23 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
         if stale:
             log(f"resuming interrupted trial(s) {stale} from their latest checkpoints")
         record = store.record(study_id)
-        todo = [t for t in record["trials"] if t["status"] == "pending" and t["index"] < study_plan.num_trials]
+        todo = [
+            t
+            for t in record["trials"]
+            if t["status"] == "pending" and t["index"] < study_plan.num_trials
+        ]
         done = len(record["trials"]) - len(todo)
         remaining = study_plan.num_trials - done
-        log(f"study {study.name!r}: {study_plan.num_trials} trials ({done} already finished), "
+        log(
+            f"study {study.name!r}: {study_plan.num_trials} trials ({done} already finished), "
             f"objective {study.objective} ({study.mode}), designer {study.algorithm}, executor {executor} "
             f"({executor_reason}), store {store_lib.redact(url)}"
-            + (f"; {distributed.process_count()} processes train each trial together" if multihost else ""))
+            + (
+                f"; {distributed.process_count()} processes train each trial together"
+                if multihost
+                else ""
+            )
+        )
         progress = Progress(study.objective, study.mode, log)
         pending = [t["index"] for t in todo]
         if max_trials_this_run is not None:
@@ -295,6 +394,7 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
         ran = 0
         lease = _Lease(store, worker, lease_s)
         with _GracefulInterrupt(log) as interrupt, lease:
+
             def stop_requested() -> bool:  # a signal may reach one host only: all stop together
                 return distributed.any_process(interrupt.requested())
 
@@ -302,8 +402,18 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
                 nonlocal ran
                 lease.hold([c[0] for c in claimed])
                 try:
-                    _run_unit(store, study_id, worker, claimed, study_plan, workdir, progress,
-                              remaining - ran, executor, stop_requested)
+                    _run_unit(
+                        store,
+                        study_id,
+                        worker,
+                        claimed,
+                        study_plan,
+                        workdir,
+                        progress,
+                        remaining - ran,
+                        executor,
+                        stop_requested,
+                    )
                 finally:
                     lease.hold([])
                 ran += len(claimed)
@@ -313,7 +423,11 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
                     if stop_requested():
                         raise KeyboardInterrupt
                     # Claim each trial: another worker sharing the store may have taken some.
-                    claimed = [c for i in unit if (c := store.claim(study_id, worker, indices=[i], lease_s=lease_s))]
+                    claimed = [
+                        c
+                        for i in unit
+                        if (c := store.claim(study_id, worker, indices=[i], lease_s=lease_s))
+                    ]
                     if claimed:
                         run(claimed)
 
@@ -326,7 +440,9 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
             while max_trials_this_run is None or ran < max_trials_this_run:
                 if stop_requested():
                     raise KeyboardInterrupt
-                claimed = store.claim(study_id, worker, max_index=study_plan.num_trials, lease_s=lease_s)
+                claimed = store.claim(
+                    study_id, worker, max_index=study_plan.num_trials, lease_s=lease_s
+                )
                 if claimed is not None:
                     if not study_plan.adaptive:
                         log(f"reclaimed trial {claimed[1]} (its worker stopped renewing its lease)")
@@ -334,8 +450,15 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
                     continue
                 if not study_plan.adaptive:
                     break
-                created = _suggest(store, study_id, study_plan, parent_history, executor, batch_trials,
-                                   None if max_trials_this_run is None else max_trials_this_run - ran)
+                created = _suggest(
+                    store,
+                    study_id,
+                    study_plan,
+                    parent_history,
+                    executor,
+                    batch_trials,
+                    None if max_trials_this_run is None else max_trials_this_run - ran,
+                )
                 if created is None:
                     break  # every trial of the study exists and none is left to claim
                 claim_and_run(work_units(study_plan, created, executor, batch_trials))
@@ -353,7 +476,9 @@ def run_study(config, workdir, *, store_url: str | None = None, config_path: str
 
 def _history(trials: list[dict]) -> list[dict]:
     """What an adaptive designer learns from: each trial's status, params and objective."""
-    return [{"params": t["params"], "status": t["status"], "value": t["best_value"]} for t in trials]
+    return [
+        {"params": t["params"], "status": t["status"], "value": t["best_value"]} for t in trials
+    ]
 
 
 def _parent_history(store, study_plan: Plan) -> list[dict]:
@@ -364,15 +489,24 @@ def _parent_history(store, study_plan: Plan) -> list[dict]:
     return _history(store.record(store.study_id(parent.study))["trials"])
 
 
-def _suggest(store, study_id: int, study_plan: Plan, parent_history: list[dict], executor: str,
-             batch_trials: int | None, budget: int | None) -> list[int] | None:
+def _suggest(
+    store,
+    study_id: int,
+    study_plan: Plan,
+    parent_history: list[dict],
+    executor: str,
+    batch_trials: int | None,
+    budget: int | None,
+) -> list[int] | None:
     """Creates the adaptive designer's next trials (one, or a batch for the batched executor) and
     returns their indices; None when the study has all its trials. Another worker creating trials
     at the same time wins the race and this one asks again with the news."""
     while True:
         record = store.record(study_id)
         trials = sorted(record["trials"], key=lambda t: t["index"])
-        study_plan.extend([t["params"] for t in trials[len(study_plan.params):]])  # other workers' new trials
+        study_plan.extend(
+            [t["params"] for t in trials[len(study_plan.params) :]]
+        )  # other workers' new trials
         start = len(trials)
         count = study_plan.num_trials - start
         if count <= 0:
@@ -429,7 +563,7 @@ class _Lease:
         while not self.stop.wait(self.every):
             try:
                 self.store.heartbeat(self.worker, self.ids)
-            except Exception:  # noqa: BLE001 - a store hiccup must not kill training; the next renewal retries
+            except Exception:
                 pass
 
     def __enter__(self):
@@ -454,9 +588,11 @@ def _write_report(url: str, name: str, workdir: pathlib.Path, log: Callable[[str
         for f in findings:
             log(f"  [{f.severity}] {f.title}\n      -> {f.action}")
         log(f"report: {report_lib.write_report(data, workdir, findings=findings)}")
-    except Exception as e:  # noqa: BLE001
-        log(f"could not write the report ({type(e).__name__}: {e}); "
-            f"retry with `python -m jaxplay.studies report --workdir {workdir}`")
+    except Exception as e:
+        log(
+            f"could not write the report ({type(e).__name__}: {e}); "
+            f"retry with `python -m jaxplay.studies report --workdir {workdir}`"
+        )
 
 
 class _GracefulInterrupt:
@@ -477,8 +613,10 @@ class _GracefulInterrupt:
             raise KeyboardInterrupt
         self.flag = True
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        self.log(f"\n{name}: stopping after this evaluation period and saving a checkpoint "
-                 f"(press Ctrl-C again to stop now)")
+        self.log(
+            f"\n{name}: stopping after this evaluation period and saving a checkpoint "
+            f"(press Ctrl-C again to stop now)"
+        )
 
     def __enter__(self):
         # Signal handlers can only be set from the main thread (not, e.g., in a notebook worker).
@@ -497,8 +635,18 @@ class LeaseLost(Exception):
     stalled or lost the store for longer than the lease) and the trial was reclaimed."""
 
 
-def _run_unit(store, study_id, worker: str, claimed: list, study_plan: Plan, workdir, progress: Progress,
-              remaining: int, executor: str, should_stop: Callable[[], bool]):
+def _run_unit(
+    store,
+    study_id,
+    worker: str,
+    claimed: list,
+    study_plan: Plan,
+    workdir,
+    progress: Progress,
+    remaining: int,
+    executor: str,
+    should_stop: Callable[[], bool],
+):
     """Trains claimed trials (one, or a batch sharing a program) and records their outcomes.
     Every write is fenced by `worker`'s lease: a trial taken over by another worker is left to it."""
     ids = [trial_id for trial_id, _, _ in claimed]
@@ -526,17 +674,32 @@ def _run_unit(store, study_id, worker: str, claimed: list, study_plan: Plan, wor
 
     try:
         if executor == "batched":
-            results = batched.train_group(configs, dirs, searched=study_plan.searched, on_eval=on_eval,
-                                          on_resume=on_resume, on_period=on_period, should_stop=should_stop)
+            results = batched.train_group(
+                configs,
+                dirs,
+                searched=study_plan.searched,
+                on_eval=on_eval,
+                on_resume=on_resume,
+                on_period=on_period,
+                should_stop=should_stop,
+            )
         else:
+
             def on_eval_one(step, metrics):
                 on_eval(0, step, metrics)
                 if step:
                     on_period(step, {0: metrics})
 
-            results = [train.train_and_evaluate(configs[0], dirs[0], searched=study_plan.searched,
-                                                on_eval=on_eval_one, on_resume=lambda step: on_resume(0, step),
-                                                should_stop=should_stop)]
+            results = [
+                train.train_and_evaluate(
+                    configs[0],
+                    dirs[0],
+                    searched=study_plan.searched,
+                    on_eval=on_eval_one,
+                    on_resume=lambda step: on_resume(0, step),
+                    should_stop=should_stop,
+                )
+            ]
     except KeyboardInterrupt:
         # The trials keep their checkpoints; 'pending' makes the next run resume them.
         for trial_id in ids:
@@ -550,7 +713,7 @@ def _run_unit(store, study_id, worker: str, claimed: list, study_plan: Plan, wor
         for trial_id in ids:
             store.release(trial_id, worker=worker)
         return
-    except Exception as e:  # noqa: BLE001 — one broken trial must not end the study
+    except Exception as e:
         error = "".join(traceback.format_exception(e))
         for trial_id, index in zip(ids, indices):
             store.finish(trial_id, "failed", worker=worker, error=error)
@@ -559,13 +722,28 @@ def _run_unit(store, study_id, worker: str, claimed: list, study_plan: Plan, wor
         return
     progress.finished_unit()
     for trial_id, index, result in zip(ids, indices, results):
-        if store.finish(trial_id, result.status, worker=worker, best_step=result.best_step,
-                        best_value=result.best_value, steps_run=result.steps_run, error=result.reason,
-                        final_metrics=result.final_metrics) is False:
-            progress.log(f"trial {index}: another worker took it over before it finished here; its result is that worker's")
+        if (
+            store.finish(
+                trial_id,
+                result.status,
+                worker=worker,
+                best_step=result.best_step,
+                best_value=result.best_value,
+                steps_run=result.steps_run,
+                error=result.reason,
+                final_metrics=result.final_metrics,
+            )
+            is False
+        ):
+            progress.log(
+                f"trial {index}: another worker took it over before it finished here; its result is that worker's"
+            )
             continue
-        best = "no finite value" if result.best_value is None else \
-            f"best {study_plan.config.study.objective} {result.best_value:.4f} at step {result.best_step}"
+        best = (
+            "no finite value"
+            if result.best_value is None
+            else f"best {study_plan.config.study.objective} {result.best_value:.4f} at step {result.best_step}"
+        )
         progress.done(index, result.status, best + (f" ({result.reason})" if result.reason else ""))
     store.update_best(study_id)
 
@@ -579,56 +757,123 @@ def _json_config(cfg) -> dict:
 # ---------------------------------------------------------------------------------------------
 # CLI
 
+
 def main(argv=None) -> int:
     """Entry point of `python -m jaxplay.sweep`."""
-    from absl import flags, logging as absl_logging
+    from absl import flags
+    from absl import logging as absl_logging
     from ml_collections import config_flags
 
     argv = list(sys.argv if argv is None else argv)
     fl = flags.FlagValues()
     cli.define_study_flags(fl)
-    flags.DEFINE_bool("report", True, "At the end, print the playbook's diagnostics and write the HTML report.",
-                      flag_values=fl)
-    flags.DEFINE_integer("max_trials", None, "Stop after this many trials in this run (rerun to continue).",
-                         flag_values=fl)
-    flags.DEFINE_enum("executor", "auto", list(EXECUTORS),
-                      "sequential: one trial at a time; batched: trials that share a compiled program run "
-                      "stacked in one vmapped program; auto: batched on accelerators, sequential on CPU.",
-                      flag_values=fl)
-    flags.DEFINE_float("lease_secs", 60.0, "A running trial whose worker has not renewed its lease for this "
-                       "long is reclaimed by another worker and resumed from its checkpoint.", flag_values=fl)
-    flags.DEFINE_bool("distributed", False, "Join the other hosts of this job (a TPU VM slice, a Slurm "
-                      "job): jax.distributed.initialize() finds them; all hosts train each trial together.",
-                      flag_values=fl)
-    flags.DEFINE_string("coordinator", None, "Multi-host without a cluster manager: host:port of process 0 "
-                        "(with --num_processes and --process_id).", flag_values=fl)
-    flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-host job.", flag_values=fl)
-    flags.DEFINE_integer("process_id", None, "This process's index in a multi-host job (0 writes the store).",
-                         flag_values=fl)
-    flags.DEFINE_integer("batch_trials", None, "At most this many trials in one batch (default: a whole "
-                         f"group on accelerators, up to {batched.CPU_BATCH_TRIALS} on a CPU).",
-                         flag_values=fl)
-    flags.DEFINE_string("from_study", None, "Start this study from another one in the same store (its "
-                        "parent; see --lineage).", flag_values=fl)
-    flags.DEFINE_enum("lineage", None, list(lineage.ACTIONS),
-                      "How the study derives from --from_study: refine (search space from the parent's "
-                      "diagnostics), exploit (Bayesian optimization seeded by the parent's trials), promote "
-                      "(round 2: top_k trials, train.steps x steps_factor), rerun (the best trial with --seeds "
-                      "seeds), reseed (the next search seed), warmup or clip (instability studies).",
-                      flag_values=fl)
-    flags.DEFINE_integer("top_k", None, f"promote: how many of the parent's best trials (default "
-                         f"{lineage.DEFAULTS['top_k']}).", flag_values=fl)
-    flags.DEFINE_float("steps_factor", None, f"promote: train.steps multiplier (default "
-                       f"{lineage.DEFAULTS['steps_factor']:g}).", flag_values=fl)
-    flags.DEFINE_integer("seeds", None, f"promote, rerun: training seeds per trial (default "
-                         f"{lineage.DEFAULTS['seeds']}; rerun {lineage.RERUN_SEEDS}).", flag_values=fl)
-    flags.DEFINE_float("lr_factor", None, f"warmup: the learning rate as a multiple of the smallest that "
-                       f"diverged in the parent (default {lineage.DEFAULTS['lr_factor']:g}).", flag_values=fl)
+    flags.DEFINE_bool(
+        "report",
+        True,
+        "At the end, print the playbook's diagnostics and write the HTML report.",
+        flag_values=fl,
+    )
+    flags.DEFINE_integer(
+        "max_trials",
+        None,
+        "Stop after this many trials in this run (rerun to continue).",
+        flag_values=fl,
+    )
+    flags.DEFINE_enum(
+        "executor",
+        "auto",
+        list(EXECUTORS),
+        "sequential: one trial at a time; batched: trials that share a compiled program run "
+        "stacked in one vmapped program; auto: batched on accelerators, sequential on CPU.",
+        flag_values=fl,
+    )
+    flags.DEFINE_float(
+        "lease_secs",
+        60.0,
+        "A running trial whose worker has not renewed its lease for this "
+        "long is reclaimed by another worker and resumed from its checkpoint.",
+        flag_values=fl,
+    )
+    flags.DEFINE_bool(
+        "distributed",
+        False,
+        "Join the other hosts of this job (a TPU VM slice, a Slurm "
+        "job): jax.distributed.initialize() finds them; all hosts train each trial together.",
+        flag_values=fl,
+    )
+    flags.DEFINE_string(
+        "coordinator",
+        None,
+        "Multi-host without a cluster manager: host:port of process 0 "
+        "(with --num_processes and --process_id).",
+        flag_values=fl,
+    )
+    flags.DEFINE_integer(
+        "num_processes", None, "Number of processes of a multi-host job.", flag_values=fl
+    )
+    flags.DEFINE_integer(
+        "process_id",
+        None,
+        "This process's index in a multi-host job (0 writes the store).",
+        flag_values=fl,
+    )
+    flags.DEFINE_integer(
+        "batch_trials",
+        None,
+        "At most this many trials in one batch (default: a whole "
+        f"group on accelerators, up to {batched.CPU_BATCH_TRIALS} on a CPU).",
+        flag_values=fl,
+    )
+    flags.DEFINE_string(
+        "from_study",
+        None,
+        "Start this study from another one in the same store (its parent; see --lineage).",
+        flag_values=fl,
+    )
+    flags.DEFINE_enum(
+        "lineage",
+        None,
+        list(lineage.ACTIONS),
+        "How the study derives from --from_study: refine (search space from the parent's "
+        "diagnostics), exploit (Bayesian optimization seeded by the parent's trials), promote "
+        "(round 2: top_k trials, train.steps x steps_factor), rerun (the best trial with --seeds "
+        "seeds), reseed (the next search seed), warmup or clip (instability studies).",
+        flag_values=fl,
+    )
+    flags.DEFINE_integer(
+        "top_k",
+        None,
+        f"promote: how many of the parent's best trials (default {lineage.DEFAULTS['top_k']}).",
+        flag_values=fl,
+    )
+    flags.DEFINE_float(
+        "steps_factor",
+        None,
+        f"promote: train.steps multiplier (default {lineage.DEFAULTS['steps_factor']:g}).",
+        flag_values=fl,
+    )
+    flags.DEFINE_integer(
+        "seeds",
+        None,
+        f"promote, rerun: training seeds per trial (default "
+        f"{lineage.DEFAULTS['seeds']}; rerun {lineage.RERUN_SEEDS}).",
+        flag_values=fl,
+    )
+    flags.DEFINE_float(
+        "lr_factor",
+        None,
+        f"warmup: the learning rate as a multiple of the smallest that "
+        f"diverged in the parent (default {lineage.DEFAULTS['lr_factor']:g}).",
+        flag_values=fl,
+    )
     if not cli.parse(fl, argv):
         return 2
     if fl.config is None or fl.workdir is None:
-        print("usage: python -m jaxplay.sweep --config experiments/x.py[:arg] --workdir DIR "
-              "[--config.a.b=value ...] [--store URL]", file=sys.stderr)
+        print(
+            "usage: python -m jaxplay.sweep --config experiments/x.py[:arg] --workdir DIR "
+            "[--config.a.b=value ...] [--store URL]",
+            file=sys.stderr,
+        )
         return 2
     try:
         _set_parent(fl.config, fl, argv)
@@ -639,13 +884,26 @@ def main(argv=None) -> int:
     cli.enable_compilation_cache()
     command = cli.command_line("jaxplay.sweep", argv)
     try:
-        distributed.initialize(auto=fl.distributed, coordinator=fl.coordinator,  # before any jax backend
-                               num_processes=fl.num_processes, process_id=fl.process_id)
+        distributed.initialize(
+            auto=fl.distributed,
+            coordinator=fl.coordinator,  # before any jax backend
+            num_processes=fl.num_processes,
+            process_id=fl.process_id,
+        )
         record = run_study(
-            fl.config, fl.workdir, store_url=cli.store_url(fl), command=command,
-            config_path=str(pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()),
-            max_trials_this_run=fl.max_trials, executor=fl.executor, batch_trials=fl.batch_trials,
-            report=fl.report, lease_s=fl.lease_secs)
+            fl.config,
+            fl.workdir,
+            store_url=cli.store_url(fl),
+            command=command,
+            config_path=str(
+                pathlib.Path(config_flags.get_config_filename(fl["config"])).absolute()
+            ),
+            max_trials_this_run=fl.max_trials,
+            executor=fl.executor,
+            batch_trials=fl.batch_trials,
+            report=fl.report,
+            lease_s=fl.lease_secs,
+        )
     except (ConfigError, store_lib.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -659,23 +917,35 @@ def _set_parent(config, fl, argv: list[str]) -> None:
     """--from_study and --lineage (with their options) become the study's `study.parent`. The
     derived study is named after its parent unless --config.study.name names it, and its notes say
     what it is (plus --config.study.notes when given)."""
-    given = {k: fl[k].value for k in ("top_k", "steps_factor", "seeds", "lr_factor") if fl[k].value is not None}
+    given = {
+        k: fl[k].value
+        for k in ("top_k", "steps_factor", "seeds", "lr_factor")
+        if fl[k].value is not None
+    }
     if fl.from_study is None:
         if fl.lineage or given:
             used = ", ".join(f"--{k}" for k in (["lineage"] if fl.lineage else []) + sorted(given))
             raise ConfigError(f"{used}: only with --from_study PARENT (the study to start from)")
         return
     if fl.lineage is None:
-        raise ConfigError(f"--from_study {fl.from_study}: say how to derive the study with --lineage, one of "
-                          f"{', '.join(lineage.ACTIONS)}")
+        raise ConfigError(
+            f"--from_study {fl.from_study}: say how to derive the study with --lineage, one of "
+            f"{', '.join(lineage.ACTIONS)}"
+        )
     with config.unlocked():
+
         def given_on_command_line(path):
             return any(a.startswith(f"--config.{path}=") or a == f"--config.{path}" for a in argv)
 
-        config.study.parent = ml_collections.ConfigDict({
-            "study": fl.from_study, "action": fl.lineage, **given,
-            "name_from_parent": not given_on_command_line("study.name"),
-            "notes_given": given_on_command_line("study.notes")})
+        config.study.parent = ml_collections.ConfigDict(
+            {
+                "study": fl.from_study,
+                "action": fl.lineage,
+                **given,
+                "name_from_parent": not given_on_command_line("study.name"),
+                "notes_given": given_on_command_line("study.notes"),
+            }
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Shape of the loop (Flax examples style, `train_and_evaluate(config, workdir)`):
   * after each period the host checks for divergence, logs metrics and saves a checkpoint when the
     objective enters the best N (retrospective optimal checkpoint selection) or at the end.
 """
+
 from __future__ import annotations
 
 import collections
@@ -23,7 +24,7 @@ import json
 import math
 import pathlib
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +33,8 @@ import optax
 from flax import nnx
 
 from jaxplay import optim, paths, workloads
-from jaxplay.data import augment
 from jaxplay.checkpoints import TrialCheckpoints
+from jaxplay.data import augment
 from jaxplay.spaces import ConfigError
 
 # How often each compiled function was traced; a trace is what triggers a compilation, so tests
@@ -85,27 +86,41 @@ def check(config) -> None:
         raise ConfigError(f"study.objective: unknown metric {objective!r}; use one of {allowed}")
     better = modes[objective.split("/", 1)[1]]
     if config.study.mode != better:
-        raise ConfigError(f"study.mode: {objective} is better when {'lower' if better == 'min' else 'higher'}; "
-                          f"set study.mode={better!r}")
+        raise ConfigError(
+            f"study.mode: {objective} is better when {'lower' if better == 'min' else 'higher'}; "
+            f"set study.mode={better!r}"
+        )
     if train.get("compute_dtype", "float32") not in COMPUTE_DTYPES:
-        raise ConfigError(f"train.compute_dtype: unknown {train.compute_dtype!r}; use one of {list(COMPUTE_DTYPES)}")
+        raise ConfigError(
+            f"train.compute_dtype: unknown {train.compute_dtype!r}; use one of {list(COMPUTE_DTYPES)}"
+        )
     if train.get("train_eval_examples", 1) < 1:
-        raise ConfigError("train.train_eval_examples: evaluate at least 1 training example each period")
+        raise ConfigError(
+            "train.train_eval_examples: evaluate at least 1 training example each period"
+        )
     if train.get("keep_best", 3) < 1:
-        raise ConfigError(f"train.keep_best: keep at least 1 best checkpoint (got {train.keep_best})")
+        raise ConfigError(
+            f"train.keep_best: keep at least 1 best checkpoint (got {train.keep_best})"
+        )
     batch = config.data.get("batch_size", 0)
     if not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"data.batch_size: must be a positive int (got {batch!r})")
     if train.get("eval_batch_size", batch) < batch:
-        raise ConfigError(f"train.eval_batch_size: the playbook evaluates with batches at least as large "
-                          f"as training batches; use >= data.batch_size={batch}")
+        raise ConfigError(
+            f"train.eval_batch_size: the playbook evaluates with batches at least as large "
+            f"as training batches; use >= data.batch_size={batch}"
+        )
     if train.get("divergence_factor", 100.0) <= 1:
-        raise ConfigError("train.divergence_factor: must be > 1 (a trial is infeasible once its batch loss "
-                          "exceeds this multiple of the initial loss)")
+        raise ConfigError(
+            "train.divergence_factor: must be > 1 (a trial is infeasible once its batch loss "
+            "exceeds this multiple of the initial loss)"
+        )
     make_program(config, workload)  # batch size vs dataset size
 
 
-def make_program(config, workload: workloads.Workload, searched: frozenset = frozenset()) -> Program:
+def make_program(
+    config, workload: workloads.Workload, searched: frozenset = frozenset()
+) -> Program:
     """The static part of a trial's config. `searched` are the study's searched paths."""
     num_train = len(workload.dataset.x_train)
     batch = config.data.batch_size
@@ -131,20 +146,27 @@ def make_program(config, workload: workloads.Workload, searched: frozenset = fro
 def program_key(config, workload: workloads.Workload, searched: frozenset = frozenset()) -> tuple:
     """Everything that changes the compiled program. Trials with equal keys share one compilation
     and can be batched: they differ only in float hyperparameters (and seeds)."""
-    return (make_program(config, workload, searched), _model_key(config), workload.name,
-            json.dumps(config.data.to_dict(), sort_keys=True),
-            config.train.get("train_eval_examples", DEFAULT_TRAIN_EVAL_EXAMPLES))
+    return (
+        make_program(config, workload, searched),
+        _model_key(config),
+        workload.name,
+        json.dumps(config.data.to_dict(), sort_keys=True),
+        config.train.get("train_eval_examples", DEFAULT_TRAIN_EVAL_EXAMPLES),
+    )
 
 
 def _model_key(config) -> str:
     # The workload contract: config.model holds everything that shapes the model. Dropout's rate
     # is traced, not part of the shape.
     model = config.get("model", {})
-    return json.dumps({k: v for k, v in model.items() if k != "dropout"}, sort_keys=True, default=str)
+    return json.dumps(
+        {k: v for k, v in model.items() if k != "dropout"}, sort_keys=True, default=str
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Data on device
+
 
 def _padded(x, y, batch, multiple: int = 8):
     """An eval split as (num_batches, batch, ...) arrays plus weights that are 0 on the padding
@@ -199,8 +221,9 @@ def eval_splits(dataset, train_eval_examples: int) -> dict:
 _DEVICE_DATA: dict = {}
 
 
-def device_data(dataset, program: Program, train_eval_examples: int = DEFAULT_TRAIN_EVAL_EXAMPLES,
-                mesh=None) -> dict:
+def device_data(
+    dataset, program: Program, train_eval_examples: int = DEFAULT_TRAIN_EVAL_EXAMPLES, mesh=None
+) -> dict:
     """What the compiled period reads: under the 'device' pipeline the training arrays and the
     padded eval splits, placed once per process and reused by every trial; under 'grain' nothing
     (batches arrive with each period). With a data `mesh` the training arrays are replicated (each
@@ -213,18 +236,23 @@ def device_data(dataset, program: Program, train_eval_examples: int = DEFAULT_TR
         arrays = {"x": np.asarray(dataset.x_train[:]), "y": np.asarray(dataset.y_train[:])}
         multiple = 8 if mesh is None else math.lcm(8, mesh.size)
         for name, (x, y) in eval_splits(dataset, train_eval_examples).items():
-            arrays[name] = _padded(np.asarray(x[:]), np.asarray(y[:]), program.eval_batch_size, multiple)
+            arrays[name] = _padded(
+                np.asarray(x[:]), np.asarray(y[:]), program.eval_batch_size, multiple
+            )
         if mesh is None:
             _DEVICE_DATA[key] = jax.device_put(arrays)
         else:
             replicated, split = _sharding(mesh), _sharding(mesh, axis=1)
-            _DEVICE_DATA[key] = {k: jax.device_put(v, replicated if k in ("x", "y") else split)
-                                 for k, v in arrays.items()}
+            _DEVICE_DATA[key] = {
+                k: jax.device_put(v, replicated if k in ("x", "y") else split)
+                for k, v in arrays.items()
+            }
     return _DEVICE_DATA[key]
 
 
 # ---------------------------------------------------------------------------------------------
 # Data parallelism: one trial's batch split over this process's devices
+
 
 def data_mesh(program: Program):
     """A 1-D 'data' mesh over all devices when there are several (None with one). Each batch is
@@ -233,9 +261,14 @@ def data_mesh(program: Program):
     n = jax.device_count()
     if n == 1:
         return None
-    for field, value in (("data.batch_size", program.batch_size), ("train.eval_batch_size", program.eval_batch_size)):
+    for field, value in (
+        ("data.batch_size", program.batch_size),
+        ("train.eval_batch_size", program.eval_batch_size),
+    ):
         if value % n:
-            raise ConfigError(f"{field}: {value} does not split evenly over {n} devices; use a multiple of {n}")
+            raise ConfigError(
+                f"{field}: {value} does not split evenly over {n} devices; use a multiple of {n}"
+            )
     return _make_mesh(n)
 
 
@@ -251,7 +284,9 @@ def _sharding(mesh, axis: int | None = None):
     """Replicated (axis None), or split over the mesh along `axis`."""
     from jax.sharding import NamedSharding, PartitionSpec
 
-    return NamedSharding(mesh, PartitionSpec() if axis is None else PartitionSpec(*([None] * axis), "data"))
+    return NamedSharding(
+        mesh, PartitionSpec() if axis is None else PartitionSpec(*([None] * axis), "data")
+    )
 
 
 def batch_indices(seed: int, start: int, length: int, batch: int, num: int) -> np.ndarray:
@@ -263,23 +298,28 @@ def batch_indices(seed: int, start: int, length: int, batch: int, num: int) -> n
     """
     per_epoch = num // batch  # the last partial batch of an epoch is dropped
     first, last = start // per_epoch, (start + length - 1) // per_epoch
-    perms = [np.random.default_rng([seed, epoch]).permutation(num)[: per_epoch * batch]
-             for epoch in range(first, last + 1)]
+    perms = [
+        np.random.default_rng([seed, epoch]).permutation(num)[: per_epoch * batch]
+        for epoch in range(first, last + 1)
+    ]
     flat = np.concatenate(perms)
     offset = (start - first * per_epoch) * batch
-    return flat[offset: offset + length * batch].reshape(length, batch).astype(np.int32)
+    return flat[offset : offset + length * batch].reshape(length, batch).astype(np.int32)
 
 
 # ---------------------------------------------------------------------------------------------
 # Compiled functions: pure in (graphdef, program, state, hparams, keys, data)
 
+
 def split_model(model) -> tuple:
     """(graphdef, params, batch_stats) of an NNX model; any other state is refused."""
     graphdef, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
     if jax.tree.leaves(rest):
-        raise ValueError(f"{type(model).__name__}: the trainer carries nnx.Param and nnx.BatchStat state "
-                         f"only, and this model holds more ({sorted(rest.flat_state().keys())[:3]}...); "
-                         "keep RNG streams out of the model (the trainer passes dropout keys as arguments)")
+        raise ValueError(
+            f"{type(model).__name__}: the trainer carries nnx.Param and nnx.BatchStat state "
+            f"only, and this model holds more ({sorted(rest.flat_state().keys())[:3]}...); "
+            "keep RNG streams out of the model (the trainer passes dropout keys as arguments)"
+        )
     return graphdef, params, stats
 
 
@@ -312,8 +352,12 @@ def _evaluate(graphdef, task, program, params, stats, split):
     if x.shape[0] == 1:
         sums, total = _metric_sums(graphdef, task, program, params, stats, x[0], y[0], w[0])
     else:
+
         def body(acc, b):
-            return jax.tree.map(jnp.add, acc, _metric_sums(graphdef, task, program, params, stats, *b)), None
+            return jax.tree.map(
+                jnp.add, acc, _metric_sums(graphdef, task, program, params, stats, *b)
+            ), None
+
         zeros = ({k: jnp.float32(0.0) for k in task.metrics_mode}, jnp.float32(0.0))
         (sums, total), _ = jax.lax.scan(body, zeros, (x, y, w))
     return {k: v / total for k, v in sums.items()}
@@ -345,7 +389,9 @@ def _run_period(graphdef, task, program, state, hp, keys, xs, data):
         dropout_key = jax.random.fold_in(keys["dropout"], step) if program.dropout else None
 
         def loss_fn(p):
-            outputs, new_stats = _apply(graphdef, program, p, stats, x, train=True, hp=hp, key=dropout_key)
+            outputs, new_stats = _apply(
+                graphdef, program, p, stats, x, train=True, hp=hp, key=dropout_key
+            )
             return jnp.mean(task.loss(outputs, y, hp)), new_stats
 
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -357,9 +403,17 @@ def _run_period(graphdef, task, program, state, hp, keys, xs, data):
 
     carry = (state["params"], state["batch_stats"], state["opt_state"], state["step"])
     (params, stats, opt_state, step), (losses, norms, lrs) = jax.lax.scan(train_step, carry, xs)
-    metrics = _eval_all(graphdef, task, program, params, stats, data) if program.pipeline == "device" else {}
+    metrics = (
+        _eval_all(graphdef, task, program, params, stats, data)
+        if program.pipeline == "device"
+        else {}
+    )
     per_step = {"loss": losses, "grad_norm": norms, "learning_rate": lrs}
-    return {"params": params, "batch_stats": stats, "opt_state": opt_state, "step": step}, metrics, per_step
+    return (
+        {"params": params, "batch_stats": stats, "opt_state": opt_state, "step": step},
+        metrics,
+        per_step,
+    )
 
 
 def _initial_eval(graphdef, task, program, params, stats, data):
@@ -372,8 +426,9 @@ _initial_eval_jit = jax.jit(_initial_eval, static_argnums=(0, 1, 2))
 _metric_sums_jit = jax.jit(_metric_sums, static_argnums=(0, 1, 2))
 
 
-def evaluate_streamed(metric_sums, params, stats, splits: dict, batch_size: int, read_threads: int = 8,
-                      sharding=None) -> dict:
+def evaluate_streamed(
+    metric_sums, params, stats, splits: dict, batch_size: int, read_threads: int = 8, sharding=None
+) -> dict:
     """Eval metrics of each split (name -> (x, y)), reading batches from the host. `metric_sums`
     is `_metric_sums` bound to the model (or its vmap over a stack of trials); sums accumulate on
     the device and come back once per split."""
@@ -396,8 +451,11 @@ def _trial_keys(seed: int) -> dict:
     # Independent streams, all from config.seed: init, dropout masks and augmentation here; data
     # order comes from numpy seeded by (seed, epoch) in batch_indices (playbook item 43).
     root = jax.random.PRNGKey(seed)
-    return {"init": jax.random.fold_in(root, 0), "dropout": jax.random.fold_in(root, 2),
-            "augment": jax.random.fold_in(root, 3)}
+    return {
+        "init": jax.random.fold_in(root, 0),
+        "dropout": jax.random.fold_in(root, 2),
+        "augment": jax.random.fold_in(root, 3),
+    }
 
 
 _INITIALIZERS: dict = {}
@@ -409,14 +467,22 @@ def _initializer(config, workload, program):
     Building an NNX model eagerly dispatches one small op per initializer: ~0.2 s per trial on
     the 2-core CPU, as long as an MNIST-1D trial's training. Jitted, a trial's init is one call.
     """
-    key = (program, _model_key(config), workload.name, workload.dataset.name, workload.dataset.input_shape)
+    key = (
+        program,
+        _model_key(config),
+        workload.name,
+        workload.dataset.name,
+        workload.dataset.input_shape,
+    )
     if key not in _INITIALIZERS:
         abstract = nnx.eval_shape(lambda: workload.build_model(nnx.Rngs(params=0)))
         graphdef = split_model(abstract)[0]
 
         def init(init_key, hp):
             _, params, stats = split_model(workload.build_model(nnx.Rngs(params=init_key)))
-            tx = optim.make(program.optimizer, program.nesterov, program.schedule, program.steps, hp)
+            tx = optim.make(
+                program.optimizer, program.nesterov, program.schedule, program.steps, hp
+            )
             return params, stats, tx.init(params)
 
         _INITIALIZERS[key] = (graphdef, _compiled_once(jax.jit(init), _INIT_COMPILER_OPTIONS))
@@ -456,6 +522,7 @@ def init_state(config, workload, program):
 # ---------------------------------------------------------------------------------------------
 # The host loop
 
+
 def _is_better(value, best, mode):
     return best is None or (value < best if mode == "min" else value > best)
 
@@ -474,16 +541,28 @@ class TrialRun:
     """Host-side bookkeeping of one trial between compiled periods: resume point, divergence,
     best value and checkpoints. The sequential and the batched executor both drive one per trial."""
 
-    def __init__(self, config, trial_dir, program: Program, *, on_eval=None, on_resume=None,
-                 write_every_secs: float | None = None):
+    def __init__(
+        self,
+        config,
+        trial_dir,
+        program: Program,
+        *,
+        on_eval=None,
+        on_resume=None,
+        write_every_secs: float | None = None,
+    ):
         self.config, self.program = config, program
         self.objective, self.mode = config.study.objective, config.study.mode
         self.on_eval, self.on_resume = on_eval, on_resume
         self.hparams = optim.hparams(config)
         if write_every_secs is None:
             write_every_secs = config.train.get("checkpoint_every_secs", 60.0)
-        self.ckpt = TrialCheckpoints(paths.folder(trial_dir) / "checkpoints", mode=self.mode,
-                                     keep_best=config.train.get("keep_best", 3), write_every_secs=write_every_secs)
+        self.ckpt = TrialCheckpoints(
+            paths.folder(trial_dir) / "checkpoints",
+            mode=self.mode,
+            keep_best=config.train.get("keep_best", 3),
+            write_every_secs=write_every_secs,
+        )
         self.meta = {"best_step": None, "best_value": None, "initial_loss": None}
         self.last = None  # (step, get_state, objective) of the last recorded period
 
@@ -506,8 +585,9 @@ class TrialRun:
         if self.on_eval:
             self.on_eval(0, initial)
 
-    def after_period(self, step: int, get_state, metrics: dict, per_step: dict, *,
-                     write_now: bool = False) -> TrialResult | None:
+    def after_period(
+        self, step: int, get_state, metrics: dict, per_step: dict, *, write_now: bool = False
+    ) -> TrialResult | None:
         """Records the period that ended at `step`; returns the result once the trial is over."""
         if self.meta["initial_loss"] is None:
             self.meta["initial_loss"] = float(per_step["loss"][0])
@@ -526,7 +606,9 @@ class TrialRun:
             reason = f"{self.objective} is {value} at step {step}"
         if reason:
             self.ckpt.flush(self.meta)  # keep the best checkpoints from before the divergence
-            return TrialResult("infeasible", self.meta["best_step"], self.meta["best_value"], step, reason, metrics)
+            return TrialResult(
+                "infeasible", self.meta["best_step"], self.meta["best_value"], step, reason, metrics
+            )
         if _is_better(value, self.meta["best_value"], self.mode):
             self.meta["best_step"], self.meta["best_value"] = step, value
         # Retrospective optimal checkpoint selection: keep the best N; the last write of a trial
@@ -535,7 +617,9 @@ class TrialRun:
         self.last = (step, get_state, value)
         self.ckpt.record(step, get_state, value, self.meta, write_now=write_now or done)
         if done:
-            return TrialResult("completed", self.meta["best_step"], self.meta["best_value"], step, None, metrics)
+            return TrialResult(
+                "completed", self.meta["best_step"], self.meta["best_value"], step, None, metrics
+            )
         return None
 
     def write_latest(self) -> None:
@@ -544,15 +628,22 @@ class TrialRun:
 
     def finished(self, step: int) -> TrialResult:
         """The result of a trial whose final checkpoint was already written."""
-        return TrialResult("completed", self.meta["best_step"], self.meta["best_value"], step,
-                           final_metrics=self.meta.get("last_metrics") or {})
+        return TrialResult(
+            "completed",
+            self.meta["best_step"],
+            self.meta["best_value"],
+            step,
+            final_metrics=self.meta.get("last_metrics") or {},
+        )
 
     def close(self) -> None:
         """Waits for checkpoint writes."""
         self.ckpt.close()
 
 
-def evaluator(config, program: Program, data: dict, splits: dict, on_device, metric_sums, sharding=None):
+def evaluator(
+    config, program: Program, data: dict, splits: dict, on_device, metric_sums, sharding=None
+):
     """state -> eval metrics, for the sequential and the batched executor alike: `on_device`
     (params, stats, data) scores the device-resident splits under the 'device' pipeline, else the
     splits stream from the host through `metric_sums` (see evaluate_streamed)."""
@@ -561,8 +652,15 @@ def evaluator(config, program: Program, data: dict, splits: dict, on_device, met
     def evaluate(state):
         if program.pipeline == "device":
             return on_device(state["params"], state["batch_stats"], data)
-        return evaluate_streamed(metric_sums, state["params"], state["batch_stats"], splits,
-                                 program.eval_batch_size, threads, sharding)
+        return evaluate_streamed(
+            metric_sums,
+            state["params"],
+            state["batch_stats"],
+            splits,
+            program.eval_batch_size,
+            threads,
+            sharding,
+        )
 
     return evaluate
 
@@ -573,8 +671,17 @@ class InputFeed:
     'grain', prepared `data.prefetch` periods ahead. `input_metrics` reports the fraction of a
     period spent waiting for input (always 0 for the device pipeline: nothing to wait for)."""
 
-    def __init__(self, config, dataset, program: Program, seeds: list[int], start_step: int, *,
-                 stacked: bool, sharding=None):
+    def __init__(
+        self,
+        config,
+        dataset,
+        program: Program,
+        seeds: list[int],
+        start_step: int,
+        *,
+        stacked: bool,
+        sharding=None,
+    ):
         self.program, self.seeds, self.step, self.stacked = program, seeds, start_step, stacked
         self.sharding, self._feed = sharding, None
         if program.pipeline == "grain":
@@ -582,12 +689,26 @@ class InputFeed:
 
             # data.read_threads is the host's budget, shared by the stacked trials' readers.
             threads = max(1, int(config.data.get("read_threads", 8)) // len(seeds))
-            iterators = [pipeline.train_batches(
-                dataset.x_train, dataset.y_train, batch_size=program.batch_size, seed=seed,
-                start_step=start_step, process_index=jax.process_index(), process_count=jax.process_count(),
-                read_threads=threads) for seed in seeds]
-            self._feed = pipeline.PeriodFeed(iterators, program.eval_every, stacked=stacked,
-                                             depth=int(config.data.get("prefetch", 2)), sharding=sharding)
+            iterators = [
+                pipeline.train_batches(
+                    dataset.x_train,
+                    dataset.y_train,
+                    batch_size=program.batch_size,
+                    seed=seed,
+                    start_step=start_step,
+                    process_index=jax.process_index(),
+                    process_count=jax.process_count(),
+                    read_threads=threads,
+                )
+                for seed in seeds
+            ]
+            self._feed = pipeline.PeriodFeed(
+                iterators,
+                program.eval_every,
+                stacked=stacked,
+                depth=int(config.data.get("prefetch", 2)),
+                sharding=sharding,
+            )
 
     def next(self):
         """The next period's inputs."""
@@ -595,7 +716,9 @@ class InputFeed:
         if self._feed is not None:
             self.step += p.eval_every
             return self._feed.next()
-        idx = [batch_indices(s, self.step, p.eval_every, p.batch_size, p.num_train) for s in self.seeds]
+        idx = [
+            batch_indices(s, self.step, p.eval_every, p.batch_size, p.num_train) for s in self.seeds
+        ]
         self.step += p.eval_every
         if self.stacked:
             return jax.device_put(np.stack(idx), self.sharding)
@@ -605,7 +728,11 @@ class InputFeed:
         """{'train/input_wait_fraction': share of the period spent blocked on input} (grain)."""
         if self._feed is None:
             return {}
-        return {"train/input_wait_fraction": min(self._feed.take_wait() / max(period_seconds, 1e-9), 1.0)}
+        return {
+            "train/input_wait_fraction": min(
+                self._feed.take_wait() / max(period_seconds, 1e-9), 1.0
+            )
+        }
 
     def close(self):
         """Stops the background reader."""
@@ -613,10 +740,15 @@ class InputFeed:
             self._feed.close()
 
 
-def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: frozenset = frozenset(),
-                       on_eval: Callable[[int, dict], None] | None = None,
-                       on_resume: Callable[[int], None] | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> TrialResult:
+def train_and_evaluate(
+    config,
+    trial_dir: str | pathlib.Path,
+    *,
+    searched: frozenset = frozenset(),
+    on_eval: Callable[[int, dict], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrialResult:
     """Trains one trial to `train.steps`, evaluating every `train.eval_every` steps.
 
     Resumes from the latest checkpoint in `trial_dir` if there is one (`on_resume(step)` is called
@@ -636,10 +768,15 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
     if mesh is not None:
         state, hp, keys = jax.device_put((state, hp, keys), replicated)
     task = workload.task
-    evaluate = evaluator(config, program, data, splits,
-                         functools.partial(_initial_eval_jit, graphdef, task, program),
-                         functools.partial(_metric_sums_jit, graphdef, task, program),
-                         None if mesh is None else _sharding(mesh, axis=0))
+    evaluate = evaluator(
+        config,
+        program,
+        data,
+        splits,
+        functools.partial(_initial_eval_jit, graphdef, task, program),
+        functools.partial(_metric_sums_jit, graphdef, task, program),
+        None if mesh is None else _sharding(mesh, axis=0),
+    )
 
     run = TrialRun(config, trial_dir, program, on_eval=on_eval, on_resume=on_resume)
     feed = None
@@ -652,11 +789,20 @@ def train_and_evaluate(config, trial_dir: str | pathlib.Path, *, searched: froze
         step = int(state["step"])
         if step >= program.steps:  # it crashed after its last checkpoint, before the store heard
             return run.finished(step)
-        feed = InputFeed(config, workload.dataset, program, [int(config.seed)], step, stacked=False,
-                         sharding=None if mesh is None else _sharding(mesh, axis=1))
+        feed = InputFeed(
+            config,
+            workload.dataset,
+            program,
+            [int(config.seed)],
+            step,
+            stacked=False,
+            sharding=None if mesh is None else _sharding(mesh, axis=1),
+        )
         while True:
             started = time.perf_counter()
-            state, metrics, per_step = _run_period_jit(graphdef, task, program, state, hp, keys, feed.next(), data)
+            state, metrics, per_step = _run_period_jit(
+                graphdef, task, program, state, hp, keys, feed.next(), data
+            )
             if program.pipeline != "device":
                 metrics = evaluate(state)
             step += program.eval_every
@@ -680,7 +826,9 @@ def _period_summary(per_step: dict, hp) -> dict:
     clip = float(hp["grad_clip_norm"])
     finite = np.isfinite(per_step["loss"])
     return {
-        "train/batch_loss": float(np.mean(per_step["loss"][finite])) if finite.any() else float("nan"),
+        "train/batch_loss": float(np.mean(per_step["loss"][finite]))
+        if finite.any()
+        else float("nan"),
         "train/grad_norm": float(np.mean(norms)),
         "train/grad_norm_max": float(np.max(norms)),
         "train/clip_fraction": float(np.mean(norms > clip)) if clip > 0 else 0.0,
@@ -688,14 +836,18 @@ def _period_summary(per_step: dict, hp) -> dict:
     }
 
 
-def evaluate_checkpoint(config, trial_dir: str | pathlib.Path, step: int | None = None,
-                        split: str = "val") -> dict:
+def evaluate_checkpoint(
+    config, trial_dir: str | pathlib.Path, step: int | None = None, split: str = "val"
+) -> dict:
     """Restores a trial's checkpoint (default: its best) and evaluates it on `split`."""
     workload = workloads.get(config)
     program = make_program(config, workload)
     graphdef, state, _, _ = init_state(config, workload, program)
-    ckpt = TrialCheckpoints(paths.folder(trial_dir) / "checkpoints",
-                            keep_best=config.train.get("keep_best", 3), mode=config.study.mode)
+    ckpt = TrialCheckpoints(
+        paths.folder(trial_dir) / "checkpoints",
+        keep_best=config.train.get("keep_best", 3),
+        mode=config.study.mode,
+    )
     try:
         step = ckpt.best_step() if step is None else step
         if step is None:
@@ -708,8 +860,11 @@ def evaluate_checkpoint(config, trial_dir: str | pathlib.Path, step: int | None 
         raise ValueError(f"split {split!r}: this dataset has {sorted(splits)}")
     # Streamed, whichever pipeline trained it: the whole split, in eval batches.
     streamed = functools.partial(_metric_sums_jit, graphdef, workload.task, program)
-    metrics = evaluate_streamed(streamed, model["params"], model["batch_stats"], {split: splits[split]},
-                                program.eval_batch_size)
+    metrics = evaluate_streamed(
+        streamed,
+        model["params"],
+        model["batch_stats"],
+        {split: splits[split]},
+        program.eval_batch_size,
+    )
     return {k: float(v) for k, v in metrics.items()}
-
-

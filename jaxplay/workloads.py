@@ -15,13 +15,15 @@ default: the built-in datasets of `config.data.name` and models of `config.model
 import path `'package.module:attribute'` whose attribute is a `Workload` (or a function of no
 arguments returning one), so code outside jaxplay plugs in without editing jaxplay.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import inspect
 import json
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import jax.numpy as jnp
 import optax
@@ -100,8 +102,9 @@ def _classification_check(config):
     models.check(config.model)
 
 
-CLASSIFICATION = Workload(load_data=data_lib.load, build_model=_classification_model,
-                          check_config=_classification_check)
+CLASSIFICATION = Workload(
+    load_data=data_lib.load, build_model=_classification_model, check_config=_classification_check
+)
 
 # Registry names; anything with a ':' is an import path instead.
 REGISTRY = {"classification": CLASSIFICATION}
@@ -114,26 +117,36 @@ def resolve(spec: str) -> Workload:
         raise ConfigError(f"workload: must be a registry name or 'module:attribute' (got {spec!r})")
     if ":" not in spec:
         if spec not in REGISTRY:
-            raise ConfigError(f"workload: unknown workload {spec!r}; use one of {sorted(REGISTRY)} "
-                              "or an import path 'my_package.my_module:my_workload'")
+            raise ConfigError(
+                f"workload: unknown workload {spec!r}; use one of {sorted(REGISTRY)} "
+                "or an import path 'my_package.my_module:my_workload'"
+            )
         return REGISTRY[spec]
     module_name, _, attribute = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ConfigError(f"workload: cannot import {module_name!r} ({e}); put its folder on PYTHONPATH "
-                          "(or run from the folder that holds it) and check the spelling") from None
+        raise ConfigError(
+            f"workload: cannot import {module_name!r} ({e}); put its folder on PYTHONPATH "
+            "(or run from the folder that holds it) and check the spelling"
+        ) from None
     target = getattr(module, attribute, None)
     if target is None:
-        raise ConfigError(f"workload: module {module_name!r} has no attribute {attribute!r}; "
-                          f"define {attribute} = jaxplay.workloads.Workload(...) there")
+        raise ConfigError(
+            f"workload: module {module_name!r} has no attribute {attribute!r}; "
+            f"define {attribute} = jaxplay.workloads.Workload(...) there"
+        )
     if inspect.isfunction(target):  # a factory: def my_workload() -> Workload
         target = target()
     if not isinstance(target, Workload):
-        raise ConfigError(f"workload: {spec} is a {type(target).__name__}, not a jaxplay.workloads.Workload")
+        raise ConfigError(
+            f"workload: {spec} is a {type(target).__name__}, not a jaxplay.workloads.Workload"
+        )
     for name in ("loss", "metrics", "metrics_mode"):
         if not hasattr(target.task, name):
-            raise ConfigError(f"workload: {spec}'s task has no {name!r}; see jaxplay.workloads.Classification")
+            raise ConfigError(
+                f"workload: {spec}'s task has no {name!r}; see jaxplay.workloads.Classification"
+            )
     return target
 
 
@@ -146,12 +159,21 @@ def get(config) -> Instance:
     workload = resolve(spec)
     if workload.check_config is not None:
         workload.check_config(config)
-    key = (spec, json.dumps(config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data),
-                            sort_keys=True))
+    key = (
+        spec,
+        json.dumps(
+            config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data),
+            sort_keys=True,
+        ),
+    )
     if key not in _DATA:
         dataset = workload.load_data(config.data)
         if not isinstance(dataset, data_lib.Dataset):
-            raise ConfigError(f"workload: {spec}'s load_data returned {type(dataset).__name__}; "
-                              "return a jaxplay.data.Dataset")
+            raise ConfigError(
+                f"workload: {spec}'s load_data returned {type(dataset).__name__}; "
+                "return a jaxplay.data.Dataset"
+            )
         _DATA[key] = dataset
-    return Instance(spec, _DATA[key], lambda rngs: workload.build_model(config, rngs), workload.task)
+    return Instance(
+        spec, _DATA[key], lambda rngs: workload.build_model(config, rngs), workload.task
+    )

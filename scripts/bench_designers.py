@@ -29,6 +29,7 @@ the first half of its 2x run (a quasi-random study's first trials do not depend 
 The trials are recorded in `--workdir` (default: a temporary folder), one study per designer and
 seed, so `python -m jaxplay.studies list --workdir DIR` shows them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,15 +61,27 @@ class Objective:
 def branin(u: np.ndarray) -> float:
     """Branin on [-5, 10] x [0, 15], rescaled from the unit square; minimum 0.397887 (3 minimizers)."""
     x1, x2 = 15.0 * u[0] - 5.0, 15.0 * u[1]
-    b, c, t = 5.1 / (4 * math.pi ** 2), 5.0 / math.pi, 1.0 / (8 * math.pi)
-    return float((x2 - b * x1 ** 2 + c * x1 - 6.0) ** 2 + 10.0 * (1 - t) * math.cos(x1) + 10.0)
+    b, c, t = 5.1 / (4 * math.pi**2), 5.0 / math.pi, 1.0 / (8 * math.pi)
+    return float((x2 - b * x1**2 + c * x1 - 6.0) ** 2 + 10.0 * (1 - t) * math.cos(x1) + 10.0)
 
 
 _H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-_H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
-                  [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
-_H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
-                         [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H6_A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+_H6_P = 1e-4 * np.array(
+    [
+        [1312, 1696, 5569, 124, 8283, 5886],
+        [2329, 4135, 8307, 3736, 1004, 9991],
+        [2348, 1451, 3522, 2883, 3047, 6650],
+        [4047, 8828, 8732, 5743, 1091, 381],
+    ]
+)
 
 
 def hartmann6(u: np.ndarray) -> float:
@@ -120,9 +133,12 @@ def run_tpe(objective: Objective, budget: int, seed: int) -> float:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), direction="minimize")
-    study.optimize(lambda trial: objective.fn(np.array([trial.suggest_float(f"x{i}", 0.0, 1.0)
-                                                        for i in range(objective.dims)])),
-                   n_trials=budget)
+    study.optimize(
+        lambda trial: objective.fn(
+            np.array([trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(objective.dims)])
+        ),
+        n_trials=budget,
+    )
     return float(study.best_value)
 
 
@@ -130,30 +146,40 @@ def run_tpe(objective: Objective, budget: int, seed: int) -> float:
 # A real study, trained end to end by the sweep.
 
 
-def study_best(spec: str, algorithm: str, budget: int, seed: int, workdir: str) -> list[float | None]:
+def study_best(
+    spec: str, algorithm: str, budget: int, seed: int, workdir: str
+) -> list[float | None]:
     """Each trial's best objective value (None if infeasible), in trial order, of the study `spec`
     run by `algorithm` with `budget` trials and search seed `seed`."""
-    from jaxplay import config as config_lib, sweep
+    from jaxplay import config as config_lib
+    from jaxplay import sweep
 
     c = config_lib.load(spec)
     c.study.algorithm, c.study.num_trials, c.study.seed = algorithm, budget, seed
     c.study.name = f"bench-{c.study.name}-{algorithm}-{budget}-seed{seed}"
     record = sweep.run_study(c, workdir, log=lambda *_: None, report=False)
     sign = 1 if record["mode"] == "min" else -1
-    return [sign * t["best_value"] if t["status"] == "completed" and t["best_value"] is not None else None
-            for t in record["trials"]]
+    return [
+        sign * t["best_value"]
+        if t["status"] == "completed" and t["best_value"] is not None
+        else None
+        for t in record["trials"]
+    ]
 
 
 def run_study_rows(spec: str, budget: int | None, seeds: range, workdir: str) -> None:
     """Prints the table of best values found on a real study, as for the functions."""
-    from jaxplay import cli, config as config_lib
+    from jaxplay import cli
+    from jaxplay import config as config_lib
 
     cli.enable_compilation_cache()
     config = config_lib.load(spec)
     budget = budget or config.study.num_trials
-    print(f"\nstudy {spec} ({config.study.objective}, {config.study.mode}; "
-          f"{len(config_lib.validate(config))} searched hyperparameters, {config.train.steps} steps per trial), "
-          f"best value over seeds {seeds.start}..{seeds.stop - 1}")
+    print(
+        f"\nstudy {spec} ({config.study.objective}, {config.study.mode}; "
+        f"{len(config_lib.validate(config))} searched hyperparameters, {config.train.steps} steps per trial), "
+        f"best value over seeds {seeds.start}..{seeds.stop - 1}"
+    )
     print(f"  {'designer':<14}{'budget':>7}  {'mean ± std':>20}  {'median':>10}  {'s/study':>8}")
     algorithms = [("quasirandom", 2), ("gp", 1)] + ([("tpe", 1)] if optuna_available() else [])
     results = {}
@@ -163,21 +189,30 @@ def run_study_rows(spec: str, budget: int | None, seeds: range, workdir: str) ->
         seconds = (time.perf_counter() - start) / len(seeds)
         sizes = [budget, 2 * budget] if algorithm == "quasirandom" else [budget]
         for size in sizes:
-            best = np.array([min((v for v in run[:size] if v is not None), default=math.inf) for run in runs])
+            best = np.array(
+                [min((v for v in run[:size] if v is not None), default=math.inf) for run in runs]
+            )
             if config.study.mode == "max":
                 best = -best
             results[algorithm, size] = best
             label = "quasi-random" if algorithm == "quasirandom" else algorithm
-            print(f"  {label:<14}{size:>7}  {best.mean():>10.4f} ± {best.std():<8.4f}  {np.median(best):>10.4f}  "
-                  f"{seconds if size == multiple * budget else math.nan:>8.1f}", flush=True)
+            print(
+                f"  {label:<14}{size:>7}  {best.mean():>10.4f} ± {best.std():<8.4f}  {np.median(best):>10.4f}  "
+                f"{seconds if size == multiple * budget else math.nan:>8.1f}",
+                flush=True,
+            )
     better = np.less_equal if config.study.mode == "min" else np.greater_equal
-    verdict = [f"gp@{budget} vs quasi-random@{2 * budget}: mean "
-               f"{'met' if better(results['gp', budget].mean(), results['quasirandom', 2 * budget].mean()) else 'NOT met'}"
-               f", median {'met' if better(np.median(results['gp', budget]), np.median(results['quasirandom', 2 * budget])) else 'NOT met'}"]
+    verdict = [
+        f"gp@{budget} vs quasi-random@{2 * budget}: mean "
+        f"{'met' if better(results['gp', budget].mean(), results['quasirandom', 2 * budget].mean()) else 'NOT met'}"
+        f", median {'met' if better(np.median(results['gp', budget]), np.median(results['quasirandom', 2 * budget])) else 'NOT met'}"
+    ]
     if ("tpe", budget) in results:
-        verdict.append(f"gp vs tpe@{budget}: mean "
-                       f"{'met' if better(results['gp', budget].mean(), results['tpe', budget].mean()) else 'NOT met'}"
-                       f", median {'met' if better(np.median(results['gp', budget]), np.median(results['tpe', budget])) else 'NOT met'}")
+        verdict.append(
+            f"gp vs tpe@{budget}: mean "
+            f"{'met' if better(results['gp', budget].mean(), results['tpe', budget].mean()) else 'NOT met'}"
+            f", median {'met' if better(np.median(results['gp', budget]), np.median(results['tpe', budget])) else 'NOT met'}"
+        )
     print("  target: " + "; ".join(verdict))
 
 
@@ -196,32 +231,51 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=20, help="trials per study (the 1x budget)")
-    parser.add_argument("--functions", nargs="*", default=list(OBJECTIVES), choices=list(OBJECTIVES))
+    parser.add_argument(
+        "--functions", nargs="*", default=list(OBJECTIVES), choices=list(OBJECTIVES)
+    )
     parser.add_argument("--study", help="also a real study file, e.g. experiments/mnist1d_mlp.py")
-    parser.add_argument("--study_budget", type=int, help="trials per study run (default: its num_trials)")
-    parser.add_argument("--study_seeds", type=int, default=3, help="search seeds for the study rows")
-    parser.add_argument("--workdir", help="where the study rows' trials are recorded (default: a temp folder)")
+    parser.add_argument(
+        "--study_budget", type=int, help="trials per study run (default: its num_trials)"
+    )
+    parser.add_argument(
+        "--study_seeds", type=int, default=3, help="search seeds for the study rows"
+    )
+    parser.add_argument(
+        "--workdir", help="where the study rows' trials are recorded (default: a temp folder)"
+    )
     args = parser.parse_args(argv)
 
     import jax
 
     print("command:", shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv]))
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}, jax {jax.__version__} {jax.devices()}")
-    designers = [("quasi-random", run_quasirandom, 1), ("quasi-random", run_quasirandom, 2),
-                 ("gp", run_gp, 1)]
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load average "
+        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}, jax {jax.__version__} {jax.devices()}"
+    )
+    designers = [
+        ("quasi-random", run_quasirandom, 1),
+        ("quasi-random", run_quasirandom, 2),
+        ("gp", run_gp, 1),
+    ]
     if optuna_available():
         designers.append(("tpe", run_tpe, 1))
     else:
         print("optuna is not installed: the tpe rows are skipped (pip install -e '.[bench]')")
 
-    print("s/study: wall seconds per study, averaged over seeds; gp's include its one-off compilations")
+    print(
+        "s/study: wall seconds per study, averaged over seeds; gp's include its one-off compilations"
+    )
     seeds = range(args.seeds)
     for name in args.functions:
         objective = OBJECTIVES[name]
-        print(f"\n{name} (d={objective.dims}, global minimum {objective.minimum}), "
-              f"best value found over seeds 0..{args.seeds - 1}")
-        print(f"  {'designer':<14}{'budget':>7}  {'mean ± std':>20}  {'median':>10}  {'s/study':>8}")
+        print(
+            f"\n{name} (d={objective.dims}, global minimum {objective.minimum}), "
+            f"best value found over seeds 0..{args.seeds - 1}"
+        )
+        print(
+            f"  {'designer':<14}{'budget':>7}  {'mean ± std':>20}  {'median':>10}  {'s/study':>8}"
+        )
         results = {}
         for label, run, multiple in designers:
             budget = multiple * args.budget
@@ -229,23 +283,32 @@ def main(argv=None) -> None:
             best = np.array([run(objective, budget, seed) for seed in seeds])
             seconds = (time.perf_counter() - start) / len(seeds)
             results[label, multiple] = best
-            print(f"  {label:<14}{budget:>7}  {best.mean():>10.4f} ± {best.std():<8.4f}  "
-                  f"{np.median(best):>10.4f}  {seconds:>8.2f}", flush=True)
+            print(
+                f"  {label:<14}{budget:>7}  {best.mean():>10.4f} ± {best.std():<8.4f}  "
+                f"{np.median(best):>10.4f}  {seconds:>8.2f}",
+                flush=True,
+            )
         gp_best = results["gp", 1]
         qr2 = results["quasi-random", 2]
-        verdict = [f"gp@{args.budget} vs quasi-random@{2 * args.budget}: mean "
-                   f"{'met' if gp_best.mean() <= qr2.mean() else 'NOT met'}, median "
-                   f"{'met' if np.median(gp_best) <= np.median(qr2) else 'NOT met'}"]
+        verdict = [
+            f"gp@{args.budget} vs quasi-random@{2 * args.budget}: mean "
+            f"{'met' if gp_best.mean() <= qr2.mean() else 'NOT met'}, median "
+            f"{'met' if np.median(gp_best) <= np.median(qr2) else 'NOT met'}"
+        ]
         if ("tpe", 1) in results:
             tpe = results["tpe", 1]
-            verdict.append(f"gp vs tpe@{args.budget}: mean {'met' if gp_best.mean() <= tpe.mean() else 'NOT met'}, "
-                           f"median {'met' if np.median(gp_best) <= np.median(tpe) else 'NOT met'}")
+            verdict.append(
+                f"gp vs tpe@{args.budget}: mean {'met' if gp_best.mean() <= tpe.mean() else 'NOT met'}, "
+                f"median {'met' if np.median(gp_best) <= np.median(tpe) else 'NOT met'}"
+            )
         print("  target: " + "; ".join(verdict))
     if args.study:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            run_study_rows(args.study, args.study_budget, range(args.study_seeds), args.workdir or tmp)
+            run_study_rows(
+                args.study, args.study_budget, range(args.study_seeds), args.workdir or tmp
+            )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ time is the wall clock of the whole `train_and_evaluate` call: its step-0 evalua
 checkpoint saves are included, since that is what a trial costs.
 Target (issue): jaxplay >= 0.95 x bare steps/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,14 +54,24 @@ def make_bare(config):
     num, batch, total = len(ds.x_train), config.data.batch_size, config.train.steps
     m, opt = config.model, config.optimizer
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=opt.learning_rate, warmup_steps=config.schedule.warmup_steps,
-        decay_steps=total, end_value=0.0)
+        init_value=0.0,
+        peak_value=opt.learning_rate,
+        warmup_steps=config.schedule.warmup_steps,
+        decay_steps=total,
+        end_value=0.0,
+    )
     tx = optax.adam(schedule, b1=opt.b1, b2=opt.b2, eps=opt.eps)
     init_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)  # jaxplay's init stream
 
     def build():
-        model = MLP(ds.input_shape, ds.num_classes, width=m.width, depth=m.depth,
-                    activation=m.activation, rngs=nnx.Rngs(params=init_key))
+        model = MLP(
+            ds.input_shape,
+            ds.num_classes,
+            width=m.width,
+            depth=m.depth,
+            activation=m.activation,
+            rngs=nnx.Rngs(params=init_key),
+        )
         return nnx.split(model, nnx.Param)
 
     graphdef, _ = build()
@@ -87,13 +98,21 @@ def make_bare(config):
     def run(steps):
         _, params = build()
         opt_state = tx.init(params)
-        per_epoch = num // batch  # last partial batch dropped; the trainer's order: rng([seed, epoch])
+        per_epoch = (
+            num // batch
+        )  # last partial batch dropped; the trainer's order: rng([seed, epoch])
         metrics = None
         for step in range(steps):
             if step % per_epoch == 0:
-                perm = np.random.default_rng([config.seed, step // per_epoch]).permutation(num).astype(np.int32)
+                perm = (
+                    np.random.default_rng([config.seed, step // per_epoch])
+                    .permutation(num)
+                    .astype(np.int32)
+                )
             i = step % per_epoch
-            params, opt_state, loss = train_step(params, opt_state, perm[i * batch:(i + 1) * batch])
+            params, opt_state, loss = train_step(
+                params, opt_state, perm[i * batch : (i + 1) * batch]
+            )
             if (step + 1) % config.train.eval_every == 0:
                 metrics = jax.device_get(evaluate(params))  # host sync, as the trainer does
         jax.block_until_ready(params)
@@ -108,7 +127,9 @@ def main(argv=None) -> int:
     parser.add_argument("--eval_every", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--width", type=int, default=None, help="default: the study's model.width")
-    parser.add_argument("--batch_size", type=int, default=None, help="default: the study's data.batch_size")
+    parser.add_argument(
+        "--batch_size", type=int, default=None, help="default: the study's data.batch_size"
+    )
     args = parser.parse_args(argv)
 
     overrides = {"train.steps": args.steps, "train.eval_every": args.eval_every}
@@ -137,19 +158,29 @@ def main(argv=None) -> int:
 
     dev = jax.devices()[0]
     print("command: " + " ".join([sys.executable.rsplit("/", 1)[-1]] + sys.argv))
-    print(f"backend: {jax.default_backend()}  device: {dev.device_kind} (x{jax.device_count()})  "
-          f"jax {jax.__version__}")
-    print(f"config: {STUDY} base, model.width={config.model.width}, data.batch_size={config.data.batch_size}, "
-          f"steps={steps}, eval_every={config.train.eval_every}, repeats={args.repeats}")
-    print("jaxplay time = whole train_and_evaluate call: step-0 eval + periods + orbax checkpoint saves")
+    print(
+        f"backend: {jax.default_backend()}  device: {dev.device_kind} (x{jax.device_count()})  "
+        f"jax {jax.__version__}"
+    )
+    print(
+        f"config: {STUDY} base, model.width={config.model.width}, data.batch_size={config.data.batch_size}, "
+        f"steps={steps}, eval_every={config.train.eval_every}, repeats={args.repeats}"
+    )
+    print(
+        "jaxplay time = whole train_and_evaluate call: step-0 eval + periods + orbax checkpoint saves"
+    )
     print(f"\n{'variant':<10}{'median s':>10}{'steps/s':>10}   all runs (s)")
     rows = {}
     for name, times in (("jaxplay", t_jaxplay), ("bare", t_bare)):
         med = statistics.median(times)
         rows[name] = steps / med
-        print(f"{name:<10}{med:>10.3f}{rows[name]:>10.1f}   " + ", ".join(f"{t:.3f}" for t in times))
+        print(
+            f"{name:<10}{med:>10.3f}{rows[name]:>10.1f}   " + ", ".join(f"{t:.3f}" for t in times)
+        )
     ratio = rows["jaxplay"] / rows["bare"]
-    print(f"\nratio jaxplay/bare (steps/s): {ratio:.3f}  (target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})")
+    print(
+        f"\nratio jaxplay/bare (steps/s): {ratio:.3f}  (target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})"
+    )
     if recompiled:
         print("warning: the jaxplay trainer recompiled during the timed runs")
     return 0

@@ -7,6 +7,7 @@ data against the streamed grain pipeline (with the share of time spent waiting f
 Each row is one real trial (`train.train_and_evaluate`): the rate is measured over the periods
 after the first (so compilation is excluded) and includes each period's evaluation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,27 +20,66 @@ from jaxplay import train
 
 BASE = {
     "resnet18-cifar": ("experiments/cifar10_resnet.py:synthetic", {}),
-    "resnet50-imagenet": ("experiments/imagenet_resnet.py:smoke",
-                          {"data.image_size": 224, "data.num_train": 2048, "data.num_val": 256, "data.batch_size": 128,
-                           "model.stage_sizes": (3, 4, 6, 3), "model.width": 64, "model.virtual_batch_size": 64}),
-    "transformer-lm": ("experiments/pystdlib_transformer.py",
-                       {"data.seq_len": 256, "data.max_bytes": None, "data.batch_size": 64, "model.dim": 256,
-                        "model.depth": 4, "model.heads": 4, "train.train_eval_examples": 512}),
+    "resnet50-imagenet": (
+        "experiments/imagenet_resnet.py:smoke",
+        {
+            "data.image_size": 224,
+            "data.num_train": 2048,
+            "data.num_val": 256,
+            "data.batch_size": 128,
+            "model.stage_sizes": (3, 4, 6, 3),
+            "model.width": 64,
+            "model.virtual_batch_size": 64,
+        },
+    ),
+    "transformer-lm": (
+        "experiments/pystdlib_transformer.py",
+        {
+            "data.seq_len": 256,
+            "data.max_bytes": None,
+            "data.batch_size": 64,
+            "model.dim": 256,
+            "model.depth": 4,
+            "model.heads": 4,
+            "train.train_eval_examples": 512,
+        },
+    ),
     "gru-mnist1d": ("experiments/mnist1d_gru.py", {}),
 }
 SMALL = {
-    "resnet18-cifar": {"data.num_train": 512, "data.num_val": 128, "data.batch_size": 32, "model.width": 8,
-                       "model.virtual_batch_size": 16, "model.stage_sizes": (1, 1)},
-    "resnet50-imagenet": {"data.image_size": 64, "data.num_train": 128, "data.num_val": 32, "data.batch_size": 16,
-                          "model.stage_sizes": (1, 1), "model.width": 8, "model.virtual_batch_size": 8},
-    "transformer-lm": {"data.seq_len": 64, "data.max_bytes": 1_000_000, "data.batch_size": 16, "model.dim": 64,
-                       "model.depth": 2, "train.train_eval_examples": 128},
+    "resnet18-cifar": {
+        "data.num_train": 512,
+        "data.num_val": 128,
+        "data.batch_size": 32,
+        "model.width": 8,
+        "model.virtual_batch_size": 16,
+        "model.stage_sizes": (1, 1),
+    },
+    "resnet50-imagenet": {
+        "data.image_size": 64,
+        "data.num_train": 128,
+        "data.num_val": 32,
+        "data.batch_size": 16,
+        "model.stage_sizes": (1, 1),
+        "model.width": 8,
+        "model.virtual_batch_size": 8,
+    },
+    "transformer-lm": {
+        "data.seq_len": 64,
+        "data.max_bytes": 1_000_000,
+        "data.batch_size": 16,
+        "model.dim": 64,
+        "model.depth": 2,
+        "train.train_eval_examples": 128,
+    },
     "gru-mnist1d": {"model.hidden": 64},
 }
 VARIANTS = [  # (family, pipeline, compute dtype)
-    ("resnet18-cifar", "device", "float32"), ("resnet18-cifar", "device", "bfloat16"),
+    ("resnet18-cifar", "device", "float32"),
+    ("resnet18-cifar", "device", "bfloat16"),
     ("resnet18-cifar", "grain", "bfloat16"),
-    ("transformer-lm", "device", "float32"), ("transformer-lm", "device", "bfloat16"),
+    ("transformer-lm", "device", "float32"),
+    ("transformer-lm", "device", "bfloat16"),
     ("gru-mnist1d", "device", "float32"),
     ("resnet50-imagenet", "grain", "bfloat16"),
 ]
@@ -74,10 +114,17 @@ def measure(family: str, pipeline: str, dtype: str, small: bool, periods: int, e
     seconds = stamps[steps[-1]] - stamps[steps[1]]  # after the first period: no compilation
     rate = (steps[-1] - steps[1]) / seconds
     examples = rate * c.data.batch_size
-    row = {"family": family, "pipeline": pipeline, "dtype": dtype, "batch": c.data.batch_size,
-           "steps_per_s": round(rate, 2), "examples_per_s": round(examples, 1),
-           "input_wait": round(sum(waits) / len(waits), 3) if waits else None,
-           "status": result.status, "final_train_loss": round(result.final_metrics.get("train/loss", float("nan")), 4)}
+    row = {
+        "family": family,
+        "pipeline": pipeline,
+        "dtype": dtype,
+        "batch": c.data.batch_size,
+        "steps_per_s": round(rate, 2),
+        "examples_per_s": round(examples, 1),
+        "input_wait": round(sum(waits) / len(waits), 3) if waits else None,
+        "status": result.status,
+        "final_train_loss": round(result.final_metrics.get("train/loss", float("nan")), 4),
+    }
     if family == "transformer-lm":
         row["tokens_per_s"] = round(examples * c.data.seq_len)
     return row
@@ -95,8 +142,9 @@ def measure_input(periods: int, every: int, small: bool) -> dict:
         c.data.num_train, c.data.batch_size = SMALL["resnet18-cifar"]["data.num_train"], 32
     dataset = workloads.get(c).dataset
     threads = int(c.data.get("read_threads", 8))
-    it = pipeline.train_batches(dataset.x_train, dataset.y_train, batch_size=c.data.batch_size, seed=0,
-                                read_threads=threads)
+    it = pipeline.train_batches(
+        dataset.x_train, dataset.y_train, batch_size=c.data.batch_size, seed=0, read_threads=threads
+    )
     feed = pipeline.PeriodFeed([it], every, stacked=False, depth=2)
     try:
         feed.next()[0].block_until_ready()  # warm up the reader threads
@@ -107,8 +155,12 @@ def measure_input(periods: int, every: int, small: bool) -> dict:
     finally:
         feed.close()
     examples = periods * every * c.data.batch_size
-    return {"family": "input-only (grain, CIFAR-shape uint8)", "batch": c.data.batch_size, "read_threads": threads,
-            "examples_per_s": round(examples / seconds, 1)}
+    return {
+        "family": "input-only (grain, CIFAR-shape uint8)",
+        "batch": c.data.batch_size,
+        "read_threads": threads,
+        "examples_per_s": round(examples / seconds, 1),
+    }
 
 
 def main():
@@ -119,7 +171,11 @@ def main():
     parser.add_argument("--only", nargs="*", default=None, help="families to run")
     args = parser.parse_args()
     import jax
-    print(f"# {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}", flush=True)
+
+    print(
+        f"# {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}",
+        flush=True,
+    )
     print(json.dumps(measure_input(args.periods, args.every, args.small)), flush=True)
     for family, pipeline, dtype in VARIANTS:
         if args.only and family not in args.only:

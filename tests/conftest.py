@@ -1,4 +1,5 @@
 """Shared fixtures: the databases a store test runs against, and headless Chromium for the report."""
+
 import os
 import shutil
 
@@ -14,7 +15,9 @@ def postgres_url() -> str:
     if not url:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{POSTGRES_ENV} is not set; .ci/run starts PostgreSQL and sets it")
-        pytest.skip(f"no PostgreSQL: set {POSTGRES_ENV}=postgresql+psycopg://user:pw@host/db to run this")
+        pytest.skip(
+            f"no PostgreSQL: set {POSTGRES_ENV}=postgresql+psycopg://user:pw@host/db to run this"
+        )
     return url
 
 
@@ -45,7 +48,9 @@ def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
         if os.environ.get("CI") == "true":
-            pytest.fail("headless Chromium is not installed; .ci/run installs it (apt-get install chromium)")
+            pytest.fail(
+                "headless Chromium is not installed; .ci/run installs it (apt-get install chromium)"
+            )
         pytest.skip("headless Chromium not installed (apt-get install chromium)")
     return path
 

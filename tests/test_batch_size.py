@@ -1,4 +1,5 @@
 """The batch-size probe: the playbook's reading of synthetic throughputs, and real probes on tiny configs."""
+
 import math
 import pathlib
 
@@ -22,11 +23,19 @@ def rows_with(throughputs: dict) -> list[Row]:
 # ---------------------------------------------------------------------------------------------
 # analyze: pure, on synthetic numbers
 
+
 def test_perfect_doubling_then_saturation():
     rows = rows_with({8: 100, 16: 200, 32: 400, 64: 600, 128: 650, 256: 640})
     s = batch_size.analyze(rows)
     assert s.speedups[0] is None and s.speedups[1:3] == (2.0, 2.0)
-    assert s.notes == ("", "near doubling", "near doubling", "sub-linear", "no real gain", "no real gain")
+    assert s.notes == (
+        "",
+        "near doubling",
+        "near doubling",
+        "sub-linear",
+        "no real gain",
+        "no real gain",
+    )
     assert s.doubling_until == 32 and not s.still_doubling
     assert s.max_useful == 64 and not s.still_growing  # 650 is less than 10% above 600
     assert "throughput stops doubling after batch size 32" in s.recommendation
@@ -44,7 +53,9 @@ def test_doubling_throughout_says_it_never_stopped():
     s = batch_size.analyze(rows_with({8: 100, 16: 199, 32: 398, 64: 790}))
     assert s.still_doubling and s.doubling_until == 64
     assert s.max_useful == 64 and s.still_growing
-    assert "up to 64, the largest probed" in s.recommendation and "not saturated" in s.recommendation
+    assert (
+        "up to 64, the largest probed" in s.recommendation and "not saturated" in s.recommendation
+    )
     assert "stops doubling" not in s.recommendation
 
 
@@ -65,18 +76,27 @@ def test_a_dip_in_the_middle_does_not_hide_a_later_gain():
 def test_no_or_one_row():
     assert batch_size.analyze([]).max_useful is None
     one = batch_size.analyze(rows_with({8: 100}))
-    assert one.max_useful == 8 and one.speedups == (None,) and "only batch size 8" in one.recommendation
+    assert (
+        one.max_useful == 8
+        and one.speedups == (None,)
+        and "only batch size 8" in one.recommendation
+    )
 
 
 def test_row_derives_throughput_from_the_median_period():
     row = Row(32, 10, (1.0, 0.5, 9.0))  # an outlier does not move the median
     assert row.seconds_per_step == pytest.approx(0.1)
-    assert row.steps_per_second == pytest.approx(10) and row.examples_per_second == pytest.approx(320)
+    assert row.steps_per_second == pytest.approx(10) and row.examples_per_second == pytest.approx(
+        320
+    )
 
 
 def test_out_of_memory_errors_are_recognised():
-    assert batch_size.is_out_of_memory(jax.errors.JaxRuntimeError(
-        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes."))
+    assert batch_size.is_out_of_memory(
+        jax.errors.JaxRuntimeError(
+            "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes."
+        )
+    )
     assert batch_size.is_out_of_memory(MemoryError())
     assert not batch_size.is_out_of_memory(jax.errors.JaxRuntimeError("INTERNAL: something else"))
     assert not batch_size.is_out_of_memory(ValueError("Out of memory"))  # not from jax
@@ -85,23 +105,37 @@ def test_out_of_memory_errors_are_recognised():
 # ---------------------------------------------------------------------------------------------
 # probe: the real trainer on a tiny MNIST-1D MLP
 
+
 def test_real_probe_measures_each_batch_size_and_stops_at_max():
     lines = []
-    result = batch_size.probe(tiny_config(), min_batch_size=8, max_batch_size=32, steps_per_period=5,
-                              warmup=1, repeats=2, log=lines.append)
+    result = batch_size.probe(
+        tiny_config(),
+        min_batch_size=8,
+        max_batch_size=32,
+        steps_per_period=5,
+        warmup=1,
+        repeats=2,
+        log=lines.append,
+    )
     assert [r.batch_size for r in result.rows] == [8, 16, 32]
     for row in result.rows:
         assert len(row.period_seconds) == 2 and row.steps_per_period == 5
         assert math.isfinite(row.examples_per_second) and row.examples_per_second > 0
         assert row.steps_per_second > 0
-    assert "batch size 64 is above max_batch_size=32" in result.stop and result.out_of_memory is None
+    assert (
+        "batch size 64 is above max_batch_size=32" in result.stop and result.out_of_memory is None
+    )
     assert len(lines) == 1 + 3 and lines[0].split()[0] == "batch"  # header, then one line per size
     text = batch_size.report(result)
-    assert "<- max useful" in text and "recommendation:" in text and "stopped: batch size 64" in text
+    assert (
+        "<- max useful" in text and "recommendation:" in text and "stopped: batch size 64" in text
+    )
 
 
 def test_probe_stops_at_the_training_set_size():
-    result = batch_size.probe(tiny_config(), batch_sizes=[8, 4096], steps_per_period=5, repeats=1, log=None)
+    result = batch_size.probe(
+        tiny_config(), batch_sizes=[8, 4096], steps_per_period=5, repeats=1, log=None
+    )
     assert [r.batch_size for r in result.rows] == [8]
     assert result.stop == "batch size 4096 exceeds the 3500 training examples"
 
@@ -112,17 +146,23 @@ def test_out_of_memory_ends_the_probe_and_keeps_earlier_rows(monkeypatch):
     def fake_measure(config, workload, size, **kwargs):
         measured.append(size)
         if size >= 32:
-            raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
-                                             "4294967296 bytes.\nBufferAssignment OOM Debugging ...")
+            raise jax.errors.JaxRuntimeError(
+                "RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+                "4294967296 bytes.\nBufferAssignment OOM Debugging ..."
+            )
         return Row(size, 10, (0.01 * size,))
 
     monkeypatch.setattr(batch_size, "measure", fake_measure)
     lines = []
-    result = batch_size.probe(tiny_config(), min_batch_size=8, max_batch_size=1024, log=lines.append)
+    result = batch_size.probe(
+        tiny_config(), min_batch_size=8, max_batch_size=1024, log=lines.append
+    )
     assert measured == [8, 16, 32]  # nothing after the first out-of-memory batch size
     assert [r.batch_size for r in result.rows] == [8, 16]
     assert result.out_of_memory == 32
-    assert result.stop.startswith("batch size 32 ran out of memory: RESOURCE_EXHAUSTED: Out of memory")
+    assert result.stop.startswith(
+        "batch size 32 ran out of memory: RESOURCE_EXHAUSTED: Out of memory"
+    )
     assert "BufferAssignment" not in result.stop  # the first line only
     assert lines[-1].split() == ["32", "out", "of", "memory"]
     assert "32  out of memory" in batch_size.report(result)
@@ -147,12 +187,24 @@ def test_bad_probe_settings_name_the_setting():
 # ---------------------------------------------------------------------------------------------
 # CLI
 
+
 def test_cli_prints_the_table_and_the_recommendation(capsys):
     # The overrides make the model and program those of tiny_config, so in one process this reuses
     # the compiled periods of the probe test above.
-    code = batch_size.main(["batch_size", f"--config={STUDY}:smoke", "--min_batch_size=16", "--max_batch_size=32",
-                            "--steps_per_period=5", "--repeats=2", "--config.model.width=32",
-                            "--config.model.depth=1", "--config.train.steps=100", "--config.train.eval_every=50"])
+    code = batch_size.main(
+        [
+            "batch_size",
+            f"--config={STUDY}:smoke",
+            "--min_batch_size=16",
+            "--max_batch_size=32",
+            "--steps_per_period=5",
+            "--repeats=2",
+            "--config.model.width=32",
+            "--config.model.depth=1",
+            "--config.train.steps=100",
+            "--config.train.eval_every=50",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "width=32" in out
@@ -166,7 +218,9 @@ def test_cli_names_a_misspelled_override(capsys):
     code = batch_size.main(["batch_size", f"--config={STUDY}:smoke", "--config.data.batch_sise=3"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: --config.data.batch_sise: no such field") and "'batch_size'" in err
+    assert (
+        err.startswith("error: --config.data.batch_sise: no such field") and "'batch_size'" in err
+    )
 
 
 def test_cli_names_a_bad_flag(capsys):

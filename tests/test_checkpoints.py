@@ -1,4 +1,5 @@
 """The resume point survives a crash between the checkpoints of one deferred write."""
+
 import jax
 import numpy as np
 
@@ -6,8 +7,12 @@ from jaxplay.checkpoints import TrialCheckpoints
 
 
 def _state(value):
-    return {"params": {"w": np.full(3, value, np.float32)}, "batch_stats": {},
-            "opt_state": {"mu": np.zeros(3, np.float32)}, "step": np.int32(value)}
+    return {
+        "params": {"w": np.full(3, value, np.float32)},
+        "batch_stats": {},
+        "opt_state": {"mu": np.zeros(3, np.float32)},
+        "step": np.int32(value),
+    }
 
 
 def test_a_crash_after_a_model_only_checkpoint_resumes_from_the_whole_one_before(tmp_path):

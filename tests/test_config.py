@@ -10,7 +10,7 @@ from jaxplay import config as study_config
 from jaxplay import spaces
 from jaxplay.config import ConfigError
 
-STUDY_FILE = '''
+STUDY_FILE = """
 import ml_collections
 from jaxplay import spaces
 
@@ -26,12 +26,12 @@ def get_config(arg=None):
         model=dict(width=spaces.discrete([128, 256, 512], role='scientific')),
         optimizer=dict(learning_rate=spaces.log(1e-4, 1e-1), b1=spaces.linear(0.8, 0.99)))
     return c
-'''
+"""
 
 
 @pytest.fixture
 def study_path(tmp_path):
-    path = tmp_path / 'study.py'
+    path = tmp_path / "study.py"
     path.write_text(STUDY_FILE)
     return path
 
@@ -47,90 +47,98 @@ def study(study_path):
 
 def test_load_without_and_with_arg(study_path):
     assert study_config.load(str(study_path)).model.width == 256
-    assert study_config.load(f'{study_path}:64').model.width == 64
+    assert study_config.load(f"{study_path}:64").model.width == 64
 
 
 def test_load_passes_arg_containing_colons(tmp_path):
-    path = tmp_path / 'echo.py'
+    path = tmp_path / "echo.py"
     path.write_text('def get_config(arg=None):\n    return {"arg": arg}\n')
-    config = study_config.load(f'{path}:a=1:b=2')
+    config = study_config.load(f"{path}:a=1:b=2")
     assert isinstance(config, ml_collections.ConfigDict)
-    assert config.arg == 'a=1:b=2'
+    assert config.arg == "a=1:b=2"
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match='no such study file .*fix the path'):
-        study_config.load(str(tmp_path / 'nope.py'))
+    with pytest.raises(ConfigError, match="no such study file .*fix the path"):
+        study_config.load(str(tmp_path / "nope.py"))
 
 
 def test_load_file_without_get_config(tmp_path):
-    path = tmp_path / 'empty.py'
-    path.write_text('X = 1\n')
-    with pytest.raises(ConfigError, match=r'has no get_config\(\); define get_config\(arg=None\)'):
+    path = tmp_path / "empty.py"
+    path.write_text("X = 1\n")
+    with pytest.raises(ConfigError, match=r"has no get_config\(\); define get_config\(arg=None\)"):
         study_config.load(str(path))
 
 
 def test_load_arg_for_get_config_without_parameters(tmp_path):
-    path = tmp_path / 'noarg.py'
-    path.write_text('import ml_collections\n'
-                    'def get_config():\n    return ml_collections.ConfigDict()\n')
+    path = tmp_path / "noarg.py"
+    path.write_text(
+        "import ml_collections\ndef get_config():\n    return ml_collections.ConfigDict()\n"
+    )
     assert len(study_config.load(str(path))) == 0
     with pytest.raises(ConfigError, match=r"cannot take the argument 'x'; define get_config"):
-        study_config.load(f'{path}:x')
+        study_config.load(f"{path}:x")
 
 
 def test_load_does_not_touch_sys_path_or_confuse_same_named_files(tmp_path):
-    for name, width in (('a', 1), ('b', 2)):
+    for name, width in (("a", 1), ("b", 2)):
         (tmp_path / name).mkdir()
-        (tmp_path / name / 'study.py').write_text(textwrap.dedent(f'''
+        (tmp_path / name / "study.py").write_text(
+            textwrap.dedent(f"""
             def get_config():
                 return {{'width': {width}}}
-            '''))
-    assert study_config.load(str(tmp_path / 'a' / 'study.py')).width == 1
-    assert study_config.load(str(tmp_path / 'b' / 'study.py')).width == 2
+            """)
+        )
+    assert study_config.load(str(tmp_path / "a" / "study.py")).width == 1
+    assert study_config.load(str(tmp_path / "b" / "study.py")).width == 2
 
 
 def test_load_overrides_base_and_search(study_path):
-    config = study_config.load(str(study_path), overrides={
-        'train.steps': 10,
-        'train.eval_every': 5,
-        'optimizer.learning_rate': 1,  # int into a float field: stays a float
-        'search.optimizer.learning_rate.max': 0.3,
-        'search.model.width.values': (64, 128),
-        'search.model.depth': spaces.int_linear(1, 4),  # a new search entry
-        'search.optimizer.b1': None,  # drops an entry
-    })
+    config = study_config.load(
+        str(study_path),
+        overrides={
+            "train.steps": 10,
+            "train.eval_every": 5,
+            "optimizer.learning_rate": 1,  # int into a float field: stays a float
+            "search.optimizer.learning_rate.max": 0.3,
+            "search.model.width.values": (64, 128),
+            "search.model.depth": spaces.int_linear(1, 4),  # a new search entry
+            "search.optimizer.b1": None,  # drops an entry
+        },
+    )
     assert config.train.steps == 10
-    assert config.optimizer.learning_rate == 1.0 and isinstance(config.optimizer.learning_rate,
-                                                                float)
+    assert config.optimizer.learning_rate == 1.0 and isinstance(
+        config.optimizer.learning_rate, float
+    )
     space = study_config.validate(config)
     by_path = {p.path: p for p in space}
-    assert by_path['optimizer.learning_rate'].max == 0.3
-    assert by_path['model.width'].values == (64, 128)
-    assert by_path['model.depth'].space == 'int'
-    assert 'optimizer.b1' not in by_path
+    assert by_path["optimizer.learning_rate"].max == 0.3
+    assert by_path["model.width"].values == (64, 128)
+    assert by_path["model.depth"].space == "int"
+    assert "optimizer.b1" not in by_path
 
 
 def test_load_override_with_wrong_path(study_path):
     with pytest.raises(ConfigError) as info:
-        study_config.load(str(study_path), overrides={'train.stesp': 10})
-    assert str(info.value).startswith('train.stesp: no such field (train has: eval_every, steps)')
+        study_config.load(str(study_path), overrides={"train.stesp": 10})
+    assert str(info.value).startswith("train.stesp: no such field (train has: eval_every, steps)")
     assert "did you mean 'steps'?" in str(info.value)
-    with pytest.raises(ConfigError, match=r'search\.optimizer\.learning_rate\.mx: no such field'):
-        study_config.load(str(study_path), overrides={'search.optimizer.learning_rate.mx': 0.3})
-    with pytest.raises(ConfigError, match=r'train\.steps\.x: train\.steps is a value'):
-        study_config.load(str(study_path), overrides={'train.steps.x': 1})
+    with pytest.raises(ConfigError, match=r"search\.optimizer\.learning_rate\.mx: no such field"):
+        study_config.load(str(study_path), overrides={"search.optimizer.learning_rate.mx": 0.3})
+    with pytest.raises(ConfigError, match=r"train\.steps\.x: train\.steps is a value"):
+        study_config.load(str(study_path), overrides={"train.steps.x": 1})
 
 
 def test_load_override_with_wrong_type(study_path):
     with pytest.raises(ConfigError, match=r"train\.steps: cannot set it to 'ten' \(str\)"):
-        study_config.load(str(study_path), overrides={'train.steps': 'ten'})
+        study_config.load(str(study_path), overrides={"train.steps": "ten"})
 
 
 def test_load_override_that_breaks_the_search_is_caught_by_validate(study_path):
-    config = study_config.load(str(study_path),
-                               overrides={'search.optimizer.learning_rate.min': 0.0})
-    with pytest.raises(ConfigError, match=r'search\.optimizer\.learning_rate: log scale needs'):
+    config = study_config.load(
+        str(study_path), overrides={"search.optimizer.learning_rate.min": 0.0}
+    )
+    with pytest.raises(ConfigError, match=r"search\.optimizer\.learning_rate: log scale needs"):
         study_config.validate(config)
 
 
@@ -140,36 +148,55 @@ def test_load_override_that_breaks_the_search_is_caught_by_validate(study_path):
 
 def test_validate_returns_the_space(study):
     space = study_config.validate(study)
-    assert space.paths == ('model.width', 'optimizer.b1', 'optimizer.learning_rate')
-    assert [p.path for p in space.by_role('scientific')] == ['model.width']
+    assert space.paths == ("model.width", "optimizer.b1", "optimizer.learning_rate")
+    assert [p.path for p in space.by_role("scientific")] == ["model.width"]
 
 
 def test_validate_without_search_is_an_empty_space(study):
-    del study['search']
+    del study["search"]
     assert len(study_config.validate(study)) == 0
 
 
-@pytest.mark.parametrize('path, value, expected', [
-    ('study.name', '', 'study.name: must be a non-empty string'),
-    ('study.objective', 3,
-     "study.objective: must be the name of a metric (got 3); e.g. 'val/error'"),
-    ('study.mode', 'minimize', "study.mode: must be 'min' or 'max' (got 'minimize')"),
-    ('study.algorithm', 'bayes',
-     "study.algorithm: unknown algorithm 'bayes'; use one of 'quasirandom', 'random', 'grid'"),
-    ('study.num_trials', 0, 'study.num_trials: must be an int >= 1 (got 0)'),
-    ('study.num_trials', None, "study.num_trials: must be an int >= 1 (got None); only "
-                               "algorithm='grid' or 'manual' may leave it None"),
-    ('study.seed', -1, 'study.seed: must be an int >= 0 (got -1)'),
-    ('study.seed', 1.5, 'study.seed: must be an int >= 0 (got 1.5)'),
-    ('train.steps', 0, 'train.steps: must be an int >= 1 (got 0)'),
-    ('train.eval_every', 300, 'train.eval_every: must divide train.steps=1000 (got 300); use 250 '
-                              'or 500'),
-    ('train.eval_every', 1500, 'train.eval_every: must divide train.steps=1000 (got 1500); use '
-                               '1000'),
-    ('train.eval_every', 0, 'train.eval_every: must be an int >= 1 (got 0)'),
-])
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("study.name", "", "study.name: must be a non-empty string"),
+        (
+            "study.objective",
+            3,
+            "study.objective: must be the name of a metric (got 3); e.g. 'val/error'",
+        ),
+        ("study.mode", "minimize", "study.mode: must be 'min' or 'max' (got 'minimize')"),
+        (
+            "study.algorithm",
+            "bayes",
+            "study.algorithm: unknown algorithm 'bayes'; use one of 'quasirandom', 'random', 'grid'",
+        ),
+        ("study.num_trials", 0, "study.num_trials: must be an int >= 1 (got 0)"),
+        (
+            "study.num_trials",
+            None,
+            "study.num_trials: must be an int >= 1 (got None); only "
+            "algorithm='grid' or 'manual' may leave it None",
+        ),
+        ("study.seed", -1, "study.seed: must be an int >= 0 (got -1)"),
+        ("study.seed", 1.5, "study.seed: must be an int >= 0 (got 1.5)"),
+        ("train.steps", 0, "train.steps: must be an int >= 1 (got 0)"),
+        (
+            "train.eval_every",
+            300,
+            "train.eval_every: must divide train.steps=1000 (got 300); use 250 or 500",
+        ),
+        (
+            "train.eval_every",
+            1500,
+            "train.eval_every: must divide train.steps=1000 (got 1500); use 1000",
+        ),
+        ("train.eval_every", 0, "train.eval_every: must be an int >= 1 (got 0)"),
+    ],
+)
 def test_validate_study_fields(study, path, value, expected):
-    section, key = path.split('.')
+    section, key = path.split(".")
     with study.unlocked():
         study[section] = {**study[section].to_dict(), key: value}
     with pytest.raises(ConfigError) as info:
@@ -177,11 +204,14 @@ def test_validate_study_fields(study, path, value, expected):
     assert expected in str(info.value)
 
 
-@pytest.mark.parametrize('section, key, expected', [
-    ('study', 'num_trials', 'study.num_trials: missing'),
-    ('study', 'objective', 'study.objective: missing; set study.objective'),
-    ('train', 'eval_every', 'train.eval_every: missing'),
-])
+@pytest.mark.parametrize(
+    "section, key, expected",
+    [
+        ("study", "num_trials", "study.num_trials: missing"),
+        ("study", "objective", "study.objective: missing; set study.objective"),
+        ("train", "eval_every", "train.eval_every: missing"),
+    ],
+)
 def test_validate_missing_fields(study, section, key, expected):
     values = study[section].to_dict()
     del values[key]
@@ -192,39 +222,40 @@ def test_validate_missing_fields(study, section, key, expected):
 
 def test_validate_names_a_misspelled_field(study):
     values = study.study.to_dict()
-    values['num_trails'] = values.pop('num_trials')
+    values["num_trails"] = values.pop("num_trials")
     study.study = values
     with pytest.raises(ConfigError, match="study.num_trials: missing \\(found 'num_trails'"):
         study_config.validate(study)
 
 
 def test_validate_missing_sections(study):
-    del study['study']
+    del study["study"]
     with pytest.raises(ConfigError, match=r"study: missing; add e\.g\. c\.study = dict\(name="):
         study_config.validate(study)
 
 
 def test_validate_checks_search_against_base(study):
     study.search.optimizer.learnig_rate = spaces.log(1e-4, 1e-1)
-    with pytest.raises(ConfigError, match=r'search\.optimizer\.learnig_rate: no such field'):
+    with pytest.raises(ConfigError, match=r"search\.optimizer\.learnig_rate: no such field"):
         study_config.validate(study)
 
 
 def test_validate_search_cannot_reach_study_settings(study):
     study.search.study = dict(seed=spaces.int_linear(0, 3))
-    with pytest.raises(ConfigError, match=r'search\.study\.seed: no such field'):
+    with pytest.raises(ConfigError, match=r"search\.study\.seed: no such field"):
         study_config.validate(study)
 
 
 def test_validate_grid(study):
-    study.study.algorithm = 'grid'
+    study.study.algorithm = "grid"
     study.study.num_trials = None  # the whole grid
     study_config.validate(study)
     study.study.num_trials = 75  # 3 widths x 5 x 5
     study_config.validate(study)
     study.study.num_trials = 76
-    with pytest.raises(ConfigError, match='study.num_trials: grid has only 75 points; set '
-                                          'num_trials <= 75 or None'):
+    with pytest.raises(
+        ConfigError, match="study.num_trials: grid has only 75 points; set num_trials <= 75 or None"
+    ):
         study_config.validate(study)
 
 
@@ -234,36 +265,41 @@ def test_validate_grid(study):
 
 def test_apply_returns_a_copy(study):
     before = study_config.to_json(study)
-    trial = study_config.apply(study, {'optimizer.learning_rate': 0.01, 'model.width': 512})
+    trial = study_config.apply(study, {"optimizer.learning_rate": 0.01, "model.width": 512})
     assert trial.optimizer.learning_rate == 0.01 and trial.model.width == 512
     assert study_config.to_json(study) == before
     assert study.model.width == 256
 
 
 def test_apply_keeps_float_fields_float(study):
-    trial = study_config.apply(study, {'optimizer.learning_rate': 1})
+    trial = study_config.apply(study, {"optimizer.learning_rate": 1})
     assert type(trial.optimizer.learning_rate) is float
 
 
 def test_apply_works_on_locked_configs(study):
     study.lock()
-    trial = study_config.apply(study, {'model.width': 128})
+    trial = study_config.apply(study, {"model.width": 128})
     assert trial.model.width == 128
 
 
 def test_apply_unknown_path(study):
-    with pytest.raises(ConfigError, match=r'optimizer\.lr: no such field'):
-        study_config.apply(study, {'optimizer.lr': 0.1})
+    with pytest.raises(ConfigError, match=r"optimizer\.lr: no such field"):
+        study_config.apply(study, {"optimizer.lr": 0.1})
 
 
 def test_fixed_hyperparameters_exclude_searched_and_study_sections(study):
     space = study_config.validate(study)
     fixed = study_config.fixed_hyperparameters(study, space)
     assert fixed == {
-        'seed': 0,
-        'model.name': 'mlp', 'model.depth': 2, 'model.dropout': 0.0,
-        'optimizer.name': 'adam', 'optimizer.b2': 0.999, 'optimizer.eps': 1e-8,
-        'train.steps': 1000, 'train.eval_every': 100,
+        "seed": 0,
+        "model.name": "mlp",
+        "model.depth": 2,
+        "model.dropout": 0.0,
+        "optimizer.name": "adam",
+        "optimizer.b2": 0.999,
+        "optimizer.eps": 1e-8,
+        "train.steps": 1000,
+        "train.eval_every": 100,
     }
 
 
@@ -274,30 +310,34 @@ def test_fixed_hyperparameters_exclude_searched_and_study_sections(study):
 def test_to_json_is_sorted_and_complete(study):
     text = study_config.to_json(study)
     tree = json.loads(text)
-    assert tree['search']['optimizer']['learning_rate'] == spaces.log(1e-4, 1e-1)
-    assert tree['search']['model']['width']['values'] == [128, 256, 512]
+    assert tree["search"]["optimizer"]["learning_rate"] == spaces.log(1e-4, 1e-1)
+    assert tree["search"]["model"]["width"]["values"] == [128, 256, 512]
     assert text == json.dumps(tree, sort_keys=True, indent=2)
 
 
 def test_to_json_names_a_value_without_json_form(study):
     study.model.activation = object()
-    with pytest.raises(ConfigError, match=r'model\.activation: object value .* has no JSON form'):
+    with pytest.raises(ConfigError, match=r"model\.activation: object value .* has no JSON form"):
         study_config.to_json(study)
 
 
 def test_config_hash_ignores_num_trials_and_notes(study_path):
     a = study_config.load(str(study_path))
-    b = study_config.load(str(study_path), overrides={'study.num_trials': 64,
-                                                       'study.notes': 'round 2'})
+    b = study_config.load(
+        str(study_path), overrides={"study.num_trials": 64, "study.notes": "round 2"}
+    )
     assert study_config.config_hash(a) == study_config.config_hash(b)
     assert len(study_config.config_hash(a)) == 64
 
 
-@pytest.mark.parametrize('override', [
-    {'study.seed': 1},
-    {'search.optimizer.learning_rate.max': 0.3},
-    {'train.steps': 2000},
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"study.seed": 1},
+        {"search.optimizer.learning_rate.max": 0.3},
+        {"train.steps": 2000},
+    ],
+)
 def test_config_hash_changes_with_the_study(study_path, override):
     a = study_config.load(str(study_path))
     b = study_config.load(str(study_path), overrides=override)
@@ -306,6 +346,7 @@ def test_config_hash_changes_with_the_study(study_path, override):
 
 def test_config_hash_custom_ignore(study_path):
     a = study_config.load(str(study_path))
-    b = study_config.load(str(study_path), overrides={'train.steps': 2000})
-    assert study_config.config_hash(a, ignore=('train.steps',)) == \
-        study_config.config_hash(b, ignore=('train.steps',))
+    b = study_config.load(str(study_path), overrides={"train.steps": 2000})
+    assert study_config.config_hash(a, ignore=("train.steps",)) == study_config.config_hash(
+        b, ignore=("train.steps",)
+    )

@@ -1,4 +1,5 @@
 """Data parallelism: one trial's batch split over 8 (forced CPU) devices gives the 1-device result."""
+
 import json
 import os
 import subprocess
@@ -48,28 +49,52 @@ def _config(overrides):
 
 def test_a_trial_split_over_eight_devices_equals_one_device(tmp_path):
     tests = os.path.dirname(__file__)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    run = subprocess.run([sys.executable, "-c", EIGHT_DEVICES,
-                          json.dumps(OVERRIDES), tests, str(tmp_path / "eight")],
-                         env=env, capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu"
+    )
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            EIGHT_DEVICES,
+            json.dumps(OVERRIDES),
+            tests,
+            str(tmp_path / "eight"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     eight = json.loads(run.stdout.split("RESULT", 1)[1])
     for i, overrides in enumerate(OVERRIDES):
         curve = {}
-        result = train.train_and_evaluate(_config(overrides), tmp_path / f"one{i}",
-                                          on_eval=lambda s, m: curve.__setitem__(s, m))
+        result = train.train_and_evaluate(
+            _config(overrides), tmp_path / f"one{i}", on_eval=lambda s, m: curve.__setitem__(s, m)
+        )
         assert result.status == eight[i]["status"] == "completed"
         other = {int(k): v for k, v in eight[i]["curve"].items()}
         assert sorted(other) == sorted(curve) == [0, 20, 40, 60]
         for step in curve:
-            for name in {"train/loss", "val/loss", "train/batch_loss", "train/grad_norm"} & set(curve[step]):
-                np.testing.assert_allclose(other[step][name], curve[step][name], rtol=1e-4, atol=1e-6,
-                                           err_msg=f"{overrides} {name} at step {step}")
+            for name in {"train/loss", "val/loss", "train/batch_loss", "train/grad_norm"} & set(
+                curve[step]
+            ):
+                np.testing.assert_allclose(
+                    other[step][name],
+                    curve[step][name],
+                    rtol=1e-4,
+                    atol=1e-6,
+                    err_msg=f"{overrides} {name} at step {step}",
+                )
 
 
 def test_a_batch_that_does_not_split_over_the_devices_is_refused(monkeypatch):
     monkeypatch.setattr(train.jax, "device_count", lambda: 8)
     c = tiny_config(**{"data.batch_size": 60})
     program = train.make_program(c, train.workloads.get(c))
-    with pytest.raises(ConfigError, match="data.batch_size: 60 does not split evenly over 8 devices; use a multiple of 8"):
+    with pytest.raises(
+        ConfigError,
+        match="data.batch_size: 60 does not split evenly over 8 devices; use a multiple of 8",
+    ):
         train.data_mesh(program)

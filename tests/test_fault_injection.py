@@ -7,6 +7,7 @@ Each run is forked from a server process that imported jaxplay and generated the
 (it never starts a jax backend, so forking it is safe): a run then starts in ~0.2 s instead of
 ~6 s, which is what makes 20+ kills affordable in CI.
 """
+
 import json
 import os
 import random
@@ -54,10 +55,18 @@ class Runs:
     """Starts sweep runs through the fork server; kills one after a delay."""
 
     def __init__(self, tmp_path, study_file):
-        env = dict(os.environ, PYTHONUNBUFFERED="1", JAXPLAY_COMPILATION_CACHE=str(tmp_path / "xla"))
+        env = dict(
+            os.environ, PYTHONUNBUFFERED="1", JAXPLAY_COMPILATION_CACHE=str(tmp_path / "xla")
+        )
         self.tmp, self.study_file, self.count = tmp_path, study_file, 0
-        self.server = subprocess.Popen([sys.executable, "-c", SERVER, str(study_file)], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+        self.server = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(study_file)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+        )
         assert self.server.stdout.readline().strip() == "ready"
 
     def run(self, workdir, study, kill: tuple[str, float] | None = None) -> tuple[int, str]:
@@ -65,8 +74,13 @@ class Runs:
         seconds after it started, ('training', t) t seconds after its first training step."""
         out = self.tmp / f"run{self.count}.txt"
         self.count += 1
-        args = [f"--config={self.study_file}", f"--workdir={workdir}", "--report=false",
-                f"--config.study.name={study}", "--config.train.checkpoint_every_secs=0.05"]
+        args = [
+            f"--config={self.study_file}",
+            f"--workdir={workdir}",
+            "--report=false",
+            f"--config.study.name={study}",
+            "--config.train.checkpoint_every_secs=0.05",
+        ]
         self.server.stdin.write(json.dumps([args, str(out)]) + "\n")
         self.server.stdin.flush()
         pid = int(self.server.stdout.readline())
@@ -94,8 +108,13 @@ def _finalized_steps(workdir, study, index, *, whole: bool = False) -> list[int]
     folder = workdir / study / f"trial_{index:04d}" / "checkpoints"
     if not folder.exists():
         return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()
-                  and (p / "_CHECKPOINT_METADATA").exists() and (not whole or (p / "state").exists()))
+    return sorted(
+        int(p.name)
+        for p in folder.iterdir()
+        if p.name.isdigit()
+        and (p / "_CHECKPOINT_METADATA").exists()
+        and (not whole or (p / "state").exists())
+    )
 
 
 def _snapshot(workdir) -> dict:
@@ -110,7 +129,9 @@ def _snapshot(workdir) -> dict:
             sid = store.study_id(name)
             record, curves = store.record(sid), store.study_curves(sid)
             # No duplicate rows: one trial per index, one value per (trial, metric, step).
-            assert sorted(t["index"] for t in record["trials"]) == list(range(TRIALS)), record["trials"]
+            assert sorted(t["index"] for t in record["trials"]) == list(range(TRIALS)), record[
+                "trials"
+            ]
             for t in record["trials"]:
                 steps = [s for s, _ in curves.get(t["index"], {}).get("val/error", [])]
                 # Evaluations form an unbroken prefix of 0, EVERY, 2*EVERY, ...: nothing twice, no gap.
@@ -119,8 +140,12 @@ def _snapshot(workdir) -> dict:
                 t["steps"] = steps
                 out[name, t["index"]] = t
         with store.engine.connect() as c:
-            dupes = c.execute(sa.text("SELECT trial_id, name, step FROM metrics GROUP BY trial_id, name, step "
-                                      "HAVING COUNT(*) > 1")).all()
+            dupes = c.execute(
+                sa.text(
+                    "SELECT trial_id, name, step FROM metrics GROUP BY trial_id, name, step "
+                    "HAVING COUNT(*) > 1"
+                )
+            ).all()
         assert not dupes, dupes
         return out
     finally:
@@ -140,7 +165,10 @@ def _check_run(before: dict, after: dict, output: str, study: str, workdir) -> i
             assert t["best_step"] in _finalized_steps(workdir, *key), (key, t["best_step"])
             assert t["steps"][-1] == STEPS
     # Every trial this run started continued from its newest whole checkpoint, if it had one.
-    resumed, lines = 0, [line for line in output.splitlines() if not line.startswith("WARNING:absl")]
+    resumed, lines = (
+        0,
+        [line for line in output.splitlines() if not line.startswith("WARNING:absl")],
+    )
     for i, line in enumerate(lines):
         found = re.match(r"trial (\d+) \(", line)
         if not found or i + 1 >= len(lines):
@@ -148,7 +176,11 @@ def _check_run(before: dict, after: dict, output: str, study: str, workdir) -> i
         index, following = int(found.group(1)), lines[i + 1]
         whole = before.get((study, index), {}).get("whole", [])
         if whole:
-            assert following.strip() == f"resuming from step {whole[-1]}", (index, whole, lines[i:i + 2])
+            assert following.strip() == f"resuming from step {whole[-1]}", (
+                index,
+                whole,
+                lines[i : i + 2],
+            )
             resumed += 1
         else:
             assert "resuming" not in following, (index, following)
@@ -170,7 +202,11 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path):
             before = _snapshot(workdir)
             # A quarter of the kills land in start-up (store writes, compiling, restoring), the rest
             # mid-training (steps, evaluations, store writes, asynchronous checkpoint writes).
-            kill = ("start", rng.uniform(0.05, 2.5)) if rng.random() < 0.25 else ("training", rng.uniform(0.0, 1.2))
+            kill = (
+                ("start", rng.uniform(0.05, 2.5))
+                if rng.random() < 0.25
+                else ("training", rng.uniform(0.0, 1.2))
+            )
             code, output = runs.run(workdir, f"faults{study}", kill)
             assert code in (0, -signal.SIGKILL), output[-3000:]
             kills += code == -signal.SIGKILL
@@ -189,6 +225,11 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path):
     for (name, index), t in final.items():
         assert t["status"] == "completed", (name, index)
         # Resuming is exact: the same numbers as the run that was never interrupted.
-        assert t["best_value"] == pytest.approx(expected[index]["best_value"], abs=1e-6), (name, index)
+        assert t["best_value"] == pytest.approx(expected[index]["best_value"], abs=1e-6), (
+            name,
+            index,
+        )
         assert t["best_step"] == expected[index]["best_step"]
-        assert t["final_metrics"]["val/loss"] == pytest.approx(expected[index]["final_metrics"]["val/loss"], rel=1e-5)
+        assert t["final_metrics"]["val/loss"] == pytest.approx(
+            expected[index]["final_metrics"]["val/loss"], rel=1e-5
+        )

@@ -25,8 +25,8 @@ def bowl(u):
 
 def branin(u):
     x1, x2 = 15.0 * u[..., 0] - 5.0, 15.0 * u[..., 1]
-    b, c, t = 5.1 / (4 * math.pi ** 2), 5.0 / math.pi, 1.0 / (8 * math.pi)
-    return (x2 - b * x1 ** 2 + c * x1 - 6.0) ** 2 + 10.0 * (1 - t) * np.cos(x1) + 10.0
+    b, c, t = 5.1 / (4 * math.pi**2), 5.0 / math.pi, 1.0 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - 6.0) ** 2 + 10.0 * (1 - t) * np.cos(x1) + 10.0
 
 
 def min_distance(points, others):
@@ -94,7 +94,9 @@ def test_no_feasible_observation_gives_quasirandom_points():
     x = halton(2, 5)
     for y in (np.full(5, np.nan), np.array([np.inf, np.nan, -np.inf, np.nan, np.nan])):
         points = gp.suggest(x, y, 3, seed=0)
-        np.testing.assert_array_equal(points, qmc.Halton(2, scramble=True, seed=np.random.default_rng(0)).random(3))
+        np.testing.assert_array_equal(
+            points, qmc.Halton(2, scramble=True, seed=np.random.default_rng(0)).random(3)
+        )
     assert gp.suggest(np.zeros((0, 2)), np.zeros(0), 2, seed=0).shape == (2, 2)
 
 
@@ -105,8 +107,9 @@ def test_same_seed_same_points_other_seed_other_points():
     first = gp.suggest(x, y, 2, seed=7, pending=pending)
     np.testing.assert_array_equal(first, gp.suggest(x, y, 2, seed=7, pending=pending))
     empty = np.zeros((0, 2))
-    assert not np.array_equal(gp.suggest(empty, np.zeros(0), 2, seed=0),
-                              gp.suggest(empty, np.zeros(0), 2, seed=1))
+    assert not np.array_equal(
+        gp.suggest(empty, np.zeros(0), 2, seed=0), gp.suggest(empty, np.zeros(0), 2, seed=1)
+    )
 
 
 def test_batch_points_are_distinct_and_avoid_pending_points():

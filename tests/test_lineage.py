@@ -1,4 +1,5 @@
 """Tests for jaxplay.lineage: every way a study derives from its parent, and the schedule math of round 2."""
+
 import json
 import math
 
@@ -7,11 +8,14 @@ import numpy as np
 import pytest
 
 from factories import constructed_study, tiny_config
-from jaxplay import config as config_lib, lineage, optim, spaces
+from jaxplay import config as config_lib
+from jaxplay import lineage, optim, spaces
 from jaxplay.spaces import ConfigError
 
-SEARCH = {"optimizer": {"learning_rate": spaces.log(1e-4, 1e-1), "b1": spaces.linear(0.8, 0.99)},
-          "model": {"width": spaces.discrete([16, 32], role="scientific")}}
+SEARCH = {
+    "optimizer": {"learning_rate": spaces.log(1e-4, 1e-1), "b1": spaces.linear(0.8, 0.99)},
+    "model": {"width": spaces.discrete([16, 32], role="scientific")},
+}
 
 
 def _base(**overrides):
@@ -30,14 +34,19 @@ def _parent(trials, *, search=SEARCH, steps=100, **config_overrides):
     """A finished parent study built by hand, whose recorded config is the tiny config."""
     base = json.loads(config_lib.to_json(_base(**config_overrides)))
     fixed = {k: v for k, v in base.items() if k not in ("search", "study", "train")}
-    study = constructed_study(search, trials, steps=steps, name="parent", fixed=fixed, notes=base["study"]["notes"])
+    study = constructed_study(
+        search, trials, steps=steps, name="parent", fixed=fixed, notes=base["study"]["notes"]
+    )
     study.record["config"]["train"] = base["train"]
     study.record["config"]["study"] = {**base["study"], "num_trials": len(trials)}
     return study
 
 
 def _trial(lr, b1=0.9, width=32, value=0.5, status="completed", **extra):
-    t = {"params": {"optimizer.learning_rate": lr, "optimizer.b1": b1, "model.width": width}, "status": status}
+    t = {
+        "params": {"optimizer.learning_rate": lr, "optimizer.b1": b1, "model.width": width},
+        "status": status,
+    }
     if status == "completed":
         t["curves"] = {"val/error": _curve(value), "train/grad_norm": [(50, 1.0), (100, 2.0)]}
     t.update(extra)
@@ -54,12 +63,25 @@ def _derive(parent, action, config=None, **options):
 
 
 # A parent whose best trials (lowest error) sit at the top of the learning-rate range.
-EDGE = [_trial(0.09, 0.85, value=0.20), _trial(0.08, 0.95, value=0.22), _trial(0.07, 0.9, value=0.25),
-        _trial(1e-3, 0.82, value=0.4), _trial(2e-4, 0.97, value=0.6), _trial(3e-3, 0.88, value=0.35)]
+EDGE = [
+    _trial(0.09, 0.85, value=0.20),
+    _trial(0.08, 0.95, value=0.22),
+    _trial(0.07, 0.9, value=0.25),
+    _trial(1e-3, 0.82, value=0.4),
+    _trial(2e-4, 0.97, value=0.6),
+    _trial(3e-3, 0.88, value=0.35),
+]
 # A parent whose best trials cluster in the middle of the learning-rate range.
-MIDDLE = [_trial(3e-3, 0.85, value=0.20), _trial(4e-3, 0.95, value=0.21), _trial(2.5e-3, 0.82, value=0.22),
-          _trial(1.1e-4, 0.9, value=0.6), _trial(0.09, 0.97, value=0.5), _trial(3e-4, 0.88, value=0.4),
-          _trial(0.02, 0.93, value=0.45), _trial(1e-3, 0.98, value=0.3)]
+MIDDLE = [
+    _trial(3e-3, 0.85, value=0.20),
+    _trial(4e-3, 0.95, value=0.21),
+    _trial(2.5e-3, 0.82, value=0.22),
+    _trial(1.1e-4, 0.9, value=0.6),
+    _trial(0.09, 0.97, value=0.5),
+    _trial(3e-4, 0.88, value=0.4),
+    _trial(0.02, 0.93, value=0.45),
+    _trial(1e-3, 0.98, value=0.3),
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,16 +91,21 @@ MIDDLE = [_trial(3e-3, 0.85, value=0.20), _trial(4e-3, 0.95, value=0.21), _trial
 def test_refine_widens_the_edge_where_the_best_trials_sit():
     child = _derive(_parent(EDGE), "refine")
     lr = child.search.optimizer.learning_rate
-    assert lr["min"] == pytest.approx(1e-4) and lr["max"] == pytest.approx(1e-1 * 1000 ** 0.5)
+    assert lr["min"] == pytest.approx(1e-4) and lr["max"] == pytest.approx(1e-1 * 1000**0.5)
     assert child.study.name == "parent-refine" and child.study.algorithm == "quasirandom"
     changes = "\n".join(child.study.parent.changes)
-    assert "optimizer.learning_rate: [0.0001, 0.1] -> [0.0001, 3.162] (the best trials sit at its upper edge)" in changes
+    assert (
+        "optimizer.learning_rate: [0.0001, 0.1] -> [0.0001, 3.162] (the best trials sit at its upper edge)"
+        in changes
+    )
     assert "model.width: kept" not in changes  # discrete: nothing to widen or narrow
 
 
 def test_refine_narrows_around_the_best_trials_and_keeps_scientific_ranges():
     search = {**SEARCH, "model": {"width": spaces.int_linear(8, 64, role="scientific")}}
-    trials = [dict(t, params={**t["params"], "model.width": 8 + 7 * i}) for i, t in enumerate(MIDDLE)]
+    trials = [
+        dict(t, params={**t["params"], "model.width": 8 + 7 * i}) for i, t in enumerate(MIDDLE)
+    ]
     child = _derive(_parent(trials, search=search), "refine")
     lr = child.search.optimizer.learning_rate
     # The best three trials span [2.5e-3, 4e-3]; the new range holds them with room, inside the old one.
@@ -89,15 +116,26 @@ def test_refine_narrows_around_the_best_trials_and_keeps_scientific_ranges():
 
 
 def test_refine_keeps_a_zero_one_range_inside_zero_one():
-    trials = [_trial(3e-3, b1, value=v) for b1, v in ((0.985, 0.2), (0.98, 0.21), (0.989, 0.22), (0.85, 0.5),
-                                                       (0.9, 0.45), (0.81, 0.6))]
+    trials = [
+        _trial(3e-3, b1, value=v)
+        for b1, v in (
+            (0.985, 0.2),
+            (0.98, 0.21),
+            (0.989, 0.22),
+            (0.85, 0.5),
+            (0.9, 0.45),
+            (0.81, 0.6),
+        )
+    ]
     b1 = _derive(_parent(trials), "refine").search.optimizer.b1
     assert b1["max"] == pytest.approx(0.995) and b1["min"] == pytest.approx(0.8)
 
 
 def test_refine_refuses_when_nothing_needs_changing():
-    spread = [_trial(lr, b1, value=0.3 + 0.01 * i) for i, (lr, b1) in
-              enumerate(((2e-4, 0.82), (0.05, 0.97), (3e-3, 0.9), (1e-3, 0.85)))]
+    spread = [
+        _trial(lr, b1, value=0.3 + 0.01 * i)
+        for i, (lr, b1) in enumerate(((2e-4, 0.82), (0.05, 0.97), (3e-3, 0.9), (1e-3, 0.85)))
+    ]
     with pytest.raises(ConfigError, match="needs no change.*--lineage exploit"):
         _derive(_parent(spread), "refine")
 
@@ -108,7 +146,9 @@ def test_refine_refuses_when_nothing_needs_changing():
 
 def test_exploit_switches_to_bayesian_optimization_on_the_parents_space():
     config = _base()
-    config.search = ml_collections.ConfigDict({"optimizer": {"learning_rate": spaces.log(1e-5, 1.0)}})
+    config.search = ml_collections.ConfigDict(
+        {"optimizer": {"learning_rate": spaces.log(1e-5, 1.0)}}
+    )
     config.study.num_trials = 7
     child = _derive(_parent(MIDDLE), "exploit", config=config)
     assert child.study.algorithm == "gp" and child.study.acquisition == "ei"
@@ -176,13 +216,18 @@ def test_rerun_is_the_best_trial_with_five_seeds_at_the_same_length():
 # instability: warmup and clipping
 
 
-UNSTABLE = MIDDLE[:3] + [_trial(0.05, status="infeasible", error="diverged"),
-                         _trial(0.08, status="infeasible", error="diverged")]
+UNSTABLE = MIDDLE[:3] + [
+    _trial(0.05, status="infeasible", error="diverged"),
+    _trial(0.08, status="infeasible", error="diverged"),
+]
 
 
 def test_warmup_study_starts_at_ten_times_the_unstable_learning_rate():
-    child = _derive(_parent(UNSTABLE, steps=100_000), "warmup", config=_base(**{"train.steps": 100_000,
-                                                                                "train.eval_every": 10_000}))
+    child = _derive(
+        _parent(UNSTABLE, steps=100_000),
+        "warmup",
+        config=_base(**{"train.steps": 100_000, "train.eval_every": 10_000}),
+    )
     assert child.optimizer.learning_rate == pytest.approx(0.5)
     assert child.optimizer.b1 == pytest.approx(0.85)  # the best trial's values are fixed
     assert list(child.search.schedule.warmup_steps["values"]) == [10, 100, 1000, 10000]
@@ -199,7 +244,8 @@ def test_clip_study_brackets_the_90th_percentile_of_the_gradient_norm():
     child = _derive(_parent(UNSTABLE), "clip")
     p90 = float(np.percentile([1.0, 2.0], 90))
     assert list(child.search.train.grad_clip_norm["values"]) == pytest.approx(
-        [0.25 * p90, 0.5 * p90, p90, 2 * p90], rel=1e-2)
+        [0.25 * p90, 0.5 * p90, p90, 2 * p90], rel=1e-2
+    )
     assert child.optimizer.learning_rate == pytest.approx(0.05)
 
 
@@ -226,15 +272,21 @@ def test_an_exploit_with_another_objective_is_refused():
 
 def test_fixed_values_that_differ_from_the_parent_are_listed_as_caveats():
     child = _derive(_parent(MIDDLE), "promote", config=_base(**{"data.batch_size": 128}))
-    assert any(c.startswith("data.batch_size: 64 -> 128 (differs from the parent") for c in child.study.parent.changes)
+    assert any(
+        c.startswith("data.batch_size: 64 -> 128 (differs from the parent")
+        for c in child.study.parent.changes
+    )
 
 
-@pytest.mark.parametrize("options, error", [
-    ({"action": "grow"}, "study.parent.action: unknown 'grow'"),
-    ({"action": "promote", "top_k": 0}, "study.parent.top_k: must be an int >= 1"),
-    ({"action": "promote", "steps_factor": 0.5}, "round 2 trains longer"),
-    ({"action": "rerun", "seeds": 0}, "study.parent.seeds: must be an int >= 1"),
-])
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"action": "grow"}, "study.parent.action: unknown 'grow'"),
+        ({"action": "promote", "top_k": 0}, "study.parent.top_k: must be an int >= 1"),
+        ({"action": "promote", "steps_factor": 0.5}, "round 2 trains longer"),
+        ({"action": "rerun", "seeds": 0}, "study.parent.seeds: must be an int >= 1"),
+    ],
+)
 def test_bad_options_name_the_field(options, error):
     config = _base()
     config.study.parent = {"study": "parent", **options}
@@ -253,7 +305,9 @@ def _hp(**values):
 def test_linear_round_2_has_a_longer_constant_phase_and_the_same_decay():
     round1 = optim.learning_rate_fn("linear", 1000, _hp(learning_rate=1.0, warmup_steps=100))
     decay = lineage.rescale_linear(1000, 4000, 100, 900)
-    round2 = optim.learning_rate_fn("linear", 4000, _hp(learning_rate=1.0, warmup_steps=100, decay_steps=decay))
+    round2 = optim.learning_rate_fn(
+        "linear", 4000, _hp(learning_rate=1.0, warmup_steps=100, decay_steps=decay)
+    )
     # same warmup, then the peak until the last `decay` steps...
     assert float(round2(50)) == pytest.approx(float(round1(50)))
     assert float(round2(3000)) == pytest.approx(1.0) and float(round2(3100)) == pytest.approx(1.0)
@@ -267,7 +321,9 @@ def test_cosine_round_2_keeps_the_base_rate_and_stretches_the_horizon():
     round2 = optim.learning_rate_fn("cosine", 3000, _hp(learning_rate=0.5, warmup_steps=100))
     assert float(round2(100)) == pytest.approx(0.5)
     for fraction in (0.1, 0.5, 0.9, 1.0):
-        assert float(round2(100 + fraction * 2900)) == pytest.approx(float(round1(100 + fraction * 900)), abs=1e-6)
+        assert float(round2(100 + fraction * 2900)) == pytest.approx(
+            float(round1(100 + fraction * 900)), abs=1e-6
+        )
 
 
 def test_rescale_linear_refuses_what_round_1_could_not_have_run():
@@ -281,7 +337,10 @@ def test_decay_steps_must_fit_after_the_warmup():
     c = tiny_config(**{"schedule.name": "linear"})
     with c.unlocked():
         c.schedule.decay_steps = 95
-    with pytest.raises(ConfigError, match=r"schedule.decay_steps: must be in \[0, train.steps - warmup_steps = 90\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"schedule.decay_steps: must be in \[0, train.steps - warmup_steps = 90\]",
+    ):
         optim.check(c)
 
 
@@ -303,8 +362,16 @@ def round1(tmp_path_factory):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
     def run(*args):
-        return sweep.main(["sweep", f"--config={repo}/{SMOKE}", f"--workdir={workdir}", "--report=false",
-                           "--config.study.num_trials=5", *args])
+        return sweep.main(
+            [
+                "sweep",
+                f"--config={repo}/{SMOKE}",
+                f"--workdir={workdir}",
+                "--report=false",
+                "--config.study.num_trials=5",
+                *args,
+            ]
+        )
 
     assert run() == 0
     return run, workdir
@@ -314,34 +381,64 @@ def test_promote_through_the_cli_trains_round_2_and_reports_the_lineage(round1, 
     from jaxplay import analysis
 
     run, workdir = round1
-    args = ["--from_study=mnist1d-mlp-smoke", "--lineage=promote", "--top_k=2", "--steps_factor=1.5", "--seeds=2"]
+    args = [
+        "--from_study=mnist1d-mlp-smoke",
+        "--lineage=promote",
+        "--top_k=2",
+        "--steps_factor=1.5",
+        "--seeds=2",
+    ]
     assert run(*args, "--report=true") == 0
     out = capsys.readouterr().out
-    assert "study 'mnist1d-mlp-smoke-round2' derives from 'mnist1d-mlp-smoke' (--lineage promote)" in out
-    assert "lineage    --lineage promote of mnist1d-mlp-smoke\n" in out  # the summary table's header
+    assert (
+        "study 'mnist1d-mlp-smoke-round2' derives from 'mnist1d-mlp-smoke' (--lineage promote)"
+        in out
+    )
+    assert (
+        "lineage    --lineage promote of mnist1d-mlp-smoke\n" in out
+    )  # the summary table's header
     child = analysis.load(workdir, study="mnist1d-mlp-smoke-round2")
     parent = analysis.load(workdir, study="mnist1d-mlp-smoke")
     assert child.record["status_counts"]["completed"] == 4 and child.train_steps == 300
     assert [t.params["seed"] for t in child.trials] == [0, 1, 0, 1]
     top = [t.params["optimizer.learning_rate"] for t in parent.feasible[:2]]
-    assert [t.params["optimizer.learning_rate"] for t in child.trials] == [top[0], top[0], top[1], top[1]]
+    assert [t.params["optimizer.learning_rate"] for t in child.trials] == [
+        top[0],
+        top[0],
+        top[1],
+        top[1],
+    ]
     assert all(t.steps_run == 300 for t in child.trials)
     page = (workdir / "report-mnist1d-mlp-smoke-round2.html").read_text()
     assert "Derived from study <b>mnist1d-mlp-smoke</b> by <code>--lineage promote</code>" in page
     assert "train.steps: 200 -&gt; 300 (x1.5)" in page
-    assert "<td>mnist1d-mlp-smoke</td><td>parent</td>" in page and "compared with this study" in page
+    assert (
+        "<td>mnist1d-mlp-smoke</td><td>parent</td>" in page and "compared with this study" in page
+    )
     # The same command again continues the same derived study: nothing retrains.
     assert run(*args) == 0
     out = capsys.readouterr().out
-    assert "4 trials (4 already finished)" in out and "run batched" not in out and "\ntrial 0 " not in out
+    assert (
+        "4 trials (4 already finished)" in out
+        and "run batched" not in out
+        and "\ntrial 0 " not in out
+    )
 
 
 def test_exploit_runs_bayesian_optimization_seeded_by_the_parent(round1, capsys):
     from jaxplay import analysis
 
     run, workdir = round1
-    assert run("--from_study=mnist1d-mlp-smoke", "--lineage=exploit", "--config.study.num_trials=3",
-               "--executor=batched", "--batch_trials=3") == 0
+    assert (
+        run(
+            "--from_study=mnist1d-mlp-smoke",
+            "--lineage=exploit",
+            "--config.study.num_trials=3",
+            "--executor=batched",
+            "--batch_trials=3",
+        )
+        == 0
+    )
     child = analysis.load(workdir, study="mnist1d-mlp-smoke-exploit")
     parent = analysis.load(workdir, study="mnist1d-mlp-smoke")
     assert child.record["algorithm"] == "gp" and child.record["status_counts"]["completed"] == 3
@@ -360,10 +457,22 @@ def test_rerun_measures_trial_variance_that_compare_weighs(round1, capsys):
     run, workdir = round1
     assert run("--from_study=mnist1d-mlp-smoke", "--lineage=rerun", "--seeds=3") == 0
     capsys.readouterr()
-    assert studies.main(["compare", f"--workdir={workdir}", "--study=mnist1d-mlp-smoke",
-                         "--other=mnist1d-mlp-smoke-rerun"]) == 0
+    assert (
+        studies.main(
+            [
+                "compare",
+                f"--workdir={workdir}",
+                "--study=mnist1d-mlp-smoke",
+                "--other=mnist1d-mlp-smoke-rerun",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "trial variance: std" in out and "over 3 seeds of the best trial (mnist1d-mlp-smoke-rerun)" in out
+    assert (
+        "trial variance: std" in out
+        and "over 3 seeds of the best trial (mnist1d-mlp-smoke-rerun)" in out
+    )
     assert "study variance unknown" in out
 
 
@@ -382,18 +491,34 @@ def test_a_derived_study_is_named_after_its_parent_unless_named():
     refined.record["name"] = "parent-refine"
     assert _derive(refined, "exploit", name_from_parent=True).study.name == "parent-refine-exploit"
     config = _base()
-    config.study.name = "my-bo"  # a name of the user's own (in the file, or --config.study.name) is kept
+    config.study.name = (
+        "my-bo"  # a name of the user's own (in the file, or --config.study.name) is kept
+    )
     assert _derive(refined, "exploit", config=config).study.name == "my-bo"
-    assert _derive(_parent(EDGE), "exploit").study.name == "parent-exploit"  # the file's name is the parent's
+    assert (
+        _derive(_parent(EDGE), "exploit").study.name == "parent-exploit"
+    )  # the file's name is the parent's
 
 
 def test_notes_say_what_the_study_is_plus_notes_of_its_own():
     refined = _parent(EDGE)
-    refined.record["name"], refined.record["notes"] = "parent-refine", "search space refined from parent's results"
+    refined.record["name"], refined.record["notes"] = (
+        "parent-refine",
+        "search space refined from parent's results",
+    )
     summary = "Bayesian optimization seeded by parent-refine"
-    assert _derive(refined, "exploit", name_from_parent=True).study.notes == summary  # the file's round-1 notes go
+    assert (
+        _derive(refined, "exploit", name_from_parent=True).study.notes == summary
+    )  # the file's round-1 notes go
     config = _base(**{"study.notes": "is width 512 worth it?"})
-    assert _derive(refined, "exploit", config=config, name_from_parent=True, notes_given=True).study.notes == \
-        f"{summary}; is width 512 worth it?"
+    assert (
+        _derive(
+            refined, "exploit", config=config, name_from_parent=True, notes_given=True
+        ).study.notes
+        == f"{summary}; is width 512 worth it?"
+    )
     config = _base(**{"study.notes": "a file that declares its parent"})
-    assert _derive(refined, "exploit", config=config).study.notes == f"{summary}; a file that declares its parent"
+    assert (
+        _derive(refined, "exploit", config=config).study.notes
+        == f"{summary}; a file that declares its parent"
+    )

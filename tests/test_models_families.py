@@ -1,5 +1,6 @@
 """Every model family of experiments/ trains, sequential and batched, to the same numbers; batch
 norm (ghost or plain) and bf16 compute behave as the playbook asks."""
+
 import os
 import subprocess
 import sys
@@ -22,8 +23,15 @@ SMOKE = {
     "mnist1d_gru": {},
     "cifar10_resnet": {},
     # 224x224 images are the point; the fewest of them that still train three periods and evaluate.
-    "imagenet_resnet": {"train.steps": 3, "train.eval_every": 1, "data.batch_size": 8, "data.num_train": 32,
-                        "data.num_val": 16, "model.virtual_batch_size": 4, "train.eval_batch_size": 16},
+    "imagenet_resnet": {
+        "train.steps": 3,
+        "train.eval_every": 1,
+        "data.batch_size": 8,
+        "data.num_train": 32,
+        "data.num_val": 16,
+        "model.virtual_batch_size": 4,
+        "train.eval_batch_size": 16,
+    },
     "pystdlib_transformer": {},
 }
 
@@ -33,8 +41,13 @@ def _trials(name):
     plan = sweep.plan(c)
     # The study's first trial, and the same with half its learning rate: one compiled program.
     first = dict(plan.params[0])
-    second = {**first, "optimizer.learning_rate": 0.5 * config_lib.apply(c, first).optimizer.learning_rate}
-    return [config_lib.apply(c, p) for p in (first, second)], plan.searched | {"optimizer.learning_rate"}
+    second = {
+        **first,
+        "optimizer.learning_rate": 0.5 * config_lib.apply(c, first).optimizer.learning_rate,
+    }
+    return [config_lib.apply(c, p) for p in (first, second)], plan.searched | {
+        "optimizer.learning_rate"
+    }
 
 
 @pytest.mark.parametrize("name", sorted(SMOKE))
@@ -43,19 +56,36 @@ def test_every_model_family_trains_sequential_and_batched_alike(name, tmp_path):
     solo, solo_curves = [], []
     for i, c in enumerate(configs):
         curve = {}
-        solo.append(train.train_and_evaluate(c, tmp_path / f"solo{i}", searched=searched,
-                                             on_eval=lambda s, m, curve=curve: curve.__setitem__(s, m)))
+        solo.append(
+            train.train_and_evaluate(
+                c,
+                tmp_path / f"solo{i}",
+                searched=searched,
+                on_eval=lambda s, m, curve=curve: curve.__setitem__(s, m),
+            )
+        )
         solo_curves.append(curve)
     curves = {0: {}, 1: {}}
-    together = batched.train_group(configs, [tmp_path / f"b{i}" for i in range(2)], searched=searched,
-                                   on_eval=lambda i, s, m: curves[i].__setitem__(s, m))
+    together = batched.train_group(
+        configs,
+        [tmp_path / f"b{i}" for i in range(2)],
+        searched=searched,
+        on_eval=lambda i, s, m: curves[i].__setitem__(s, m),
+    )
     for i in range(2):
-        assert solo[i].status == together[i].status == "completed", (solo[i].reason, together[i].reason)
+        assert solo[i].status == together[i].status == "completed", (
+            solo[i].reason,
+            together[i].reason,
+        )
         assert sorted(solo_curves[i]) == sorted(curves[i])
         for step, metrics in solo_curves[i].items():
             assert np.isfinite(metrics["train/loss"])
-            np.testing.assert_allclose(curves[i][step]["val/loss"], metrics["val/loss"], rtol=2e-3,
-                                       err_msg=f"{name} member {i} step {step}")
+            np.testing.assert_allclose(
+                curves[i][step]["val/loss"],
+                metrics["val/loss"],
+                rtol=2e-3,
+                err_msg=f"{name} member {i} step {step}",
+            )
     # The best checkpoint (params and batch-norm statistics) restores to its recorded value.
     restored = train.evaluate_checkpoint(configs[0], tmp_path / "b0")
     objective = configs[0].study.objective
@@ -67,10 +97,14 @@ def test_ghost_batch_norm_equals_batch_norm_when_virtual_batch_is_the_batch():
     ghost = GhostBatchNorm(3, virtual_batch_size=16, momentum=0.9)
     plain = nnx.BatchNorm(3, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
     for _ in range(2):  # two steps: the running averages follow too
-        np.testing.assert_allclose(ghost(x, train=True), plain(x, use_running_average=False), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            ghost(x, train=True), plain(x, use_running_average=False), rtol=1e-5, atol=1e-5
+        )
     np.testing.assert_allclose(ghost.mean[...], plain.mean[...], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ghost.var[...], plain.var[...], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ghost(x, train=False), plain(x, use_running_average=True), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        ghost(x, train=False), plain(x, use_running_average=True), rtol=1e-5, atol=1e-5
+    )
     whole = GhostBatchNorm(3, virtual_batch_size=None)
     np.testing.assert_allclose(whole(x, train=True), ghost(x, train=True), rtol=1e-6, atol=1e-6)
 
@@ -80,8 +114,8 @@ def test_ghost_batch_norm_normalises_each_virtual_batch_on_its_own():
     ghost = GhostBatchNorm(7, virtual_batch_size=4, momentum=0.0)
     out = ghost(x, train=True)
     for g in range(3):
-        part = GhostBatchNorm(7, virtual_batch_size=None)(x[4 * g: 4 * g + 4], train=True)
-        np.testing.assert_allclose(out[4 * g: 4 * g + 4], part, rtol=1e-5, atol=1e-5)
+        part = GhostBatchNorm(7, virtual_batch_size=None)(x[4 * g : 4 * g + 4], train=True)
+        np.testing.assert_allclose(out[4 * g : 4 * g + 4], part, rtol=1e-5, atol=1e-5)
     # Momentum 0: the running stats are this step's, averaged over the three groups.
     groups = x.reshape(3, 4, 7)
     np.testing.assert_allclose(ghost.mean[...], groups.mean(1).mean(0), rtol=1e-5)
@@ -116,8 +150,12 @@ print("ok")
 
 
 def test_ghost_batch_norm_running_stats_are_global_when_the_batch_is_sharded():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    run = subprocess.run([sys.executable, "-c", SHARDED_BN], env=env, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", SHARDED_BN], env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-3000:]
 
 
@@ -129,12 +167,17 @@ def test_bf16_compute_keeps_float32_master_weights_and_optimizer_state(tmp_path)
     program = train.make_program(c16, workload)
     _, state, hp, _ = train.init_state(c16, workload, program)
     assert {leaf.dtype for leaf in jax.tree.leaves(state["params"])} == {jnp.dtype(jnp.float32)}
-    assert {leaf.dtype for leaf in jax.tree.leaves(state["opt_state"]) if leaf.ndim} == {jnp.dtype(jnp.float32)}
+    assert {leaf.dtype for leaf in jax.tree.leaves(state["opt_state"]) if leaf.ndim} == {
+        jnp.dtype(jnp.float32)
+    }
     assert {v.dtype for v in hp.values()} == {jnp.dtype(jnp.float32)}
     graphdef = train._initializer(c16, workload, program)[0]
     x = np.asarray(workload.dataset.x_train[:4])
-    jaxpr = str(jax.make_jaxpr(lambda p: train._apply(graphdef, program, p, state["batch_stats"], x, train=True)[0])(
-        state["params"]))
+    jaxpr = str(
+        jax.make_jaxpr(
+            lambda p: train._apply(graphdef, program, p, state["batch_stats"], x, train=True)[0]
+        )(state["params"])
+    )
     assert "bf16" in jaxpr and "dot_general" in jaxpr
     r16 = train.train_and_evaluate(c16, tmp_path / "bf16", searched=searched)
     r32 = train.train_and_evaluate(c32, tmp_path / "f32", searched=searched)

@@ -1,4 +1,5 @@
 """The notebooks in colab/ run top to bottom in a real Jupyter kernel (nbclient), parameters overridden."""
+
 import pathlib
 import re
 
@@ -14,7 +15,9 @@ def _run(path: pathlib.Path, workdir: pathlib.Path):
     for cell in notebook.cells:
         if "parameters" in cell.metadata.get("tags", []):
             cell.source = f"STUDY = 'experiments/mnist1d_mlp.py:smoke'\nWORKDIR = {str(workdir)!r}"
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+    ).execute()
     return notebook
 
 
@@ -28,7 +31,9 @@ def test_quickstart_notebook_runs_and_shows_plots_diagnostics_and_the_restored_c
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     plots = next(c for c in code if "analysis.figures" in c.source)
     images = [o for o in plots.outputs if o.output_type == "display_data" and "image/png" in o.data]
-    assert len(images) >= 4  # axis plots of the 3 searched hyperparameters, isolation, curves, best-of-k
+    assert (
+        len(images) >= 4
+    )  # axis plots of the 3 searched hyperparameters, isolation, curves, best-of-k
     findings = _text(next(c for c in code if "analysis.diagnose" in c.source))
     assert "no problems found" in findings or "[warning]" in findings or "[info]" in findings
     report = pathlib.Path(_text(next(c for c in code if "analysis.report" in c.source)).strip())

@@ -1,4 +1,5 @@
 """Optimizers and schedules: traced hyperparameters must do what optax's own aliases do."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,15 +58,27 @@ REFERENCE = {
     "sgd": lambda: optax.sgd(0.05, momentum=0.8, nesterov=True),
     "adam": lambda: optax.adam(0.05, b1=0.7, b2=0.95, eps=1e-3),
     "nadam": lambda: optax.nadam(0.05, b1=0.7, b2=0.95, eps=1e-3),
-    "adamw": lambda: optax.adamw(0.05, b1=0.7, b2=0.95, eps=1e-3, weight_decay=0.1,
-                                 mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),
+    "adamw": lambda: optax.adamw(
+        0.05,
+        b1=0.7,
+        b2=0.95,
+        eps=1e-3,
+        weight_decay=0.1,
+        mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p),
+    ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_optimizer_matches_optax_alias(name):
-    values = hp(learning_rate=0.05, momentum=0.8, b1=0.7, b2=0.95, eps=1e-3,
-                weight_decay=0.1 if name == "adamw" else 0.0)
+    values = hp(
+        learning_rate=0.05,
+        momentum=0.8,
+        b1=0.7,
+        b2=0.95,
+        eps=1e-3,
+        weight_decay=0.1 if name == "adamw" else 0.0,
+    )
     ours = _run(optim.make(name, name == "sgd", "constant", 100, values))
     ref = _run(REFERENCE[name]())
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), ours, ref)
@@ -80,7 +93,9 @@ def test_nesterov_and_momentum_change_the_update():
 
 def test_weight_decay_is_l2_on_kernels_only_for_sgd():
     params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
-    tx = optim.make("sgd", False, "constant", 100, hp(learning_rate=0.1, momentum=0.0, weight_decay=0.5))
+    tx = optim.make(
+        "sgd", False, "constant", 100, hp(learning_rate=0.1, momentum=0.0, weight_decay=0.5)
+    )
     zero = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zero, tx.init(params), params)
     np.testing.assert_allclose(updates["w"], -0.05 * np.ones((2, 2)), rtol=1e-6)
@@ -96,20 +111,27 @@ def test_clipping_logs_unclipped_norm():
     np.testing.assert_allclose(unclipped["a"], grads["a"])
 
 
-@pytest.mark.parametrize("path,value,message", [
-    ("optimizer.name", "adagrad", "optimizer.name: unknown optimizer 'adagrad'"),
-    ("schedule.name", "step", "schedule.name: unknown schedule 'step'"),
-    ("schedule.warmup_steps", 100, "schedule.warmup_steps: must be in [0, train.steps=100)"),
-])
+@pytest.mark.parametrize(
+    "path,value,message",
+    [
+        ("optimizer.name", "adagrad", "optimizer.name: unknown optimizer 'adagrad'"),
+        ("schedule.name", "step", "schedule.name: unknown schedule 'step'"),
+        ("schedule.warmup_steps", 100, "schedule.warmup_steps: must be in [0, train.steps=100)"),
+    ],
+)
 def test_bad_optimizer_config(path, value, message):
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
         optim.check(tiny_config(**{path: value}))
 
 
 def test_field_of_another_optimizer_is_rejected():
     c = tiny_config()
     c.optimizer.momentum = 0.9
-    with pytest.raises(ConfigError, match=r"optimizer.momentum: 'adam' has no hyperparameter 'momentum'"):
+    with pytest.raises(
+        ConfigError, match=r"optimizer.momentum: 'adam' has no hyperparameter 'momentum'"
+    ):
         optim.check(c)
 
 

@@ -1,4 +1,5 @@
 """The streaming input pipeline (grain) and the datasets behind it."""
+
 import numpy as np
 import pytest
 
@@ -30,7 +31,9 @@ def test_same_seed_same_batches_and_a_new_permutation_each_epoch():
     assert any((ya != yc).any() for (_, ya), (_, yc) in zip(a, c))
     labels = np.concatenate([ya for _, ya in a])
     first, second = labels[:103], labels[103:206]
-    assert sorted(first) == list(range(103)) and sorted(second) == list(range(103))  # each epoch: all once
+    assert sorted(first) == list(range(103)) and sorted(second) == list(
+        range(103)
+    )  # each epoch: all once
     assert (first != second).any()  # reshuffled
 
 
@@ -44,10 +47,19 @@ def test_resuming_at_a_step_gives_the_batches_a_full_run_gives_there():
 
 def test_hosts_read_disjoint_shards_that_cover_the_data():
     x, y = _data(96)
-    hosts = [pipeline.train_batches(x, y, batch_size=12, seed=0, process_index=i, process_count=3) for i in range(3)]
-    seen = [np.concatenate([yb for _, yb in _take(it, 8)]) for it in hosts]  # one epoch: 32 examples each
+    hosts = [
+        pipeline.train_batches(x, y, batch_size=12, seed=0, process_index=i, process_count=3)
+        for i in range(3)
+    ]
+    seen = [
+        np.concatenate([yb for _, yb in _take(it, 8)]) for it in hosts
+    ]  # one epoch: 32 examples each
     assert all(len(s) == 32 and len(set(s)) == 32 for s in seen)
-    assert not set(seen[0]) & set(seen[1]) and not set(seen[1]) & set(seen[2]) and not set(seen[0]) & set(seen[2])
+    assert (
+        not set(seen[0]) & set(seen[1])
+        and not set(seen[1]) & set(seen[2])
+        and not set(seen[0]) & set(seen[2])
+    )
     assert set(np.concatenate(seen)) == set(range(96))
     with pytest.raises(ConfigError, match="data.batch_size: 10 does not split evenly over 3 hosts"):
         pipeline.train_batches(x, y, batch_size=10, seed=0, process_count=3)
@@ -69,11 +81,22 @@ def test_padded_examples_do_not_change_eval_metrics(tmp_path):
     graphdef, state, _, _ = train.init_state(c, workload, program)
     x, y = workload.dataset.x_val, workload.dataset.y_val
     import functools
+
     sums = functools.partial(train._metric_sums_jit, graphdef, workload.task, program)
-    exact = train.evaluate_streamed(sums, state["params"], state["batch_stats"], {"val": (x, y)}, 37)
-    padded = train.evaluate_streamed(sums, state["params"], state["batch_stats"], {"val": (x, y)}, 16)
-    on_device = train._evaluate(graphdef, workload.task, program, state["params"], state["batch_stats"],
-                                train._padded(x, y, 16))
+    exact = train.evaluate_streamed(
+        sums, state["params"], state["batch_stats"], {"val": (x, y)}, 37
+    )
+    padded = train.evaluate_streamed(
+        sums, state["params"], state["batch_stats"], {"val": (x, y)}, 16
+    )
+    on_device = train._evaluate(
+        graphdef,
+        workload.task,
+        program,
+        state["params"],
+        state["batch_stats"],
+        train._padded(x, y, 16),
+    )
     for k in ("loss", "error"):
         assert padded[f"val/{k}"] == pytest.approx(exact[f"val/{k}"], rel=1e-6)
         assert float(on_device[k]) == pytest.approx(exact[f"val/{k}"], rel=1e-6)
@@ -84,11 +107,14 @@ def test_period_feed_reports_time_spent_waiting_for_input():
 
     def slow(it):
         import time
+
         for item in it:
             time.sleep(0.02)
             yield item
 
-    feed = pipeline.PeriodFeed([slow(pipeline.train_batches(x, y, batch_size=4, seed=0))], 5, stacked=False, depth=1)
+    feed = pipeline.PeriodFeed(
+        [slow(pipeline.train_batches(x, y, batch_size=4, seed=0))], 5, stacked=False, depth=1
+    )
     try:
         xs, ys = feed.next()
         assert xs.shape == (5, 4, 3) and ys.shape == (5, 4)
@@ -99,15 +125,26 @@ def test_period_feed_reports_time_spent_waiting_for_input():
 
 
 def _grain_study(**overrides):
-    return tiny_config(**{"data.pipeline": "grain", "train.steps": 100, "train.eval_every": 25,
-                          "train.checkpoint_every_secs": 0.0, **overrides})
+    return tiny_config(
+        **{
+            "data.pipeline": "grain",
+            "train.steps": 100,
+            "train.eval_every": 25,
+            "train.checkpoint_every_secs": 0.0,
+            **overrides,
+        }
+    )
 
 
 def test_a_streamed_trial_learns_resumes_exactly_and_batches_like_sequential(tmp_path):
     c = _grain_study()
     curve = {}
-    full = train.train_and_evaluate(c, tmp_path / "full", on_eval=lambda s, m: curve.__setitem__(s, m))
-    assert full.status == "completed" and full.final_metrics["val/error"] < curve[0]["val/error"] - 0.1
+    full = train.train_and_evaluate(
+        c, tmp_path / "full", on_eval=lambda s, m: curve.__setitem__(s, m)
+    )
+    assert (
+        full.status == "completed" and full.final_metrics["val/error"] < curve[0]["val/error"] - 0.1
+    )
     assert 0.0 <= curve[100]["train/input_wait_fraction"] <= 1.0
 
     def stop_at_50(step, metrics):
@@ -117,14 +154,22 @@ def test_a_streamed_trial_learns_resumes_exactly_and_batches_like_sequential(tmp
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(c, tmp_path / "cut", on_eval=stop_at_50)
     again = train.train_and_evaluate(c, tmp_path / "cut")
-    assert again.final_metrics["val/loss"] == pytest.approx(full.final_metrics["val/loss"], rel=1e-6)
+    assert again.final_metrics["val/loss"] == pytest.approx(
+        full.final_metrics["val/loss"], rel=1e-6
+    )
 
     other = config_lib.apply(c, {"optimizer.learning_rate": 1e-3, "seed": 1})
     searched = frozenset({"optimizer.learning_rate", "seed"})
-    together = batched.train_group([c, other], [tmp_path / "b0", tmp_path / "b1"], searched=searched)
+    together = batched.train_group(
+        [c, other], [tmp_path / "b0", tmp_path / "b1"], searched=searched
+    )
     solo = train.train_and_evaluate(other, tmp_path / "solo1", searched=searched)
-    assert together[0].final_metrics["val/loss"] == pytest.approx(full.final_metrics["val/loss"], rel=2e-4)
-    assert together[1].final_metrics["val/loss"] == pytest.approx(solo.final_metrics["val/loss"], rel=2e-4)
+    assert together[0].final_metrics["val/loss"] == pytest.approx(
+        full.final_metrics["val/loss"], rel=2e-4
+    )
+    assert together[1].final_metrics["val/loss"] == pytest.approx(
+        solo.final_metrics["val/loss"], rel=2e-4
+    )
 
 
 def test_streamed_study_runs_from_the_sweep(tmp_path):
@@ -143,13 +188,22 @@ def test_text_corpus_split_is_by_file_hash_and_windows_shift_by_one():
     c = config_lib.load("experiments/pystdlib_transformer.py:smoke")
     dataset = train.workloads.get(c).dataset
     assert dataset.num_classes == 256 and dataset.x_train.shape[1] == c.data.seq_len
-    assert not set(map(bytes, dataset.x_val[:50])) & set(map(bytes, dataset.x_train))  # no shared window
+    assert not set(map(bytes, dataset.x_val[:50])) & set(
+        map(bytes, dataset.x_train)
+    )  # no shared window
 
 
-@pytest.mark.parametrize("path,value,message", [
-    ("data.pipeline", "tfdata", "data.pipeline: unknown 'tfdata'"),
-    ("data.val_sise", 10, "data.val_sise: the 'mnist1d' dataset has no field 'val_sise' (did you mean 'val_size'?)"),
-])
+@pytest.mark.parametrize(
+    "path,value,message",
+    [
+        ("data.pipeline", "tfdata", "data.pipeline: unknown 'tfdata'"),
+        (
+            "data.val_sise",
+            10,
+            "data.val_sise: the 'mnist1d' dataset has no field 'val_sise' (did you mean 'val_size'?)",
+        ),
+    ],
+)
 def test_bad_data_fields_are_named(path, value, message):
     c = tiny_config()
     section, field = path.split(".")
@@ -161,6 +215,7 @@ def test_bad_data_fields_are_named(path, value, message):
 
 def test_tfds_without_tensorflow_datasets_says_how_to_get_it(monkeypatch):
     import sys
+
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
     c = config_lib.load("experiments/cifar10_resnet.py")
     with pytest.raises(ConfigError, match="tensorflow-datasets is not installed.*synthetic_images"):
@@ -180,8 +235,10 @@ class _FakeTfds:
             raise FileNotFoundError(f"{name}/{split} not prepared")
         rng = np.random.default_rng(len(self.calls))
         sizes = [(40, 60), (50, 50), (33, 70)]
-        records = [{"image": rng.integers(0, 255, sizes[i % 3] + (3,), dtype=np.uint8), "label": i % 4}
-                   for i in range(24)]
+        records = [
+            {"image": rng.integers(0, 255, sizes[i % 3] + (3,), dtype=np.uint8), "label": i % 4}
+            for i in range(24)
+        ]
 
         class Source(list):
             pass
@@ -195,16 +252,26 @@ class _FakeTfds:
 
 def test_tfds_splits_are_read_on_demand_cropped_and_resized(monkeypatch, tmp_path):
     import sys
+
     fake = _FakeTfds()
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
     c = tiny_config()
-    c.data = dict(name="tfds", tfds_name="imagenet_like", data_dir=str(tmp_path), image_size=32, batch_size=8,
-                  pipeline="grain", val_split="validation")
+    c.data = dict(
+        name="tfds",
+        tfds_name="imagenet_like",
+        data_dir=str(tmp_path),
+        image_size=32,
+        batch_size=8,
+        pipeline="grain",
+        val_split="validation",
+    )
     c.model = dict(name="mlp", width=16, depth=1, dropout=0.0)
     c.train.steps, c.train.eval_every, c.schedule.warmup_steps = 4, 2, 1
     dataset = train.workloads.get(c).dataset
-    assert fake.calls == [("imagenet_like", "train", str(tmp_path), False),
-                          ("imagenet_like", "validation", str(tmp_path), False)]  # never downloads
+    assert fake.calls == [
+        ("imagenet_like", "train", str(tmp_path), False),
+        ("imagenet_like", "validation", str(tmp_path), False),
+    ]  # never downloads
     assert dataset.x_train.shape == (24, 32, 32, 3) and dataset.num_classes == 4
     images = dataset.x_train[np.array([0, 1, 2])]
     assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
@@ -213,7 +280,9 @@ def test_tfds_splits_are_read_on_demand_cropped_and_resized(monkeypatch, tmp_pat
     assert result.status == "completed"
     c.data.val_split = "missing"
     c.data.tfds_name = "other"
-    with pytest.raises(ConfigError, match="data.tfds_name: cannot open 'other' split 'missing'.*tfds build other"):
+    with pytest.raises(
+        ConfigError, match="data.tfds_name: cannot open 'other' split 'missing'.*tfds build other"
+    ):
         train.check(c)
 
 
@@ -231,12 +300,16 @@ def test_augmentation_flips_and_crops_reproducibly_from_the_key():
     mirrored = [(flipped[i] == images[i, :, ::-1]).all() for i in range(64)]
     assert all(s or m for s, m in zip(same, mirrored)) and 16 < sum(mirrored) < 48
     cropped = np.asarray(augment.apply("crop_flip", images, key))
-    np.testing.assert_array_equal(cropped, augment.apply("crop_flip", images, key))  # same key, same batch
-    assert not (cropped == np.asarray(augment.apply("crop_flip", images, jax.random.PRNGKey(8)))).all()
+    np.testing.assert_array_equal(
+        cropped, augment.apply("crop_flip", images, key)
+    )  # same key, same batch
+    assert not (
+        cropped == np.asarray(augment.apply("crop_flip", images, jax.random.PRNGKey(8)))
+    ).all()
     # Every crop is a window of the zero-padded image (padding shows as zeros at the edges).
     padded = np.pad(np.asarray(images), ((0, 0), (4, 4), (4, 4), (0, 0)))
     for i in range(8):
-        windows = [padded[i, r:r + 8, c:c + 8] for r in range(9) for c in range(9)]
+        windows = [padded[i, r : r + 8, c : c + 8] for r in range(9) for c in range(9)]
         assert any((cropped[i] == w).all() or (cropped[i] == w[:, ::-1]).all() for w in windows)
 
 
@@ -244,7 +317,9 @@ def test_augment_is_refused_where_it_means_nothing():
     c = tiny_config()
     with c.data.unlocked():
         c.data.augment = "crop_flip"
-    with pytest.raises(ConfigError, match="data.augment: the 'mnist1d' dataset has no field 'augment'"):
+    with pytest.raises(
+        ConfigError, match="data.augment: the 'mnist1d' dataset has no field 'augment'"
+    ):
         train.check(c)
     c = config_lib.load("experiments/cifar10_resnet.py:smoke")
     c.data.augment = "mixup"

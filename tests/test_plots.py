@@ -1,4 +1,5 @@
 """Plots of a hand-built study: each figure renders, and shows what the playbook asks of it."""
+
 import io
 import math
 
@@ -10,7 +11,11 @@ from jaxplay import spaces
 from jaxplay.analysis import plots
 
 WIDTHS = (64, 128, 256)
-ACTIVATIONS = ("relu", "gelu", "$\\foo$")  # '$...$' would be parsed as mathtext (and fail) if not escaped
+ACTIVATIONS = (
+    "relu",
+    "gelu",
+    "$\\foo$",
+)  # '$...$' would be parsed as mathtext (and fail) if not escaped
 STEPS = list(range(0, 1001, 100))
 
 
@@ -28,30 +33,57 @@ def _curves(error: float, diverge_at: int | None = None, objective: str = "val/e
             curves["train/error"].append((s, 0.8 * e))
             curves["train/loss"].append((s, 2.3 * e))
     if objective == "val/accuracy":
-        curves["val/accuracy"] = [(s, None if math.isnan(v) else 1 - v) for s, v in curves.pop("val/error")]
+        curves["val/accuracy"] = [
+            (s, None if math.isnan(v) else 1 - v) for s, v in curves.pop("val/error")
+        ]
     return curves
 
 
 def example_study(mode: str = "min", n: int = 18, **kwargs):
     """18 trials: a log learning rate (infeasible above 3e-2), a linear b1, a discrete scientific width,
     a categorical activation; one failed trial and two pending ones."""
-    search = {"optimizer": {"learning_rate": spaces.log(1e-4, 1e-1), "b1": spaces.linear(0.8, 0.99)},
-              "model": {"width": spaces.discrete(list(WIDTHS), role="scientific"),
-                        "activation": spaces.categorical(list(ACTIVATIONS))}}
+    search = {
+        "optimizer": {"learning_rate": spaces.log(1e-4, 1e-1), "b1": spaces.linear(0.8, 0.99)},
+        "model": {
+            "width": spaces.discrete(list(WIDTHS), role="scientific"),
+            "activation": spaces.categorical(list(ACTIVATIONS)),
+        },
+    }
     objective = "val/error" if mode == "min" else "val/accuracy"
     trials = []
     for i in range(n):
         lr = 1e-4 * 1000 ** ((i * 0.618034) % 1)
-        params = {"optimizer.learning_rate": lr, "optimizer.b1": 0.8 + 0.19 * ((i * 0.414) % 1),
-                  "model.width": WIDTHS[i % 3], "model.activation": ACTIVATIONS[i % 3]}
-        error = 0.2 + 0.08 * abs(math.log10(lr) + 2.5) + 0.02 * (256 / params["model.width"]) + 0.001 * i
+        params = {
+            "optimizer.learning_rate": lr,
+            "optimizer.b1": 0.8 + 0.19 * ((i * 0.414) % 1),
+            "model.width": WIDTHS[i % 3],
+            "model.activation": ACTIVATIONS[i % 3],
+        }
+        error = (
+            0.2
+            + 0.08 * abs(math.log10(lr) + 2.5)
+            + 0.02 * (256 / params["model.width"])
+            + 0.001 * i
+        )
         if i >= n - 2:
             trials.append({"params": params, "status": "pending"})
         elif i == n - 3:
-            trials.append({"params": params, "status": "failed", "error": "Traceback ...\nValueError: out of memory"})
+            trials.append(
+                {
+                    "params": params,
+                    "status": "failed",
+                    "error": "Traceback ...\nValueError: out of memory",
+                }
+            )
         elif lr > 3e-2:
-            trials.append({"params": params, "status": "infeasible", "error": "loss is NaN at step 300",
-                           "curves": _curves(error, diverge_at=300, objective=objective)})
+            trials.append(
+                {
+                    "params": params,
+                    "status": "infeasible",
+                    "error": "loss is NaN at step 300",
+                    "curves": _curves(error, diverge_at=300, objective=objective),
+                }
+            )
         else:
             trials.append({"params": params, "curves": _curves(error, objective=objective)})
     return constructed_study(search, trials, objective=objective, mode=mode, **kwargs)
@@ -101,7 +133,9 @@ def test_axis_plot_scales_and_bounds(study):
     b1 = plots.axis_plot(study, "optimizer.b1")
     assert lr.axes[0].get_xscale() == "log" and b1.axes[0].get_xscale() == "linear"
     assert tuple(lr.get_size_inches()) == (6.0, 4.0)
-    bounds = sorted(line.get_xdata()[0] for line in lr.axes[0].lines if line.get_linestyle() == "--")
+    bounds = sorted(
+        line.get_xdata()[0] for line in lr.axes[0].lines if line.get_linestyle() == "--"
+    )
     assert bounds == pytest.approx([1e-4, 1e-1])
     assert "optimizer.learning_rate" in lr.axes[0].get_xlabel()
     assert "val/error" in lr.axes[0].get_ylabel()
@@ -110,10 +144,16 @@ def test_axis_plot_scales_and_bounds(study):
 def test_axis_plot_marks_infeasible_feasible_and_top3(study):
     fig = plots.axis_plot(study, "optimizer.learning_rate")
     infeasible, top, feasible = (_collection(fig, s) for s in ("Infeasible", "Top 3", "Feasible"))
-    assert len(infeasible.get_offsets()) == len(study.infeasible)  # failed trials count as infeasible
+    assert len(infeasible.get_offsets()) == len(
+        study.infeasible
+    )  # failed trials count as infeasible
     worst = max(t.best_value for t in study.feasible)
-    assert all(y > worst for _, y in infeasible.get_offsets())  # pinned just beyond the worst feasible value
-    assert sorted(y for _, y in top.get_offsets()) == pytest.approx([t.best_value for t in study.feasible[:3]])
+    assert all(
+        y > worst for _, y in infeasible.get_offsets()
+    )  # pinned just beyond the worst feasible value
+    assert sorted(y for _, y in top.get_offsets()) == pytest.approx(
+        [t.best_value for t in study.feasible[:3]]
+    )
     assert len(feasible.get_offsets()) == len(study.feasible) - 3  # pending trials are not drawn
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"Infeasible trials", "Feasible trials", "Top 3 trials"} <= set(labels)
@@ -137,11 +177,18 @@ def _labels_overlap(fig) -> bool:
 def test_axis_plot_category_labels_are_readable(n):
     values = [f"activation_variant_{i}" for i in range(n)] if n > 3 else ["relu", "gelu", "tanh"]
     search = {"model": {"activation": spaces.categorical(values)}}
-    study = constructed_study(search, [{"params": {"model.activation": v}, "curves": {"val/error": [(0, 0.01 * i)]}}
-                                       for i, v in enumerate(values)])
+    study = constructed_study(
+        search,
+        [
+            {"params": {"model.activation": v}, "curves": {"val/error": [(0, 0.01 * i)]}}
+            for i, v in enumerate(values)
+        ],
+    )
     fig = plots.axis_plot(study, "model.activation")
     shown = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert shown[0] == plots._short(values[0]) and len(set(shown)) == len(shown)  # shortened, still distinct
+    assert shown[0] == plots._short(values[0]) and len(set(shown)) == len(
+        shown
+    )  # shortened, still distinct
     assert len(shown) == n or n == 40  # only a crowd of categories is thinned
     assert not _labels_overlap(fig)
 
@@ -163,7 +210,10 @@ def test_isolation_plot_shows_best_trial_per_discrete_value(study):
         assert line.get_ydata()[position] == min(of_width)
     notes = [t.get_text() for t in fig.axes[0].texts]
     assert sum(n.startswith("best of ") for n in notes) == 3
-    assert "optimizer.b1" in fig.axes[0].get_title() and "optimizer.learning_rate" in fig.axes[0].get_title()
+    assert (
+        "optimizer.b1" in fig.axes[0].get_title()
+        and "optimizer.learning_rate" in fig.axes[0].get_title()
+    )
 
 
 def test_isolation_groups_bucket_continuous_values(study):
@@ -174,7 +224,9 @@ def test_isolation_groups_bucket_continuous_values(study):
         inside = [t for t in study.finished if lo <= t.params["optimizer.learning_rate"] <= hi]
         assert {t.index for t in g["trials"]} == {t.index for t in inside}
         feasible = [t.best_value for t in inside if t.feasible]
-        assert (g["best"].best_value if g["best"] else None) == (min(feasible) if feasible else None)
+        assert (g["best"].best_value if g["best"] else None) == (
+            min(feasible) if feasible else None
+        )
     fig = plots.isolation_plot(study, "optimizer.learning_rate", buckets=3)
     assert fig.axes[0].get_xscale() == "log"
     _render(fig)
@@ -192,14 +244,20 @@ def test_best_of_k_improves_with_k(mode):
     assert all((s >= best).all() if mode == "min" else (s <= best).all() for s in samples.values())
     fig = plots.best_of_k_plot(study, repeats=300)
     assert "densely enough" in fig.axes[0].get_title()
-    drawn = [ln.get_ydata()[0] for ln in fig.axes[0].lines if ln.get_color() == "tab:orange" and len(ln.get_ydata())]
+    drawn = [
+        ln.get_ydata()[0]
+        for ln in fig.axes[0].lines
+        if ln.get_color() == "tab:orange" and len(ln.get_ydata())
+    ]
     assert drawn == pytest.approx(medians)  # one box per k, medians as computed
 
 
 def test_best_of_k_counts_infeasible_draws_as_nothing():
     search = {"optimizer": {"learning_rate": spaces.log(1e-4, 1e-1)}}
-    trials = [{"params": {"optimizer.learning_rate": 1e-3}, "curves": {"val/error": [(0, 0.3)]}},
-              {"params": {"optimizer.learning_rate": 1e-1}, "status": "infeasible"}]
+    trials = [
+        {"params": {"optimizer.learning_rate": 1e-3}, "curves": {"val/error": [(0, 0.3)]}},
+        {"params": {"optimizer.learning_rate": 1e-1}, "status": "infeasible"},
+    ]
     samples = plots.best_of_k(constructed_study(search, trials), repeats=2000)
     cap = plots._cap(constructed_study(search, trials))
     # One draw is infeasible half the time; two draws both are a quarter of the time.
@@ -213,7 +271,9 @@ def test_curves_plot_highlights_top_trials(study):
     train, val = fig.axes
     assert "train/error" in train.get_title() and "val/error" in val.get_title()
     labelled = [ln for ln in val.lines if ln.get_label().startswith("trial ")]
-    assert [ln.get_label().split()[1] for ln in labelled] == [str(t.index) for t in study.feasible[:3]]
+    assert [ln.get_label().split()[1] for ln in labelled] == [
+        str(t.index) for t in study.feasible[:3]
+    ]
     muted = [ln for ln in train.lines if ln.get_linestyle() == "--"]
     assert len(muted) == len(study.infeasible)  # infeasible curves are drawn (dashed), not dropped
     assert fig.legends and "infeasible trials" in [t.get_text() for t in fig.legends[0].get_texts()]
@@ -226,12 +286,16 @@ def test_no_feasible_trial_does_not_crash():
         if t.status == "completed":
             t.status, t.best_value = "infeasible", None
     figs = plots.figures(study)
-    assert [section for section, _, _ in figs] == ["Training curves"]  # divergence is still worth seeing
+    assert [section for section, _, _ in figs] == [
+        "Training curves"
+    ]  # divergence is still worth seeing
     _render(figs[0][2])
     with pytest.raises(plots.NothingToPlot):
         plots.axis_plot(study, "optimizer.learning_rate")
-    pending = constructed_study({"optimizer": {"learning_rate": spaces.log(1e-4, 1e-1)}},
-                                [{"params": {"optimizer.learning_rate": 1e-3}, "status": "pending"}])
+    pending = constructed_study(
+        {"optimizer": {"learning_rate": spaces.log(1e-4, 1e-1)}},
+        [{"params": {"optimizer.learning_rate": 1e-3}, "status": "pending"}],
+    )
     assert plots.figures(pending) == []
 
 
@@ -244,11 +308,21 @@ def test_axis_plot_draws_a_trial_that_never_trained_as_infeasible():
     # Completed without a NaN but stuck at its initial training loss (Adam at a far too high
     # learning rate): the diagnostics call it infeasible, so the axis plot draws a red x too.
     space = {"optimizer": {"learning_rate": spaces.log(1e-4, 1.0)}}
-    stuck = {"val/error": [(s, 0.9) for s in STEPS], "train/loss": [(s, 2.3 - 1e-4 * s) for s in STEPS]}
-    trials = [{"params": {"optimizer.learning_rate": lr}, "curves": _curves(e)}
-              for lr, e in ((1e-3, 0.2), (3e-3, 0.15), (1e-2, 0.25), (3e-4, 0.3))]
-    study = constructed_study(space, trials + [{"params": {"optimizer.learning_rate": 0.5}, "curves": stuck}])
+    stuck = {
+        "val/error": [(s, 0.9) for s in STEPS],
+        "train/loss": [(s, 2.3 - 1e-4 * s) for s in STEPS],
+    }
+    trials = [
+        {"params": {"optimizer.learning_rate": lr}, "curves": _curves(e)}
+        for lr, e in ((1e-3, 0.2), (3e-3, 0.15), (1e-2, 0.25), (3e-4, 0.3))
+    ]
+    study = constructed_study(
+        space, trials + [{"params": {"optimizer.learning_rate": 0.5}, "curves": stuck}]
+    )
     fig = plots.axis_plot(study, "optimizer.learning_rate")
     [(x, y)] = _collection(fig, "Infeasible").get_offsets()
     assert x == pytest.approx(0.5) and y > 0.9  # at the cap, beyond the worst value
-    assert len(_collection(fig, "Feasible").get_offsets()) == 1 and len(_collection(fig, "Top 3").get_offsets()) == 3
+    assert (
+        len(_collection(fig, "Feasible").get_offsets()) == 1
+        and len(_collection(fig, "Top 3").get_offsets()) == 3
+    )

@@ -1,5 +1,6 @@
 """The README's "Your own workload" example, run exactly as written, from a folder outside the
 jaxplay package: sequential through the README's command, batched through the API."""
+
 import pathlib
 import re
 import subprocess
@@ -39,23 +40,38 @@ def workload_dir(tmp_path, monkeypatch):
     for name, source in files.items():
         (tmp_path / name).write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
-    command = re.search(r"```bash\n(python -m jaxplay\.sweep [^\n#]*?)\s*(#[^\n]*)?\n```", section).group(1)
+    command = re.search(
+        r"```bash\n(python -m jaxplay\.sweep [^\n#]*?)\s*(#[^\n]*)?\n```", section
+    ).group(1)
     return tmp_path, command
 
 
 def test_readme_workload_runs_sequential_by_its_command_and_batched(workload_dir):
     folder, command = workload_dir
-    run = subprocess.run([sys.executable, *command.split()[1:]], cwd=folder, capture_output=True, text=True,
-                         timeout=600)
+    run = subprocess.run(
+        [sys.executable, *command.split()[1:]],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
-    shown = subprocess.run([sys.executable, "-m", "jaxplay.studies", "show", "--workdir", "runs/sine", "--json"],
-                           cwd=folder, capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-m", "jaxplay.studies", "show", "--workdir", "runs/sine", "--json"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr[-2000:]
     import json
+
     assert [t["status"] for t in json.loads(shown.stdout)["trials"]] == ["completed"] * 4
 
     config = config_lib.load(str(folder / "sine_study.py"))
-    record = sweep.run_study(config, folder / "batched", executor="batched", log=lambda s: None, report=False)
+    record = sweep.run_study(
+        config, folder / "batched", executor="batched", log=lambda s: None, report=False
+    )
     trials = record["trials"]
     assert record["executor"] == "batched"
     assert [t["status"] for t in trials] == ["completed"] * 4
@@ -66,14 +82,19 @@ def test_readme_workload_runs_sequential_by_its_command_and_batched(workload_dir
 def test_workload_import_errors_name_the_field(workload_dir):
     folder, _ = workload_dir
     config = config_lib.load(str(folder / "sine_study.py"))
-    for spec, message in [("no_such_module:sine", "workload: cannot import 'no_such_module'"),
-                          ("my_workloads:sign", "workload: module 'my_workloads' has no attribute 'sign'"),
-                          ("my_workloads:SineNet", "workload: my_workloads:SineNet is a"),
-                          ("regression", "workload: unknown workload 'regression'")]:
+    for spec, message in [
+        ("no_such_module:sine", "workload: cannot import 'no_such_module'"),
+        ("my_workloads:sign", "workload: module 'my_workloads' has no attribute 'sign'"),
+        ("my_workloads:SineNet", "workload: my_workloads:SineNet is a"),
+        ("regression", "workload: unknown workload 'regression'"),
+    ]:
         config.workload = spec
         with pytest.raises(ConfigError, match=re.escape(message)):
             sweep.plan(config)
     config.workload = "my_workloads:sine"
     config.study.mode = "max"
-    with pytest.raises(ConfigError, match=re.escape("study.mode: val/mse is better when lower; set study.mode='min'")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape("study.mode: val/mse is better when lower; set study.mode='min'"),
+    ):
         sweep.plan(config)

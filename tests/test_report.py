@@ -1,14 +1,15 @@
 """The HTML report: every section, escaping of user strings, and what headless Chromium makes of it."""
+
 import html
 import re
 import subprocess
 
 from factories import constructed_study, float_only_study
 from jaxplay import spaces
-from test_plots import example_study
-
-from jaxplay.analysis import diagnostics, html_report as report
+from jaxplay.analysis import diagnostics
+from jaxplay.analysis import html_report as report
 from jaxplay.analysis.diagnostics import Finding
+from test_plots import example_study
 
 SCRIPT = "<script>document.title='PWNED'</script>"
 IMG = "<img src=x onerror=\"document.title='PWNED'\">"
@@ -16,11 +17,22 @@ KEY = "<script>alert(1)</script>"  # a config key cannot contain '.', so this pa
 
 
 FINDINGS = [
-    Finding("search_boundary", "warning", "Best learning rate near the upper search bound",
-            "The top 3 trials lie in the outer 10% of optimizer.learning_rate's range.",
-            "Widen optimizer.learning_rate beyond 0.1 and run another round.", (4, 1), "optimizer.learning_rate"),
-    Finding("overfitting", "info", "Validation error rises late in trial 4",
-            "val/error rose 5% after its minimum at step 600.", "Add dropout or label smoothing."),
+    Finding(
+        "search_boundary",
+        "warning",
+        "Best learning rate near the upper search bound",
+        "The top 3 trials lie in the outer 10% of optimizer.learning_rate's range.",
+        "Widen optimizer.learning_rate beyond 0.1 and run another round.",
+        (4, 1),
+        "optimizer.learning_rate",
+    ),
+    Finding(
+        "overfitting",
+        "info",
+        "Validation error rises late in trial 4",
+        "val/error rose 5% after its minimum at step 600.",
+        "Add dropout or label smoothing.",
+    ),
 ]
 
 
@@ -30,28 +42,45 @@ def _trial_rows(page: str) -> list[int]:
 
 
 def test_report_has_every_section_finding_trial_and_fixed_value():
-    study = example_study(notes="round 1: width vs tuned Adam",
-                          fixed={"model": {"depth": 3}, "data": {"batch_size": 128}})
+    study = example_study(
+        notes="round 1: width vs tuned Adam",
+        fixed={"model": {"depth": 3}, "data": {"batch_size": 128}},
+    )
     page = report.render_html(study, FINDINGS)
     for section in ("summary", "diagnostics", "trials", "plots", "fixed"):
         assert f'<section id="{section}">' in page
     assert "<h1>Study constructed</h1>" in page and "round 1: width vs tuned Adam" in page
     record = study.record
-    for field in ("val/error", "quasirandom", record["git_commit"], record["command"], "jax 0.10.2", "cpu: cpu x1",
-                  record["executor_reason"], record["created_at"], record["config_path"]):
+    for field in (
+        "val/error",
+        "quasirandom",
+        record["git_commit"],
+        record["command"],
+        "jax 0.10.2",
+        "cpu: cpu x1",
+        record["executor_reason"],
+        record["created_at"],
+        record["config_path"],
+    ):
         assert html.escape(str(field)) in page, field
-    counts = [sum(t.status == s for t in study.trials) for s in ("completed", "infeasible", "failed", "pending")]
+    counts = [
+        sum(t.status == s for t in study.trials)
+        for s in ("completed", "infeasible", "failed", "pending")
+    ]
     assert "18: {} completed, {} infeasible, {} failed, {} pending".format(*counts) in page
     for f in FINDINGS:
         assert f.title in page and f.action in page
-    assert page.count('<span class="badge warning">') == 1 and page.count('<span class="badge info">') == 1
+    assert (
+        page.count('<span class="badge warning">') == 1
+        and page.count('<span class="badge info">') == 1
+    )
     assert sorted(_trial_rows(page)) == [t.index for t in study.trials]
     assert _trial_rows(page)[:3] == [t.index for t in study.feasible[:3]]  # best first
     assert f'<tr class="best"><td class="num">{study.feasible[0].index}</td>' in page
     assert "ValueError: out of memory" in page and "loss is NaN at step 300" in page
     for path in study.space.paths:
         assert f"<th>{path}</th>" in page
-    fixed = page[page.index('<section id="fixed">'):]
+    fixed = page[page.index('<section id="fixed">') :]
     assert "Its conclusions hold for these fixed values" in fixed
     for path in ("model.depth", "data.batch_size", "train.steps", "seed"):
         assert f"<code>{path}</code>" in fixed
@@ -63,7 +92,9 @@ def test_report_is_self_contained_without_javascript():
     page = report.render_html(example_study(), [])
     assert '<p class="ok">No problems found.</p>' in page
     assert "<script" not in page.lower() and not re.search(r"\son\w+=", page)
-    assert not re.search(r'(src|href)="(?!data:image/png;base64,|#)', page)  # nothing loaded from elsewhere
+    assert not re.search(
+        r'(src|href)="(?!data:image/png;base64,|#)', page
+    )  # nothing loaded from elsewhere
     assert "<link" not in page and "@import" not in page
 
 
@@ -71,34 +102,60 @@ def test_findings_default_to_the_studys_diagnostics():
     study = example_study()
     page = report.render_html(study)
     found = diagnostics.diagnose(study)
-    assert found  # the example study has infeasible trials: at least the infeasible fraction is reported
+    assert (
+        found
+    )  # the example study has infeasible trials: at least the infeasible fraction is reported
     for f in found:
         assert html.escape(f.title) in page
 
 
 def payload_study():
     """A study with script payloads in every user-written string the report shows."""
-    search = {"model": {KEY: spaces.linear(0.0, 1.0)}, "optimizer": {"name": spaces.categorical([SCRIPT, IMG])}}
+    search = {
+        "model": {KEY: spaces.linear(0.0, 1.0)},
+        "optimizer": {"name": spaces.categorical([SCRIPT, IMG])},
+    }
     path = f"model.{KEY}"
-    trials = [{"params": {path: 0.5, "optimizer.name": SCRIPT}, "curves": {"val/error": [(0, 0.5), (100, 0.3)]}},
-              {"params": {path: 0.7, "optimizer.name": IMG}, "curves": {"val/error": [(0, 0.6), (100, 0.4)]}},
-              {"params": {path: 0.9, "optimizer.name": IMG}, "status": "failed",
-               "error": f"Traceback\nValueError: {IMG}"},
-              {"params": {path: 0.2, "optimizer.name": SCRIPT}, "status": "infeasible", "error": SCRIPT}]
+    trials = [
+        {
+            "params": {path: 0.5, "optimizer.name": SCRIPT},
+            "curves": {"val/error": [(0, 0.5), (100, 0.3)]},
+        },
+        {
+            "params": {path: 0.7, "optimizer.name": IMG},
+            "curves": {"val/error": [(0, 0.6), (100, 0.4)]},
+        },
+        {
+            "params": {path: 0.9, "optimizer.name": IMG},
+            "status": "failed",
+            "error": f"Traceback\nValueError: {IMG}",
+        },
+        {"params": {path: 0.2, "optimizer.name": SCRIPT}, "status": "infeasible", "error": SCRIPT},
+    ]
     study = constructed_study(search, trials, name=SCRIPT, notes=IMG, fixed={"data": {"name": IMG}})
-    study.record.update(config_path=IMG, command=f"python -m jaxplay.sweep --config '{SCRIPT}'", executor_reason=SCRIPT,
-                        device_kind=IMG, versions={SCRIPT: IMG})
+    study.record.update(
+        config_path=IMG,
+        command=f"python -m jaxplay.sweep --config '{SCRIPT}'",
+        executor_reason=SCRIPT,
+        device_kind=IMG,
+        versions={SCRIPT: IMG},
+    )
     return study
 
 
-PAYLOAD_FINDINGS = [Finding(SCRIPT, "warning", SCRIPT, IMG, SCRIPT, (0,), f"model.{KEY}"),
-                    Finding("x", IMG, IMG, SCRIPT, IMG)]
+PAYLOAD_FINDINGS = [
+    Finding(SCRIPT, "warning", SCRIPT, IMG, SCRIPT, (0,), f"model.{KEY}"),
+    Finding("x", IMG, IMG, SCRIPT, IMG),
+]
 
 
 def test_user_strings_are_escaped():
     page = report.render_html(payload_study(), PAYLOAD_FINDINGS)
     assert "<script" not in page.lower()
-    assert all(tag.startswith('<img src="data:image/png;base64,') for tag in re.findall(r"<img\b[^>]*>", page))
+    assert all(
+        tag.startswith('<img src="data:image/png;base64,')
+        for tag in re.findall(r"<img\b[^>]*>", page)
+    )
     assert "&lt;script&gt;" in page
     for payload in (SCRIPT, IMG, KEY):
         assert html.escape(payload) in page
@@ -107,7 +164,10 @@ def test_user_strings_are_escaped():
 def test_write_report_takes_a_directory_or_a_file(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "render_html", lambda study, findings=None: "<!DOCTYPE html>")
     study = example_study()
-    assert report.write_report(study, tmp_path / "new", findings=[]) == tmp_path / "new" / "report-constructed.html"
+    assert (
+        report.write_report(study, tmp_path / "new", findings=[])
+        == tmp_path / "new" / "report-constructed.html"
+    )
     assert report.write_report(study, tmp_path / "a" / "r.html", findings=[]).is_file()
     named = report.write_report(payload_study(), tmp_path, findings=[])
     assert named.parent == tmp_path and re.fullmatch(r"report-[A-Za-z0-9._-]+\.html", named.name)
@@ -128,9 +188,20 @@ window.addEventListener('load', () => {
 def _dump_dom(chromium: str, page, tmp_path) -> str:
     """The DOM of a local HTML file after headless Chromium loaded it and ran its scripts."""
     result = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", "--virtual-time-budget=5000",
-         f"--user-data-dir={tmp_path / 'chromium-profile'}", page.as_uri()],
-        capture_output=True, text=True, timeout=180)
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            "--virtual-time-budget=5000",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0 and "<body" in result.stdout, result.stderr[-3000:]
     return result.stdout
 
@@ -143,8 +214,11 @@ def test_chromium_shows_every_image(chromium, tmp_path):
     # The probe is a script, which the page's policy forbids; allow it and nothing else (images stay
     # under the page's own img-src, so a blocked image would still show as broken).
     probe = tmp_path / "probe.html"
-    probe.write_text(page.replace(csp, f"content=\"{report.CSP}; script-src 'unsafe-inline'\"")
-                     .replace("</body>", PROBE + "</body>"))
+    probe.write_text(
+        page.replace(csp, f"content=\"{report.CSP}; script-src 'unsafe-inline'\"").replace(
+            "</body>", PROBE + "</body>"
+        )
+    )
     body = re.search(r"<body[^>]*>", _dump_dom(chromium, probe, tmp_path)).group(0)
     counts = dict(re.findall(r'data-(images|broken)="(\d+)"', body))
     assert counts, f"the probe script did not run: {body}"
@@ -157,13 +231,19 @@ def test_chromium_runs_no_payload(chromium, tmp_path):
     page = path.read_text()
     # Also without the page's script-forbidding policy: the escaping alone must hold.
     bare = tmp_path / "no-csp.html"
-    bare.write_text(page.replace(f'<meta http-equiv="Content-Security-Policy" content="{report.CSP}">', ""))
+    bare.write_text(
+        page.replace(f'<meta http-equiv="Content-Security-Policy" content="{report.CSP}">', "")
+    )
     assert "Content-Security-Policy" not in bare.read_text()
     for copy in (path, bare):
         dom = _dump_dom(chromium, copy, tmp_path)
         title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
-        assert title == f"Study {html.escape(SCRIPT, quote=False)}: jaxplay report"  # not set to PWNED
-        assert f"<h1>Study {html.escape(SCRIPT, quote=False)}</h1>" in dom  # the payload shows as text
+        assert (
+            title == f"Study {html.escape(SCRIPT, quote=False)}: jaxplay report"
+        )  # not set to PWNED
+        assert (
+            f"<h1>Study {html.escape(SCRIPT, quote=False)}</h1>" in dom
+        )  # the payload shows as text
         assert html.escape(IMG, quote=False) in dom
         assert not re.search(r'<img[^>]*src="x"', dom)
 
@@ -181,5 +261,10 @@ def test_report_of_a_trained_study(tmp_path):
     assert path == tmp_path / "report-tiny.html"
     page = path.read_text()
     assert sorted(_trial_rows(page)) == [0, 1, 2]
-    assert page.count('src="data:image/png;base64,') == 6  # 4 axis plots (nothing scientific), curves, best-of-k
-    assert '<section id="diagnostics">' in page and "model.width" in page[page.index('<section id="fixed">'):]
+    assert (
+        page.count('src="data:image/png;base64,') == 6
+    )  # 4 axis plots (nothing scientific), curves, best-of-k
+    assert (
+        '<section id="diagnostics">' in page
+        and "model.width" in page[page.index('<section id="fixed">') :]
+    )

@@ -1,4 +1,5 @@
 """The max_train_steps learning-rate sweep: the derived study, the estimate, the CLI end to end."""
+
 import math
 import pathlib
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 
 from factories import constructed_study, tiny_config
+from jaxplay import cli, spaces, steps
 from jaxplay import config as config_lib
-from jaxplay import cli, spaces, steps, store as store_lib
+from jaxplay import store as store_lib
 from jaxplay.spaces import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -17,13 +19,20 @@ LR = "optimizer.learning_rate"
 # ---------------------------------------------------------------------------------------------
 # The derived study
 
+
 def _regularized_study():
     """tiny_config with every regularizer on, a cosine schedule with warmup, and a 4-d search."""
-    c = tiny_config(**{"optimizer.name": "adamw", "model.dropout": 0.2, "train.label_smoothing": 0.1})
+    c = tiny_config(
+        **{"optimizer.name": "adamw", "model.dropout": 0.2, "train.label_smoothing": 0.1}
+    )
     del c.optimizer["weight_decay"]  # AdamW then decays by its default 1e-4
     c.study.algorithm, c.study.num_trials = "quasirandom", 16
-    c.search = dict(optimizer=dict(learning_rate=spaces.log(1e-4, 1e-1), b1=spaces.linear(0.8, 0.95)),
-                    model=dict(dropout=spaces.linear(0.0, 0.3), width=spaces.discrete([16, 32], role="scientific")))
+    c.search = dict(
+        optimizer=dict(learning_rate=spaces.log(1e-4, 1e-1), b1=spaces.linear(0.8, 0.95)),
+        model=dict(
+            dropout=spaces.linear(0.0, 0.3), width=spaces.discrete([16, 32], role="scientific")
+        ),
+    )
     return c
 
 
@@ -48,16 +57,26 @@ def test_derived_study_is_a_constant_lr_grid_without_regularization():
     # N = the study's train.steps, evaluated ~20 times (a divisor of N).
     assert derived.train.steps == 100 and derived.train.eval_every == 5
     text = "\n".join(changes)
-    for switched_off in ("optimizer.weight_decay: 0.0001 -> 0", "model.dropout: 0.2 -> 0",
-                         "train.label_smoothing: 0.1 -> 0", "schedule.name: cosine -> constant",
-                         "schedule.warmup_steps: 10 -> 0", "model.width=32", "optimizer.b1=0.9"):
+    for switched_off in (
+        "optimizer.weight_decay: 0.0001 -> 0",
+        "model.dropout: 0.2 -> 0",
+        "train.label_smoothing: 0.1 -> 0",
+        "schedule.name: cosine -> constant",
+        "schedule.warmup_steps: 10 -> 0",
+        "model.width=32",
+        "optimizer.b1=0.9",
+    ):
         assert switched_off in text
     # The study itself is untouched.
-    assert c.schedule.name == "cosine" and c.model.dropout == 0.2 and len(spaces.parse(c.search)) == 4
+    assert (
+        c.schedule.name == "cosine" and c.model.dropout == 0.2 and len(spaces.parse(c.search)) == 4
+    )
 
 
 def test_derived_study_switches_off_augmentation_and_validates():
-    derived, changes = steps.derive(config_lib.load(str(REPO / "experiments/cifar10_resnet.py")), steps=2000)
+    derived, changes = steps.derive(
+        config_lib.load(str(REPO / "experiments/cifar10_resnet.py")), steps=2000
+    )
     assert derived.data.augment == "none" and derived.train.label_smoothing == 0.0
     assert derived.optimizer.weight_decay == 0.0
     assert "data.augment: crop_flip -> none (switched off)" in changes
@@ -68,15 +87,24 @@ def test_derived_study_switches_off_augmentation_and_validates():
 def test_grid_options_and_their_errors():
     c = tiny_config()  # no search space: three decades around the base learning rate 3e-3
     assert steps.learning_rate_grid(c, 3) == [1e-4, 3e-3, 0.09]
-    derived, _ = steps.derive(c, learning_rates=["0.1", "0.001", "0.01"], steps=200, eval_every=40,
-                              keep_warmup=True, study_name="mine")
+    derived, _ = steps.derive(
+        c,
+        learning_rates=["0.1", "0.001", "0.01"],
+        steps=200,
+        eval_every=40,
+        keep_warmup=True,
+        study_name="mine",
+    )
     assert list(derived.search.optimizer.learning_rate["values"]) == [1e-3, 1e-2, 1e-1]
     assert derived.train.steps == 200 and derived.train.eval_every == 40
     assert derived.schedule.warmup_steps == 10 and derived.study.name == "mine"
     config_lib.validate(derived)
     # A study that already evaluates more often than N/20 keeps its own eval_every.
     assert steps.derive(tiny_config(**{"train.eval_every": 2}))[0].train.eval_every == 2
-    with pytest.raises(ConfigError, match=r"--eval_every: must be an int >= 1 that divides --steps=200 .*use 25 or 40"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--eval_every: must be an int >= 1 that divides --steps=200 .*use 25 or 40",
+    ):
         steps.derive(c, steps=200, eval_every=30)
     with pytest.raises(ConfigError, match="--num_learning_rates: must be an int >= 3"):
         steps.derive(c, num_learning_rates=2)
@@ -91,39 +119,62 @@ def test_grid_options_and_their_errors():
 # ---------------------------------------------------------------------------------------------
 # The estimate, on hand-built sweeps
 
+
 def _sweep(trials, metric="train/error", steps_=1000, every=100):
     """A constructed sweep: trials are (learning rate, metric values at every, 2*every, ..., or a
     dict of curves, status)."""
     built = []
     for lr, values, *status in trials:
         curves = values if isinstance(values, dict) else {metric: values}
-        curves = {m: [(0, 2.3)] + [(every * (i + 1), v) for i, v in enumerate(vs)] for m, vs in curves.items()}
+        curves = {
+            m: [(0, 2.3)] + [(every * (i + 1), v) for i, v in enumerate(vs)]
+            for m, vs in curves.items()
+        }
         curves.setdefault("val/error", [(every, 0.5)])
-        built.append({"params": {LR: lr}, "curves": curves, "status": status[0] if status else "completed"})
+        built.append(
+            {"params": {LR: lr}, "curves": curves, "status": status[0] if status else "completed"}
+        )
     search = {"optimizer": {"learning_rate": spaces.discrete(sorted(t[0] for t in trials))}}
     return constructed_study(search, built, steps=steps_, name="x-steps")
 
 
 def test_estimate_picks_the_fastest_fit_across_learning_rates():
-    study = _sweep([(1e-3, [0.5, 0.3, 0.1, 0.05, 0.02, 0.0, 0.0]),
-                    (1e-1, [0.4, 0.2, 0.1, 0.0]),
-                    (1e-2, [0.4, 0.1, 0.0, 0.0])])
+    study = _sweep(
+        [
+            (1e-3, [0.5, 0.3, 0.1, 0.05, 0.02, 0.0, 0.0]),
+            (1e-1, [0.4, 0.2, 0.1, 0.0]),
+            (1e-2, [0.4, 0.1, 0.0, 0.0]),
+        ]
+    )
     result = steps.estimate(study)
     assert result.max_train_steps == 300 and result.learning_rate == 1e-2
     assert result.boundary is None and result.warnings == ()
-    assert [(t.learning_rate, t.fit_step) for t in result.trials] == [(1e-3, 600), (1e-2, 300), (1e-1, 400)]
-    assert result.recommendation() == ("max_train_steps ~ 300 (learning rate 0.01 reached train/error <= 0 at "
-                                       "step 300); set train.steps=300 in the study")
+    assert [(t.learning_rate, t.fit_step) for t in result.trials] == [
+        (1e-3, 600),
+        (1e-2, 300),
+        (1e-1, 400),
+    ]
+    assert result.recommendation() == (
+        "max_train_steps ~ 300 (learning rate 0.01 reached train/error <= 0 at "
+        "step 300); set train.steps=300 in the study"
+    )
     table = result.table()
     assert "step 300" in table and "<- fastest" in table and "0.001" in table
 
 
-@pytest.mark.parametrize("fits,boundary,direction,suggested", [
-    ([300, 500, 700], "smallest", "downward", "1e-05,0.0001,0.001,0.01,0.1"),
-    ([700, 500, 300], "largest", "upward", "0.001,0.01,0.1,1,10"),
-])
-def test_estimate_flags_a_fastest_learning_rate_at_the_grid_boundary(fits, boundary, direction, suggested):
-    study = _sweep([(lr, [0.1] * (f // 100 - 1) + [0.0]) for lr, f in zip([1e-3, 1e-2, 1e-1], fits)])
+@pytest.mark.parametrize(
+    "fits,boundary,direction,suggested",
+    [
+        ([300, 500, 700], "smallest", "downward", "1e-05,0.0001,0.001,0.01,0.1"),
+        ([700, 500, 300], "largest", "upward", "0.001,0.01,0.1,1,10"),
+    ],
+)
+def test_estimate_flags_a_fastest_learning_rate_at_the_grid_boundary(
+    fits, boundary, direction, suggested
+):
+    study = _sweep(
+        [(lr, [0.1] * (f // 100 - 1) + [0.0]) for lr, f in zip([1e-3, 1e-2, 1e-1], fits)]
+    )
     result = steps.estimate(study)
     assert result.max_train_steps == 300 and result.boundary == boundary
     assert len(result.warnings) == 1
@@ -138,44 +189,69 @@ def test_estimate_reports_that_no_trial_fit():
     result = steps.estimate(study)
     assert result.max_train_steps is None and result.fastest is None and result.boundary is None
     assert "not fit in 200 steps" in result.table() and "0.01 (step 200)" in result.table()
-    assert result.recommendation().startswith("no estimate: no learning rate reached train/error <= 0 in 200 steps")
-    assert "--steps 400" in result.recommendation() and "--fit_threshold 0.01" in result.recommendation()
+    assert result.recommendation().startswith(
+        "no estimate: no learning rate reached train/error <= 0 in 200 steps"
+    )
+    assert (
+        "--steps 400" in result.recommendation()
+        and "--fit_threshold 0.01" in result.recommendation()
+    )
     # A looser criterion does fit.
     assert steps.estimate(study, threshold=0.01).max_train_steps == 200
 
 
 def test_estimate_with_a_custom_metric_and_threshold():
-    study = _sweep([(1e-3, {"train/loss": [1.0, 0.5, 0.2], "train/error": [0.2, 0.1, 0.0]}),
-                    (1e-2, {"train/loss": [0.6, 0.08, 0.02], "train/error": [0.1, 0.05, 0.0]}),
-                    (1e-1, {"train/loss": [0.9, 0.3, 0.09], "train/error": [0.1, 0.0, 0.0]})])
+    study = _sweep(
+        [
+            (1e-3, {"train/loss": [1.0, 0.5, 0.2], "train/error": [0.2, 0.1, 0.0]}),
+            (1e-2, {"train/loss": [0.6, 0.08, 0.02], "train/error": [0.1, 0.05, 0.0]}),
+            (1e-1, {"train/loss": [0.9, 0.3, 0.09], "train/error": [0.1, 0.0, 0.0]}),
+        ]
+    )
     assert steps.estimate(study).max_train_steps == 200  # train/error hits 0 first at 1e-1
     result = steps.estimate(study, "train/loss", 0.1)
-    assert result.max_train_steps == 200 and result.learning_rate == 1e-2 and result.boundary is None
+    assert (
+        result.max_train_steps == 200 and result.learning_rate == 1e-2 and result.boundary is None
+    )
     assert "train/loss <= 0.1" in result.recommendation()
     with pytest.raises(ConfigError, match="no trial of 'x-steps' logged 'train/eror'"):
         steps.estimate(study, "train/eror")
 
 
 def test_estimate_ignores_diverged_trials():
-    study = _sweep([(1e-3, [0.3, 0.1, 0.05, 0.0]),
-                    (1e-2, [0.2, 0.0]),
-                    (1e-1, [0.0, 0.0, math.nan], "infeasible"),  # fit fast, then diverged
-                    (1.0, [math.nan], "infeasible")])
+    study = _sweep(
+        [
+            (1e-3, [0.3, 0.1, 0.05, 0.0]),
+            (1e-2, [0.2, 0.0]),
+            (1e-1, [0.0, 0.0, math.nan], "infeasible"),  # fit fast, then diverged
+            (1.0, [math.nan], "infeasible"),
+        ]
+    )
     result = steps.estimate(study)
     assert result.max_train_steps == 200 and result.learning_rate == 1e-2
     assert result.boundary is None  # the grid goes higher; those rates diverged
-    assert any("ignored (diverged or failed): learning rate(s) 0.1, 1" in w for w in result.warnings)
+    assert any(
+        "ignored (diverged or failed): learning rate(s) 0.1, 1" in w for w in result.warnings
+    )
     assert any("largest that trained" in w for w in result.warnings)
     assert "diverged" in result.table()
 
 
 def test_estimate_breaks_ties_by_train_loss_and_says_evals_cannot_order_them():
-    study = _sweep([(1e-3, {"train/error": [0.1, 0.0], "train/loss": [0.3, 0.05]}),
-                    (1e-2, {"train/error": [0.1, 0.0], "train/loss": [0.3, 0.02]}),
-                    (1e-1, {"train/error": [0.1, 0.1, 0.0], "train/loss": [0.3, 0.2, 0.01]})])
+    study = _sweep(
+        [
+            (1e-3, {"train/error": [0.1, 0.0], "train/loss": [0.3, 0.05]}),
+            (1e-2, {"train/error": [0.1, 0.0], "train/loss": [0.3, 0.02]}),
+            (1e-1, {"train/error": [0.1, 0.1, 0.0], "train/loss": [0.3, 0.2, 0.01]}),
+        ]
+    )
     result = steps.estimate(study)
-    assert result.max_train_steps == 200 and result.learning_rate == 1e-2 and result.boundary is None
-    assert any("0.001 also fit at step 200" in w and "smaller --eval_every" in w for w in result.warnings)
+    assert (
+        result.max_train_steps == 200 and result.learning_rate == 1e-2 and result.boundary is None
+    )
+    assert any(
+        "0.001 also fit at step 200" in w and "smaller --eval_every" in w for w in result.warnings
+    )
 
 
 def test_estimate_warns_when_the_fit_came_at_the_first_evaluation():
@@ -188,6 +264,7 @@ def test_estimate_warns_when_the_fit_came_at_the_first_evaluation():
 # ---------------------------------------------------------------------------------------------
 # End to end: the CLI on a real (tiny) sweep
 
+
 @pytest.fixture(autouse=True)
 def _no_persistent_compilation_cache(monkeypatch):
     # main() points jax's process-wide compilation cache at ~/.cache; in-process tests must not.
@@ -197,14 +274,22 @@ def _no_persistent_compilation_cache(monkeypatch):
 def test_cli_runs_the_sweep_estimates_and_a_rerun_does_not_retrain(tmp_path, capsys):
     workdir = tmp_path / "w"
     # The README's MLP on sklearn's digits, which it fits to 0 training error within 100 steps.
-    args = ["jaxplay.steps", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={workdir}",
-            "--config.data.name=digits", "--config.train.steps=100", "--learning_rates=1e-3,1e-2,1e-1",
-            "--eval_every=10"]
+    args = [
+        "jaxplay.steps",
+        f"--config={REPO}/experiments/mnist1d_mlp.py:smoke",
+        f"--workdir={workdir}",
+        "--config.data.name=digits",
+        "--config.train.steps=100",
+        "--learning_rates=1e-3,1e-2,1e-1",
+        "--eval_every=10",
+    ]
     assert steps.main(args) == 0
     out = capsys.readouterr().out
     assert "schedule.name: cosine -> constant" in out and "model.width=256" in out
     assert "max_train_steps sweep 'mnist1d-mlp-smoke-steps'" in out
-    recommendation = next(line for line in out.splitlines() if line.startswith("max_train_steps ~ "))
+    recommendation = next(
+        line for line in out.splitlines() if line.startswith("max_train_steps ~ ")
+    )
     assert "(learning rate 0.01 reached train/error <= 0 at step" in recommendation
     assert "of the grid" not in out  # 0.01 lies inside the grid: no boundary warning
 
@@ -213,13 +298,18 @@ def test_cli_runs_the_sweep_estimates_and_a_rerun_does_not_retrain(tmp_path, cap
     store.close()
     assert [t["status"] for t in record["trials"]] == ["completed"] * 3
     assert sorted(t["params"][LR] for t in record["trials"]) == [1e-3, 1e-2, 1e-1]
-    assert record["config"]["schedule"]["name"] == "constant" and "jaxplay.steps" in record["command"]
+    assert (
+        record["config"]["schedule"]["name"] == "constant" and "jaxplay.steps" in record["command"]
+    )
 
     # The same sweep again: nothing trains, the same estimate comes back (here from Python).
-    config = config_lib.load(f"{REPO}/experiments/mnist1d_mlp.py:smoke",
-                             {"data.name": "digits", "train.steps": 100})
+    config = config_lib.load(
+        f"{REPO}/experiments/mnist1d_mlp.py:smoke", {"data.name": "digits", "train.steps": 100}
+    )
     lines = []
-    result = steps.run(config, workdir, learning_rates=[1e-3, 1e-2, 1e-1], eval_every=10, log=lines.append)
+    result = steps.run(
+        config, workdir, learning_rates=[1e-3, 1e-2, 1e-1], eval_every=10, log=lines.append
+    )
     assert any("(3 already finished)" in line for line in lines)
     assert not any("left in this run" in line for line in lines)
     assert result.learning_rate == 1e-2 and 0 < result.max_train_steps <= 100
@@ -230,14 +320,25 @@ def test_cli_runs_the_sweep_estimates_and_a_rerun_does_not_retrain(tmp_path, cap
     assert "no estimate: no learning rate reached train/error <= -1" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--config.train.stepz=5"], "--config.train.stepz: no such field"),
-    (["--eval_every=7"], "--eval_every: must be an int >= 1 that divides --steps=200"),
-    (["--fit_metric=val/error"], "--fit_metric: 'val/error' is not a training-set metric"),
-    (["--learning_rates=1e-3,1e-2", "--num_learning_rates=5"], "--learning_rates and --num_learning_rates"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--config.train.stepz=5"], "--config.train.stepz: no such field"),
+        (["--eval_every=7"], "--eval_every: must be an int >= 1 that divides --steps=200"),
+        (["--fit_metric=val/error"], "--fit_metric: 'val/error' is not a training-set metric"),
+        (
+            ["--learning_rates=1e-3,1e-2", "--num_learning_rates=5"],
+            "--learning_rates and --num_learning_rates",
+        ),
+    ],
+)
 def test_cli_bad_input_exits_2_with_the_field_named(tmp_path, capsys, extra, message):
-    args = ["jaxplay.steps", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={tmp_path}/w", *extra]
+    args = [
+        "jaxplay.steps",
+        f"--config={REPO}/experiments/mnist1d_mlp.py:smoke",
+        f"--workdir={tmp_path}/w",
+        *extra,
+    ]
     assert steps.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err

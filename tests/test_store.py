@@ -1,4 +1,5 @@
 """The study store: claims are exclusive, records are refused rather than silently mixed."""
+
 import math
 
 import pytest
@@ -15,9 +16,21 @@ def store(store_url):
 
 
 def _open(store, name="s", config_hash="h1", **fields):
-    defaults = dict(config_path="x.py", config={"a": 1}, notes="", objective="val/error", mode="min",
-                    algorithm="quasirandom", seed=0, num_trials=3, command="cmd", git_commit=None,
-                    git_dirty=None, versions={}, device_kind="cpu")
+    defaults = dict(
+        config_path="x.py",
+        config={"a": 1},
+        notes="",
+        objective="val/error",
+        mode="min",
+        algorithm="quasirandom",
+        seed=0,
+        num_trials=3,
+        command="cmd",
+        git_commit=None,
+        git_dirty=None,
+        versions={},
+        device_kind="cpu",
+    )
     defaults.update(fields)
     return store.open_study(name, config_hash, **defaults)
 
@@ -51,7 +64,12 @@ def test_claims_are_exclusive_and_in_index_order(store, store_url):
     sid = _open(store)
     store.add_trials(sid, [{"i": i} for i in range(3)])
     other = store_lib.Store(store_url)  # a second worker on the same database
-    claims = [store.claim(sid, "w1"), other.claim(sid, "w2"), store.claim(sid, "w1"), other.claim(sid, "w2")]
+    claims = [
+        store.claim(sid, "w1"),
+        other.claim(sid, "w2"),
+        store.claim(sid, "w1"),
+        other.claim(sid, "w2"),
+    ]
     other.close()
     assert [c[1] for c in claims[:3]] == [0, 1, 2] and claims[3] is None
     record = store.record(sid)
@@ -125,7 +143,10 @@ def test_finish_metrics_and_best(store):
     assert curves["val/error"] == [(0, 0.9)]  # step 10 dropped
     assert curves["train/loss"] == [(0, None)]  # NaN stored as NULL
     assert store.curves(sid, 2)["val/error"] == [(0, 0.9), (10, 0.2)]
-    assert not any(isinstance(v, float) and math.isnan(v) for v in record["trials"][0]["final_metrics"].values())
+    assert not any(
+        isinstance(v, float) and math.isnan(v)
+        for v in record["trials"][0]["final_metrics"].values()
+    )
 
 
 def test_study_lookup_by_name(store):
@@ -141,15 +162,22 @@ def test_study_lookup_by_name(store):
 def test_a_store_from_an_older_schema_is_refused_with_the_fix(tmp_path):
     url = store_lib.default_url(tmp_path)
     engine = sa.create_engine(url)
-    with engine.begin() as conn:  # the studies table as an older jaxplay wrote it: no executor columns
+    with (
+        engine.begin() as conn
+    ):  # the studies table as an older jaxplay wrote it: no executor columns
         conn.execute(sa.text("CREATE TABLE studies (id INTEGER PRIMARY KEY, name VARCHAR(200))"))
     engine.dispose()
-    with pytest.raises(store_lib.StoreError, match=r"lacks columns \['.*executor.*'\].*new --workdir"):
+    with pytest.raises(
+        store_lib.StoreError, match=r"lacks columns \['.*executor.*'\].*new --workdir"
+    ):
         store_lib.Store(url)
 
 
 def test_store_messages_never_show_the_password(tmp_path):
-    assert store_lib.redact("postgresql+psycopg://me:s3cret@db/studies") == "postgresql+psycopg://me:***@db/studies"
+    assert (
+        store_lib.redact("postgresql+psycopg://me:s3cret@db/studies")
+        == "postgresql+psycopg://me:***@db/studies"
+    )
     store = store_lib.Store(store_lib.default_url(tmp_path))
     try:
         with pytest.raises(store_lib.StoreError) as e:
@@ -174,7 +202,7 @@ def test_workers_starting_one_study_at_once_both_succeed(store_url):
             sid = _open(s, name="race")
             s.add_trials(sid, [{"i": i} for i in range(20)])
             ids.append(sid)
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]

@@ -1,4 +1,5 @@
 """The study driver end to end: trials, store, checkpoints, resume, Ctrl-C, the CLI."""
+
 import importlib.util
 import json
 import os
@@ -12,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from factories import float_only_study, tiny_config
-from jaxplay import config as config_lib
 from jaxplay import cli, spaces, sweep, train
+from jaxplay import config as config_lib
 from jaxplay.spaces import ConfigError
 from jaxplay.store import StoreError
 
@@ -35,15 +36,25 @@ def test_float_only_study_runs_end_to_end_with_one_compilation(tmp_path):
     for t in record["trials"]:
         ckpt = pathlib.Path(t["checkpoint_dir"])
         assert (ckpt / str(t["best_step"])).is_dir()
-        assert set(t["params"]) == {"optimizer.learning_rate", "optimizer.b1", "train.label_smoothing",
-                                    "model.dropout"}
+        assert set(t["params"]) == {
+            "optimizer.learning_rate",
+            "optimizer.b1",
+            "train.label_smoothing",
+            "model.dropout",
+        }
     from jaxplay.store import Store, default_url
 
     store = Store(default_url(tmp_path))
     curves = store.curves(store.study_id(), 0)
     store.close()
     assert [s for s, _ in curves["val/error"]] == [0, 50, 100]
-    assert {"train/loss", "train/error", "val/loss", "train/grad_norm", "train/learning_rate"} <= set(curves)
+    assert {
+        "train/loss",
+        "train/error",
+        "val/loss",
+        "train/grad_norm",
+        "train/learning_rate",
+    } <= set(curves)
 
 
 def test_rerun_continues_the_study_and_runs_only_the_rest(tmp_path):
@@ -103,7 +114,9 @@ def test_first_ctrl_c_checkpoints_the_current_period_then_stops(tmp_path):
     lines = []
     before = signal.getsignal(signal.SIGINT)  # pytest-xdist workers ignore SIGINT
     with pytest.raises(KeyboardInterrupt):
-        sweep.run_study(c, tmp_path, log=lambda line: (lines.append(line), ctrl_c_at_step_100(line)))
+        sweep.run_study(
+            c, tmp_path, log=lambda line: (lines.append(line), ctrl_c_at_step_100(line))
+        )
     assert any("Ctrl-C: stopping after this evaluation period" in line for line in lines)
     assert not any("step 150/" in line for line in lines)
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
@@ -115,7 +128,9 @@ def test_first_ctrl_c_checkpoints_the_current_period_then_stops(tmp_path):
 
 
 def test_diverging_trial_is_infeasible_and_the_study_goes_on(tmp_path):
-    c = tiny_config(**{"optimizer.name": "sgd", "study.algorithm": "grid", "study.num_trials": None})
+    c = tiny_config(
+        **{"optimizer.name": "sgd", "study.algorithm": "grid", "study.num_trials": None}
+    )
     for key in ("b1", "b2", "eps"):
         del c.optimizer[key]
     c.search = dict(optimizer=dict(learning_rate=spaces.discrete([0.01, 1e5])))
@@ -129,7 +144,9 @@ def test_diverging_trial_is_infeasible_and_the_study_goes_on(tmp_path):
 def test_bad_declaration_fails_before_anything_runs(tmp_path):
     c = float_only_study()
     c.search.optimizer.learning_rate.min = 0.0
-    with pytest.raises(ConfigError, match="search.optimizer.learning_rate: log scale needs min > 0"):
+    with pytest.raises(
+        ConfigError, match="search.optimizer.learning_rate: log scale needs min > 0"
+    ):
         sweep.run_study(c, tmp_path, log=lambda s: None)
     assert not (tmp_path / "jaxplay.db").exists()
 
@@ -141,16 +158,19 @@ def test_a_trial_config_that_cannot_train_fails_before_anything_runs(tmp_path):
         sweep.run_study(c, tmp_path, log=lambda s: None)
 
 
-@pytest.mark.parametrize("path,value,message", [
-    ("train.eval_every", 7, "train.eval_every: must divide train.steps=100"),
-    ("model.name", "vit", "model.name: unknown model 'vit'"),
-    ("model.activation", "rleu", "model.activation: unknown 'rleu'"),
-    ("model.dropout", 1.0, "model.dropout: a rate in [0, 1)"),
-    ("data.name", "cifar", "data.name: unknown dataset 'cifar'"),
-    ("data.batch_size", 100000, "data.batch_size: 100000 exceeds"),
-    ("optimizer.name", "sgd", "optimizer.b1: 'sgd' has no hyperparameter 'b1'"),
-    ("study.objective", "val/accuracy", "study.objective: unknown metric"),
-])
+@pytest.mark.parametrize(
+    "path,value,message",
+    [
+        ("train.eval_every", 7, "train.eval_every: must divide train.steps=100"),
+        ("model.name", "vit", "model.name: unknown model 'vit'"),
+        ("model.activation", "rleu", "model.activation: unknown 'rleu'"),
+        ("model.dropout", 1.0, "model.dropout: a rate in [0, 1)"),
+        ("data.name", "cifar", "data.name: unknown dataset 'cifar'"),
+        ("data.batch_size", 100000, "data.batch_size: 100000 exceeds"),
+        ("optimizer.name", "sgd", "optimizer.b1: 'sgd' has no hyperparameter 'b1'"),
+        ("study.objective", "val/accuracy", "study.objective: unknown metric"),
+    ],
+)
 def test_bad_base_config_fails_before_anything_runs(tmp_path, path, value, message):
     c = float_only_study(**{path: value})
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -178,15 +198,26 @@ def test_study_in_postgresql(tmp_path):
     assert [t["status"] for t in record["trials"]] == ["completed", "completed"]
     assert not (tmp_path / "jaxplay.db").exists()  # everything went to PostgreSQL
     password = sa.engine.make_url(url).password
-    shown = "\n".join(lines) + json.dumps(record, default=str) + (tmp_path / f"report-{c.study.name}.html").read_text()
+    shown = (
+        "\n".join(lines)
+        + json.dumps(record, default=str)
+        + (tmp_path / f"report-{c.study.name}.html").read_text()
+    )
     assert password and f":{password}@" not in shown and ":***@" in "\n".join(lines)
 
 
 def test_recorded_command_hides_the_store_password():
-    args = ["--config=x.py", "--store=postgresql+psycopg://me:s3cret@db.example/studies", "--store",
-            "postgresql://me:s3cret@h/db", "--workdir=w"]
+    args = [
+        "--config=x.py",
+        "--store=postgresql+psycopg://me:s3cret@db.example/studies",
+        "--store",
+        "postgresql://me:s3cret@h/db",
+        "--workdir=w",
+    ]
     shown = " ".join(cli.redacted_args(args))
-    assert "s3cret" not in shown and "--store=postgresql+psycopg://me:***@db.example/studies" in shown
+    assert (
+        "s3cret" not in shown and "--store=postgresql+psycopg://me:***@db.example/studies" in shown
+    )
     assert cli.redacted_args(["--store=sqlite:////tmp/a.db"]) == ["--store=sqlite:////tmp/a.db"]
 
 
@@ -209,16 +240,23 @@ def test_experiment_files_validate(name):
 
 def _cli(*args, cwd):
     env = dict(os.environ, JAXPLAY_COMPILATION_CACHE=str(cwd / "xla"))
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
 
 
 def test_cli_runs_a_study_and_shows_it_as_json(tmp_path):
     workdir = tmp_path / "w"
-    run = _cli("jaxplay.sweep", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={workdir}",
-               "--config.study.num_trials=2", "--config.train.steps=100", "--config.train.eval_every=50",
-               "--config.schedule.warmup_steps=10",
-               cwd=tmp_path)
+    run = _cli(
+        "jaxplay.sweep",
+        f"--config={REPO}/experiments/mnist1d_mlp.py:smoke",
+        f"--workdir={workdir}",
+        "--config.study.num_trials=2",
+        "--config.train.steps=100",
+        "--config.train.eval_every=50",
+        "--config.schedule.warmup_steps=10",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "trial 0 (2 left in this run)" in run.stdout and "step 100/100" in run.stdout
     assert "reproduce  cd " in run.stdout
@@ -238,14 +276,22 @@ def test_cli_runs_a_study_and_shows_it_as_json(tmp_path):
     assert "mnist1d-mlp-smoke" in text.stdout and "val/error" in text.stdout
 
 
-@pytest.mark.parametrize("override,message", [
-    ("--config.optimizer.learnig_rate=0.1", "learnig_rate"),
-    ("--config.search.optimizer.learning_rate.min=0", "log scale needs min > 0"),
-    ("--config=experiments/nope.py", "nope.py"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("--config.optimizer.learnig_rate=0.1", "learnig_rate"),
+        ("--config.search.optimizer.learning_rate.min=0", "log scale needs min > 0"),
+        ("--config=experiments/nope.py", "nope.py"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_the_field_named(tmp_path, override, message):
-    run = _cli("jaxplay.sweep", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={tmp_path}/w",
-               override, cwd=tmp_path)
+    run = _cli(
+        "jaxplay.sweep",
+        f"--config={REPO}/experiments/mnist1d_mlp.py:smoke",
+        f"--workdir={tmp_path}/w",
+        override,
+        cwd=tmp_path,
+    )
     assert run.returncode == 2
     assert message in run.stderr
     assert "Traceback" not in run.stderr
@@ -253,21 +299,41 @@ def test_cli_bad_input_exits_2_with_the_field_named(tmp_path, override, message)
 
 
 def test_cli_names_an_override_the_study_file_does_not_define(tmp_path):
-    run = _cli("jaxplay.sweep", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={tmp_path}",
-               "--config.model.dpeth=3", cwd=tmp_path)
+    run = _cli(
+        "jaxplay.sweep",
+        f"--config={REPO}/experiments/mnist1d_mlp.py:smoke",
+        f"--workdir={tmp_path}",
+        "--config.model.dpeth=3",
+        cwd=tmp_path,
+    )
     assert run.returncode == 2
-    assert "--config.model.dpeth: no such field (model has: activation, depth, dropout, name, width)" in run.stderr
+    assert (
+        "--config.model.dpeth: no such field (model has: activation, depth, dropout, name, width)"
+        in run.stderr
+    )
     assert "did you mean 'depth'?" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_sigterm_checkpoints_the_current_period_and_exits_with_how_to_resume(tmp_path):
     # A preempted machine gets SIGTERM: the trial saves the period it is in and the rerun resumes there.
-    args = ["jaxplay.sweep", f"--config={REPO}/experiments/mnist1d_mlp.py:smoke", f"--workdir={tmp_path}",
-            "--config.study.num_trials=1", "--config.train.steps=1000", "--config.train.eval_every=50",
-            "--report=false"]
+    args = [
+        "jaxplay.sweep",
+        f"--config={REPO}/experiments/mnist1d_mlp.py:smoke",
+        f"--workdir={tmp_path}",
+        "--config.study.num_trials=1",
+        "--config.train.steps=1000",
+        "--config.train.eval_every=50",
+        "--report=false",
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1", JAXPLAY_COMPILATION_CACHE=str(tmp_path / "xla"))
-    worker = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, cwd=tmp_path, env=env)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     lines = []
     for line in worker.stdout:
         lines.append(line)
@@ -280,7 +346,9 @@ def test_sigterm_checkpoints_the_current_period_and_exits_with_how_to_resume(tmp
     assert worker.returncode == 130, output[-3000:]
     assert "SIGTERM: stopping after this evaluation period" in output
     assert "run the same command again to continue" in output
-    stopped = max(int(line.split()[1].split("/")[0]) for line in lines if line.split()[:1] == ["step"])
+    stopped = max(
+        int(line.split()[1].split("/")[0]) for line in lines if line.split()[:1] == ["step"]
+    )
     assert stopped < 1000
     rerun = _cli(*args, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -1,6 +1,7 @@
 """scripts/tpu_vm.sh drives gcloud as a TPU VM slice needs it (a stand-in gcloud records the calls):
 every worker gets the code and runs the sweep as one jax.distributed job, the store's password
 never reaches a command line or the output, and the slice is deleted even when the sweep fails."""
+
 import json
 import os
 import pathlib
@@ -32,17 +33,35 @@ def _launch(tmp_path, *args, env_extra=None):
     gcloud = bin_dir / "gcloud"
     gcloud.write_text(FAKE_GCLOUD)
     gcloud.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_GCLOUD_LOG=str(tmp_path / "calls.jsonl"),
-               JAXPLAY_STORE=STORE)
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        FAKE_GCLOUD_LOG=str(tmp_path / "calls.jsonl"),
+        JAXPLAY_STORE=STORE,
+    )
     env.update(env_extra or {})
-    run = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120
+    )
     log = tmp_path / "calls.jsonl"
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return run, calls
 
 
-FLAGS = ["--name", "study-slice", "--zone", "us-central2-b", "--type", "v4-16",
-         "--config", "experiments/mnist1d_mlp.py", "--workdir", "gs://my-bucket/studies", "--", "--max_trials=4"]
+FLAGS = [
+    "--name",
+    "study-slice",
+    "--zone",
+    "us-central2-b",
+    "--type",
+    "v4-16",
+    "--config",
+    "experiments/mnist1d_mlp.py",
+    "--workdir",
+    "gs://my-bucket/studies",
+    "--",
+    "--max_trials=4",
+]
 
 
 def test_all_creates_installs_runs_on_every_worker_and_deletes(tmp_path):
@@ -71,11 +90,14 @@ def test_a_failed_sweep_still_deletes_the_slice(tmp_path):
     assert [c[3] for c in calls][-1] == "delete"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"JAXPLAY_STORE": ""}, "export JAXPLAY_STORE"),
-    ({"--workdir": "/local/dir"}, "--workdir must be a gs:// bucket path"),
-    ({"--name": ""}, "--name is required"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"JAXPLAY_STORE": ""}, "export JAXPLAY_STORE"),
+        ({"--workdir": "/local/dir"}, "--workdir must be a gs:// bucket path"),
+        ({"--name": ""}, "--name is required"),
+    ],
+)
 def test_bad_input_is_refused_before_anything_runs(tmp_path, change, message):
     flags = list(FLAGS)
     for key, value in change.items():

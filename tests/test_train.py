@@ -1,4 +1,5 @@
 """The trainer on real MNIST-1D: learning, divergence, compile counts, checkpoints, resume."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,14 @@ from jaxplay.checkpoints import TrialCheckpoints
 
 
 def test_short_run_learns_mnist1d(tmp_path):
-    c = tiny_config(**{"train.steps": 400, "train.eval_every": 100, "model.width": 128,
-                       "optimizer.learning_rate": 1e-2})
+    c = tiny_config(
+        **{
+            "train.steps": 400,
+            "train.eval_every": 100,
+            "model.width": 128,
+            "optimizer.learning_rate": 1e-2,
+        }
+    )
     curve = {}
     result = train.train_and_evaluate(c, tmp_path, on_eval=lambda s, m: curve.__setitem__(s, m))
     assert result.status == "completed"
@@ -23,8 +30,9 @@ def test_short_run_learns_mnist1d(tmp_path):
 
 
 def test_cnn_on_digits_learns(tmp_path):
-    c = tiny_config(**{"data.name": "digits", "data.val_size": 300, "train.steps": 200,
-                       "train.eval_every": 100})
+    c = tiny_config(
+        **{"data.name": "digits", "data.val_size": 300, "train.steps": 200, "train.eval_every": 100}
+    )
     c.model = dict(name="cnn", channels=8, depth=2, kernel_size=3, activation="relu", dropout=0.1)
     result = train.train_and_evaluate(c, tmp_path)
     assert result.status == "completed" and result.best_value < 0.3
@@ -46,20 +54,48 @@ def test_divergence_is_infeasible_with_the_step(tmp_path):
 def test_float_hyperparameters_share_one_compilation(tmp_path):
     # A width no other test uses, so the first trial must compile and the others must not.
     base = tiny_config(**{"model.width": 23})
-    searched = frozenset({"optimizer.learning_rate", "optimizer.b1", "schedule.warmup_steps",
-                          "train.label_smoothing", "model.dropout", "train.grad_clip_norm"})
+    searched = frozenset(
+        {
+            "optimizer.learning_rate",
+            "optimizer.b1",
+            "schedule.warmup_steps",
+            "train.label_smoothing",
+            "model.dropout",
+            "train.grad_clip_norm",
+        }
+    )
     trials = [
-        {"optimizer.learning_rate": 1e-3, "optimizer.b1": 0.9, "schedule.warmup_steps": 0,
-         "train.label_smoothing": 0.0, "model.dropout": 0.0, "train.grad_clip_norm": 0.0},
-        {"optimizer.learning_rate": 5e-3, "optimizer.b1": 0.8, "schedule.warmup_steps": 30,
-         "train.label_smoothing": 0.1, "model.dropout": 0.2, "train.grad_clip_norm": 1.0},
-        {"optimizer.learning_rate": 2e-2, "optimizer.b1": 0.95, "schedule.warmup_steps": 7,
-         "train.label_smoothing": 0.2, "model.dropout": 0.5, "train.grad_clip_norm": 0.5},
+        {
+            "optimizer.learning_rate": 1e-3,
+            "optimizer.b1": 0.9,
+            "schedule.warmup_steps": 0,
+            "train.label_smoothing": 0.0,
+            "model.dropout": 0.0,
+            "train.grad_clip_norm": 0.0,
+        },
+        {
+            "optimizer.learning_rate": 5e-3,
+            "optimizer.b1": 0.8,
+            "schedule.warmup_steps": 30,
+            "train.label_smoothing": 0.1,
+            "model.dropout": 0.2,
+            "train.grad_clip_norm": 1.0,
+        },
+        {
+            "optimizer.learning_rate": 2e-2,
+            "optimizer.b1": 0.95,
+            "schedule.warmup_steps": 7,
+            "train.label_smoothing": 0.2,
+            "model.dropout": 0.5,
+            "train.grad_clip_norm": 0.5,
+        },
     ]
     before = train.TRACES["train_period"]
     results = []
     for i, params in enumerate(trials):
-        r = train.train_and_evaluate(config_lib.apply(base, params), tmp_path / str(i), searched=searched)
+        r = train.train_and_evaluate(
+            config_lib.apply(base, params), tmp_path / str(i), searched=searched
+        )
         results.append(r.best_value)
         assert train.TRACES["train_period"] - before == 1
     assert len(set(results)) > 1  # the hyperparameters really reached the compiled program
@@ -73,10 +109,19 @@ def test_width_change_recompiles(tmp_path):
 
 
 def test_best_checkpoints_kept_and_best_restores_to_recorded_value(tmp_path):
-    c = tiny_config(**{"train.steps": 300, "train.eval_every": 50, "train.keep_best": 2,
-                       "optimizer.learning_rate": 3e-2, "schedule.name": "constant"})
+    c = tiny_config(
+        **{
+            "train.steps": 300,
+            "train.eval_every": 50,
+            "train.keep_best": 2,
+            "optimizer.learning_rate": 3e-2,
+            "schedule.name": "constant",
+        }
+    )
     curve = {}
-    result = train.train_and_evaluate(c, tmp_path, on_eval=lambda s, m: curve.__setitem__(s, m["val/error"]))
+    result = train.train_and_evaluate(
+        c, tmp_path, on_eval=lambda s, m: curve.__setitem__(s, m["val/error"])
+    )
     ckpt = TrialCheckpoints(tmp_path / "checkpoints", keep_best=2, mode="min")
     on_disk = ckpt.all_steps()
     assert ckpt.best_step() == result.best_step
@@ -95,11 +140,19 @@ def test_best_checkpoints_kept_and_best_restores_to_recorded_value(tmp_path):
 def test_checkpoint_writes_are_deferred_to_the_best_n(tmp_path, monkeypatch):
     saved = []
     original = TrialCheckpoints.save
-    monkeypatch.setattr(TrialCheckpoints, "save",
-                        lambda self, step, *a, **k: (saved.append((step, k.get("full", True))), original(self, step, *a, **k)))
+    monkeypatch.setattr(
+        TrialCheckpoints,
+        "save",
+        lambda self, step, *a, **k: (
+            saved.append((step, k.get("full", True))),
+            original(self, step, *a, **k),
+        ),
+    )
     c = tiny_config(**{"train.steps": 300, "train.eval_every": 50, "train.keep_best": 2})
     curve = {}
-    result = train.train_and_evaluate(c, tmp_path, on_eval=lambda s, m: curve.__setitem__(s, m["val/error"]))
+    result = train.train_and_evaluate(
+        c, tmp_path, on_eval=lambda s, m: curve.__setitem__(s, m["val/error"])
+    )
     # Six evaluations, but only the final best 2 and the latest are written; only the latest
     # (the resume point) holds the whole state, the others just the params.
     steps = [s for s, _ in saved]
@@ -108,8 +161,15 @@ def test_checkpoint_writes_are_deferred_to_the_best_n(tmp_path, monkeypatch):
 
 
 def test_interrupted_trial_resumes_to_the_same_result(tmp_path):
-    c = tiny_config(**{"train.steps": 200, "train.eval_every": 50, "schedule.name": "constant",
-                       "model.dropout": 0.1, "train.checkpoint_every_secs": 0.0})
+    c = tiny_config(
+        **{
+            "train.steps": 200,
+            "train.eval_every": 50,
+            "schedule.name": "constant",
+            "model.dropout": 0.1,
+            "train.checkpoint_every_secs": 0.0,
+        }
+    )
     full = train.train_and_evaluate(c, tmp_path / "full")
 
     def stop_at_150(step, metrics):
@@ -123,7 +183,9 @@ def test_interrupted_trial_resumes_to_the_same_result(tmp_path):
     assert resumed_from and 50 <= resumed_from[0] < 200
     assert again.status == "completed"
     assert again.best_value == full.best_value and again.best_step == full.best_step
-    np.testing.assert_allclose(again.final_metrics["val/loss"], full.final_metrics["val/loss"], rtol=1e-6)
+    np.testing.assert_allclose(
+        again.final_metrics["val/loss"], full.final_metrics["val/loss"], rtol=1e-6
+    )
 
 
 def test_batch_order_is_a_permutation_per_epoch_and_deterministic():

@@ -1,4 +1,5 @@
 """Many workers on one study: claims are atomic, leases expire, a dead worker's trial resumes."""
+
 import os
 import pathlib
 import signal
@@ -34,28 +35,52 @@ def get_config(arg=None):
 
 def _study_file(folder, name, trials, steps, every):
     path = folder / "study.py"
-    path.write_text(STUDY.replace("STEPS", str(steps)).replace("EVERY", str(every))
-                    .replace("TRIALS", str(trials)).replace("NAME", name))
+    path.write_text(
+        STUDY.replace("STEPS", str(steps))
+        .replace("EVERY", str(every))
+        .replace("TRIALS", str(trials))
+        .replace("NAME", name)
+    )
     return path
 
 
 def _worker(path, workdir, *extra, **popen):
     env = dict(os.environ, PYTHONUNBUFFERED="1", JAXPLAY_COMPILATION_CACHE=str(workdir / "xla"))
-    return subprocess.Popen([sys.executable, "-m", "jaxplay.sweep", f"--config={path}", f"--workdir={workdir}",
-                             "--report=false", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=workdir, env=env, **popen)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jaxplay.sweep",
+            f"--config={path}",
+            f"--workdir={workdir}",
+            "--report=false",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=workdir,
+        env=env,
+        **popen,
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_four_workers_finish_twelve_trials_exactly_once(backend, tmp_path):
     name = f"workers-{backend}-{os.getpid()}-{time.time_ns()}"
-    extra = [] if backend == "sqlite" else [f"--store={__import__('conftest').fresh_postgres_url()}"]
+    extra = (
+        [] if backend == "sqlite" else [f"--store={__import__('conftest').fresh_postgres_url()}"]
+    )
     path = _study_file(tmp_path, name, trials=12, steps=40, every=20)
     workers = [_worker(path, tmp_path, *extra) for _ in range(4)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0] * 4, "\n".join(o[-2000:] for o in outputs)
-    finished = [line.split()[1] for o in outputs for line in o.splitlines()
-                if line.startswith("trial ") and " completed:" in line]
+    finished = [
+        line.split()[1]
+        for o in outputs
+        for line in o.splitlines()
+        if line.startswith("trial ") and " completed:" in line
+    ]
     assert sorted(map(int, finished)) == list(range(12)), outputs  # each trial once, by one worker
     assert not any("resuming" in o for o in outputs)
     url = extra[0].split("=", 1)[1] if extra else store_lib.default_url(tmp_path)
@@ -76,7 +101,9 @@ def test_two_workers_share_a_bayesian_optimization_study(tmp_path):
     # trial as a pending point, and a worker that loses the race to create a trial asks again.
     name = f"workers-gp-{os.getpid()}"
     path = _study_file(tmp_path, name, trials=8, steps=40, every=20)
-    path.write_text(path.read_text().replace('algorithm="quasirandom"', 'algorithm="gp", initial_trials=3'))
+    path.write_text(
+        path.read_text().replace('algorithm="quasirandom"', 'algorithm="gp", initial_trials=3')
+    )
     workers = [_worker(path, tmp_path) for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0] * 2, "\n".join(o[-2000:] for o in outputs)
@@ -86,7 +113,9 @@ def test_two_workers_share_a_bayesian_optimization_study(tmp_path):
     finally:
         store.close()
     trials = record["trials"]
-    assert [t["index"] for t in trials] == list(range(8)) and all(t["status"] == "completed" for t in trials)
+    assert [t["index"] for t in trials] == list(range(8)) and all(
+        t["status"] == "completed" for t in trials
+    )
     rates = [t["params"]["optimizer.learning_rate"] for t in trials]
     assert len(set(rates)) == 8 and all(1e-3 <= r <= 1e-2 for r in rates)
     assert len({t["worker"] for t in trials}) == 2
@@ -109,13 +138,17 @@ def test_a_killed_workers_trial_resumes_from_its_checkpoint(tmp_path):
     assert rerun.returncode == 0, output[-3000:]
     assert "resuming interrupted trial(s) [0]" in output
     resumed = [line for line in output.splitlines() if "resuming from step" in line]
-    assert resumed and int(resumed[0].split("resuming from step")[1].split()[0]) >= 100, output[-3000:]
+    assert resumed and int(resumed[0].split("resuming from step")[1].split()[0]) >= 100, output[
+        -3000:
+    ]
     assert "trial 0 completed" in output
 
 
 def test_an_expired_lease_is_reclaimed_and_resumed_from_its_checkpoint(tmp_path):
-    c = float_only_study(num_trials=2, **{"train.steps": 200, "train.eval_every": 50,
-                                          "train.checkpoint_every_secs": 0.0})
+    c = float_only_study(
+        num_trials=2,
+        **{"train.steps": 200, "train.eval_every": 50, "train.checkpoint_every_secs": 0.0},
+    )
 
     def stop_at_100(line):
         if line.split()[:2] == ["step", "100/200"]:
@@ -126,13 +159,17 @@ def test_an_expired_lease_is_reclaimed_and_resumed_from_its_checkpoint(tmp_path)
     store = store_lib.Store(store_lib.default_url(tmp_path))
     try:
         sid = store.study_id(c.study.name)
-        ghost = store.claim(sid, "another-host:123", indices=[0])  # a worker elsewhere, then silence
+        ghost = store.claim(
+            sid, "another-host:123", indices=[0]
+        )  # a worker elsewhere, then silence
         assert ghost is not None
     finally:
         store.close()
     time.sleep(0.6)
     lines = []
-    record = sweep.run_study(c, tmp_path, executor="sequential", log=lines.append, report=False, lease_s=0.5)
+    record = sweep.run_study(
+        c, tmp_path, executor="sequential", log=lines.append, report=False, lease_s=0.5
+    )
     text = "\n".join(lines)
     # Interrupted as step 100 was logged, before its checkpoint: the latest one is step 50's.
     assert "reclaimed trial 0" in text and "resuming from step 50" in text, text
@@ -141,8 +178,10 @@ def test_an_expired_lease_is_reclaimed_and_resumed_from_its_checkpoint(tmp_path)
 
 
 def test_a_worker_whose_lease_was_taken_over_stops_and_writes_nothing_more(tmp_path):
-    c = float_only_study(num_trials=2, **{"train.steps": 200, "train.eval_every": 50,
-                                          "train.checkpoint_every_secs": 0.0})
+    c = float_only_study(
+        num_trials=2,
+        **{"train.steps": 200, "train.eval_every": 50, "train.checkpoint_every_secs": 0.0},
+    )
     url = store_lib.default_url(tmp_path)
     thief = {}
 
@@ -152,7 +191,9 @@ def test_a_worker_whose_lease_was_taken_over_stops_and_writes_nothing_more(tmp_p
             # This worker stalls past its lease; another worker reclaims its trial.
             other = store_lib.Store(url)
             try:
-                thief["claim"] = other.claim(other.study_id(c.study.name), "other-host:9", indices=[0], lease_s=0.0)
+                thief["claim"] = other.claim(
+                    other.study_id(c.study.name), "other-host:9", indices=[0], lease_s=0.0
+                )
             finally:
                 other.close()
 
@@ -163,14 +204,19 @@ def test_a_worker_whose_lease_was_taken_over_stops_and_writes_nothing_more(tmp_p
     assert "trial 0 was taken over by another worker at step 100" in text, text
     assert "trial 0 completed" not in text and "trial 1 completed" in text
     trial0, trial1 = record["trials"]
-    assert (trial0["status"], trial0["worker"]) == ("running", "other-host:9")  # left to its new owner
+    assert (trial0["status"], trial0["worker"]) == (
+        "running",
+        "other-host:9",
+    )  # left to its new owner
     assert trial1["status"] == "completed"
     store = store_lib.Store(url)
     try:  # nothing after the takeover: no step-100 metrics, no step-100 checkpoint
         assert [s for s, _ in store.curves(store.study_id(c.study.name), 0)["val/error"]] == [0, 50]
     finally:
         store.close()
-    steps = sorted(int(p.name) for p in (tmp_path / c.study.name / "trial_0000" / "checkpoints").iterdir()
-                   if p.name.isdigit())
+    steps = sorted(
+        int(p.name)
+        for p in (tmp_path / c.study.name / "trial_0000" / "checkpoints").iterdir()
+        if p.name.isdigit()
+    )
     assert steps == [50]
-

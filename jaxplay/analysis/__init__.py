@@ -9,6 +9,7 @@ studies written by other hosts. Each `python -m jaxplay.studies` command is one 
     analysis.report('runs/mnist1d_mlp')                 # writes the HTML report, returns its path
     print(analysis.compare(round1, round2)); print(analysis.export(study, 'csv'))
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -33,8 +34,13 @@ def figures(study: StudyData) -> list:
     return plots.figures(study)
 
 
-def report(workdir: str | pathlib.Path | None = None, *, store: str | None = None, study: str | None = None,
-           path: str | pathlib.Path | None = None) -> pathlib.Path:
+def report(
+    workdir: str | pathlib.Path | None = None,
+    *,
+    store: str | None = None,
+    study: str | None = None,
+    path: str | pathlib.Path | None = None,
+) -> pathlib.Path:
     """Writes the study's self-contained HTML report and returns its path (default: in the workdir,
     or the current directory when only a store URL is given)."""
     from jaxplay.analysis import html_report as report_lib

@@ -8,6 +8,7 @@ budget support the hyperparameters searched. The playbook gives few numbers, so 
 a named constant below with the reason for its value. Checks look only at finished trials, so a
 study that is still running can be diagnosed at any time.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,19 @@ import numpy as np
 from jaxplay import spaces
 from jaxplay.analysis.study import StudyData, TrialData
 
-CHECKS = ("boundary", "infeasible_fraction", "infeasible_at_edge", "overfitting", "late_variance",
-          "not_converged", "saturated_early", "train_loss_rising", "adam_budget", "input_bound", "clipping")
+CHECKS = (
+    "boundary",
+    "infeasible_fraction",
+    "infeasible_at_edge",
+    "overfitting",
+    "late_variance",
+    "not_converged",
+    "saturated_early",
+    "train_loss_rising",
+    "adam_budget",
+    "input_bound",
+    "clipping",
+)
 SEVERITIES = ("warning", "info")
 
 # The best trials looked at by the boundary and training-curve checks: the playbook's axis plots
@@ -66,7 +78,15 @@ OVERFIT_MIN_AFTER = 3
 SCIENTIFIC_BUCKETS = 5
 # Names of regularization hyperparameters: when one is scientific, "add regularization before
 # comparing" does not apply as such (playbook item 38).
-REGULARIZERS = ("dropout", "weight_decay", "label_smoothing", "l2", "augment", "mixup", "stochastic_depth")
+REGULARIZERS = (
+    "dropout",
+    "weight_decay",
+    "label_smoothing",
+    "l2",
+    "augment",
+    "mixup",
+    "stochastic_depth",
+)
 # "Late in training" = the last 25% of evals (the playbook's own late window in its best-step rule),
 # at least 4 evals so that the noise estimate rests on 3 eval-to-eval changes.
 LATE_FRACTION = 0.25
@@ -91,7 +111,12 @@ ADAM_FAMILY = ("adam", "nadam", "adamw")
 # Input-bound: a trial's median period spent more than 10% of its time waiting for the streamed
 # input pipeline (train/input_wait_fraction; the device pipeline has nothing to wait for).
 INPUT_WAIT_WARNING = 0.1
-ADAM_BUDGET = ((0, "optimizer.learning_rate"), (10, "optimizer.b1"), (25, "optimizer.eps"), (100, "optimizer.b2"))
+ADAM_BUDGET = (
+    (0, "optimizer.learning_rate"),
+    (10, "optimizer.b1"),
+    (25, "optimizer.eps"),
+    (100, "optimizer.b2"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,21 +163,37 @@ def check_boundary(study: StudyData) -> list[Finding]:
                 continue
             values = ", ".join(f"trial {t.index} ({_fmt(t.params[p.path])})" for t in at_edge)
             bound, verb = (p.min, "lower min") if end == "lower" else (p.max, "raise max")
-            detail = (f"{len(at_edge)} of the top {len(placed)} feasible trials by {study.objective}, the best "
-                      f"included, lie in the {end} {EDGE_FRACTION:.0%} of {p.path}'s range "
-                      f"[{_fmt(p.min)}, {_fmt(p.max)}] on its {p.scale} scale: {values}. The playbook calls a "
-                      "search space suspicious when its best point is close to its boundary.")
-            action = (f"widen the range {'downward' if end == 'lower' else 'upward'} ({verb}, now {_fmt(bound)}) "
-                      "and rerun until the best trials are no longer near the edge")
+            detail = (
+                f"{len(at_edge)} of the top {len(placed)} feasible trials by {study.objective}, the best "
+                f"included, lie in the {end} {EDGE_FRACTION:.0%} of {p.path}'s range "
+                f"[{_fmt(p.min)}, {_fmt(p.max)}] on its {p.scale} scale: {values}. The playbook calls a "
+                "search space suspicious when its best point is close to its boundary."
+            )
+            action = (
+                f"widen the range {'downward' if end == 'lower' else 'upward'} ({verb}, now {_fmt(bound)}) "
+                "and rerun until the best trials are no longer near the edge"
+            )
             cluster = _diverged_cluster(study, p)
             if cluster and cluster[0] == end:
-                detail += (f" Diverged trials ({_trials(cluster[1])}) also sit at this end, so the model may be "
-                           f"unstable there, which may keep it from better values of {p.path}.")
-                action = ("the model may be unstable beyond this edge: try learning-rate warmup or gradient "
-                          f"clipping{_clip_hint(study)} first, then {verb} and rerun")
-            findings.append(Finding("boundary", "warning",
-                                    f"The best trials sit at the {end} edge of {p.path}", detail, action,
-                                    tuple(t.index for t in at_edge), p.path))
+                detail += (
+                    f" Diverged trials ({_trials(cluster[1])}) also sit at this end, so the model may be "
+                    f"unstable there, which may keep it from better values of {p.path}."
+                )
+                action = (
+                    "the model may be unstable beyond this edge: try learning-rate warmup or gradient "
+                    f"clipping{_clip_hint(study)} first, then {verb} and rerun"
+                )
+            findings.append(
+                Finding(
+                    "boundary",
+                    "warning",
+                    f"The best trials sit at the {end} edge of {p.path}",
+                    detail,
+                    action,
+                    tuple(t.index for t in at_edge),
+                    p.path,
+                )
+            )
     return findings
 
 
@@ -171,24 +212,43 @@ def check_infeasible_fraction(study: StudyData) -> list[Finding]:
     if diverged:
         parts.append(f"{len(diverged)} diverged ({_trials(diverged)})")
     if untrained:
-        parts.append(f"{len(untrained)} never trained ({_trials(untrained)}: the training loss stayed above "
-                     f"{NO_PROGRESS_FRACTION:.0%} of its initial value)")
+        parts.append(
+            f"{len(untrained)} never trained ({_trials(untrained)}: the training loss stayed above "
+            f"{NO_PROGRESS_FRACTION:.0%} of its initial value)"
+        )
     if crashed:
         reason = _last_line(crashed[0].error)
         if reason:
             reason = f": {reason}" if len(crashed) == 1 else f"; trial {crashed[0].index}: {reason}"
         parts.append(f"{len(crashed)} crashed ({_trials(crashed)}{reason})")
-    detail = (f"{len(bad)} of {len(finished)} finished trials ({fraction:.0%}) are infeasible: "
-              f"{' and '.join(parts)}. More than {INFEASIBLE_WARNING_FRACTION:.0%} is a warning.")
+    detail = (
+        f"{len(bad)} of {len(finished)} finished trials ({fraction:.0%}) are infeasible: "
+        f"{' and '.join(parts)}. More than {INFEASIBLE_WARNING_FRACTION:.0%} is a warning."
+    )
     if fraction > INFEASIBLE_WARNING_FRACTION:
-        return [Finding("infeasible_fraction", "warning", f"Most trials ({fraction:.0%}) are infeasible", detail,
-                        "adjust the search space (narrow it away from where trials fail, or reparameterize it) "
-                        "and check the training code for bugs before drawing conclusions from this study",
-                        tuple(t.index for t in bad))]
-    return [Finding("infeasible_fraction", "info", f"{fraction:.0%} of the finished trials are infeasible", detail,
-                    "look at where they sit on the axis plots; a few diverged trials at the high end of a wide "
-                    "learning-rate range are normal" + ("; read the crashed trials' errors" if crashed else ""),
-                    tuple(t.index for t in bad))]
+        return [
+            Finding(
+                "infeasible_fraction",
+                "warning",
+                f"Most trials ({fraction:.0%}) are infeasible",
+                detail,
+                "adjust the search space (narrow it away from where trials fail, or reparameterize it) "
+                "and check the training code for bugs before drawing conclusions from this study",
+                tuple(t.index for t in bad),
+            )
+        ]
+    return [
+        Finding(
+            "infeasible_fraction",
+            "info",
+            f"{fraction:.0%} of the finished trials are infeasible",
+            detail,
+            "look at where they sit on the axis plots; a few diverged trials at the high end of a wide "
+            "learning-rate range are normal"
+            + ("; read the crashed trials' errors" if crashed else ""),
+            tuple(t.index for t in bad),
+        )
+    ]
 
 
 def check_infeasible_at_edge(study: StudyData) -> list[Finding]:
@@ -205,29 +265,51 @@ def check_infeasible_at_edge(study: StudyData) -> list[Finding]:
         end, diverged, threshold = cluster
         sign = 1 if end == "upper" else -1
         frontier = min(diverged, key=lambda t: sign * _position(p, t.params[p.path]))
-        percentile = 100 * (CONCENTRATION_QUANTILE if end == "upper" else 1 - CONCENTRATION_QUANTILE)
-        detail = (f"{len(diverged)} of {sum(_is_diverged(t, p) for t in study.trials)} infeasible trials "
-                  "(diverged or never trained) "
-                  f"({_trials(diverged)}) have {p.path} {'above' if end == 'upper' else 'below'} "
-                  f"{_fmt(threshold)}, the {percentile:.0f}th percentile of the feasible trials' values; "
-                  "the nearest infeasible value is "
-                  f"{_fmt(frontier.params[p.path])} (trial {frontier.index}).")
+        percentile = 100 * (
+            CONCENTRATION_QUANTILE if end == "upper" else 1 - CONCENTRATION_QUANTILE
+        )
+        detail = (
+            f"{len(diverged)} of {sum(_is_diverged(t, p) for t in study.trials)} infeasible trials "
+            "(diverged or never trained) "
+            f"({_trials(diverged)}) have {p.path} {'above' if end == 'upper' else 'below'} "
+            f"{_fmt(threshold)}, the {percentile:.0f}th percentile of the feasible trials' values; "
+            "the nearest infeasible value is "
+            f"{_fmt(frontier.params[p.path])} (trial {frontier.index})."
+        )
         adjacent = best is not None and _adjacent(study, p, best, frontier, sign)
-        remedy = (f"learning-rate warmup (best for early instability) or gradient clipping{_clip_hint(study)}, "
-                  "then rerun; lowering the learning rate is the playbook's last resort")
+        remedy = (
+            f"learning-rate warmup (best for early instability) or gradient clipping{_clip_hint(study)}, "
+            "then rerun; lowering the learning rate is the playbook's last resort"
+        )
         if adjacent:
-            detail += (f" The best trial ({best.index}, {p.path}={_fmt(best.params[p.path])}) borders that region: "
-                       "no feasible trial lies between them.")
-            findings.append(Finding("infeasible_at_edge", "warning",
-                                    f"The best trial borders the region where {p.path} makes training fail",
-                                    detail, "instability may be keeping the model from better values: try " + remedy,
-                                    tuple(t.index for t in diverged), p.path))
+            detail += (
+                f" The best trial ({best.index}, {p.path}={_fmt(best.params[p.path])}) borders that region: "
+                "no feasible trial lies between them."
+            )
+            findings.append(
+                Finding(
+                    "infeasible_at_edge",
+                    "warning",
+                    f"The best trial borders the region where {p.path} makes training fail",
+                    detail,
+                    "instability may be keeping the model from better values: try " + remedy,
+                    tuple(t.index for t in diverged),
+                    p.path,
+                )
+            )
         else:
-            findings.append(Finding("infeasible_at_edge", "info",
-                                    f"Training fails at the {end} end of {p.path}", detail,
-                                    "nothing needed while the best trials stay clear of it (every model diverges at "
-                                    "a high enough learning rate); to reach further that way, try " + remedy,
-                                    tuple(t.index for t in diverged), p.path))
+            findings.append(
+                Finding(
+                    "infeasible_at_edge",
+                    "info",
+                    f"Training fails at the {end} end of {p.path}",
+                    detail,
+                    "nothing needed while the best trials stay clear of it (every model diverges at "
+                    "a high enough learning rate); to reach further that way, try " + remedy,
+                    tuple(t.index for t in diverged),
+                    p.path,
+                )
+            )
     return findings
 
 
@@ -249,30 +331,58 @@ def check_overfitting(study: StudyData) -> list[Finding]:
     findings = []
     flagged = [(label, t) for label, t in leaders if t.index in found]
     if flagged:
-        checked = (f"the best trial of each of the {len(leaders)} scientific settings" if scientific
-                   else "the best trial")
-        detail = (f"Checked {checked} and found: "
-                  + "; ".join(f"trial {t.index}{f' ({label})' if label else ''}: {found[t.index]}"
-                              for label, t in flagged) + ".")
-        action = ("rerun with more or better-tuned regularization (dropout, label smoothing, weight decay) before "
-                  "comparing scientific settings, rather than picking the setting that overfits less")
-        regularizers = [p.path for p in scientific if any(r in p.path.split(".")[-1] for r in REGULARIZERS)]
+        checked = (
+            f"the best trial of each of the {len(leaders)} scientific settings"
+            if scientific
+            else "the best trial"
+        )
+        detail = (
+            f"Checked {checked} and found: "
+            + "; ".join(
+                f"trial {t.index}{f' ({label})' if label else ''}: {found[t.index]}"
+                for label, t in flagged
+            )
+            + "."
+        )
+        action = (
+            "rerun with more or better-tuned regularization (dropout, label smoothing, weight decay) before "
+            "comparing scientific settings, rather than picking the setting that overfits less"
+        )
+        regularizers = [
+            p.path for p in scientific if any(r in p.path.split(".")[-1] for r in REGULARIZERS)
+        ]
         if regularizers:
-            action += (f"; caveat: {', '.join(regularizers)} is itself a regularizer and scientific here, so "
-                       "overfitting at some of its values is part of the answer, not a flaw to fix")
-        findings.append(Finding("overfitting", "warning",
-                                f"{study.objective} rises after its best step in the best trial"
-                                f"{'s' if len(flagged) > 1 else ''} ({_trials([t for _, t in flagged])}): "
-                                "problematic overfitting", detail, action, tuple(t.index for _, t in flagged)))
+            action += (
+                f"; caveat: {', '.join(regularizers)} is itself a regularizer and scientific here, so "
+                "overfitting at some of its values is part of the answer, not a flaw to fix"
+            )
+        findings.append(
+            Finding(
+                "overfitting",
+                "warning",
+                f"{study.objective} rises after its best step in the best trial"
+                f"{'s' if len(flagged) > 1 else ''} ({_trials([t for _, t in flagged])}): "
+                "problematic overfitting",
+                detail,
+                action,
+                tuple(t.index for _, t in flagged),
+            )
+        )
     leader_ids = {t.index for _, t in leaders}
     others = [t for t in study.feasible if t.index in found and t.index not in leader_ids]
     if others:
-        findings.append(Finding(
-            "overfitting", "info", f"{len(others)} other trial{'s' if len(others) > 1 else ''} overfit "
-            f"({_trials(others)})", "; ".join(f"trial {t.index}: {found[t.index]}" for t in others) + ".",
-            "best-trial selection favours trials that are regularized more or trained worse (a too-small learning "
-            "rate acts as a regularizer): check that the best trials are not best only because the others overfit",
-            tuple(t.index for t in others)))
+        findings.append(
+            Finding(
+                "overfitting",
+                "info",
+                f"{len(others)} other trial{'s' if len(others) > 1 else ''} overfit "
+                f"({_trials(others)})",
+                "; ".join(f"trial {t.index}: {found[t.index]}" for t in others) + ".",
+                "best-trial selection favours trials that are regularized more or trained worse (a too-small learning "
+                "rate acts as a regularizer): check that the best trials are not best only because the others overfit",
+                tuple(t.index for t in others),
+            )
+        )
     return findings
 
 
@@ -285,21 +395,30 @@ def check_late_variance(study: StudyData) -> list[Finding]:
         _, values = _finite(t, study.objective)
         if len(values) < LATE_MIN_POINTS:
             continue
-        tail = values[-_late_count(len(values)):]
+        tail = values[-_late_count(len(values)) :]
         noise, level = _noise(tail), _level(study, tail)
         if level > 0 and noise > LATE_NOISE_RELATIVE * level:
             noisy.append((t, noise, level, len(tail)))
     if not noisy:
         return []
-    detail = "; ".join(f"trial {t.index}: noise {_fmt(n)} over the last {k} evals, {n / lvl:.0%} of the level "
-                       f"{_fmt(lvl)}" for t, n, lvl, k in noisy)
-    return [Finding("late_variance", "warning",
-                    f"{study.objective} jumps from eval to eval late in training ({_trials([n[0] for n in noisy])})",
-                    detail + f" (limit {LATE_NOISE_RELATIVE:.0%}). Trials then end on lucky or unlucky evals, which "
-                    "blurs comparisons and hurts reproducibility.",
-                    "reduce the noise before comparing: decay the learning rate to a small value by the end, use a "
-                    "larger batch size or more validation data, or evaluate Polyak-averaged (EMA) parameters",
-                    tuple(n[0].index for n in noisy))]
+    detail = "; ".join(
+        f"trial {t.index}: noise {_fmt(n)} over the last {k} evals, {n / lvl:.0%} of the level "
+        f"{_fmt(lvl)}"
+        for t, n, lvl, k in noisy
+    )
+    return [
+        Finding(
+            "late_variance",
+            "warning",
+            f"{study.objective} jumps from eval to eval late in training ({_trials([n[0] for n in noisy])})",
+            detail
+            + f" (limit {LATE_NOISE_RELATIVE:.0%}). Trials then end on lucky or unlucky evals, which "
+            "blurs comparisons and hurts reproducibility.",
+            "reduce the noise before comparing: decay the learning rate to a small value by the end, use a "
+            "larger batch size or more validation data, or evaluate Polyak-averaged (EMA) parameters",
+            tuple(n[0].index for n in noisy),
+        )
+    ]
 
 
 def check_not_converged(study: StudyData) -> list[Finding]:
@@ -309,13 +428,18 @@ def check_not_converged(study: StudyData) -> list[Finding]:
     late = [t for t in top if t.best_step >= NOT_CONVERGED_FRACTION * _length(study, t)]
     if not top or len(late) < len(top):
         return []
-    return [Finding("not_converged", "warning",
-                    f"The best trials were still improving at the end of training ({_trials(late)})",
-                    f"{_every(len(top))} reaches its best {study.objective} in the last "
-                    f"{1 - NOT_CONVERGED_FRACTION:.0%} of training: " + _best_steps(study, late) + ".",
-                    "training is compute bound: train longer (raise train.steps for every trial, never tune it "
-                    "per trial) and retune the learning-rate decay schedule for the new length",
-                    tuple(t.index for t in late))]
+    return [
+        Finding(
+            "not_converged",
+            "warning",
+            f"The best trials were still improving at the end of training ({_trials(late)})",
+            f"{_every(len(top))} reaches its best {study.objective} in the last "
+            f"{1 - NOT_CONVERGED_FRACTION:.0%} of training: " + _best_steps(study, late) + ".",
+            "training is compute bound: train longer (raise train.steps for every trial, never tune it "
+            "per trial) and retune the learning-rate decay schedule for the new length",
+            tuple(t.index for t in late),
+        )
+    ]
 
 
 def check_saturated_early(study: StudyData) -> list[Finding]:
@@ -325,14 +449,21 @@ def check_saturated_early(study: StudyData) -> list[Finding]:
     early = [t for t in top if t.best_step <= SATURATED_FRACTION * _length(study, t)]
     if not top or len(early) < len(top):
         return []
-    return [Finding("saturated_early", "info",
-                    f"The best trials stop improving within the first {SATURATED_FRACTION:.0%} of training "
-                    f"({_trials(early)})",
-                    f"{_every(len(top))} reaches its best {study.objective} early: "
-                    + _best_steps(study, early) + ". The rest of training buys nothing (the best checkpoint is "
-                    "kept, so the results stand).",
-                    "training is not compute bound: lower train.steps for the next round to save compute "
-                    "(the playbook: train.steps is way too high)", tuple(t.index for t in early))]
+    return [
+        Finding(
+            "saturated_early",
+            "info",
+            f"The best trials stop improving within the first {SATURATED_FRACTION:.0%} of training "
+            f"({_trials(early)})",
+            f"{_every(len(top))} reaches its best {study.objective} early: "
+            + _best_steps(study, early)
+            + ". The rest of training buys nothing (the best checkpoint is "
+            "kept, so the results stand).",
+            "training is not compute bound: lower train.steps for the next round to save compute "
+            "(the playbook: train.steps is way too high)",
+            tuple(t.index for t in early),
+        )
+    ]
 
 
 def check_train_loss_rising(study: StudyData) -> list[Finding]:
@@ -346,20 +477,34 @@ def check_train_loss_rising(study: StudyData) -> list[Finding]:
         if len(values) < 3 or k >= len(values):
             continue
         low = int(np.argmin(values))
-        margin = max(TRAIN_RISE_RELATIVE * abs(values[low]), TRAIN_RISE_OF_DECREASE * (values[0] - values[low]))
+        margin = max(
+            TRAIN_RISE_RELATIVE * abs(values[low]),
+            TRAIN_RISE_OF_DECREASE * (values[0] - values[low]),
+        )
         if values[-k:].min() > values[low] + margin:
-            rising.append((t, f"trial {t.index}: {name} {_fmt(values[low])} at step {steps[low]}, then at least "
-                              f"{_fmt(values[-k:].min())} over the last {k} evals (end {_fmt(values[-1])})"))
+            rising.append(
+                (
+                    t,
+                    f"trial {t.index}: {name} {_fmt(values[low])} at step {steps[low]}, then at least "
+                    f"{_fmt(values[-k:].min())} over the last {k} evals (end {_fmt(values[-1])})",
+                )
+            )
     if not rising:
         return []
-    return [Finding("train_loss_rising", "warning",
-                    f"Training loss rises during training in {len(rising)} trial{'s' if len(rising) > 1 else ''} "
-                    f"({_trials([t for t, _ in rising])})",
-                    "; ".join(text for _, text in rising) + ". Training loss should not go up on a feasible run.",
-                    "the playbook: a rising training loss usually indicates a bug in the training pipeline; check "
-                    "the data pipeline, the loss and the learning-rate schedule (if only high learning rates show "
-                    "it, it is instability instead: try warmup or gradient clipping)",
-                    tuple(t.index for t, _ in rising))]
+    return [
+        Finding(
+            "train_loss_rising",
+            "warning",
+            f"Training loss rises during training in {len(rising)} trial{'s' if len(rising) > 1 else ''} "
+            f"({_trials([t for t, _ in rising])})",
+            "; ".join(text for _, text in rising)
+            + ". Training loss should not go up on a feasible run.",
+            "the playbook: a rising training loss usually indicates a bug in the training pipeline; check "
+            "the data pipeline, the loss and the learning-rate schedule (if only high learning rates show "
+            "it, it is instability instead: try warmup or gradient clipping)",
+            tuple(t.index for t, _ in rising),
+        )
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -382,24 +527,36 @@ def check_adam_budget(study: StudyData) -> list[Finding]:
     table = ", ".join(_short(path) for path in supported)
     findings = []
     if "optimizer.learning_rate" not in study.space.paths:
-        findings.append(Finding("adam_budget", "warning", "The learning rate is not searched",
-                                f"This {_optimizer(study)} study searches {', '.join(study.space.paths)} but keeps "
-                                "optimizer.learning_rate fixed; the playbook tunes the learning rate in every study, "
-                                f"and with {budget} trials its Adam table tunes {table}.",
-                                "search optimizer.learning_rate (log scale) as a nuisance hyperparameter, so that "
-                                "each setting is compared at its own best learning rate",
-                                param="optimizer.learning_rate"))
+        findings.append(
+            Finding(
+                "adam_budget",
+                "warning",
+                "The learning rate is not searched",
+                f"This {_optimizer(study)} study searches {', '.join(study.space.paths)} but keeps "
+                "optimizer.learning_rate fixed; the playbook tunes the learning rate in every study, "
+                f"and with {budget} trials its Adam table tunes {table}.",
+                "search optimizer.learning_rate (log scale) as a nuisance hyperparameter, so that "
+                "each setting is compared at its own best learning rate",
+                param="optimizer.learning_rate",
+            )
+        )
     for minimum, path in ADAM_BUDGET:
         p = next((p for p in study.space if p.path == path), None)
         if p is None or p.role != "nuisance" or budget >= minimum:
             continue  # a scientific Adam hyperparameter is the question itself, not a budget choice
-        findings.append(Finding("adam_budget", "warning",
-                                f"{path} is searched with too few trials ({budget}) for it to pay off",
-                                f"The playbook's Adam table: fewer than 10 trials tune the learning rate only, 10-25 "
-                                "add b1, 25 or more add eps, and substantially more (here: 100 or more) add b2. "
-                                f"With {budget} trials it tunes {table}; {path} needs {minimum} or more.",
-                                f"fix {path} at its default and spend the trials on {table}, or raise "
-                                f"study.num_trials to {minimum} or more", param=path))
+        findings.append(
+            Finding(
+                "adam_budget",
+                "warning",
+                f"{path} is searched with too few trials ({budget}) for it to pay off",
+                f"The playbook's Adam table: fewer than 10 trials tune the learning rate only, 10-25 "
+                "add b1, 25 or more add eps, and substantially more (here: 100 or more) add b2. "
+                f"With {budget} trials it tunes {table}; {path} needs {minimum} or more.",
+                f"fix {path} at its default and spend the trials on {table}, or raise "
+                f"study.num_trials to {minimum} or more",
+                param=path,
+            )
+        )
     return findings
 
 
@@ -428,7 +585,9 @@ def _beyond(u: float, end: str, fraction: float) -> bool:
 
 def _is_diverged(t: TrialData, p: spaces.Hyperparameter) -> bool:
     # Divergence and no training at all speak of instability; a crash is a bug or a resource limit.
-    return (t.status == "infeasible" or never_trained(t)) and _position(p, t.params.get(p.path)) is not None
+    return (t.status == "infeasible" or never_trained(t)) and _position(
+        p, t.params.get(p.path)
+    ) is not None
 
 
 def never_trained(t: TrialData) -> bool:
@@ -436,7 +595,9 @@ def never_trained(t: TrialData) -> bool:
     if t.status != "completed":
         return False
     _, steps, values = _train_loss(t)
-    return len(values) >= 2 and steps[0] == 0 and values[1:].min() >= NO_PROGRESS_FRACTION * values[0]
+    return (
+        len(values) >= 2 and steps[0] == 0 and values[1:].min() >= NO_PROGRESS_FRACTION * values[0]
+    )
 
 
 def _trained(study: StudyData) -> list[TrialData]:
@@ -444,7 +605,9 @@ def _trained(study: StudyData) -> list[TrialData]:
     return [t for t in study.feasible if not never_trained(t)]
 
 
-def _diverged_cluster(study: StudyData, p: spaces.Hyperparameter) -> tuple[str, list[TrialData], float] | None:
+def _diverged_cluster(
+    study: StudyData, p: spaces.Hyperparameter
+) -> tuple[str, list[TrialData], float] | None:
     """(end, diverged trials beyond the feasible percentile, that percentile's value) when diverged
     trials concentrate at one end of p, else None."""
     diverged = [t for t in study.trials if _is_diverged(t, p)]
@@ -468,8 +631,12 @@ def _adjacent(study: StudyData, p, best: TrialData, frontier: TrialData, sign: i
     u_front = _position(p, frontier.params[p.path])
     if u_best is None or sign * (u_front - u_best) > ADJACENT_MAX_GAP:
         return False
-    between = [u for t in _trained(study) if (u := _position(p, t.params.get(p.path))) is not None
-               and sign * u_best < sign * u < sign * u_front]
+    between = [
+        u
+        for t in _trained(study)
+        if (u := _position(p, t.params.get(p.path))) is not None
+        and sign * u_best < sign * u < sign * u_front
+    ]
     return not between
 
 
@@ -490,14 +657,23 @@ def check_input_bound(study: StudyData) -> list[Finding]:
     if not slow:
         return []
     worst, trial = max(slow, key=lambda p: p[0])
-    detail = (f"{len(slow)} trial(s) ({_trials([t for _, t in slow])}) spent more than {INPUT_WAIT_WARNING:.0%} of "
-              f"their median evaluation period waiting for input (train/input_wait_fraction); trial "
-              f"{trial.index}: {worst:.0%}.")
-    return [Finding("input_bound", "warning", f"Input-bound: training waited for data {worst:.0%} of the time",
-                    detail, "profile the input pipeline (jax.profiler) and make it keep up: raise data.read_threads "
-                    "or data.prefetch, do expensive preprocessing once offline, or use data.pipeline='device' "
-                    "when the dataset fits on the device; until then step times measure the pipeline, not the model",
-                    tuple(t.index for _, t in slow))]
+    detail = (
+        f"{len(slow)} trial(s) ({_trials([t for _, t in slow])}) spent more than {INPUT_WAIT_WARNING:.0%} of "
+        f"their median evaluation period waiting for input (train/input_wait_fraction); trial "
+        f"{trial.index}: {worst:.0%}."
+    )
+    return [
+        Finding(
+            "input_bound",
+            "warning",
+            f"Input-bound: training waited for data {worst:.0%} of the time",
+            detail,
+            "profile the input pipeline (jax.profiler) and make it keep up: raise data.read_threads "
+            "or data.prefetch, do expensive preprocessing once offline, or use data.pipeline='device' "
+            "when the dataset fits on the device; until then step times measure the pipeline, not the model",
+            tuple(t.index for _, t in slow),
+        )
+    ]
 
 
 def check_clipping(study: StudyData) -> list[Finding]:
@@ -508,16 +684,28 @@ def check_clipping(study: StudyData) -> list[Finding]:
     if not heavy:
         return []
     worst, trial = max(heavy, key=lambda p: p[0])
-    detail = (f"{len(heavy)} trial(s) ({_trials([t for _, t in heavy])}) clipped more than "
-              f"{CLIP_AGGRESSIVE_FRACTION:.0%} of their updates (train/clip_fraction); trial {trial.index}: {worst:.0%}. "
-              "The playbook calls this extremely aggressive clipping: \"in essence a strange way of reducing the "
-              "learning rate\", and it slows training down.")
-    return [Finding("clipping", "warning", f"Gradient clipping cuts {worst:.0%} of the updates",
-                    detail, "lower the learning rate instead, or raise train.grad_clip_norm to just above the "
-                    f"typical gradient norm{_clip_hint(study)}", tuple(t.index for _, t in heavy))]
+    detail = (
+        f"{len(heavy)} trial(s) ({_trials([t for _, t in heavy])}) clipped more than "
+        f"{CLIP_AGGRESSIVE_FRACTION:.0%} of their updates (train/clip_fraction); trial {trial.index}: {worst:.0%}. "
+        'The playbook calls this extremely aggressive clipping: "in essence a strange way of reducing the '
+        'learning rate", and it slows training down.'
+    )
+    return [
+        Finding(
+            "clipping",
+            "warning",
+            f"Gradient clipping cuts {worst:.0%} of the updates",
+            detail,
+            "lower the learning rate instead, or raise train.grad_clip_norm to just above the "
+            f"typical gradient norm{_clip_hint(study)}",
+            tuple(t.index for _, t in heavy),
+        )
+    ]
 
 
-def _trials_above(study: StudyData, metric: str, summary, limit: float) -> list[tuple[float, TrialData]]:
+def _trials_above(
+    study: StudyData, metric: str, summary, limit: float
+) -> list[tuple[float, TrialData]]:
     """(summary of the metric's logged values, trial) for each trial whose summary exceeds limit."""
     found = []
     for t in study.trials:
@@ -533,8 +721,10 @@ def _clip_hint(study: StudyData) -> str:
     threshold = clip_threshold(study.feasible[0]) if study.feasible else None
     if threshold is None:
         return ""
-    return (f" (e.g. train.grad_clip_norm={_fmt(threshold)}, the "
-            f"{CLIP_PERCENTILE}th percentile of the best trial's gradient norm)")
+    return (
+        f" (e.g. train.grad_clip_norm={_fmt(threshold)}, the "
+        f"{CLIP_PERCENTILE}th percentile of the best trial's gradient norm)"
+    )
 
 
 def clip_threshold(t: TrialData) -> float | None:
@@ -551,21 +741,25 @@ def _overfit(study: StudyData, t: TrialData) -> str | None:
     if len(values) < OVERFIT_MIN_AFTER + 1:
         return None
     b = int(np.argmin(sign * values))
-    after = values[b + 1:]
+    after = values[b + 1 :]
     if len(after) < OVERFIT_MIN_AFTER:
         return None
-    tail = after[-_late_count(len(values)):]
+    tail = after[-_late_count(len(values)) :]
     rise = sign * (float(np.mean(tail)) - values[b])
-    margin = max(OVERFIT_RELATIVE * _level(study, values[b:b + 1]), OVERFIT_NOISE_MULTIPLE * _noise(after))
+    margin = max(
+        OVERFIT_RELATIVE * _level(study, values[b : b + 1]), OVERFIT_NOISE_MULTIPLE * _noise(after)
+    )
     name, train_steps, train = _train_loss(t)
     if rise <= margin or not len(train):
         return None
     at_best = train[int(np.argmin(np.abs(train_steps - steps[b])))]
     if not train[-1] < at_best:
         return None
-    return (f"{study.objective} best {_fmt(values[b])} at step {steps[b]}, mean of the last {len(tail)} evals "
-            f"{_fmt(values[b] + sign * rise)} (worse by {_fmt(rise)}, margin {_fmt(margin)}), while {name} fell "
-            f"from {_fmt(at_best)} to {_fmt(train[-1])}")
+    return (
+        f"{study.objective} best {_fmt(values[b])} at step {steps[b]}, mean of the last {len(tail)} evals "
+        f"{_fmt(values[b] + sign * rise)} (worse by {_fmt(rise)}, margin {_fmt(margin)}), while {name} fell "
+        f"from {_fmt(at_best)} to {_fmt(train[-1])}"
+    )
 
 
 def _best_per_scientific_setting(study: StudyData) -> list[tuple[str, TrialData]]:
@@ -580,8 +774,10 @@ def _best_per_scientific_setting(study: StudyData) -> list[tuple[str, TrialData]
             if p.space in ("float", "int") and u is not None:
                 b = min(int(u * SCIENTIFIC_BUCKETS), SCIENTIFIC_BUCKETS - 1)
                 key.append(b)
-                labels.append(f"{p.path} in [{_fmt(_value_at(p, b / SCIENTIFIC_BUCKETS))}, "
-                              f"{_fmt(_value_at(p, (b + 1) / SCIENTIFIC_BUCKETS))}]")
+                labels.append(
+                    f"{p.path} in [{_fmt(_value_at(p, b / SCIENTIFIC_BUCKETS))}, "
+                    f"{_fmt(_value_at(p, (b + 1) / SCIENTIFIC_BUCKETS))}]"
+                )
             else:
                 key.append(repr(value))
                 labels.append(f"{p.path}={value}")
@@ -628,7 +824,9 @@ def _length(study: StudyData, t: TrialData) -> int | None:
 
 
 def _best_steps(study: StudyData, trials: list[TrialData]) -> str:
-    return ", ".join(f"trial {t.index} at step {t.best_step} of {_length(study, t)}" for t in trials)
+    return ", ".join(
+        f"trial {t.index} at step {t.best_step} of {_length(study, t)}" for t in trials
+    )
 
 
 def _every(n: int) -> str:

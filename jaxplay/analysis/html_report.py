@@ -6,6 +6,7 @@ is inline, so it can be mailed, attached to an issue or opened from a file share
 that came from a user (study name, notes, hyperparameter names and values, error messages, paths,
 commands) is HTML-escaped; a Content-Security-Policy forbidding scripts backs that up.
 """
+
 from __future__ import annotations
 
 import base64
@@ -66,11 +67,15 @@ def _num(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _table(header: list[str], rows: list[list[str]], cls: str = "", highlight: int | None = None) -> str:
+def _table(
+    header: list[str], rows: list[list[str]], cls: str = "", highlight: int | None = None
+) -> str:
     """A table from already-escaped cell HTML (header cells are escaped here); row `highlight` is marked."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join(('<tr class="best">' if i == highlight else "<tr>") + "".join(cells) + "</tr>"
-                   for i, cells in enumerate(rows))
+    body = "".join(
+        ('<tr class="best">' if i == highlight else "<tr>") + "".join(cells) + "</tr>"
+        for i, cells in enumerate(rows)
+    )
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -81,38 +86,65 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "", highlight: i
 def _summary(study: StudyData) -> str:
     r = study.record
     counts = r.get("status_counts") or {}
-    best = (f"{_e(_num(r['best_value']))} (trial {_e(r['best_trial'])})" if r.get("best_trial") is not None
-            else "no feasible trial yet")
+    best = (
+        f"{_e(_num(r['best_value']))} (trial {_e(r['best_trial'])})"
+        if r.get("best_trial") is not None
+        else "no feasible trial yet"
+    )
     commit = r.get("git_commit") or "unknown"
-    dirty = " (dirty: uncommitted changes, so the commit alone does not reproduce it)" if r.get("git_dirty") else ""
+    dirty = (
+        " (dirty: uncommitted changes, so the commit alone does not reproduce it)"
+        if r.get("git_dirty")
+        else ""
+    )
     fields = [
         ("Notes", _e(r.get("notes") or "-")),
-        ("Objective", f"{_e(study.objective)} ({'minimized' if study.mode == 'min' else 'maximized'})"),
+        (
+            "Objective",
+            f"{_e(study.objective)} ({'minimized' if study.mode == 'min' else 'maximized'})",
+        ),
         ("Best", best),
-        ("Trials", f"{_e(r.get('num_trials', len(study.trials)))}: "
-                   + (", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s)) or "none")),
+        (
+            "Trials",
+            f"{_e(r.get('num_trials', len(study.trials)))}: "
+            + (", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s)) or "none"),
+        ),
         ("Steps per trial", _e(_num(study.train_steps))),
         ("Search", f"{_e(r.get('algorithm', '-'))}, seed {_e(r.get('seed', '-'))}"),
         ("Config", f"<code>{_e(r.get('config_path') or '-')}</code>"),
         ("Reproduce", f"<code>{_e(r.get('command') or '-')}</code>"),
         ("Code", f"git <code>{_e(commit)}</code>{dirty}"),
-        ("Libraries", _e(", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items()) or "-")),
+        (
+            "Libraries",
+            _e(", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items()) or "-"),
+        ),
         ("Device", _e(r.get("device_kind") or "-")),
         ("Executor", f"{_e(r.get('executor') or '-')} ({_e(r.get('executor_reason') or '-')})"),
-        ("Created / updated", f"{_e(r.get('created_at') or '-')} / {_e(r.get('updated_at') or '-')}"),
+        (
+            "Created / updated",
+            f"{_e(r.get('created_at') or '-')} / {_e(r.get('updated_at') or '-')}",
+        ),
     ]
     rows = "".join(f"<tr><th>{_e(label)}</th><td>{value}</td></tr>" for label, value in fields)
-    space = [[f"<td><code>{_e(p.path)}</code></td>", f"<td>{_e(p.role)}</td>", f"<td>{_e(p.space)}</td>",
-              f"<td>{_e(f'{p.scale} [{_num(p.min)}, {_num(p.max)}]' if p.values is None else list(p.values))}</td>"]
-             for p in study.space]
+    space = [
+        [
+            f"<td><code>{_e(p.path)}</code></td>",
+            f"<td>{_e(p.role)}</td>",
+            f"<td>{_e(p.space)}</td>",
+            f"<td>{_e(f'{p.scale} [{_num(p.min)}, {_num(p.max)}]' if p.values is None else list(p.values))}</td>",
+        ]
+        for p in study.space
+    ]
     if space:
         searched = _table(["searched hyperparameter", "role", "space", "range"], space)
     elif r.get("algorithm") == "manual":
         searched = "<p>Nothing searched: the trials were listed (study.trials); their values are in the table of trials.</p>"
     else:
         searched = "<p>Nothing searched: every trial ran the same configuration.</p>"
-    return (f'<section id="summary"><h2>Summary</h2><table class="fields">{rows}</table>'
-            f"<h3>Search space</h3>{searched}</section>")
+    return (
+        f'<section id="summary"><h2>Summary</h2><table class="fields">{rows}</table>'
+        f"<h3>Search space</h3>{searched}</section>"
+    )
 
 
 def _diagnostics(findings: list) -> str:
@@ -120,7 +152,9 @@ def _diagnostics(findings: list) -> str:
         return '<section id="diagnostics"><h2>Diagnostics</h2><p class="ok">No problems found.</p></section>'
     items = []
     for f in findings:
-        severity = f.severity if f.severity in SEVERITIES else "info"  # also keeps the class attribute fixed
+        severity = (
+            f.severity if f.severity in SEVERITIES else "info"
+        )  # also keeps the class attribute fixed
         where = []
         if f.param:
             where.append(f"hyperparameter <code>{_e(f.param)}</code>")
@@ -130,11 +164,18 @@ def _diagnostics(findings: list) -> str:
             f'<div class="finding {severity}"><p><span class="badge {severity}">{_e(f.severity)}</span> '
             f"<strong>{_e(f.title)}</strong></p><p>{_e(f.detail)}</p>"
             f"<p><strong>Action:</strong> {_e(f.action)}</p>"
-            + (f"<p><small>{'; '.join(where)} · check {_e(f.check)}</small></p>" if where
-               else f"<p><small>check {_e(f.check)}</small></p>") + "</div>")
+            + (
+                f"<p><small>{'; '.join(where)} · check {_e(f.check)}</small></p>"
+                if where
+                else f"<p><small>check {_e(f.check)}</small></p>"
+            )
+            + "</div>"
+        )
     warnings = sum(f.severity == "warning" for f in findings)
-    return (f'<section id="diagnostics"><h2>Diagnostics</h2><p>{warnings} warning(s), '
-            f"{len(findings) - warnings} note(s) from the playbook's checks.</p>{''.join(items)}</section>")
+    return (
+        f'<section id="diagnostics"><h2>Diagnostics</h2><p>{warnings} warning(s), '
+        f"{len(findings) - warnings} note(s) from the playbook's checks.</p>{''.join(items)}</section>"
+    )
 
 
 def _error_cell(t: TrialData) -> str:
@@ -143,7 +184,9 @@ def _error_cell(t: TrialData) -> str:
     lines = t.error.strip().splitlines() or [""]
     cell = _e(lines[-1])
     if len(lines) > 1:
-        cell += f"<details><summary>full message</summary><pre>{_e(t.error.strip())}</pre></details>"
+        cell += (
+            f"<details><summary>full message</summary><pre>{_e(t.error.strip())}</pre></details>"
+        )
     return f"<td>{cell}</td>"
 
 
@@ -154,15 +197,36 @@ def _trials(study: StudyData) -> str:
     rows = []
     for t in order:
         status = t.status if t.status in STATUSES else ""
-        numbers = [t.index, t.best_value, t.best_step, t.steps_run, *(t.params.get(p, "-") for p in paths)]
+        numbers = [
+            t.index,
+            t.best_value,
+            t.best_step,
+            t.steps_run,
+            *(t.params.get(p, "-") for p in paths),
+        ]
         cells = [f'<td class="num">{_e(_num(v))}</td>' for v in numbers]
         cells.insert(1, f'<td><span class="badge {status}">{_e(t.status)}</span></td>')
         cells.append(_error_cell(t))
         rows.append(cells)
-    header = ["trial", "status", f"best {study.objective}", "best step", "steps run", *paths, "problem"]
-    table = _table(header, rows, "trials", highlight=next((i for i, t in enumerate(order) if t.index == best), None))
-    return (f'<section id="trials"><h2>Trials</h2><p>Best first; the best trial is highlighted. A trial\'s value '
-            f"is the best {_e(study.objective)} it reached over training (the playbook's choice).</p>{table}</section>")
+    header = [
+        "trial",
+        "status",
+        f"best {study.objective}",
+        "best step",
+        "steps run",
+        *paths,
+        "problem",
+    ]
+    table = _table(
+        header,
+        rows,
+        "trials",
+        highlight=next((i for i, t in enumerate(order) if t.index == best), None),
+    )
+    return (
+        f'<section id="trials"><h2>Trials</h2><p>Best first; the best trial is highlighted. A trial\'s value '
+        f"is the best {_e(study.objective)} it reached over training (the playbook's choice).</p>{table}</section>"
+    )
 
 
 def _png(fig) -> str:
@@ -174,13 +238,19 @@ def _png(fig) -> str:
 def _plots(study: StudyData) -> str:
     sections: dict[str, list[str]] = {}
     for name, caption, fig in plots.figures(study):
-        wide = ' class="wide"' if fig.get_figwidth() > 7 else ""  # two-panel plots get the full width
+        wide = (
+            ' class="wide"' if fig.get_figwidth() > 7 else ""
+        )  # two-panel plots get the full width
         data = _png(fig)
         fig.clear()  # the page holds the PNG now; free the artists before the next plot is drawn
         sections.setdefault(name, []).append(
             f'<figure{wide}><img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>")
-    parts = [f'<h3>{_e(name)}</h3><div class="figures">{"".join(figs)}</div>' for name, figs in sections.items()]
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
+    parts = [
+        f'<h3>{_e(name)}</h3><div class="figures">{"".join(figs)}</div>'
+        for name, figs in sections.items()
+    ]
     if not parts:
         parts.append("<p>No plots yet: the study has no finished trial with a result.</p>")
     return f'<section id="plots"><h2>Plots</h2>{"".join(parts)}</section>'
@@ -197,38 +267,78 @@ def _lineage(study: StudyData) -> str:
     parts = []
     if parent:
         changes = "".join(f"<li>{_e(c)}</li>" for c in parent.get("changes") or [])
-        parts.append(f"<p>Derived from study <b>{_e(parent.get('study'))}</b> by <code>--lineage "
-                     f"{_e(parent.get('action'))}</code>:</p><ul>{changes}</ul>")
+        parts.append(
+            f"<p>Derived from study <b>{_e(parent.get('study'))}</b> by <code>--lineage "
+            f"{_e(parent.get('action'))}</code>:</p><ul>{changes}</ul>"
+        )
     rows, records = [], [*study.family, study.record]
     for r in study.family:
         link = variance.parent_of(r) or {}
-        relation = ("parent" if parent and r["name"] == parent.get("study") else
-                    f"derived from it ({link.get('action')})" if link.get("study") == study.name else
-                    f"{link.get('action')} of {link.get('study')}" if link else "ancestor")
+        relation = (
+            "parent"
+            if parent and r["name"] == parent.get("study")
+            else f"derived from it ({link.get('action')})"
+            if link.get("study") == study.name
+            else f"{link.get('action')} of {link.get('study')}"
+            if link
+            else "ancestor"
+        )
         counts = ", ".join(f"{n} {k}" for k, n in (r.get("status_counts") or {}).items() if n)
-        rows.append([f"<td>{_e(r['name'])}</td>", f"<td>{_e(relation)}</td>",
-                     f"<td>{_e(_num(r.get('best_value')))}</td>",
-                     f"<td>{_e(variance.difference_text(study.record, r, records))}</td>", f"<td>{_e(counts or '-')}</td>"])
+        rows.append(
+            [
+                f"<td>{_e(r['name'])}</td>",
+                f"<td>{_e(relation)}</td>",
+                f"<td>{_e(_num(r.get('best_value')))}</td>",
+                f"<td>{_e(variance.difference_text(study.record, r, records))}</td>",
+                f"<td>{_e(counts or '-')}</td>",
+            ]
+        )
     if rows:
-        parts.append(_table(["study", "relation", f"best {study.objective}", "compared with this study", "trials"],
-                            rows))
-    noise = [n for n in (variance.trial_noise(records, {study.name}), variance.study_noise(records, study.name)) if n]
+        parts.append(
+            _table(
+                [
+                    "study",
+                    "relation",
+                    f"best {study.objective}",
+                    "compared with this study",
+                    "trials",
+                ],
+                rows,
+            )
+        )
+    noise = [
+        n
+        for n in (
+            variance.trial_noise(records, {study.name}),
+            variance.study_noise(records, study.name),
+        )
+        if n
+    ]
     if noise:
-        items = "".join(f"<li>{_e(n.describe())}; two results closer than {_e(_num(n.threshold))} are within "
-                        "this noise</li>" for n in noise)
-        parts.append(f"<p>Noise measured by this lineage (playbook: weigh every difference against it):</p>"
-                     f"<ul>{items}</ul>")
+        items = "".join(
+            f"<li>{_e(n.describe())}; two results closer than {_e(_num(n.threshold))} are within "
+            "this noise</li>"
+            for n in noise
+        )
+        parts.append(
+            f"<p>Noise measured by this lineage (playbook: weigh every difference against it):</p>"
+            f"<ul>{items}</ul>"
+        )
     return f'<section id="lineage"><h2>Lineage</h2>{"".join(parts)}</section>'
 
 
 def _fixed(study: StudyData) -> str:
-    rows = [[f"<td><code>{_e(path)}</code></td>", f"<td>{_e(_num(value))}</td>"]
-            for path, value in sorted(study.fixed.items())]
+    rows = [
+        [f"<td><code>{_e(path)}</code></td>", f"<td>{_e(_num(value))}</td>"]
+        for path, value in sorted(study.fixed.items())
+    ]
     table = _table(["fixed hyperparameter", "value"], rows) if rows else "<p>None recorded.</p>"
-    return ('<section id="fixed"><h2>Fixed hyperparameters: caveats of the conclusions</h2>'
-            "<p>Everything the study did not search was fixed. Its conclusions hold for these fixed values; "
-            "with a different value of any of them (another batch size, model depth, schedule...) they may not, "
-            "until a study that searches it says so.</p>" + table + "</section>")
+    return (
+        '<section id="fixed"><h2>Fixed hyperparameters: caveats of the conclusions</h2>'
+        "<p>Everything the study did not search was fixed. Its conclusions hold for these fixed values; "
+        "with a different value of any of them (another batch size, model depth, schedule...) they may not, "
+        "until a study that searches it says so.</p>" + table + "</section>"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,14 +351,21 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
         from jaxplay.analysis import diagnostics
 
         findings = diagnostics.diagnose(study)
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lineage = _lineage(study)
-    nav = " ".join(f'<a href="#{a}">{label}</a>' for a, label in
-                   (("summary", "Summary"), *((("lineage", "Lineage"),) if lineage else ()),
-                    ("diagnostics", f"Diagnostics ({len(findings)})"), ("trials", "Trials"),
-                    ("plots", "Plots"), ("fixed", "Fixed hyperparameters")))
+    nav = " ".join(
+        f'<a href="#{a}">{label}</a>'
+        for a, label in (
+            ("summary", "Summary"),
+            *((("lineage", "Lineage"),) if lineage else ()),
+            ("diagnostics", f"Diagnostics ({len(findings)})"),
+            ("trials", "Trials"),
+            ("plots", "Plots"),
+            ("fixed", "Fixed hyperparameters"),
+        )
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Study {_e(study.name)}: jaxplay report</title><style>{STYLE}</style></head>\n<body>"
@@ -256,7 +373,8 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
         f'<p class="notes">{_e(study.record.get("notes") or "")}</p><nav>{nav}</nav></header>\n'
         f"{_summary(study)}\n{lineage}\n{_diagnostics(findings)}\n{_trials(study)}\n{_plots(study)}\n{_fixed(study)}\n"
         f"<footer>Written by jaxplay on {now}. The study itself lives in its store; rerun "
-        "<code>python -m jaxplay.studies report</code> for a fresh copy.</footer>\n</body></html>\n")
+        "<code>python -m jaxplay.studies report</code> for a fresh copy.</footer>\n</body></html>\n"
+    )
 
 
 def report_name(study: StudyData) -> str:
@@ -264,8 +382,9 @@ def report_name(study: StudyData) -> str:
     return f"report-{re.sub(r'[^A-Za-z0-9._-]+', '-', study.name).strip('-.') or 'study'}.html"
 
 
-def write_report(study: StudyData, path: str | pathlib.Path | None = None, *,
-                 findings: list | None = None) -> pathlib.Path:
+def write_report(
+    study: StudyData, path: str | pathlib.Path | None = None, *, findings: list | None = None
+) -> pathlib.Path:
     """Writes the report and returns its path: `path` ending in .html is the file itself, any other
     path is a directory (created if missing) that gets `report_name(study)`; default: the current one."""
     target = pathlib.Path.cwd() if path is None else paths.folder(path)  # a gs:// workdir too

@@ -9,6 +9,7 @@ a trial's y value is the best objective it reached over training; infeasible tri
 failed) are red x pinned at a capped y just beyond the worst feasible value, so they stay visible
 without stretching the axis; the top 3 trials are green stars.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -26,7 +27,15 @@ from jaxplay.spaces import Hyperparameter
 FEASIBLE = dict(color="tab:blue", marker="o", s=28, alpha=0.8, zorder=3)
 TOP = dict(color="tab:green", marker="*", s=190, edgecolors="black", linewidths=0.6, zorder=4)
 INFEASIBLE = dict(color="tab:red", marker="x", s=40, linewidths=1.5, zorder=3)
-TOP_COLORS = ("tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+TOP_COLORS = (
+    "tab:green",
+    "tab:orange",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+)
 MAX_LABEL = 18  # characters of a category tick label before it is shortened
 
 
@@ -59,8 +68,10 @@ def _param(study: StudyData, path: str) -> Hyperparameter:
     for p in study.space:
         if p.path == path:
             return p
-    raise ValueError(f"{path!r} is not a searched hyperparameter of study {study.name!r}; "
-                     f"searched: {', '.join(study.space.paths) or 'none'}")
+    raise ValueError(
+        f"{path!r} is not a searched hyperparameter of study {study.name!r}; "
+        f"searched: {', '.join(study.space.paths) or 'none'}"
+    )
 
 
 def _objective_label(study: StudyData) -> str:
@@ -86,8 +97,17 @@ def _draw_cap(ax, study: StudyData, cap: float) -> None:
     ax.set_ylim((lo, max(hi, cap + room)) if study.mode == "min" else (min(lo, cap - room), hi))
     ax.axhline(cap, color="tab:red", lw=0.8, ls=":", alpha=0.6, zorder=1)
     above = study.mode == "min"
-    ax.annotate("infeasible", xy=(1, cap), xycoords=("axes fraction", "data"), xytext=(-3, 5 if above else -5),
-                textcoords="offset points", ha="right", va="bottom" if above else "top", color="tab:red", fontsize=8)
+    ax.annotate(
+        "infeasible",
+        xy=(1, cap),
+        xycoords=("axes fraction", "data"),
+        xytext=(-3, 5 if above else -5),
+        textcoords="offset points",
+        ha="right",
+        va="bottom" if above else "top",
+        color="tab:red",
+        fontsize=8,
+    )
 
 
 def _categories(p: Hyperparameter, trials: list[TrialData]) -> list:
@@ -116,7 +136,9 @@ def _jitter(index: int) -> float:
 def _x_positions(p: Hyperparameter, trials: list[TrialData], categories: list | None) -> np.ndarray:
     if categories is None:
         return np.array([float(t.params[p.path]) for t in trials])
-    return np.array([_category_index(categories, t.params[p.path], p.space) + _jitter(t.index) for t in trials])
+    return np.array(
+        [_category_index(categories, t.params[p.path], p.space) + _jitter(t.index) for t in trials]
+    )
 
 
 def _category_ticks(ax, labels: list[str]) -> None:
@@ -124,16 +146,25 @@ def _category_ticks(ax, labels: list[str]) -> None:
     30 degrees, else vertical and, when even that is too dense, only every k-th one."""
     size = 9  # points
     line = 1.3 * size  # the space a line of text needs
-    spacing = ax.figure.get_figwidth() * 72 * 0.8 / len(labels)  # the axes span about 80% of the figure
+    spacing = (
+        ax.figure.get_figwidth() * 72 * 0.8 / len(labels)
+    )  # the axes span about 80% of the figure
     longest = max(len(s) for s in labels) * 0.6 * size  # average glyph width is about 0.6 em
     if longest <= 0.9 * spacing:
         rotation, step = 0, 1
-    elif 0.5 * spacing >= line:  # labels rotated 30 degrees are parallel strips sin(30) * spacing apart
+    elif (
+        0.5 * spacing >= line
+    ):  # labels rotated 30 degrees are parallel strips sin(30) * spacing apart
         rotation, step = 30, 1
     else:
         rotation, step = 90, math.ceil(line / spacing)
-    ax.set_xticks(range(0, len(labels), step), labels[::step], rotation=rotation, fontsize=size,
-                  ha="right" if rotation == 30 else "center")
+    ax.set_xticks(
+        range(0, len(labels), step),
+        labels[::step],
+        rotation=rotation,
+        fontsize=size,
+        ha="right" if rotation == 30 else "center",
+    )
     if step > 1:
         ax.set_xticks(range(len(labels)), minor=True)
 
@@ -155,8 +186,14 @@ def _setup_x(ax, p: Hyperparameter, categories: list | None) -> None:
         ax.set_xlim(p.min - pad, p.max + pad)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     for bound in (p.min, p.max):
-        ax.axvline(bound, color="0.35", ls="--", lw=1, zorder=1,
-                   label="Search range" if bound == p.min else None)
+        ax.axvline(
+            bound,
+            color="0.35",
+            ls="--",
+            lw=1,
+            zorder=1,
+            label="Search range" if bound == p.min else None,
+        )
 
 
 def _legend(fig: Figure, ax) -> None:
@@ -165,13 +202,18 @@ def _legend(fig: Figure, ax) -> None:
     if handles:
         # One row when it fits the figure's width, otherwise two columns.
         ncols = len(labels) if sum(len(s) for s in labels) < 70 else 2
-        fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
+        fig.legend(
+            handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False
+        )
 
 
 def _brief_params(study: StudyData, t: TrialData) -> str:
     """'lr=0.0012, b1=0.9' with each path shortened to its last component."""
-    return ", ".join(f"{path.rsplit('.', 1)[-1]}={_short(t.params[path])}"
-                     for path in study.space.paths if path in t.params)
+    return ", ".join(
+        f"{path.rsplit('.', 1)[-1]}={_short(t.params[path])}"
+        for path in study.space.paths
+        if path in t.params
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,16 +233,23 @@ def axis_plot(study: StudyData, path: str) -> Figure:
     fig = _figure()
     ax = fig.add_subplot()
     _setup_x(ax, p, categories)
-    groups = (([t for t in trials if t.index in feasible - top_ids], FEASIBLE, "Feasible trials"),
-              ([t for t in trials if t.index in top_ids], TOP, f"Top {len(top)} trials"),
-              ([t for t in trials if t.index not in feasible], INFEASIBLE, "Infeasible trials"))
+    groups = (
+        ([t for t in trials if t.index in feasible - top_ids], FEASIBLE, "Feasible trials"),
+        ([t for t in trials if t.index in top_ids], TOP, f"Top {len(top)} trials"),
+        ([t for t in trials if t.index not in feasible], INFEASIBLE, "Infeasible trials"),
+    )
     for group, style, label in groups:
         if group:
             y = [t.best_value if t.index in feasible else cap for t in group]
             ax.scatter(_x_positions(p, group, categories), y, label=label, **style)
     unfinished = len(study.trials) - len(study.finished)
-    ax.set_title(_text(f"{path}: {len(trials)} finished trials"
-                       + (f" ({unfinished} unfinished not shown)" if unfinished else "")), fontsize=11)
+    ax.set_title(
+        _text(
+            f"{path}: {len(trials)} finished trials"
+            + (f" ({unfinished} unfinished not shown)" if unfinished else "")
+        ),
+        fontsize=11,
+    )
     ax.set_ylabel(_objective_label(study))
     ax.grid(alpha=0.3)
     if any(t.index not in feasible for t in trials):
@@ -220,8 +269,10 @@ def isolation_groups(study: StudyData, path: str, buckets: int = 8) -> list[dict
     trials = [t for t in study.finished if p.path in t.params]
     if p.space in ("discrete", "categorical"):
         categories = _categories(p, trials)
-        members = [[t for t in trials if _category_index(categories, t.params[path], p.space) == i]
-                   for i in range(len(categories))]
+        members = [
+            [t for t in trials if _category_index(categories, t.params[path], p.space) == i]
+            for i in range(len(categories))
+        ]
         labels = [_short(v) for v in categories]
         edges = None
     else:
@@ -239,8 +290,16 @@ def isolation_groups(study: StudyData, path: str, buckets: int = 8) -> list[dict
     for i, group in enumerate(members):
         ids = {t.index for t in group}
         feasible = [t for t in study.feasible if t.index in ids]
-        groups.append(dict(position=i, label=labels[i], trials=group, best=feasible[0] if feasible else None,
-                           feasible=len(feasible), edges=None if edges is None else (edges[i], edges[i + 1])))
+        groups.append(
+            dict(
+                position=i,
+                label=labels[i],
+                trials=group,
+                best=feasible[0] if feasible else None,
+                feasible=len(feasible),
+                edges=None if edges is None else (edges[i], edges[i + 1]),
+            )
+        )
     return groups
 
 
@@ -263,13 +322,28 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
     x = [g["position"] if categorical else float(g["best"].params[path]) for g in best]
     y = [g["best"].best_value for g in best]
     # Categories have no order to connect; discrete values and buckets do.
-    ax.plot(x, y, ls="none" if p.space == "categorical" else "-", color="tab:blue", marker="o", ms=7,
-            label="Best trial per value" if categorical else "Best trial per bucket", zorder=3)
+    ax.plot(
+        x,
+        y,
+        ls="none" if p.space == "categorical" else "-",
+        color="tab:blue",
+        marker="o",
+        ms=7,
+        label="Best trial per value" if categorical else "Best trial per bucket",
+        zorder=3,
+    )
     for xi, yi, g in zip(x, y, best):
         infeasible = len(g["trials"]) - g["feasible"]
         note = f"best of {g['feasible']}" + (f" (+{infeasible} inf.)" if infeasible else "")
-        ax.annotate(note, (xi, yi), xytext=(0, 8), textcoords="offset points", ha="center", fontsize=8,
-                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))  # readable over the line
+        ax.annotate(
+            note,
+            (xi, yi),
+            xytext=(0, 8),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8),
+        )  # readable over the line
     lost = [g for g in groups if g["trials"] and g["best"] is None]
     if lost:
         lx = [g["position"] if categorical else _centre(p, g["edges"]) for g in lost]
@@ -279,7 +353,9 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
             ax.axvline(g["edges"][0], color="0.8", lw=0.6, zorder=0)
     nuisance = [q.path for q in study.space.by_role("nuisance") if q.path != path]
     others = [q.path for q in study.space.by_role("scientific") if q.path != path]
-    title = f"{path}: best trial over " + (", ".join(nuisance) if nuisance else "no nuisance hyperparameters")
+    title = f"{path}: best trial over " + (
+        ", ".join(nuisance) if nuisance else "no nuisance hyperparameters"
+    )
     if others:
         title += f" (and over scientific {', '.join(others)})"
     ax.set_title(_text(textwrap.fill(title, 75)), fontsize=10)
@@ -316,7 +392,10 @@ def curves_plot(study: StudyData, top: int = 3) -> Figure:
     fig = _figure(10.0, 4.2)
     axes = fig.subplots(1, 2)
     others = [t for t in study.trials if t.index not in best_ids]
-    for ax, metric, title in ((axes[0], train, "training"), (axes[1], study.objective, "validation")):
+    for ax, metric, title in (
+        (axes[0], train, "training"),
+        (axes[1], study.objective, "validation"),
+    ):
         ax.set_title(_text(f"{title}: {metric or 'not logged'}"), fontsize=11)
         ax.set_xlabel("step")
         ax.set_ylabel(_text(metric or ""))
@@ -331,33 +410,63 @@ def curves_plot(study: StudyData, top: int = 3) -> Figure:
                 ax.plot(steps, values, color="0.55", lw=0.8, alpha=0.6, zorder=2)
         for color, t in zip(itertools.cycle(TOP_COLORS), best):
             steps, values = t.curve(metric)
-            ax.plot(steps, values, color=color, lw=2, zorder=3,
-                    label=_text(f"trial {t.index} ({t.best_value:.4g}): {_brief_params(study, t)}"))
+            ax.plot(
+                steps,
+                values,
+                color=color,
+                lw=2,
+                zorder=3,
+                label=_text(f"trial {t.index} ({t.best_value:.4g}): {_brief_params(study, t)}"),
+            )
             if metric == study.objective and t.best_step is not None:
-                ax.plot([t.best_step], [t.best_value], marker="*", ms=12, color=color, mec="black", mew=0.5,
-                        zorder=4)
+                ax.plot(
+                    [t.best_step],
+                    [t.best_value],
+                    marker="*",
+                    ms=12,
+                    color=color,
+                    mec="black",
+                    mew=0.5,
+                    zorder=4,
+                )
         # Diverged trials reach huge values; the axis follows the trials that trained.
-        finite = np.concatenate([t.curve(metric)[1] for t in study.trials if t.status not in ("infeasible", "failed")]
-                                or [np.zeros(0)])
+        finite = np.concatenate(
+            [t.curve(metric)[1] for t in study.trials if t.status not in ("infeasible", "failed")]
+            or [np.zeros(0)]
+        )
         finite = finite[np.isfinite(finite)]
         if finite.size:
             lo, hi = float(finite.min()), float(finite.max())
             pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 0.05
             ax.set_ylim(lo - pad, hi + pad)
     handles, labels = axes[1].get_legend_handles_labels()
-    if any(t.status not in ("infeasible", "failed") and len(t.curve(study.objective)[0]) for t in others):
+    if any(
+        t.status not in ("infeasible", "failed") and len(t.curve(study.objective)[0])
+        for t in others
+    ):
         handles.append(Line2D([], [], color="0.55", lw=0.8))
         labels.append("other trials")
     if study.infeasible:
         handles.append(Line2D([], [], color="tab:red", lw=0.8, ls="--", alpha=0.5))
         labels.append("infeasible trials")
     # Long labels (many searched parameters) get a row each rather than running off the figure.
-    ncols = 1 if max(map(len, labels), default=0) > 75 else 2 if len(labels) > 3 else max(len(labels), 1)
+    ncols = (
+        1
+        if max(map(len, labels), default=0) > 75
+        else 2
+        if len(labels) > 3
+        else max(len(labels), 1)
+    )
     fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
-    shown = (f"best {len(best)} in colour ({study.objective} at its best step in brackets, star = best step)"
-             if best else "no feasible trial yet")
-    fig.suptitle(_text(textwrap.fill(f"{study.name}: curves of {len(study.trials)} trials, {shown}", 130)),
-                 fontsize=10)
+    shown = (
+        f"best {len(best)} in colour ({study.objective} at its best step in brackets, star = best step)"
+        if best
+        else "no feasible trial yet"
+    )
+    fig.suptitle(
+        _text(textwrap.fill(f"{study.name}: curves of {len(study.trials)} trials, {shown}", 130)),
+        fontsize=10,
+    )
     return fig
 
 
@@ -372,8 +481,9 @@ def default_ks(n: int) -> list[int]:
     return sorted({int(round(k)) for k in np.geomspace(1, n, 15)} | {n})
 
 
-def best_of_k(study: StudyData, ks: list[int] | None = None, repeats: int = 1000,
-              seed: int = 0) -> dict[int, np.ndarray]:
+def best_of_k(
+    study: StudyData, ks: list[int] | None = None, repeats: int = 1000, seed: int = 0
+) -> dict[int, np.ndarray]:
     """{k: best objective of each of `repeats` simulated studies of k trials drawn with replacement
     from the finished ones}; a simulated study that drew no feasible trial gets the plots' cap."""
     pool = study.finished
@@ -401,22 +511,36 @@ def best_of_k_plot(study: StudyData, repeats: int = 1000, seed: int = 0) -> Figu
     cap = _cap(study)
     fig = _figure()
     ax = fig.add_subplot()
-    ax.boxplot([samples[k] for k in ks], positions=range(len(ks)), widths=0.6,
-               flierprops=dict(marker=".", markersize=3, alpha=0.4),
-               medianprops=dict(color="tab:orange", lw=2))
+    ax.boxplot(
+        [samples[k] for k in ks],
+        positions=range(len(ks)),
+        widths=0.6,
+        flierprops=dict(marker=".", markersize=3, alpha=0.4),
+        medianprops=dict(color="tab:orange", lw=2),
+    )
     step = max(1, math.ceil(len(ks) / 12))  # at most ~12 tick labels
     ax.set_xticks(range(0, len(ks), step), [str(k) for k in ks[::step]])
     # Proxy artists: the box plot's own lines carry no labels, and its colours need one.
     ax.plot([], [], color="tab:orange", lw=2, label="median over simulated studies")
-    ax.plot([], [], color="black", lw=1, marker="s", mfc="white", ls="none", label="box: middle half")
-    ax.axhline(study.feasible[0].best_value, color="tab:green", ls="--", lw=1,
-               label=f"best of all {len(study.finished)} trials")
+    ax.plot(
+        [], [], color="black", lw=1, marker="s", mfc="white", ls="none", label="box: middle half"
+    )
+    ax.axhline(
+        study.feasible[0].best_value,
+        color="tab:green",
+        ls="--",
+        lw=1,
+        label=f"best of all {len(study.finished)} trials",
+    )
     if any((s == cap).any() for s in samples.values()):
         ax.axhline(cap, color="tab:red", ls=":", lw=1, label="drew no feasible trial (capped)")
     ax.set_xlabel("number of trials k (resampled with replacement)")
     ax.set_ylabel(_text(f"best {study.objective} of k trials"))
-    ax.set_title(f"Is the study sampled densely enough?\nbootstrap of {len(study.finished)} finished trials, "
-                 f"{repeats} simulated studies per k", fontsize=10)
+    ax.set_title(
+        f"Is the study sampled densely enough?\nbootstrap of {len(study.finished)} finished trials, "
+        f"{repeats} simulated studies per k",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3, axis="y")
     _legend(fig, ax)
     return fig
@@ -431,25 +555,48 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
     objective = study.objective
     plots = []
     for p in study.space:
-        plots.append(("Axis plots", f"{p.path} ({p.role}): each finished trial's best {objective} over training. "
-                      "Best trials next to a dashed search bound mean the range should be widened; red x are "
-                      "infeasible trials (diverged, crashed or never trained), drawn at a cap above the worst "
-                      "feasible value.",
-                      lambda p=p: axis_plot(study, p.path)))
+        plots.append(
+            (
+                "Axis plots",
+                f"{p.path} ({p.role}): each finished trial's best {objective} over training. "
+                "Best trials next to a dashed search bound mean the range should be widened; red x are "
+                "infeasible trials (diverged, crashed or never trained), drawn at a cap above the worst "
+                "feasible value.",
+                lambda p=p: axis_plot(study, p.path),
+            )
+        )
     for p in study.space.by_role("scientific"):
-        nuisance = ", ".join(q.path for q in study.space.by_role("nuisance")) or "no nuisance hyperparameters"
-        plots.append(("Isolation plots", f"{p.path}: the best trial for each value (or bucket of values), the "
-                      f"nuisance hyperparameters ({nuisance}) optimized away. Compare values only where each "
-                      "is the best of enough trials ('best of n').",
-                      lambda p=p: isolation_plot(study, p.path)))
-    plots.append(("Training curves", "Training and validation curves of every trial, the best 3 in colour. Check "
-                  "the best trials for validation curves that rise again (overfitting), still falling at the end "
-                  "(more steps may help), noisy ends, and a training loss that increases (a bug).",
-                  lambda: curves_plot(study)))
-    plots.append(("Sampling density", f"Best {objective} that studies of k trials drawn from this one would have "
-                  "found. Wide boxes at the full budget mean a luckier or unluckier study would have concluded "
-                  "differently: run more trials before trusting small differences.",
-                  lambda: best_of_k_plot(study)))
+        nuisance = (
+            ", ".join(q.path for q in study.space.by_role("nuisance"))
+            or "no nuisance hyperparameters"
+        )
+        plots.append(
+            (
+                "Isolation plots",
+                f"{p.path}: the best trial for each value (or bucket of values), the "
+                f"nuisance hyperparameters ({nuisance}) optimized away. Compare values only where each "
+                "is the best of enough trials ('best of n').",
+                lambda p=p: isolation_plot(study, p.path),
+            )
+        )
+    plots.append(
+        (
+            "Training curves",
+            "Training and validation curves of every trial, the best 3 in colour. Check "
+            "the best trials for validation curves that rise again (overfitting), still falling at the end "
+            "(more steps may help), noisy ends, and a training loss that increases (a bug).",
+            lambda: curves_plot(study),
+        )
+    )
+    plots.append(
+        (
+            "Sampling density",
+            f"Best {objective} that studies of k trials drawn from this one would have "
+            "found. Wide boxes at the full budget mean a luckier or unluckier study would have concluded "
+            "differently: run more trials before trusting small differences.",
+            lambda: best_of_k_plot(study),
+        )
+    )
     out = []
     for section, caption, draw in plots:
         try:

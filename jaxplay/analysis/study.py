@@ -3,6 +3,7 @@
 Everything in `jaxplay.analysis` works from this, so a report can be made of a finished study, of
 one still running, or of one written by other hosts: all it needs is the store.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,9 @@ import pathlib
 import ml_collections
 import numpy as np
 
-from jaxplay import config as config_lib, spaces, store as store_lib
+from jaxplay import config as config_lib
+from jaxplay import spaces
+from jaxplay import store as store_lib
 
 
 @dataclasses.dataclass
@@ -31,7 +34,11 @@ class TrialData:
     @property
     def feasible(self) -> bool:
         """Completed with a finite objective (the playbook's feasible trial)."""
-        return self.status == "completed" and self.best_value is not None and math.isfinite(self.best_value)
+        return (
+            self.status == "completed"
+            and self.best_value is not None
+            and math.isfinite(self.best_value)
+        )
 
     def curve(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of a metric; empty arrays when the trial never logged it."""
@@ -86,7 +93,9 @@ class StudyData:
     def feasible(self) -> list[TrialData]:
         """Feasible trials, best first."""
         sign = 1 if self.mode == "min" else -1
-        return sorted((t for t in self.trials if t.feasible), key=lambda t: (sign * t.best_value, t.index))
+        return sorted(
+            (t for t in self.trials if t.feasible), key=lambda t: (sign * t.best_value, t.index)
+        )
 
     @property
     def ranked(self) -> list[TrialData]:
@@ -112,7 +121,9 @@ class StudyData:
         return a < b if self.mode == "min" else a > b
 
     @classmethod
-    def from_record(cls, record: dict, curves: dict[int, dict[str, list]] | None = None) -> "StudyData":
+    def from_record(
+        cls, record: dict, curves: dict[int, dict[str, list]] | None = None
+    ) -> StudyData:
         """Builds a StudyData from a `Store.record` dict and `Store.study_curves` (tests construct both)."""
         config = ml_collections.ConfigDict(record.get("config") or {})
         space = spaces.parse(config.get("search"))
@@ -125,9 +136,18 @@ class StudyData:
                 steps = np.array([s for s, _ in points], dtype=int)
                 values = np.array([math.nan if v is None else v for _, v in points], dtype=float)
                 arrays[name] = (steps, values)
-            trials.append(TrialData(index=t["index"], status=t["status"], params=dict(t["params"]),
-                                    best_value=t.get("best_value"), best_step=t.get("best_step"),
-                                    steps_run=t.get("steps_run"), error=t.get("error"), curves=arrays))
+            trials.append(
+                TrialData(
+                    index=t["index"],
+                    status=t["status"],
+                    params=dict(t["params"]),
+                    best_value=t.get("best_value"),
+                    best_step=t.get("best_step"),
+                    steps_run=t.get("steps_run"),
+                    error=t.get("error"),
+                    curves=arrays,
+                )
+            )
         return cls(record=record, space=space, fixed=fixed, trials=trials)
 
 
@@ -139,13 +159,16 @@ def store_url(workdir: str | pathlib.Path | None = None, store: str | None = Non
         raise ValueError("pass workdir= (the sweep's --workdir) or store= (a SQLAlchemy URL)")
     path = pathlib.Path(workdir).absolute() / store_lib.DB_NAME
     if not path.exists():
-        raise FileNotFoundError(f"no study store in {workdir} (looked for {store_lib.DB_NAME}); "
-                                "run `python -m jaxplay.sweep --workdir` there first")
+        raise FileNotFoundError(
+            f"no study store in {workdir} (looked for {store_lib.DB_NAME}); "
+            "run `python -m jaxplay.sweep --workdir` there first"
+        )
     return store_lib.default_url(workdir)
 
 
-def load(workdir: str | pathlib.Path | None = None, *, store: str | None = None,
-         study: str | None = None) -> StudyData:
+def load(
+    workdir: str | pathlib.Path | None = None, *, store: str | None = None, study: str | None = None
+) -> StudyData:
     """Reads a study (the only one in the store unless `study` names it) and all its curves."""
     db = store_lib.Store(store_url(workdir, store))
     try:

@@ -1,5 +1,6 @@
 """Studies as tables: `export` (every trial as CSV or JSON) and `compare` (two studies side by side,
 e.g. round 1 against round 2)."""
+
 from __future__ import annotations
 
 import csv
@@ -16,13 +17,25 @@ def trial_rows(study: StudyData) -> list[dict]:
     """One flat dict per trial, best first: outcome, each searched hyperparameter, final metrics."""
     from jaxplay import studies
 
-    metric_names = sorted({name for t in study.record["trials"] for name in (t.get("final_metrics") or {})})
+    metric_names = sorted(
+        {name for t in study.record["trials"] for name in (t.get("final_metrics") or {})}
+    )
     rows = []
-    for t in studies.sorted_trials(study.record):  # the record's trials: they also hold timings and final metrics
-        row = {"trial": t["index"], "status": t["status"], f"best {study.objective}": t["best_value"],
-               "best_step": t["best_step"], "steps_run": t["steps_run"], "duration_s": t.get("duration_s")}
+    for t in studies.sorted_trials(
+        study.record
+    ):  # the record's trials: they also hold timings and final metrics
+        row = {
+            "trial": t["index"],
+            "status": t["status"],
+            f"best {study.objective}": t["best_value"],
+            "best_step": t["best_step"],
+            "steps_run": t["steps_run"],
+            "duration_s": t.get("duration_s"),
+        }
         row.update({path: t["params"].get(path) for path in study.param_paths})
-        row.update({f"final {name}": (t.get("final_metrics") or {}).get(name) for name in metric_names})
+        row.update(
+            {f"final {name}": (t.get("final_metrics") or {}).get(name) for name in metric_names}
+        )
         row["error"] = (t.get("error") or "").strip().splitlines()[-1] if t.get("error") else None
         rows.append(row)
     return rows
@@ -37,7 +50,9 @@ def export(study: StudyData, fmt: str = "csv") -> str:
         fields = {k: v for k, v in study.record.items() if k != "trials"}
         return json.dumps({**fields, "trials": rows}, indent=2, default=str)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["trial"], lineterminator="\n")
+    writer = csv.DictWriter(
+        out, fieldnames=list(rows[0]) if rows else ["trial"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
@@ -58,24 +73,53 @@ def _space_text(p) -> str:
 def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
     """Two studies side by side: outcome, best trial, search spaces, differing fixed values, and
     (with `findings`) each study's diagnostics."""
-    rows = [("study", a.name, b.name), ("notes", a.record["notes"] or "-", b.record["notes"] or "-"),
-            ("objective", f"{a.objective} ({a.mode})", f"{b.objective} ({b.mode})")]
-    for label, fn in (("trials", lambda s: ", ".join(f"{n} {k}" for k, n in s.record["status_counts"].items() if n)),
-                      ("best", lambda s: f"{_value(s.record['best_value'])} (trial {s.record['best_trial']})"
-                       if s.record["best_trial"] is not None else "-"),
-                      ("train.steps", lambda s: _value(s.train_steps)),
-                      ("algorithm", lambda s: f"{s.record['algorithm']} seed {s.record['seed']}")):
+    rows = [
+        ("study", a.name, b.name),
+        ("notes", a.record["notes"] or "-", b.record["notes"] or "-"),
+        ("objective", f"{a.objective} ({a.mode})", f"{b.objective} ({b.mode})"),
+    ]
+    for label, fn in (
+        (
+            "trials",
+            lambda s: ", ".join(f"{n} {k}" for k, n in s.record["status_counts"].items() if n),
+        ),
+        (
+            "best",
+            lambda s: (
+                f"{_value(s.record['best_value'])} (trial {s.record['best_trial']})"
+                if s.record["best_trial"] is not None
+                else "-"
+            ),
+        ),
+        ("train.steps", lambda s: _value(s.train_steps)),
+        ("algorithm", lambda s: f"{s.record['algorithm']} seed {s.record['seed']}"),
+    ):
         rows.append((label, fn(a), fn(b)))
     best_a, best_b = (s.feasible[0].params if s.feasible else {} for s in (a, b))
     spaces_a, spaces_b = ({p.path: p for p in s.space} for s in (a, b))
     for path in sorted(set(spaces_a) | set(spaces_b)):
-        rows.append((f"search {path}", _space_text(spaces_a[path]) if path in spaces_a else "fixed",
-                     _space_text(spaces_b[path]) if path in spaces_b else "fixed"))
-        rows.append((f"  best {path}", _value(best_a.get(path, a.fixed.get(path))),
-                     _value(best_b.get(path, b.fixed.get(path)))))
+        rows.append(
+            (
+                f"search {path}",
+                _space_text(spaces_a[path]) if path in spaces_a else "fixed",
+                _space_text(spaces_b[path]) if path in spaces_b else "fixed",
+            )
+        )
+        rows.append(
+            (
+                f"  best {path}",
+                _value(best_a.get(path, a.fixed.get(path))),
+                _value(best_b.get(path, b.fixed.get(path))),
+            )
+        )
     for path in sorted(set(a.fixed) | set(b.fixed)):
         va, vb = a.fixed.get(path), b.fixed.get(path)
-        if va != vb and path not in spaces_a and path not in spaces_b and not path.startswith("study."):
+        if (
+            va != vb
+            and path not in spaces_a
+            and path not in spaces_b
+            and not path.startswith("study.")
+        ):
             rows.append((f"fixed {path}", _value(va), _value(vb)))
     width = [max(len(str(r[i])) for r in rows) for i in range(3)]
     lines = [f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}" for r in rows]
@@ -84,13 +128,17 @@ def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
 
         for s in (a, b):
             found = diagnostics.diagnose(s)
-            lines.append(f"\ndiagnostics of {s.name}: " + ("no problems found" if not found else ""))
+            lines.append(
+                f"\ndiagnostics of {s.name}: " + ("no problems found" if not found else "")
+            )
             lines.extend(f"  [{f.severity}] {f.title}" for f in found)
     from jaxplay.analysis import variance
 
     records = {r["name"]: r for r in [*a.family, *b.family, a.record, b.record]}
     noise = variance.verdict(a.record, b.record, list(records.values()))
     if noise:
-        lines.append("\nIs the difference beyond the noise? (playbook: weigh it against the trial and study variance)")
+        lines.append(
+            "\nIs the difference beyond the noise? (playbook: weigh it against the trial and study variance)"
+        )
         lines.extend(f"  {line}" for line in noise)
     return "\n".join(lines)

@@ -13,6 +13,7 @@ A difference of two noisy results has sqrt(2) times the noise of one, and about 
 noise lies within 2 standard deviations: a difference is "beyond the noise" when it exceeds
 2 * sqrt(2) * std. With only 2 or 3 samples the std is itself uncertain, which the text says.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,8 +46,10 @@ class Noise:
         """E.g. 'trial variance: std 0.0041 over 5 seeds of trial 3 (study x-rerun)'."""
         what = "seeds of the best trial" if self.kind == "trial" else "search seeds of the study"
         rough = " (few samples: a rough estimate)" if self.n < FEW_SAMPLES else ""
-        return (f"{self.kind} variance: std {self.std:.4g} around {self.mean:.4g} over {self.n} {what} "
-                f"({', '.join(self.sources)}){rough}")
+        return (
+            f"{self.kind} variance: std {self.std:.4g} around {self.mean:.4g} over {self.n} {what} "
+            f"({', '.join(self.sources)}){rough}"
+        )
 
 
 def parent_of(record: dict) -> dict | None:
@@ -56,8 +59,13 @@ def parent_of(record: dict) -> dict | None:
 
 def best_values(record: dict) -> list[float]:
     """The best objective value of each completed trial of a study."""
-    return [t["best_value"] for t in record["trials"]
-            if t["status"] == "completed" and t["best_value"] is not None and math.isfinite(t["best_value"])]
+    return [
+        t["best_value"]
+        for t in record["trials"]
+        if t["status"] == "completed"
+        and t["best_value"] is not None
+        and math.isfinite(t["best_value"])
+    ]
 
 
 def trial_noise(records: list[dict], names: set[str]) -> Noise | None:
@@ -66,11 +74,22 @@ def trial_noise(records: list[dict], names: set[str]) -> Noise | None:
     found = []
     for r in records:
         parent = parent_of(r)
-        if parent and parent.get("action") == "rerun" and (parent.get("study") in names or r["name"] in names):
+        if (
+            parent
+            and parent.get("action") == "rerun"
+            and (parent.get("study") in names or r["name"] in names)
+        ):
             values = best_values(r)
             if len(values) >= 2:
-                found.append(Noise("trial", statistics.stdev(values), statistics.fmean(values), len(values),
-                                   (r["name"],)))
+                found.append(
+                    Noise(
+                        "trial",
+                        statistics.stdev(values),
+                        statistics.fmean(values),
+                        len(values),
+                        (r["name"],),
+                    )
+                )
     return max(found, key=lambda n: n.n, default=None)
 
 
@@ -82,8 +101,11 @@ def study_noise(records: list[dict], name: str) -> Noise | None:
     parent = parent_of(by_name[name]) if name in by_name else None
     if parent and parent.get("action") == "reseed" and parent.get("study") in by_name:
         root = parent["study"]
-    group = [root] + [r["name"] for r in records
-                      if (p := parent_of(r)) and p.get("action") == "reseed" and p.get("study") == root]
+    group = [root] + [
+        r["name"]
+        for r in records
+        if (p := parent_of(r)) and p.get("action") == "reseed" and p.get("study") == root
+    ]
     bests = []
     for n in group:
         values = best_values(by_name[n]) if n in by_name else []
@@ -92,8 +114,13 @@ def study_noise(records: list[dict], name: str) -> Noise | None:
     if len(bests) < 2:
         return None
     values = [v for _, v in bests]
-    return Noise("study", statistics.stdev(values), statistics.fmean(values), len(values),
-                 tuple(n for n, _ in bests))
+    return Noise(
+        "study",
+        statistics.stdev(values),
+        statistics.fmean(values),
+        len(values),
+        tuple(n for n, _ in bests),
+    )
 
 
 def verdict(a: dict, b: dict, records: list[dict]) -> list[str]:
@@ -106,19 +133,26 @@ def verdict(a: dict, b: dict, records: list[dict]) -> list[str]:
     lines = [f"{better['name']} is better by {diff:.4g} in best {a['objective']}."]
     names = {a["name"], b["name"]}
     for noise, missing in (
-            (trial_noise(records, names),
-             f"trial variance unknown: rerun the best trial with several seeds (python -m jaxplay.sweep ... "
-             f"--from_study {better['name']} --lineage rerun)"),
-            (_joint_study_noise(records, a["name"], b["name"]),
-             f"study variance unknown: rerun a study with another search seed (--from_study {a['name']} "
-             "--lineage reseed)")):
+        (
+            trial_noise(records, names),
+            f"trial variance unknown: rerun the best trial with several seeds (python -m jaxplay.sweep ... "
+            f"--from_study {better['name']} --lineage rerun)",
+        ),
+        (
+            _joint_study_noise(records, a["name"], b["name"]),
+            f"study variance unknown: rerun a study with another search seed (--from_study {a['name']} "
+            "--lineage reseed)",
+        ),
+    ):
         if noise is None:
             lines.append(missing)
             continue
         beyond = diff > noise.threshold
-        lines.append(f"{noise.describe()}: the difference {'exceeds' if beyond else 'is within'} "
-                     f"{DIFFERENCE_Z:.2f} x std = {noise.threshold:.4g}"
-                     + (", so it is unlikely to be noise" if beyond else ", so it may be noise"))
+        lines.append(
+            f"{noise.describe()}: the difference {'exceeds' if beyond else 'is within'} "
+            f"{DIFFERENCE_Z:.2f} x std = {noise.threshold:.4g}"
+            + (", so it is unlikely to be noise" if beyond else ", so it may be noise")
+        )
     return lines
 
 
@@ -131,12 +165,17 @@ def difference_text(a: dict, b: dict, records: list[dict]) -> str:
     diff = b["best_value"] - a["best_value"]
     better = (diff < 0) == (a["mode"] == "min")
     verdicts = []
-    for noise in (trial_noise(records, {a["name"], b["name"]}), _joint_study_noise(records, a["name"], b["name"])):
+    for noise in (
+        trial_noise(records, {a["name"], b["name"]}),
+        _joint_study_noise(records, a["name"], b["name"]),
+    ):
         if noise is not None:
             where = "beyond" if abs(diff) > noise.threshold else "within"
             verdicts.append(f"{where} {noise.kind} noise ({noise.threshold:.2g})")
     what = "the same" if diff == 0 else f"{abs(diff):.4g} {'better' if better else 'worse'}"
-    return f"{what}: " + (", ".join(verdicts) if verdicts else "noise not measured (--lineage rerun, reseed)")
+    return f"{what}: " + (
+        ", ".join(verdicts) if verdicts else "noise not measured (--lineage rerun, reseed)"
+    )
 
 
 def _joint_study_noise(records: list[dict], a: str, b: str) -> Noise | None:

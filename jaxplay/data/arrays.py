@@ -4,6 +4,7 @@ Small datasets (MNIST-1D, digits, the stdlib text corpus, generated images) are 
 placed on the device once (`data.pipeline='device'`); large ones hold lazy arrays (tfds
 sources) that `jaxplay.data.pipeline` streams (`data.pipeline='grain'`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,13 +63,22 @@ def _finish(name, x, y, x_test, y_test, val_size, split_seed) -> Dataset:
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int32)
     x_train, y_train, x_val, y_val = split_validation(x, y, val_size, split_seed)
-    return Dataset(name, x_train, y_train, x_val, y_val, np.asarray(x_test, np.float32),
-                   np.asarray(y_test, np.int32), int(max(y.max(), np.max(y_test)) + 1))
+    return Dataset(
+        name,
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        np.asarray(x_test, np.float32),
+        np.asarray(y_test, np.int32),
+        int(max(y.max(), np.max(y_test)) + 1),
+    )
 
 
 @functools.lru_cache(maxsize=4)
 def _mnist1d(val_size: int, split_seed: int) -> Dataset:
     from jaxplay.data import mnist1d
+
     x, y, x_test, y_test = mnist1d.generate()
     return _finish("mnist1d", x, y, x_test, y_test, val_size, split_seed)
 
@@ -76,6 +86,7 @@ def _mnist1d(val_size: int, split_seed: int) -> Dataset:
 @functools.lru_cache(maxsize=4)
 def _digits(val_size: int, split_seed: int) -> Dataset:
     from sklearn.datasets import load_digits
+
     digits = load_digits()  # ships inside scikit-learn: no download
     x = digits.data.astype(np.float32) / 16.0
     y = digits.target
@@ -89,21 +100,25 @@ def _digits(val_size: int, split_seed: int) -> Dataset:
 def _small(loader, default_val):
     def load(c):
         return loader(int(c.get("val_size", default_val)), int(c.get("split_seed", 0)))
+
     return load
 
 
 def _text(c):
     from jaxplay.data import text
+
     return text.load(c)
 
 
 def _synthetic_images(c):
     from jaxplay.data import images
+
     return images.synthetic(c)
 
 
 def _tfds(c):
     from jaxplay.data import images
+
     return images.from_tfds(c)
 
 
@@ -112,9 +127,22 @@ LOADERS = {
     "mnist1d": (_small(_mnist1d, 500), ("val_size", "split_seed")),
     "digits": (_small(_digits, 300), ("val_size", "split_seed")),
     "pystdlib": (_text, ("seq_len", "val_percent", "max_bytes")),
-    "synthetic_images": (_synthetic_images, ("image_size", "channels", "num_classes", "num_train",
-                                             "num_val", "seed", "augment")),
-    "tfds": (_tfds, ("tfds_name", "data_dir", "image_size", "train_split", "val_split", "test_split", "augment")),
+    "synthetic_images": (
+        _synthetic_images,
+        ("image_size", "channels", "num_classes", "num_train", "num_val", "seed", "augment"),
+    ),
+    "tfds": (
+        _tfds,
+        (
+            "tfds_name",
+            "data_dir",
+            "image_size",
+            "train_split",
+            "val_split",
+            "test_split",
+            "augment",
+        ),
+    ),
 }
 # Fields every dataset takes: how it is batched and fed (see jaxplay.data.pipeline).
 PIPELINE_FIELDS = ("name", "batch_size", "pipeline", "prefetch", "read_threads")
@@ -131,15 +159,19 @@ def check(data_config) -> None:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"data.{key}: the {name!r} dataset has no field {key!r}{hint}; "
-                              f"it takes {sorted(allowed)}")
+            raise ConfigError(
+                f"data.{key}: the {name!r} dataset has no field {key!r}{hint}; "
+                f"it takes {sorted(allowed)}"
+            )
     augment = data_config.get("augment", "none")
     if augment not in AUGMENTATIONS:
         raise ConfigError(f"data.augment: unknown {augment!r}; use one of {list(AUGMENTATIONS)}")
     pipeline = data_config.get("pipeline", "device")
     if pipeline not in PIPELINES:
-        raise ConfigError(f"data.pipeline: unknown {pipeline!r}; use 'device' (the dataset lives on the "
-                          "device) or 'grain' (streamed from the host)")
+        raise ConfigError(
+            f"data.pipeline: unknown {pipeline!r}; use 'device' (the dataset lives on the "
+            "device) or 'grain' (streamed from the host)"
+        )
 
 
 def load(data_config) -> Dataset:

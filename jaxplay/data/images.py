@@ -4,6 +4,7 @@ arrays of the same shapes (CIFAR 32x32x3, ImageNet 224x224x3) for tests and smok
 Images stay uint8 on the host and in device memory (4x less than float32); models scale them
 (`jaxplay.models.resnet` divides by 255 and standardises).
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,12 +40,22 @@ def synthetic(data_config):
     size = int(data_config.get("image_size", 32))
     channels = int(data_config.get("channels", 3))
     num_classes = int(data_config.get("num_classes", 10))
-    num_train, num_val = int(data_config.get("num_train", 2048)), int(data_config.get("num_val", 512))
-    for field, value, low in (("image_size", size, 4), ("channels", channels, 1), ("num_classes", num_classes, 2),
-                              ("num_train", num_train, 1), ("num_val", num_val, 1)):
+    num_train, num_val = (
+        int(data_config.get("num_train", 2048)),
+        int(data_config.get("num_val", 512)),
+    )
+    for field, value, low in (
+        ("image_size", size, 4),
+        ("channels", channels, 1),
+        ("num_classes", num_classes, 2),
+        ("num_train", num_train, 1),
+        ("num_val", num_val, 1),
+    ):
         if value < low:
             raise ConfigError(f"data.{field}: must be >= {low} (got {value})")
-    x, y, xv, yv = _synthetic(size, channels, num_classes, num_train, num_val, int(data_config.get("seed", 0)))
+    x, y, xv, yv = _synthetic(
+        size, channels, num_classes, num_train, num_val, int(data_config.get("seed", 0))
+    )
     return Dataset("synthetic_images", x, y, xv, yv, num_classes=num_classes)
 
 
@@ -92,7 +103,7 @@ def fit(image: np.ndarray, size: int) -> np.ndarray:
 
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    crop = Image.fromarray(image[top:top + side, left:left + side])
+    crop = Image.fromarray(image[top : top + side, left : left + side])
     return np.asarray(crop.resize((size, size), Image.BILINEAR))
 
 
@@ -103,29 +114,41 @@ def from_tfds(data_config):
 
     name = data_config.get("tfds_name")
     if not name:
-        raise ConfigError("data.tfds_name: missing; e.g. data.tfds_name='cifar10' or 'imagenet2012'")
+        raise ConfigError(
+            "data.tfds_name: missing; e.g. data.tfds_name='cifar10' or 'imagenet2012'"
+        )
     try:
         import tensorflow_datasets as tfds
     except ImportError:
-        raise ConfigError(f"data.name='tfds': tensorflow-datasets is not installed; `pip install "
-                          f"tensorflow-datasets` and prepare {name!r} (`tfds build {name} "
-                          "--file_format=array_record`), or use data.name='synthetic_images' for "
-                          "generated images of the same shape") from None
+        raise ConfigError(
+            f"data.name='tfds': tensorflow-datasets is not installed; `pip install "
+            f"tensorflow-datasets` and prepare {name!r} (`tfds build {name} "
+            "--file_format=array_record`), or use data.name='synthetic_images' for "
+            "generated images of the same shape"
+        ) from None
     data_dir = data_config.get("data_dir", None)
     splits = {}
     for split in ("train", "val", "test"):
-        tfds_split = data_config.get(f"{split}_split", {"train": "train", "val": "validation", "test": None}[split])
+        tfds_split = data_config.get(
+            f"{split}_split", {"train": "train", "val": "validation", "test": None}[split]
+        )
         if tfds_split is None:
             continue
         try:
-            splits[split] = tfds.data_source(name, split=tfds_split, data_dir=data_dir, download=False)
-        except Exception as e:  # noqa: BLE001 - tfds raises many kinds; all mean "not prepared here"
-            raise ConfigError(f"data.tfds_name: cannot open {name!r} split {tfds_split!r} in "
-                              f"{data_dir or 'the default tfds data_dir'} ({type(e).__name__}: {e}); "
-                              f"prepare it with `tfds build {name} --file_format=array_record`") from None
+            splits[split] = tfds.data_source(
+                name, split=tfds_split, data_dir=data_dir, download=False
+            )
+        except Exception as e:
+            raise ConfigError(
+                f"data.tfds_name: cannot open {name!r} split {tfds_split!r} in "
+                f"{data_dir or 'the default tfds data_dir'} ({type(e).__name__}: {e}); "
+                f"prepare it with `tfds build {name} --file_format=array_record`"
+            ) from None
     info = splits["train"].dataset_info
     size = int(data_config.get("image_size", info.features["image"].shape[0] or 224))
     num_classes = info.features["label"].num_classes
-    arrays = {s: (LazyImages(src, "image", size), LazyLabels(src, "label")) for s, src in splits.items()}
+    arrays = {
+        s: (LazyImages(src, "image", size), LazyLabels(src, "label")) for s, src in splits.items()
+    }
     test = arrays.get("test", (None, None))
     return Dataset(f"tfds:{name}", *arrays["train"], *arrays["val"], *test, num_classes=num_classes)

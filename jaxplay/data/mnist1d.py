@@ -1,4 +1,5 @@
 """MNIST-1D (Greydanus 2020), generated locally by the `mnist1d` package: nothing is downloaded."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,9 @@ import numpy as np
 
 
 def _cache_dir() -> pathlib.Path:
-    root = os.environ.get("JAXPLAY_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxplay"))
+    root = os.environ.get(
+        "JAXPLAY_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxplay")
+    )
     return pathlib.Path(root)
 
 

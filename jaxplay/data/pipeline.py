@@ -9,6 +9,7 @@ reads the tfds array_record sources directly, and a grain MapDataset is random-a
 batch at step k is a pure function of (seed, k): a resumed trial continues with exactly the
 batches it would have seen, without saving iterator state.
 """
+
 from __future__ import annotations
 
 import queue
@@ -28,16 +29,27 @@ def host_seed(seed: int, process_index: int) -> int:
     return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
 
 
-def train_batches(x, y, *, batch_size: int, seed: int, start_step: int = 0, process_index: int = 0,
-                  process_count: int = 1, read_threads: int = 8):
+def train_batches(
+    x,
+    y,
+    *,
+    batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    read_threads: int = 8,
+):
     """Iterator over this host's (x, y) numpy batches for steps start_step, start_step + 1, ...
 
     Each host reads its own disjoint shard of the examples (every process_count-th example),
     reshuffled every epoch from `seed` and its index, in batches of batch_size / process_count.
     """
     if batch_size % process_count:
-        raise ConfigError(f"data.batch_size: {batch_size} does not split evenly over {process_count} hosts; "
-                          f"use a multiple of {process_count}")
+        raise ConfigError(
+            f"data.batch_size: {batch_size} does not split evenly over {process_count} hosts; "
+            f"use a multiple of {process_count}"
+        )
     # Grain shuffles and batches example *indices*; each batch is then one indexed read x[idx]:
     # a single gather for numpy arrays and memmaps, and a per-record decode for lazy tfds sources.
     # Measured (scripts/bench_workloads.py, CIFAR-shape uint8, batch 256, 2-core CPU): 16.6k
@@ -46,7 +58,11 @@ def train_batches(x, y, *, batch_size: int, seed: int, start_step: int = 0, proc
     ds = ds.shuffle(seed=host_seed(seed, process_index)).repeat()
     ds = ds.batch(batch_size // process_count, drop_remainder=True)
     ds = ds.slice(slice(start_step, None)).map(lambda idx: (np.asarray(x[idx]), np.asarray(y[idx])))
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(read_threads, 4))))
+    return iter(
+        ds.to_iter_dataset(
+            grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(read_threads, 4))
+        )
+    )
 
 
 def eval_batches(x, y, batch_size: int, read_threads: int = 8):
@@ -65,7 +81,11 @@ def eval_batches(x, y, batch_size: int, read_threads: int = 8):
         return xb, yb, w
 
     ds = grain.MapDataset.range(-(-n // batch_size)).map(read)
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(read_threads, 2))))
+    return iter(
+        ds.to_iter_dataset(
+            grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(read_threads, 2))
+        )
+    )
 
 
 class _Failed:
@@ -80,8 +100,15 @@ class PeriodFeed:
     `take_wait()` returns the seconds the trainer spent blocked on input since the last call.
     """
 
-    def __init__(self, iterators: list, steps: int, *, stacked: bool, depth: int = 2, sharding=None):
-        self._iterators, self._steps, self._stacked, self._sharding = iterators, steps, stacked, sharding
+    def __init__(
+        self, iterators: list, steps: int, *, stacked: bool, depth: int = 2, sharding=None
+    ):
+        self._iterators, self._steps, self._stacked, self._sharding = (
+            iterators,
+            steps,
+            stacked,
+            sharding,
+        )
         self._queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self._stop = threading.Event()
         self._wait = 0.0
@@ -98,7 +125,9 @@ class PeriodFeed:
         self.examples += sum(len(m[0]) * m[0].shape[1] for m in members)
         if self._sharding is not None and not self._sharding.is_fully_addressable:
             # Several hosts: each read its own share of every batch; together they are the batch.
-            return jax.tree.map(lambda a: jax.make_array_from_process_local_data(self._sharding, a), arrays)
+            return jax.tree.map(
+                lambda a: jax.make_array_from_process_local_data(self._sharding, a), arrays
+            )
         return jax.device_put(arrays, self._sharding)
 
     def _fill(self):
@@ -111,7 +140,7 @@ class PeriodFeed:
                         break
                     except queue.Full:
                         continue
-        except BaseException as e:  # noqa: BLE001 - handed to the trainer's thread
+        except BaseException as e:
             self._queue.put(_Failed(e))
 
     def next(self):

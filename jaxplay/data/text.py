@@ -7,6 +7,7 @@ stdlib, so the split does not depend on which other files exist or their order. 
 cut into non-overlapping windows of `seq_len + 1` bytes: inputs are a window's first `seq_len`
 bytes, targets the same shifted by one.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,7 +28,9 @@ _SKIP_PARTS = {"test", "tests", "site-packages", "dist-packages", "idlelib", "__
 def source_files(root: pathlib.Path | None = None) -> list[pathlib.Path]:
     """The stdlib's .py files, sorted, without tests and vendored packages."""
     root = pathlib.Path(root or sysconfig.get_paths()["stdlib"])
-    return sorted(p for p in root.rglob("*.py") if not _SKIP_PARTS & set(p.relative_to(root).parts[:-1]))
+    return sorted(
+        p for p in root.rglob("*.py") if not _SKIP_PARTS & set(p.relative_to(root).parts[:-1])
+    )
 
 
 def is_validation(relative_path: str, val_percent: int) -> bool:
@@ -73,12 +76,20 @@ def load(data_config):
     if seq_len < 2:
         raise ConfigError(f"data.seq_len: at least 2 tokens (got {seq_len})")
     if not 0 < val_percent < 100:
-        raise ConfigError(f"data.val_percent: a percentage of the files in (0, 100) (got {val_percent})")
+        raise ConfigError(
+            f"data.val_percent: a percentage of the files in (0, 100) (got {val_percent})"
+        )
     if max_bytes is not None and int(max_bytes) < 20 * (seq_len + 1):
-        raise ConfigError(f"data.max_bytes: too small for windows of data.seq_len={seq_len}; "
-                          f"use at least {20 * (seq_len + 1)} or None for the whole corpus")
-    (x_train, y_train), (x_val, y_val) = _load(seq_len, val_percent, None if max_bytes is None else int(max_bytes))
+        raise ConfigError(
+            f"data.max_bytes: too small for windows of data.seq_len={seq_len}; "
+            f"use at least {20 * (seq_len + 1)} or None for the whole corpus"
+        )
+    (x_train, y_train), (x_val, y_val) = _load(
+        seq_len, val_percent, None if max_bytes is None else int(max_bytes)
+    )
     if len(x_val) == 0:
-        raise ConfigError(f"data.val_percent: {val_percent}% of the files gave no validation window of "
-                          f"{seq_len + 1} bytes; raise it")
+        raise ConfigError(
+            f"data.val_percent: {val_percent}% of the files gave no validation window of "
+            f"{seq_len + 1} bytes; raise it"
+        )
     return Dataset("pystdlib", x_train, y_train, x_val, y_val, num_classes=VOCAB_SIZE)

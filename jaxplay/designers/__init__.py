@@ -18,16 +18,25 @@ from jaxplay.designers.random import RandomDesigner
 from jaxplay.designers.tpe import TPEDesigner
 from jaxplay.spaces import ConfigError, SearchSpace
 
-__all__ = ['ALGORITHMS', 'BayesianDesigner', 'Designer', 'GridDesigner', 'ManualDesigner',
-           'QuasiRandomDesigner', 'RandomDesigner', 'TPEDesigner', 'make']
+__all__ = [
+    "ALGORITHMS",
+    "BayesianDesigner",
+    "Designer",
+    "GridDesigner",
+    "ManualDesigner",
+    "QuasiRandomDesigner",
+    "RandomDesigner",
+    "TPEDesigner",
+    "make",
+]
 
 _DESIGNERS = {
-    'quasirandom': QuasiRandomDesigner,
-    'random': RandomDesigner,
-    'grid': GridDesigner,
-    'manual': ManualDesigner,
-    'gp': BayesianDesigner,
-    'tpe': TPEDesigner,
+    "quasirandom": QuasiRandomDesigner,
+    "random": RandomDesigner,
+    "grid": GridDesigner,
+    "manual": ManualDesigner,
+    "gp": BayesianDesigner,
+    "tpe": TPEDesigner,
 }
 ALGORITHMS = tuple(_DESIGNERS)
 
@@ -48,15 +57,20 @@ def make(algorithm: str, space: SearchSpace, seed: int, study=None) -> Designer:
     algorithm's own settings: `trials` for 'manual', `mode`, `acquisition`, `initial_trials` for 'gp'."""
     if algorithm not in _DESIGNERS:
         raise ConfigError(
-            f'study.algorithm: unknown algorithm {algorithm!r}; use one of '
-            f'{", ".join(map(repr, ALGORITHMS))}')
+            f"study.algorithm: unknown algorithm {algorithm!r}; use one of "
+            f"{', '.join(map(repr, ALGORITHMS))}"
+        )
     study = study or {}
-    if algorithm == 'manual':
-        return ManualDesigner(space, seed, study.get('trials') or [])
-    if algorithm == 'tpe':
-        return TPEDesigner(space, seed, mode=study.get('mode', 'min'))
-    if algorithm == 'gp':
-        return BayesianDesigner(space, seed, mode=study.get('mode', 'min'),
-                                acquisition=study.get('acquisition', 'ei'),
-                                initial_trials=study.get('initial_trials'))
+    if algorithm == "manual":
+        return ManualDesigner(space, seed, study.get("trials") or [])
+    if algorithm == "tpe":
+        return TPEDesigner(space, seed, mode=study.get("mode", "min"))
+    if algorithm == "gp":
+        return BayesianDesigner(
+            space,
+            seed,
+            mode=study.get("mode", "min"),
+            acquisition=study.get("acquisition", "ei"),
+            initial_trials=study.get("initial_trials"),
+        )
     return _DESIGNERS[algorithm](space, seed)

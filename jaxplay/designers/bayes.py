@@ -17,6 +17,7 @@ Suggestions are seeded by (study seed, trial index): a study run one trial at a 
 is reproducible; with several workers the order in which results arrive differs, and the store's
 record of each trial's parameters is the reproducible account.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,17 +43,32 @@ class BayesianDesigner:
     adaptive = True
     max_trials = None
 
-    def __init__(self, space: SearchSpace, seed: int, *, mode: str = "min", acquisition: str = "ei",
-                 initial_trials: int | None = None):
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int,
+        *,
+        mode: str = "min",
+        acquisition: str = "ei",
+        initial_trials: int | None = None,
+    ):
         if acquisition not in ACQUISITIONS:
-            raise ConfigError(f"study.acquisition: unknown {acquisition!r}; use 'ei' (expected improvement) "
-                              "or 'ucb' (upper confidence bound)")
-        if initial_trials is not None and (not isinstance(initial_trials, int) or initial_trials < 1):
-            raise ConfigError(f"study.initial_trials: must be an int >= 1 (got {initial_trials!r}); e.g. "
-                              f"{default_initial_trials(len(space))}")
+            raise ConfigError(
+                f"study.acquisition: unknown {acquisition!r}; use 'ei' (expected improvement) "
+                "or 'ucb' (upper confidence bound)"
+            )
+        if initial_trials is not None and (
+            not isinstance(initial_trials, int) or initial_trials < 1
+        ):
+            raise ConfigError(
+                f"study.initial_trials: must be an int >= 1 (got {initial_trials!r}); e.g. "
+                f"{default_initial_trials(len(space))}"
+            )
         if not len(space):
-            raise ConfigError("study.algorithm: 'gp' needs a search space; declare c.search or use "
-                              "algorithm='grid'/'manual'")
+            raise ConfigError(
+                "study.algorithm: 'gp' needs a search space; declare c.search or use "
+                "algorithm='grid'/'manual'"
+            )
         self.space, self.seed, self.mode, self.acquisition = space, seed, mode, acquisition
         self.initial_trials = initial_trials or default_initial_trials(len(space))
         self._quasirandom = QuasiRandomDesigner(space, seed)
@@ -66,8 +82,14 @@ class BayesianDesigner:
             return self._explore(start, count, history)
         from jaxplay.designers import gp  # jax work: imported only when a GP is needed
 
-        points = gp.suggest(x, y, count, seed=int(np.random.SeedSequence([self.seed, start]).generate_state(1)[0]),
-                            pending=pending, acquisition=self.acquisition)
+        points = gp.suggest(
+            x,
+            y,
+            count,
+            seed=int(np.random.SeedSequence([self.seed, start]).generate_state(1)[0]),
+            pending=pending,
+            acquisition=self.acquisition,
+        )
         return [self.space.from_unit(u) for u in points]
 
     def _explore(self, start: int, count: int, history) -> list[dict[str, object]]:
@@ -102,5 +124,8 @@ class BayesianDesigner:
                 xs.append(u)
                 ys.append(math.nan)
         d = len(self.space)
-        return (np.asarray(xs, float).reshape(-1, d), np.asarray(ys, float),
-                np.asarray(pending, float).reshape(-1, d))
+        return (
+            np.asarray(xs, float).reshape(-1, d),
+            np.asarray(ys, float),
+            np.asarray(pending, float).reshape(-1, d),
+        )

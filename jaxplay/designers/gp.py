@@ -42,6 +42,7 @@ Choices:
 - Without any feasible observation there is nothing to model: the points are a seeded, scrambled
   Halton sequence, as the quasi-random designer gives.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -104,8 +105,16 @@ class GPParams(NamedTuple):
 # Public API.
 
 
-def suggest(x: np.ndarray, y: np.ndarray, count: int, *, seed: int, pending: np.ndarray | None = None,
-            acquisition: str = "ei", ucb_beta: float = 2.0) -> np.ndarray:
+def suggest(
+    x: np.ndarray,
+    y: np.ndarray,
+    count: int,
+    *,
+    seed: int,
+    pending: np.ndarray | None = None,
+    acquisition: str = "ei",
+    ucb_beta: float = 2.0,
+) -> np.ndarray:
     """`count` new points in [0,1]^d that minimize y, given observations (x, y; NaN = infeasible)."""
     if acquisition not in ACQUISITIONS:
         raise ValueError(f"acquisition: unknown {acquisition!r}; use one of {ACQUISITIONS}")
@@ -113,7 +122,9 @@ def suggest(x: np.ndarray, y: np.ndarray, count: int, *, seed: int, pending: np.
     d = x.shape[1]
     if count < 0:
         raise ValueError(f"count must be >= 0 (got {count})")
-    pending = np.zeros((0, d)) if pending is None else np.asarray(pending, np.float64).reshape(-1, d)
+    pending = (
+        np.zeros((0, d)) if pending is None else np.asarray(pending, np.float64).reshape(-1, d)
+    )
     if not np.isfinite(y).any():
         return _halton(d, count, seed)
 
@@ -133,8 +144,19 @@ def suggest(x: np.ndarray, y: np.ndarray, count: int, *, seed: int, pending: np.
             incumbent_ok = np.concatenate([incumbent_ok, np.ones(len(pending), bool)])
         chosen = []
         for _ in range(count):
-            point, fantasy = _choose_one(theta, x_train, y_train, incumbent_ok, len(x), feasible, ys, x, rng,
-                                         acquisition, ucb_beta)
+            point, fantasy = _choose_one(
+                theta,
+                x_train,
+                y_train,
+                incumbent_ok,
+                len(x),
+                feasible,
+                ys,
+                x,
+                rng,
+                acquisition,
+                ucb_beta,
+            )
             chosen.append(point)
             x_train = np.concatenate([x_train, point[None]])
             y_train = np.append(y_train, fantasy)
@@ -152,21 +174,33 @@ def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> GPParams:
     with _compute_context():
         theta = _fit_theta(x, (filled - shift) / scale, np.random.default_rng(seed))
     d = x.shape[1]
-    return GPParams(lengthscales=np.exp(theta[:d]), signal_variance=float(np.exp(theta[d])),
-                    noise_variance=float(np.exp(theta[d + 1])), mean=float(theta[d + 2]),
-                    y_shift=shift, y_scale=scale)
+    return GPParams(
+        lengthscales=np.exp(theta[:d]),
+        signal_variance=float(np.exp(theta[d])),
+        noise_variance=float(np.exp(theta[d + 1])),
+        mean=float(theta[d + 2]),
+        y_shift=shift,
+        y_scale=scale,
+    )
 
 
-def predict(params: GPParams, x_train: np.ndarray, y_train: np.ndarray,
-            x_query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    params: GPParams, x_train: np.ndarray, y_train: np.ndarray, x_query: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and std (of the noise-free objective) at x_query, in the original y units."""
     x_train, y_train = _check_observations(x_train, y_train)
     filled, _ = fill_infeasible(y_train)
     ys = (filled - params.y_shift) / params.y_scale
-    theta = np.concatenate([np.log(params.lengthscales),
-                            [math.log(params.signal_variance), math.log(params.noise_variance), params.mean]])
+    theta = np.concatenate(
+        [
+            np.log(params.lengthscales),
+            [math.log(params.signal_variance), math.log(params.noise_variance), params.mean],
+        ]
+    )
     with _compute_context():
-        mean, std = _posterior_np(theta, x_train, ys, np.asarray(x_query, np.float64).reshape(-1, x_train.shape[1]))
+        mean, std = _posterior_np(
+            theta, x_train, ys, np.asarray(x_query, np.float64).reshape(-1, x_train.shape[1])
+        )
     return mean * params.y_scale + params.y_shift, std * params.y_scale
 
 
@@ -262,8 +296,9 @@ def _fit_theta(x: np.ndarray, ys: np.ndarray, rng: np.random.Generator) -> np.nd
     starts[0] = center
     low, high = _bounds(d)
     xp, yp, mask = _pad(x, ys)
-    theta, _ = _fit_restarts(jnp.asarray(xp), jnp.asarray(yp), jnp.asarray(mask),
-                             jnp.asarray(np.clip(starts, low, high)))
+    theta, _ = _fit_restarts(
+        jnp.asarray(xp), jnp.asarray(yp), jnp.asarray(mask), jnp.asarray(np.clip(starts, low, high))
+    )
     return np.asarray(theta)
 
 
@@ -273,23 +308,41 @@ def _posterior_np(theta, x_train, y_train, x_query) -> tuple[np.ndarray, np.ndar
     q = len(x_query)
     qp = np.zeros((_bucket(q), x_query.shape[1]))
     qp[:q] = x_query
-    mean, std = _posterior(jnp.asarray(theta), jnp.asarray(xp), jnp.asarray(yp), jnp.asarray(mask), jnp.asarray(qp))
+    mean, std = _posterior(
+        jnp.asarray(theta), jnp.asarray(xp), jnp.asarray(yp), jnp.asarray(mask), jnp.asarray(qp)
+    )
     return np.asarray(mean)[:q], np.asarray(std)[:q]
 
 
-def _candidates(rng: np.random.Generator, d: int, x_obs: np.ndarray, ys_obs: np.ndarray,
-                feasible: np.ndarray) -> np.ndarray:
+def _candidates(
+    rng: np.random.Generator, d: int, x_obs: np.ndarray, ys_obs: np.ndarray, feasible: np.ndarray
+) -> np.ndarray:
     sobol = qmc.Sobol(d=d, scramble=True, seed=rng).random(_SOBOL_CANDIDATES)
-    order = np.argsort(np.where(feasible, ys_obs, np.inf), kind="stable")[:min(_LOCAL_CENTERS, feasible.sum())]
+    order = np.argsort(np.where(feasible, ys_obs, np.inf), kind="stable")[
+        : min(_LOCAL_CENTERS, feasible.sum())
+    ]
     # Fixed count (centres repeated when there are few) so the candidate set never changes shape.
     centers = x_obs[np.resize(order, _LOCAL_CENTERS)]
     scales = np.resize(np.asarray(_LOCAL_SCALES), _LOCAL_PER_CENTER)
-    local = centers[:, None, :] + scales[None, :, None] * rng.standard_normal((_LOCAL_CENTERS, _LOCAL_PER_CENTER, d))
+    local = centers[:, None, :] + scales[None, :, None] * rng.standard_normal(
+        (_LOCAL_CENTERS, _LOCAL_PER_CENTER, d)
+    )
     return np.concatenate([sobol, np.clip(local.reshape(-1, d), 0.0, 1.0)])
 
 
-def _choose_one(theta, x_train, y_train, incumbent_ok, n_observed, feasible, ys_obs, x_obs, rng, acquisition,
-                ucb_beta):
+def _choose_one(
+    theta,
+    x_train,
+    y_train,
+    incumbent_ok,
+    n_observed,
+    feasible,
+    ys_obs,
+    x_obs,
+    rng,
+    acquisition,
+    ucb_beta,
+):
     """The best distinct point of the acquisition and its posterior mean (standardized); training
     rows from `n_observed` on are fantasies (pending or already chosen points)."""
     d = x_train.shape[1]
@@ -297,12 +350,23 @@ def _choose_one(theta, x_train, y_train, incumbent_ok, n_observed, feasible, ys_
     fantasy = np.arange(len(x_train)) >= n_observed
     xp, yp, mask, okp, fantasyp = _pad(x_train, y_train, incumbent_ok, fantasy)
     points, scores, means = _maximize_acquisition(
-        jnp.asarray(theta), jnp.asarray(xp), jnp.asarray(yp), jnp.asarray(mask), jnp.asarray(okp),
-        jnp.asarray(fantasyp), jnp.asarray(cand), jnp.asarray(ucb_beta, jnp.float64), acquisition=acquisition)
+        jnp.asarray(theta),
+        jnp.asarray(xp),
+        jnp.asarray(yp),
+        jnp.asarray(mask),
+        jnp.asarray(okp),
+        jnp.asarray(fantasyp),
+        jnp.asarray(cand),
+        jnp.asarray(ucb_beta, jnp.float64),
+        acquisition=acquisition,
+    )
     points, scores, means = np.asarray(points), np.asarray(scores), np.asarray(means)
     # Points that nearly repeat a known one waste a trial (and a near-singular K would follow).
     for i in np.argsort(-scores, kind="stable"):
-        if np.isfinite(scores[i]) and np.min(np.linalg.norm(x_train - points[i], axis=1)) > _MIN_DISTANCE:
+        if (
+            np.isfinite(scores[i])
+            and np.min(np.linalg.norm(x_train - points[i], axis=1)) > _MIN_DISTANCE
+        ):
             return points[i], means[i]
     # Every runner-up crowds a known point: take the candidate farthest from all of them.
     far = np.argmax(np.min(np.linalg.norm(cand[:, None] - x_train[None], axis=-1), axis=1))
@@ -320,10 +384,14 @@ def _unpack(theta, d):
 
 def _bounds(d):
     """(low, high) of the log-parameters [log lengthscales, log signal, log noise, mean]."""
-    low = np.array([math.log(_LENGTHSCALE_BOUNDS[0])] * d + [math.log(_SIGNAL_BOUNDS[0]),
-                    math.log(_NOISE_BOUNDS[0]), _MEAN_BOUNDS[0]])
-    high = np.array([math.log(_LENGTHSCALE_BOUNDS[1])] * d + [math.log(_SIGNAL_BOUNDS[1]),
-                     math.log(_NOISE_BOUNDS[1]), _MEAN_BOUNDS[1]])
+    low = np.array(
+        [math.log(_LENGTHSCALE_BOUNDS[0])] * d
+        + [math.log(_SIGNAL_BOUNDS[0]), math.log(_NOISE_BOUNDS[0]), _MEAN_BOUNDS[0]]
+    )
+    high = np.array(
+        [math.log(_LENGTHSCALE_BOUNDS[1])] * d
+        + [math.log(_SIGNAL_BOUNDS[1]), math.log(_NOISE_BOUNDS[1]), _MEAN_BOUNDS[1]]
+    )
     return low, high
 
 
@@ -376,27 +444,42 @@ def _log_posterior_and_grad(theta, x, y, mask):
     alpha = jax.scipy.linalg.cho_solve((chol, True), resid)
     k_inv = jax.scipy.linalg.cho_solve((chol, True), jnp.eye(x.shape[0], dtype=x.dtype))
     n = jnp.sum(mask)
-    value = -0.5 * resid @ alpha - jnp.sum(jnp.log(jnp.diag(chol))) - 0.5 * n * math.log(2 * math.pi)
+    value = (
+        -0.5 * resid @ alpha - jnp.sum(jnp.log(jnp.diag(chol))) - 0.5 * n * math.log(2 * math.pi)
+    )
 
     w = jnp.outer(alpha, alpha) - k_inv
     # d k / d log l_j = 5/3 s (1 + sqrt5 r) exp(-sqrt5 r) (x_j - x'_j)^2 / l_j^2, finite at r = 0.
     dk_common = jnp.where(pair, signal * 5.0 / 3.0 * (1.0 + math.sqrt(5.0) * r) * decay, 0.0)
-    grad = jnp.concatenate([
-        0.5 * jnp.einsum("ab,abj->j", w * dk_common, sq),
-        jnp.stack([0.5 * jnp.sum(w * k_free),
-                   0.5 * noise * jnp.sum(jnp.where(mask, jnp.diag(w), 0.0)),
-                   jnp.sum(alpha)])])
+    grad = jnp.concatenate(
+        [
+            0.5 * jnp.einsum("ab,abj->j", w * dk_common, sq),
+            jnp.stack(
+                [
+                    0.5 * jnp.sum(w * k_free),
+                    0.5 * noise * jnp.sum(jnp.where(mask, jnp.diag(w), 0.0)),
+                    jnp.sum(alpha),
+                ]
+            ),
+        ]
+    )
 
     prior_mean, prior_std = _prior(d)
     value = value - 0.5 * jnp.sum(((theta - prior_mean) / prior_std) ** 2)
-    grad = grad - (theta - prior_mean) / prior_std ** 2
+    grad = grad - (theta - prior_mean) / prior_std**2
     return value, grad
 
 
 def _prior(d):
     """(mean, std) of the normal priors on the log-parameters."""
-    mean = np.array([_LOG_LENGTHSCALE_PRIOR[0]] * d + [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0], _MEAN_PRIOR[0]])
-    std = np.array([_LOG_LENGTHSCALE_PRIOR[1]] * d + [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1], _MEAN_PRIOR[1]])
+    mean = np.array(
+        [_LOG_LENGTHSCALE_PRIOR[0]] * d
+        + [_LOG_SIGNAL_PRIOR[0], _LOG_NOISE_PRIOR[0], _MEAN_PRIOR[0]]
+    )
+    std = np.array(
+        [_LOG_LENGTHSCALE_PRIOR[1]] * d
+        + [_LOG_SIGNAL_PRIOR[1], _LOG_NOISE_PRIOR[1], _MEAN_PRIOR[1]]
+    )
     return mean, std
 
 
@@ -441,7 +524,7 @@ def _posterior_fn(theta, x, y, mask):
         k = _matern52(q, x, lengthscales, signal) * mask[None, :]
         v = jax.scipy.linalg.solve_triangular(chol, k.T, lower=True)
         var = signal - jnp.sum(v * v, axis=0)
-        return mean + k @ alpha, jnp.sqrt(jnp.maximum(var, _STD_FLOOR ** 2))
+        return mean + k @ alpha, jnp.sqrt(jnp.maximum(var, _STD_FLOOR**2))
 
     return posterior, alpha
 
@@ -464,7 +547,12 @@ def _log_h(z):
     # Beyond -30 the bracket cancels to ~1/z^2: use its asymptotic series.
     za = jnp.minimum(z, -30.0)
     inv = 1.0 / (za * za)
-    tail = -0.5 * za * za - log_sqrt_2pi + jnp.log(inv) + jnp.log1p(inv * (-3.0 + inv * (15.0 - 105.0 * inv)))
+    tail = (
+        -0.5 * za * za
+        - log_sqrt_2pi
+        + jnp.log(inv)
+        + jnp.log1p(inv * (-3.0 + inv * (15.0 - 105.0 * inv)))
+    )
     return jnp.where(z > -1.0, direct, jnp.where(z > -30.0, middle, tail))
 
 
@@ -478,7 +566,9 @@ def _log_h_jvp(primals, tangents):
 
 
 @jax.jit(static_argnames=("acquisition",))
-def _maximize_acquisition(theta, x, y, mask, incumbent_ok, fantasy, candidates, ucb_beta, *, acquisition):
+def _maximize_acquisition(
+    theta, x, y, mask, incumbent_ok, fantasy, candidates, ucb_beta, *, acquisition
+):
     """Refined maximizers of the acquisition: (points, scores, posterior means) of the best few."""
     d = x.shape[1]
     lengthscales, _, noise, _ = _unpack(theta, d)
@@ -497,7 +587,9 @@ def _maximize_acquisition(theta, x, y, mask, incumbent_ok, fantasy, candidates, 
         # A fantasy removes the variance but not a downhill mean, so the believer would otherwise
         # spend a batch on small steps along one slope: keep away from pending and chosen points.
         scaled = (q[:, None, :] - x[None, :, :]) / lengthscales
-        crowded = jnp.any(fantasy & (jnp.sum(scaled * scaled, axis=-1) < _BATCH_SEPARATION ** 2), axis=1)
+        crowded = jnp.any(
+            fantasy & (jnp.sum(scaled * scaled, axis=-1) < _BATCH_SEPARATION**2), axis=1
+        )
         return jnp.where(crowded, -jnp.inf, value), mean
 
     def objective(q):
@@ -520,10 +612,19 @@ def _maximize_acquisition(theta, x, y, mask, incumbent_ok, fantasy, candidates, 
         best_mean = jnp.where(better, mean, best_mean)
         grad = jnp.where(jnp.isfinite(grad), grad, 0.0)
         updates, state = optimizer.update(grad, state)
-        return (jnp.clip(optax.apply_updates(q, updates), 0.0, 1.0), state, best_q, best_s, best_mean), None
+        return (
+            jnp.clip(optax.apply_updates(q, updates), 0.0, 1.0),
+            state,
+            best_q,
+            best_s,
+            best_mean,
+        ), None
 
     init = (start, optimizer.init(start), start, top_scores[:_REFINED], means[top[:_REFINED]])
     (_, _, best_q, best_s, best_mean), _ = jax.lax.scan(step, init, None, length=_REFINE_STEPS)
     rest = top[_REFINED:]
-    return (jnp.concatenate([best_q, candidates[rest]]), jnp.concatenate([best_s, top_scores[_REFINED:]]),
-            jnp.concatenate([best_mean, means[rest]]))
+    return (
+        jnp.concatenate([best_q, candidates[rest]]),
+        jnp.concatenate([best_s, top_scores[_REFINED:]]),
+        jnp.concatenate([best_mean, means[rest]]),
+    )

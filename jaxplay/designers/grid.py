@@ -23,12 +23,14 @@ class GridDesigner:
     def suggest(self, start: int, count: int) -> list[dict[str, object]]:
         """Dotted path -> value for trials start .. start + count - 1."""
         if start < 0 or count < 0:
-            raise ValueError(f'start and count must be >= 0 (got start={start}, count={count})')
+            raise ValueError(f"start and count must be >= 0 (got start={start}, count={count})")
         if start + count > self.max_trials:
             raise ConfigError(
-                f'study.num_trials: grid has only {self.max_trials} points; set num_trials <= '
-                f'{self.max_trials} or None')
+                f"study.num_trials: grid has only {self.max_trials} points; set num_trials <= "
+                f"{self.max_trials} or None"
+            )
         if self._points is None:
             self._points = list(itertools.product(*self._grids))
-        return [dict(zip(self.space.paths, values))
-                for values in self._points[start:start + count]]
+        return [
+            dict(zip(self.space.paths, values)) for values in self._points[start : start + count]
+        ]

@@ -20,9 +20,10 @@ class ManualDesigner:
     def suggest(self, start: int, count: int) -> list[dict[str, object]]:
         """Dotted path -> value for trials start .. start + count - 1."""
         if start < 0 or count < 0:
-            raise ValueError(f'start and count must be >= 0 (got start={start}, count={count})')
+            raise ValueError(f"start and count must be >= 0 (got start={start}, count={count})")
         if start + count > self.max_trials:
             raise ConfigError(
-                f'study.num_trials: study.trials lists only {self.max_trials} trials; set num_trials <= '
-                f'{self.max_trials} or None')
-        return [dict(t) for t in self.trials[start:start + count]]
+                f"study.num_trials: study.trials lists only {self.max_trials} trials; set num_trials <= "
+                f"{self.max_trials} or None"
+            )
+        return [dict(t) for t in self.trials[start : start + count]]

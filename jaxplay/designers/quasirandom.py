@@ -29,7 +29,7 @@ class QuasiRandomDesigner:
     def suggest(self, start: int, count: int) -> list[dict[str, object]]:
         """Dotted path -> value for trials start .. start + count - 1."""
         if start < 0 or count < 0:
-            raise ValueError(f'start and count must be >= 0 (got start={start}, count={count})')
+            raise ValueError(f"start and count must be >= 0 (got start={start}, count={count})")
         if not len(self.space):
             return [{} for _ in range(count)]
         # A Generator rather than the int: SciPy is renaming `seed` to `rng`, and an int means a
@@ -38,4 +38,3 @@ class QuasiRandomDesigner:
         sampler = qmc.Halton(d=len(self.space), scramble=True, seed=rng)
         sampler.fast_forward(self.skip + start)
         return [self.space.from_unit(u) for u in sampler.random(count)]
-

@@ -21,6 +21,8 @@ class RandomDesigner:
     def suggest(self, start: int, count: int) -> list[dict[str, object]]:
         """Dotted path -> value for trials start .. start + count - 1."""
         if start < 0 or count < 0:
-            raise ValueError(f'start and count must be >= 0 (got start={start}, count={count})')
-        return [self.space.from_unit(np.random.default_rng([self.seed, i]).random(len(self.space)))
-                for i in range(start, start + count)]
+            raise ValueError(f"start and count must be >= 0 (got start={start}, count={count})")
+        return [
+            self.space.from_unit(np.random.default_rng([self.seed, i]).random(len(self.space)))
+            for i in range(start, start + count)
+        ]

@@ -8,6 +8,7 @@ RUNNING, which TPE's constant liar treats as pending) and asks it for the next t
 is seeded by (study seed, trial index), so one worker reproduces a study. Needs `pip install
 optuna` (or the `bench` extra).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,10 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        raise ConfigError("study.algorithm: 'tpe' drives the study with Optuna's TPE sampler, which is not "
-                          "installed; pip install optuna (or pip install -e '.[bench]'), or use 'gp'") from None
+        raise ConfigError(
+            "study.algorithm: 'tpe' drives the study with Optuna's TPE sampler, which is not "
+            "installed; pip install optuna (or pip install -e '.[bench]'), or use 'gp'"
+        ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -53,7 +56,9 @@ class TPEDesigner:
         optuna = self.optuna
         seed = int(np.random.SeedSequence([self.seed, start]).generate_state(1)[0])
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-        study = optuna.create_study(direction="minimize" if self.mode == "min" else "maximize", sampler=sampler)
+        study = optuna.create_study(
+            direction="minimize" if self.mode == "min" else "maximize", sampler=sampler
+        )
         state = optuna.trial.TrialState
         for trial in history:
             if self.space.to_unit(trial["params"]) is None:
@@ -61,12 +66,17 @@ class TPEDesigner:
             params = {p: trial["params"][p] for p in self.distributions}
             value = trial.get("value")
             if trial["status"] == "completed" and value is not None and math.isfinite(value):
-                frozen = optuna.trial.create_trial(params=params, distributions=self.distributions, value=value)
+                frozen = optuna.trial.create_trial(
+                    params=params, distributions=self.distributions, value=value
+                )
             elif trial["status"] in ("running", "pending"):
-                frozen = optuna.trial.create_trial(params=params, distributions=self.distributions,
-                                                   state=state.RUNNING)
+                frozen = optuna.trial.create_trial(
+                    params=params, distributions=self.distributions, state=state.RUNNING
+                )
             else:
-                frozen = optuna.trial.create_trial(params=params, distributions=self.distributions, state=state.FAIL)
+                frozen = optuna.trial.create_trial(
+                    params=params, distributions=self.distributions, state=state.FAIL
+                )
             study.add_trial(frozen)
         # Each asked trial stays RUNNING in the study, so the next ask treats it as pending.
         return [self._plain(study.ask(self.distributions).params) for _ in range(count)]
@@ -76,5 +86,7 @@ class TPEDesigner:
         out = {}
         for p in self.space:
             value = params[p.path]
-            out[p.path] = float(value) if p.space == "float" else int(value) if p.space == "int" else value
+            out[p.path] = (
+                float(value) if p.space == "float" else int(value) if p.space == "int" else value
+            )
         return out

@@ -1,4 +1,5 @@
 """Flax NNX model families; `config.model.name` picks one, the other fields are its hyperparameters."""
+
 from __future__ import annotations
 
 from flax import nnx
@@ -17,7 +18,10 @@ FAMILIES = {
     "mlp": (MLP, ("width", "depth", "activation")),
     "cnn": (CNN1D, ("channels", "depth", "kernel_size", "activation")),
     "gru": (GRU, ("hidden",)),
-    "resnet": (ResNet, ("stage_sizes", "width", "block", "stem", "virtual_batch_size", "activation")),
+    "resnet": (
+        ResNet,
+        ("stage_sizes", "width", "block", "stem", "virtual_batch_size", "activation"),
+    ),
     "transformer": (TransformerLM, ("dim", "depth", "heads", "mlp_ratio", "activation")),
 }
 _CHOICES = {"block": ("basic", "bottleneck"), "stem": ("cifar", "imagenet")}
@@ -31,22 +35,30 @@ def check(model_config) -> None:
     _, fields = FAMILIES[name]
     unknown = set(model_config.keys()) - set(fields) - {"name", "dropout"}
     if unknown:
-        raise ConfigError(f"model: field(s) {sorted(unknown)} mean nothing to a {name!r} model; "
-                          f"it takes {sorted(fields) + ['dropout']}")
+        raise ConfigError(
+            f"model: field(s) {sorted(unknown)} mean nothing to a {name!r} model; "
+            f"it takes {sorted(fields) + ['dropout']}"
+        )
     if "activation" in model_config:
         activation(model_config.activation)
     for field, choices in _CHOICES.items():
         if field in model_config and model_config[field] not in choices:
-            raise ConfigError(f"model.{field}: unknown {model_config[field]!r}; use one of {list(choices)}")
+            raise ConfigError(
+                f"model.{field}: unknown {model_config[field]!r}; use one of {list(choices)}"
+            )
     vbs = model_config.get("virtual_batch_size", None)
     if vbs is not None and (not isinstance(vbs, int) or vbs < 1):
-        raise ConfigError(f"model.virtual_batch_size: a positive int or None for whole-batch statistics (got {vbs!r})")
+        raise ConfigError(
+            f"model.virtual_batch_size: a positive int or None for whole-batch statistics (got {vbs!r})"
+        )
     dropout = model_config.get("dropout", 0.0)
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"model.dropout: a rate in [0, 1) (got {dropout})")
 
 
-def build(model_config, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+def build(
+    model_config, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs
+) -> nnx.Module:
     """Builds the model that `config.model` describes."""
     check(model_config)
     cls, fields = FAMILIES[model_config.name]

@@ -1,4 +1,5 @@
 """1-D convolutional network (for sequences such as MNIST-1D)."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -23,15 +24,26 @@ class Conv1D(nnx.Module):
         left = (self.kernel_size - 1) // 2
         padded = jnp.pad(x, ((0, 0), (left, self.kernel_size - 1 - left), (0, 0)))
         length = x.shape[1]
-        patches = jnp.concatenate([padded[:, i:i + length] for i in range(self.kernel_size)], axis=-1)
+        patches = jnp.concatenate(
+            [padded[:, i : i + length] for i in range(self.kernel_size)], axis=-1
+        )
         return self.linear(patches)
 
 
 class CNN1D(nnx.Module):
     """`depth` same-padded conv layers of `channels` filters, then a linear head on the flattened map."""
 
-    def __init__(self, input_shape, num_classes, *, channels=32, depth=3, kernel_size=5,
-                 activation="relu", rngs):
+    def __init__(
+        self,
+        input_shape,
+        num_classes,
+        *,
+        channels=32,
+        depth=3,
+        kernel_size=5,
+        activation="relu",
+        rngs,
+    ):
         self.act = activation
         length = input_shape[0]
         in_ch = input_shape[1] if len(input_shape) > 1 else 1

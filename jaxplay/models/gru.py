@@ -1,5 +1,6 @@
 """A GRU sequence classifier (the MNIST-1D paper's recurrent baseline): one GRU layer over the
 sequence, a linear head on its last hidden state."""
+
 from __future__ import annotations
 
 import jax

@@ -1,4 +1,5 @@
 """Pieces shared by the model families."""
+
 from __future__ import annotations
 
 import jax
@@ -45,8 +46,15 @@ class GhostBatchNorm(nnx.Module):
     not only before evaluation and checkpointing.
     """
 
-    def __init__(self, num_features: int, *, virtual_batch_size: int | None = None, momentum: float = 0.9,
-                 epsilon: float = 1e-5, rngs: nnx.Rngs | None = None):
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        virtual_batch_size: int | None = None,
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        rngs: nnx.Rngs | None = None,
+    ):
         self.virtual_batch_size, self.momentum, self.epsilon = virtual_batch_size, momentum, epsilon
         self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
@@ -59,8 +67,10 @@ class GhostBatchNorm(nnx.Module):
             batch = x.shape[0]
             v = self.virtual_batch_size or batch
             if batch % v:
-                raise ValueError(f"GhostBatchNorm: batch {batch} is not a multiple of virtual_batch_size {v}; "
-                                 "pick a data.batch_size divisible by it")
+                raise ValueError(
+                    f"GhostBatchNorm: batch {batch} is not a multiple of virtual_batch_size {v}; "
+                    "pick a data.batch_size divisible by it"
+                )
             # Statistics in float32 even under bf16 compute: a variance in bf16 loses most digits.
             groups = x.astype(jnp.float32).reshape((batch // v, v) + x.shape[1:])
             axes = tuple(range(1, groups.ndim - 1))  # per group: its examples and spatial positions
@@ -72,5 +82,7 @@ class GhostBatchNorm(nnx.Module):
             self.mean[...] = m * self.mean[...] + (1 - m) * flat(mean)
             self.var[...] = m * self.var[...] + (1 - m) * flat(var)
         else:
-            y = (x.astype(jnp.float32) - self.mean[...]) * jax.lax.rsqrt(self.var[...] + self.epsilon)
+            y = (x.astype(jnp.float32) - self.mean[...]) * jax.lax.rsqrt(
+                self.var[...] + self.epsilon
+            )
         return (y * self.scale[...] + self.bias[...]).astype(dtype)

@@ -1,4 +1,5 @@
 """Multi-layer perceptron."""
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,11 @@ class MLP(nnx.Module):
     def __call__(self, x, *, train: bool = False, dropout_rate=0.0, key=None):
         act = activation(self.act)
         x = x.reshape(x.shape[0], -1)
-        keys = [None] * len(self.hidden) if key is None else list(jax.random.split(key, len(self.hidden)))
+        keys = (
+            [None] * len(self.hidden)
+            if key is None
+            else list(jax.random.split(key, len(self.hidden)))
+        )
         for layer, k in zip(self.hidden, keys):
             x = dropout(act(layer(x)), dropout_rate, k)
         return self.head(x)

@@ -5,6 +5,7 @@ and 3x3 stride-2 max pool (224x224 inputs). `block='basic'` (two 3x3 convs: ResN
 `'bottleneck'` (1x1, 3x3, 1x1 with 4x expansion: ResNet-50). Batch norm is GhostBatchNorm with
 `virtual_batch_size` examples per statistics group (None: the whole batch).
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -20,16 +21,27 @@ _STD = np.array([58.4, 57.1, 57.4], np.float32)
 
 
 def _conv(cin, cout, k, stride, rngs):
-    return nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding="SAME", use_bias=False,
-                    kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"), rngs=rngs)
+    return nnx.Conv(
+        cin,
+        cout,
+        (k, k),
+        strides=(stride, stride),
+        padding="SAME",
+        use_bias=False,
+        kernel_init=nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
+        rngs=rngs,
+    )
 
 
 class Block(nnx.Module):
     """A residual block; the last norm's scale starts at zero so each block starts as identity."""
 
     def __init__(self, cin, width, stride, *, bottleneck, vbs, rngs):
-        shapes = ([(cin, width, 1, 1), (width, width, 3, stride), (width, 4 * width, 1, 1)] if bottleneck
-                  else [(cin, width, 3, stride), (width, width, 3, 1)])
+        shapes = (
+            [(cin, width, 1, 1), (width, width, 3, stride), (width, 4 * width, 1, 1)]
+            if bottleneck
+            else [(cin, width, 3, stride), (width, width, 3, 1)]
+        )
         cout = shapes[-1][1]
         self.convs = nnx.List([_conv(a, b, k, s, rngs) for a, b, k, s in shapes])
         self.norms = nnx.List([GhostBatchNorm(b, virtual_batch_size=vbs) for _, b, _, _ in shapes])
@@ -38,7 +50,9 @@ class Block(nnx.Module):
         # keep one kind, data or static).
         self.project = nnx.List([])
         if stride != 1 or cin != cout:
-            self.project = nnx.List([_conv(cin, cout, 1, stride, rngs), GhostBatchNorm(cout, virtual_batch_size=vbs)])
+            self.project = nnx.List(
+                [_conv(cin, cout, 1, stride, rngs), GhostBatchNorm(cout, virtual_batch_size=vbs)]
+            )
 
     def __call__(self, x, act, train):
         y = x
@@ -55,19 +69,40 @@ class Block(nnx.Module):
 class ResNet(nnx.Module):
     """Stages of residual blocks (`stage_sizes`), widths doubling from `width` each stage."""
 
-    def __init__(self, input_shape, num_classes, *, stage_sizes=(2, 2, 2, 2), width=64, block="basic",
-                 stem="cifar", virtual_batch_size=None, activation="relu", rngs):
+    def __init__(
+        self,
+        input_shape,
+        num_classes,
+        *,
+        stage_sizes=(2, 2, 2, 2),
+        width=64,
+        block="basic",
+        stem="cifar",
+        virtual_batch_size=None,
+        activation="relu",
+        rngs,
+    ):
         self.act, self.stem = activation, stem
         channels = input_shape[-1]
-        self.stem_conv = _conv(channels, width, 3 if stem == "cifar" else 7, 1 if stem == "cifar" else 2, rngs)
+        self.stem_conv = _conv(
+            channels, width, 3 if stem == "cifar" else 7, 1 if stem == "cifar" else 2, rngs
+        )
         self.stem_norm = GhostBatchNorm(width, virtual_batch_size=virtual_batch_size)
         blocks, cin = [], width
         for i, size in enumerate(stage_sizes):
             for j in range(size):
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(Block(cin, width * 2 ** i, stride, bottleneck=block == "bottleneck",
-                                    vbs=virtual_batch_size, rngs=rngs))
-                cin = width * 2 ** i * (4 if block == "bottleneck" else 1)
+                blocks.append(
+                    Block(
+                        cin,
+                        width * 2**i,
+                        stride,
+                        bottleneck=block == "bottleneck",
+                        vbs=virtual_batch_size,
+                        rngs=rngs,
+                    )
+                )
+                cin = width * 2**i * (4 if block == "bottleneck" else 1)
         self.blocks = nnx.List(blocks)
         self.head = nnx.Linear(cin, num_classes, kernel_init=nnx.initializers.zeros, rngs=rngs)
 

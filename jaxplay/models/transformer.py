@@ -1,5 +1,6 @@
 """A decoder-only Transformer language model with pre-norm residual blocks (the playbook's
 stable form: x + f(LayerNorm(x)), and a final LayerNorm before the output projection)."""
+
 from __future__ import annotations
 
 import jax
@@ -42,10 +43,21 @@ class Block(nnx.Module):
 class TransformerLM(nnx.Module):
     """Token ids (batch, length) -> next-token logits (batch, length, vocab)."""
 
-    def __init__(self, input_shape, num_classes, *, dim=128, depth=2, heads=4, mlp_ratio=4,
-                 activation="gelu", rngs):
+    def __init__(
+        self,
+        input_shape,
+        num_classes,
+        *,
+        dim=128,
+        depth=2,
+        heads=4,
+        mlp_ratio=4,
+        activation="gelu",
+        rngs,
+    ):
         if dim % heads:
             from jaxplay.spaces import ConfigError
+
             raise ConfigError(f"model.heads: must divide model.dim={dim} (got {heads})")
         self.act = activation
         self.embed = nnx.Embed(num_classes, dim, rngs=rngs)
@@ -58,8 +70,11 @@ class TransformerLM(nnx.Module):
         act = activation(self.act)
         x = self.embed(tokens.astype(jnp.int32))
         x = x + self.position[: tokens.shape[1]].astype(x.dtype)
-        keys = [[None, None]] * len(self.blocks) if key is None else \
-            jax.random.split(key, (len(self.blocks), 2))
+        keys = (
+            [[None, None]] * len(self.blocks)
+            if key is None
+            else jax.random.split(key, (len(self.blocks), 2))
+        )
         for block, k in zip(self.blocks, keys):
             x = block(x, act, dropout_rate, k)
         return self.head(self.norm(x))
