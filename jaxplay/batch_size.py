@@ -53,7 +53,7 @@ import numpy as np
 
 from jaxplay import cli, train, workloads
 from jaxplay import config as config_lib
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 __all__ = [
     "Row",

@@ -10,7 +10,7 @@ import sys
 
 from jaxplay import config as config_lib
 from jaxplay import store as store_lib
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 
 def define_config(fl, help_text: str = "Study file: path/to/study.py[:arg].") -> None:

@@ -20,7 +20,8 @@ import ml_collections
 import numpy as np
 
 from jaxplay import designers, spaces
-from jaxplay.spaces import ConfigError, SearchSpace
+from jaxplay.errors import ConfigError
+from jaxplay.spaces import SearchSpace
 
 __all__ = [
     "ConfigError",

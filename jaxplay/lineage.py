@@ -37,8 +37,7 @@ import numpy as np
 
 from jaxplay import config as config_lib
 from jaxplay import spaces
-from jaxplay.spaces import ConfigError
-from jaxplay.store import StoreError
+from jaxplay.errors import ConfigError, StoreError
 
 ACTIONS = ("refine", "exploit", "promote", "rerun", "reseed", "warmup", "clip")
 DEFAULTS = {

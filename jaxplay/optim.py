@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 # Optimizer name -> its float hyperparameters and their defaults. The update rules are optax's
 # (playbook PART C notes where optax differs from the playbook's equations).

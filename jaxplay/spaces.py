@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 import ml_collections
 import numpy as np
 
+from jaxplay.errors import ConfigError
+
 ROLES = ("scientific", "nuisance")
 SCALES = ("linear", "log")
 SPACES = ("float", "int", "discrete", "categorical")
@@ -35,10 +37,6 @@ _CONSTRUCTORS = {
     ("int", "linear"): "int_linear",
     ("int", "log"): "int_log",
 }
-
-
-class ConfigError(ValueError):
-    """A problem in a study config; the message names the field and says the fix."""
 
 
 # ----------------------------------------------------------------------------------------------

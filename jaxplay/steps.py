@@ -63,7 +63,7 @@ import numpy as np
 from jaxplay import cli, optim, paths, spaces
 from jaxplay import config as config_lib
 from jaxplay import store as store_lib
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError, StoreError
 
 __all__ = [
     "TrialFit",
@@ -657,9 +657,9 @@ def main(argv=None) -> int:
             ),
             command=command,
         )
-    except (ConfigError, store_lib.StoreError) as e:
+    except (ConfigError, StoreError) as e:
         hint = ""
-        if isinstance(e, store_lib.StoreError) and "different config" in str(e):
+        if isinstance(e, StoreError) and "different config" in str(e):
             # Another N, grid or criterion on an existing sweep: a study's config never changes.
             name = fl.study_name or f"{fl.config.study.name}-steps"
             hint = f"; to run this sweep next to it, pass --study_name {name}-2"

@@ -18,12 +18,10 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from jaxplay.errors import StoreError
+
 STATUSES = ("pending", "running", "completed", "infeasible", "failed")
 DB_NAME = "jaxplay.db"
-
-
-class StoreError(RuntimeError):
-    """A study record that cannot be used as asked (e.g. same name, different config)."""
 
 
 def _now() -> dt.datetime:

@@ -14,6 +14,7 @@ import math
 import sys
 
 from jaxplay import store as store_lib
+from jaxplay.errors import StoreError
 
 
 def _value(v) -> str:
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
                 print(args.output)
             else:
                 sys.stdout.write(text)
-    except (store_lib.StoreError, FileNotFoundError) as e:
+    except (StoreError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -39,7 +39,7 @@ from jaxplay import config as config_lib
 from jaxplay import (
     store as store_lib,
 )
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError, StoreError
 
 PACKAGES = (
     "jax",
@@ -904,7 +904,7 @@ def main(argv=None) -> int:
             report=fl.report,
             lease_s=fl.lease_secs,
         )
-    except (ConfigError, store_lib.StoreError) as e:
+    except (ConfigError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -35,7 +35,7 @@ from flax import nnx
 from jaxplay import optim, paths, workloads
 from jaxplay.checkpoints import TrialCheckpoints
 from jaxplay.data import augment
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 # How often each compiled function was traced; a trace is what triggers a compilation, so tests
 # can assert "16 learning rates -> 1 compilation".

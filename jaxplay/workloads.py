@@ -31,7 +31,7 @@ from flax import nnx
 
 from jaxplay import data as data_lib
 from jaxplay import models
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 
 from jaxplay import batch_size
 from jaxplay.batch_size import Row
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 from tests.factories import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

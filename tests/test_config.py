@@ -8,7 +8,7 @@ import pytest
 
 from jaxplay import config as study_config
 from jaxplay import spaces
-from jaxplay.config import ConfigError
+from jaxplay.errors import ConfigError
 
 STUDY_FILE = """
 import ml_collections

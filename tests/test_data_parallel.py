@@ -10,7 +10,7 @@ import pytest
 
 from factories import tiny_config
 from jaxplay import train
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 OVERRIDES = [
     {"model.dropout": 0.1, "train.eval_batch_size": 512},

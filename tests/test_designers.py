@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import qmc
 
 from jaxplay import designers, spaces
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 ALL_KINDS = spaces.parse(
     {
@@ -268,12 +268,12 @@ def test_bayesian_designer_explores_quasi_randomly_until_it_has_enough_results()
     ],
 )
 def test_bayesian_designer_settings_name_the_field(settings, error):
-    with pytest.raises(spaces.ConfigError, match=error):
+    with pytest.raises(ConfigError, match=error):
         designers.make("gp", MIXED, 0, settings)
 
 
 def test_bayesian_designer_needs_a_search_space():
-    with pytest.raises(spaces.ConfigError, match="'gp' needs a search space"):
+    with pytest.raises(ConfigError, match="'gp' needs a search space"):
         designers.make("gp", spaces.SearchSpace(), 0)
 
 
@@ -335,5 +335,5 @@ def test_tpe_needs_optuna_or_says_how_to_get_it(monkeypatch):
             else real_import(name, *a, **k)
         ),
     )
-    with pytest.raises(spaces.ConfigError, match="pip install optuna"):
+    with pytest.raises(ConfigError, match="pip install optuna"):
         designers.make("tpe", MIXED, 0)

@@ -10,7 +10,7 @@ import pytest
 from factories import constructed_study, tiny_config
 from jaxplay import config as config_lib
 from jaxplay import lineage, optim, spaces
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 SEARCH = {
     "optimizer": {"learning_rate": spaces.log(1e-4, 1e-1), "b1": spaces.linear(0.8, 0.99)},

@@ -13,6 +13,7 @@ from flax import nnx
 
 from jaxplay import batched, sweep, train
 from jaxplay import config as config_lib
+from jaxplay.errors import ConfigError
 from jaxplay.models.layers import GhostBatchNorm
 
 EXPERIMENTS = os.path.join(os.path.dirname(__file__), "..", "experiments")
@@ -128,6 +129,7 @@ SHARDED_BN = r"""
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
+from jaxplay.errors import ConfigError
 from jaxplay.models.layers import GhostBatchNorm
 assert jax.device_count() == 4
 x = jax.random.normal(jax.random.PRNGKey(0), (32, 6)) * jnp.arange(1, 33)[:, None]
@@ -189,5 +191,5 @@ def test_bf16_compute_keeps_float32_master_weights_and_optimizer_state(tmp_path)
 
 def test_unknown_compute_dtype_is_refused():
     configs, _ = _trials("pystdlib_transformer")
-    with pytest.raises(config_lib.ConfigError, match="train.compute_dtype: unknown 'fp8'"):
+    with pytest.raises(ConfigError, match="train.compute_dtype: unknown 'fp8'"):
         train.check(config_lib.apply(configs[0], {"train.compute_dtype": "fp8"}))

@@ -89,7 +89,7 @@ def test_importing_jaxplay_starts_no_jax_backend():
 
 def test_multi_host_flags_go_together():
     from jaxplay import distributed
-    from jaxplay.spaces import ConfigError
+    from jaxplay.errors import ConfigError
 
     distributed.initialize()  # none given: one process, nothing to join
     with pytest.raises(

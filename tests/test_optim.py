@@ -8,7 +8,7 @@ import pytest
 
 from factories import tiny_config
 from jaxplay import optim
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 
 def hp(**values):

@@ -7,7 +7,7 @@ from factories import tiny_config
 from jaxplay import batched, sweep, train
 from jaxplay import config as config_lib
 from jaxplay.data import pipeline, text
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 
 def _data(n=103):

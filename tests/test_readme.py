@@ -10,7 +10,7 @@ import pytest
 
 from jaxplay import config as config_lib
 from jaxplay import sweep
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 

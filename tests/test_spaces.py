@@ -9,7 +9,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from jaxplay import spaces
-from jaxplay.spaces import ConfigError, Hyperparameter, SearchSpace
+from jaxplay.errors import ConfigError
+from jaxplay.spaces import Hyperparameter, SearchSpace
 
 
 def _base():

@@ -10,7 +10,7 @@ from factories import constructed_study, tiny_config
 from jaxplay import cli, spaces, steps
 from jaxplay import config as config_lib
 from jaxplay import store as store_lib
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LR = "optimizer.learning_rate"

@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from jaxplay import store as store_lib
+from jaxplay.errors import StoreError
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_open_study_is_idempotent_and_refuses_another_config(store):
     sid = _open(store)
     assert _open(store, num_trials=10) == sid
     assert store.record(sid)["num_trials"] == 10
-    with pytest.raises(store_lib.StoreError, match="different config"):
+    with pytest.raises(StoreError, match="different config"):
         _open(store, config_hash="h2")
 
 
@@ -47,7 +48,7 @@ def test_add_trials_skips_existing_and_refuses_changed_params(store):
     sid = _open(store)
     assert store.add_trials(sid, [{"lr": 0.1}, {"lr": 0.2}]) == 2
     assert store.add_trials(sid, [{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}]) == 1
-    with pytest.raises(store_lib.StoreError, match="trial 1 is recorded"):
+    with pytest.raises(StoreError, match="trial 1 is recorded"):
         store.add_trials(sid, [{"lr": 0.1}, {"lr": 0.25}])
 
 
@@ -153,9 +154,9 @@ def test_study_lookup_by_name(store):
     _open(store, name="a")
     _open(store, name="b", config_hash="other")
     assert store.study_names() == ["a", "b"]
-    with pytest.raises(store_lib.StoreError, match="pass --study"):
+    with pytest.raises(StoreError, match="pass --study"):
         store.study_id()
-    with pytest.raises(store_lib.StoreError, match="no study named 'c'"):
+    with pytest.raises(StoreError, match="no study named 'c'"):
         store.study_id("c")
 
 
@@ -168,7 +169,7 @@ def test_a_store_from_an_older_schema_is_refused_with_the_fix(tmp_path):
         conn.execute(sa.text("CREATE TABLE studies (id INTEGER PRIMARY KEY, name VARCHAR(200))"))
     engine.dispose()
     with pytest.raises(
-        store_lib.StoreError, match=r"lacks columns \['.*executor.*'\].*new --workdir"
+        StoreError, match=r"lacks columns \['.*executor.*'\].*new --workdir"
     ):
         store_lib.Store(url)
 
@@ -180,7 +181,7 @@ def test_store_messages_never_show_the_password(tmp_path):
     )
     store = store_lib.Store(store_lib.default_url(tmp_path))
     try:
-        with pytest.raises(store_lib.StoreError) as e:
+        with pytest.raises(StoreError) as e:
             store.study_id("nope")
         assert str(tmp_path) in str(e.value)
     finally:

@@ -15,8 +15,7 @@ import sqlalchemy as sa
 from factories import float_only_study, tiny_config
 from jaxplay import cli, spaces, sweep, train
 from jaxplay import config as config_lib
-from jaxplay.spaces import ConfigError
-from jaxplay.store import StoreError
+from jaxplay.errors import ConfigError, StoreError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

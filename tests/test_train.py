@@ -209,7 +209,7 @@ def test_padded_examples_have_zero_weight():
 
 
 def test_bad_training_fields(tmp_path):
-    from jaxplay.spaces import ConfigError
+    from jaxplay.errors import ConfigError
 
     with pytest.raises(ConfigError, match="study.objective: unknown metric 'val/acc'"):
         train.check(tiny_config(**{"study.objective": "val/acc"}))

@@ -14,7 +14,7 @@ import functools
 import numpy as np
 
 from jaxplay.data.augment import AUGMENTATIONS
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 
 @functools.lru_cache(maxsize=4)

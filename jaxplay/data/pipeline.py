@@ -20,7 +20,7 @@ import grain
 import jax
 import numpy as np
 
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 
 def host_seed(seed: int, process_index: int) -> int:

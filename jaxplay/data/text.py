@@ -17,7 +17,7 @@ import sysconfig
 
 import numpy as np
 
-from jaxplay.spaces import ConfigError
+from jaxplay.errors import ConfigError
 
 VOCAB_SIZE = 256
 # Test suites and vendored packages are left out: they are not the library's own code, and the

@@ -16,7 +16,8 @@ from jaxplay.designers.manual import ManualDesigner
 from jaxplay.designers.quasirandom import QuasiRandomDesigner
 from jaxplay.designers.random import RandomDesigner
 from jaxplay.designers.tpe import TPEDesigner
-from jaxplay.spaces import ConfigError, SearchSpace
+from jaxplay.errors import ConfigError
+from jaxplay.spaces import SearchSpace
 
 __all__ = [
     "ALGORITHMS",

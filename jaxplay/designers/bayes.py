@@ -26,7 +26,8 @@ import math
 import numpy as np
 
 from jaxplay.designers.quasirandom import QuasiRandomDesigner
-from jaxplay.spaces import ConfigError, SearchSpace
+from jaxplay.errors import ConfigError
+from jaxplay.spaces import SearchSpace
 
 ACQUISITIONS = ("ei", "ucb")
 

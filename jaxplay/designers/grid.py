@@ -7,7 +7,8 @@ scientific hyperparameter with a handful of values). The seed is ignored: a grid
 import itertools
 import math
 
-from jaxplay.spaces import ConfigError, SearchSpace
+from jaxplay.errors import ConfigError
+from jaxplay.spaces import SearchSpace
 
 
 class GridDesigner:

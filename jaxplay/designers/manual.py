@@ -5,7 +5,8 @@ search algorithm "or specify configurations manually").
 config paths. Round 2 and reruns of the best trial are studies of this kind (jaxplay.lineage).
 """
 
-from jaxplay.spaces import ConfigError, SearchSpace
+from jaxplay.errors import ConfigError
+from jaxplay.spaces import SearchSpace
 
 
 class ManualDesigner:

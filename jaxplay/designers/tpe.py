@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from jaxplay.spaces import ConfigError, SearchSpace
+from jaxplay.errors import ConfigError
+from jaxplay.spaces import SearchSpace
 
 
 def _optuna():

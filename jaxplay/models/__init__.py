@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flax import nnx
 
+from jaxplay.errors import ConfigError
 from jaxplay.models.cnn import CNN1D
 from jaxplay.models.gru import GRU
 from jaxplay.models.layers import activation
 from jaxplay.models.mlp import MLP
 from jaxplay.models.resnet import ResNet
 from jaxplay.models.transformer import TransformerLM
-from jaxplay.spaces import ConfigError
 
 # name -> (class, the config fields it takes besides `name` and `dropout`). Every model is
 # called as model(x, train=bool, dropout_rate=traced float, key=dropout key or None).

@@ -56,7 +56,7 @@ class TransformerLM(nnx.Module):
         rngs,
     ):
         if dim % heads:
-            from jaxplay.spaces import ConfigError
+            from jaxplay.errors import ConfigError
 
             raise ConfigError(f"model.heads: must divide model.dim={dim} (got {heads})")
         self.act = activation
