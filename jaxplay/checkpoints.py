@@ -1,22 +1,21 @@
 """orbax checkpoints of one trial: the best N by the study objective plus the latest for resume.
 
 Writing is deferred: a state that enters the best N is copied to host memory, and the copies are
-written together when a write is due (every `write_every_secs`, at the end, or on Ctrl-C). A short
-trial whose objective improves at every evaluation then writes ~N checkpoints instead of one per
-evaluation; on 2 CPU cores each orbax save costs ~0.1 s of CPU, which made the MNIST-1D quickstart
-trainer 20% slower than a bare loop. A crash loses at most `write_every_secs` of training.
+written together when the host loop says a write is due (every `train.checkpoint_every_secs`, at
+the end, or on Ctrl-C). A short trial whose objective improves at every evaluation then writes ~N
+checkpoints instead of one per evaluation: an orbax save costs enough CPU that writing every
+evaluation made a small trial measurably slower than a bare loop (scripts/bench_trainer.py).
 """
 
 from __future__ import annotations
 
 import pathlib
-import time
 
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from jaxplay import distributed, paths
+from jaxplay import paths
 
 
 class TrialCheckpoints:
@@ -28,13 +27,11 @@ class TrialCheckpoints:
         *,
         keep_best: int,
         mode: str,
-        write_every_secs: float = 60.0,
     ):
         self.directory = paths.folder(directory)
-        self.keep_best, self.mode, self.write_every_secs = keep_best, mode, write_every_secs
+        self.keep_best, self.mode = keep_best, mode
         self.top: list[tuple[float, int]] = []  # (objective, step) of the best N so far, best first
         self._pending: dict[int, tuple[object, float]] = {}  # step -> (host state, objective)
-        self._last_write = time.monotonic()
         self._last_saved: int | None = None
         objective = lambda metrics: metrics["objective"]  # noqa: E731
         # max_to_keep + best_fn would delete the newest checkpoints and lose resume state; a
@@ -50,11 +47,11 @@ class TrialCheckpoints:
             best_fn=objective,
             best_mode=mode,
             preservation_policy=policy,
-            # Async: a trial's final writes overlap the next trial's start (16-trial study on
-            # 2 cores: 35.1 s against 36.5 s with synchronous saves).
+            # Async: a trial's final writes overlap the next trial's start (a study of many short
+            # trials measured faster this way: scripts/bench_batched.py).
             enable_async_checkpointing=True,
             create=True,
-            # A kill mid-save leaves a '<step>.orbax-checkpoint-tmp' folder: never read, removed here.
+            # A kill mid-save leaves a '<step>.orbax-checkpoint-tmp' folder: never read, removed.
             cleanup_tmp_directories=True,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -81,12 +78,13 @@ class TrialCheckpoints:
     def record(
         self, step: int, get_state, objective: float, meta: dict, *, write_now: bool = False
     ) -> None:
-        """Called at every evaluation: keeps the state if it is among the best N, writes when due.
+        """Called at every evaluation: keeps the state if it is among the best N, and writes
+        every pending state when `write_now` (a write is due, or the trial ends or stops).
 
         `get_state()` returns the state (called only when it is needed: a trial of a batched group
         slices its member out of the stack). `meta` (JSON) is saved with each checkpoint; it gets
-        this object's `top` list so a resumed trial knows which values it has to beat.
-        `write_now` forces a write (end, stop, divergence).
+        this object's `top` list so a resumed trial knows which values it has to beat. Saves are
+        collective across the hosts of a multi-host job: every host must pass the same write_now.
         """
         sign = 1.0 if self.mode == "min" else -1.0
         # Strictly better than the N-th best: a tie does not displace an earlier checkpoint.
@@ -97,13 +95,12 @@ class TrialCheckpoints:
             self._pending[step] = (jax.device_get(get_state()), objective)
         kept = {s for _, s in self.top}
         self._pending = {s: v for s, v in self._pending.items() if s in kept}
-        due = time.monotonic() - self._last_write >= self.write_every_secs
-        # Saves are collective across the hosts of a multi-host job: process 0's clock decides.
-        if write_now or distributed.agree(due):
+        if write_now:
             self.flush(meta, latest=(step, get_state, objective))
 
     def flush(self, meta: dict, latest: tuple | None = None) -> None:
-        """Writes the pending best states, and `latest` = (step, get_state, objective) for resume."""
+        """Writes the pending best states, and `latest` = (step, get_state, objective), the resume
+        point."""
         meta = dict(meta, top=[list(t) for t in self.top])
         newest = max(self._pending) if self._pending else None
         if latest is not None and latest[0] not in self._pending and latest[0] != self._last_saved:
@@ -117,7 +114,6 @@ class TrialCheckpoints:
             step, get_state, objective = latest
             self.save(step, get_state(), objective, meta)
         self._pending.clear()
-        self._last_write = time.monotonic()
 
     def restore_top(self, meta: dict) -> None:
         """Resumes the best-N bookkeeping from a restored checkpoint's meta."""

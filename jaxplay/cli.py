@@ -1,104 +1,197 @@
-"""What the command-line tools share: the study file flag with its `--config.a.b=value`
-overrides, errors that name the field, the recorded command line, the compilation cache."""
+"""What every command shares: one way to parse (argparse), the study file with its
+`--config.<field>=<value>` overrides, the store flags, errors that name the flag or field, Ctrl-C
+and SIGTERM, the exit codes, the recorded command line and the compilation cache.
+
+Exit codes, for every command: 0 done, 1 done but the result needs attention (a failed trial,
+no estimate), 2 bad input (nothing ran), 130 interrupted (run the same command again to go on).
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
-import re
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Callable
 
 from jaxplay import config as config_lib
 from jaxplay import store as store_lib
-from jaxplay.errors import ConfigError
+from jaxplay.errors import ConfigError, StoreError
+
+BAD_INPUT = 2
+INTERRUPTED = 130
+STORE_ENV = "JAXPLAY_STORE"
+_OVERRIDES = (
+    "--config.FIELD=VALUE overrides a field of the study file (repeatable), read as the type "
+    "the file gives it, e.g. --config.study.num_trials=24 "
+    "--config.search.optimizer.learning_rate.max=0.1"
+)
 
 
-def define_config(fl, help_text: str = "Study file: path/to/study.py[:arg].") -> None:
-    """Defines --config (a study file whose fields `--config.a.b=value` overrides) on FlagValues `fl`."""
-    from ml_collections import config_flags
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError on bad flags, so every command reports them one way."""
 
-    config_flags.DEFINE_config_file("config", None, help_text, flag_values=fl, lock_config=False)
+    def error(self, message):
+        raise ConfigError(message)
 
 
-def define_study_flags(fl) -> None:
-    """Defines --config, --workdir and --store on FlagValues `fl`: where a study comes from and lives."""
-    from absl import flags
-
-    define_config(fl)
-    flags.DEFINE_string(
-        "workdir", None, "Directory for the study's database and checkpoints.", flag_values=fl
+def parser(module: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """The parser of `python -m <module>`: --help shows the description, every flag and examples."""
+    return _Parser(
+        prog=f"python -m {module}",
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
-    flags.DEFINE_string(
-        "store",
-        None,
-        "SQLAlchemy URL of the study store (default: $JAXPLAY_STORE, else a "
-        "SQLite file in --workdir). The environment variable keeps a password off command "
-        "lines; either way it is never printed or recorded.",
-        flag_values=fl,
+
+
+def add_study_file(p: argparse.ArgumentParser, what: str = "the study") -> None:
+    """--config FILE[:ARG], the study file (and its --config.FIELD=VALUE overrides)."""
+    p.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE[:ARG]",
+        help=f"study file declaring {what} (get_config(arg) gets ARG). {_OVERRIDES}",
     )
 
 
-def store_url(fl) -> str | None:
-    """--store, else $JAXPLAY_STORE, else None (the workdir's SQLite file)."""
-    return fl.store or os.environ.get("JAXPLAY_STORE") or None
+def add_store(p: argparse.ArgumentParser, *, workdir_required: bool, workdir_help: str) -> None:
+    """--workdir (checkpoints and the default SQLite store) and --store (any SQLAlchemy URL)."""
+    p.add_argument("--workdir", required=workdir_required, metavar="DIR", help=workdir_help)
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help=f"SQLAlchemy URL of the study store (default: ${STORE_ENV}, else DIR/jaxplay.db); "
+        "the environment variable keeps a password off command lines; it is never printed",
+    )
 
 
-def parse(fl, argv: list[str]) -> bool:
-    """Parses argv into `fl` and loads the study file; prints `error: ...` naming the flag or the
-    field and returns False when that fails."""
-    from absl import flags
+def add_study(p: argparse.ArgumentParser, help_text: str) -> None:
+    """--study NAME: which study of the store."""
+    p.add_argument("--study", metavar="NAME", help=help_text)
 
-    saved_argv, sys.argv = sys.argv, argv  # config_flags looks for --config.* overrides in sys.argv
-    try:
-        fl(argv)
-        if "config" in fl and fl.config is not None:
-            fl.config.get("study")  # config_flags defers a load failure to the first access
-    except (
-        flags.Error,
-        ConfigError,
-        OSError,
-        AttributeError,
-        TypeError,
-        ValueError,
-        KeyError,
-    ) as e:
-        # config_flags wraps a missing file or a get_config error; its message names both. An
-        # override of a field the study file does not define arrives as a KeyError of one key.
-        cause = e if isinstance(e, KeyError) else (e.__cause__ or e.__context__)
-        message = unknown_override(argv, cause) if isinstance(cause, KeyError) else e
-        print(f"error: {message}", file=sys.stderr)
+
+def boolean(text: str) -> bool:
+    """A flag value: true/false, yes/no, 1/0."""
+    lowered = text.lower()
+    if lowered in ("true", "yes", "1"):
+        return True
+    if lowered in ("false", "no", "0"):
         return False
-    finally:
-        sys.argv = saved_argv
-    return True
+    raise argparse.ArgumentTypeError(f"{text!r} is not a bool; give true or false")
 
 
-def unknown_override(argv: list[str], error: KeyError) -> str:
-    """Names the --config.<path>=value override whose field the study file does not define."""
-    # config_flags raises KeyError("'name'") (plus a "Did you mean" line); the key is the quoted word.
-    found = re.search(r"'([^']+)'", str(error.args[0]) if error.args else "")
-    key = found.group(1) if found else str(error.args[0] if error.args else "")
-    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if spec is None and "--config" in argv[:-1]:
-        spec = argv[argv.index("--config") + 1]
-    for arg in argv:
-        if not arg.startswith("--config."):
-            continue
-        path = arg[len("--config.") :].split("=", 1)[0]
-        if key not in path.split("."):
-            continue
-        try:  # the file as written: config.apply names the sections' fields and a close match
-            config_lib.apply(config_lib.load(spec), {path: None})
+def add_bool(p: argparse.ArgumentParser, name: str, default: bool, help_text: str) -> None:
+    """--name (true), --name=false."""
+    p.add_argument(
+        f"--{name}", type=boolean, nargs="?", const=True, default=default, metavar="BOOL",
+        help=f"{help_text} (default {str(default).lower()})",
+    )  # fmt: skip
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parses the flags and, when the command takes a study file, loads it with its overrides:
+    `args.config` is then the ConfigDict and `args.config_file` the file as given."""
+    overrides, rest = _split_overrides(argv)
+    args = p.parse_args(rest)
+    if overrides and not hasattr(args, "config"):
+        raise ConfigError(f"--config.{overrides[0][0]}: this command takes no study file")
+    args.overrides = overrides
+    if getattr(args, "config", None) is not None:
+        args.config_file = args.config
+        args.config = load_config(args.config, overrides)
+    return args
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(--config.FIELD overrides as (path, text), the other arguments)."""
+    overrides, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            path, eq, text = arg[len("--config.") :].partition("=")
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ConfigError(f"--config.{path}: give a value, e.g. --config.{path}=VALUE")
+                i, text = i + 1, argv[i + 1]
+            overrides.append((path, text))
+        else:
+            rest.append(arg)
+        i += 1
+    return overrides, rest
+
+
+def load_config(spec: str, overrides: list[tuple[str, str]]):
+    """The study file with the command line's overrides applied."""
+    try:
+        config = config_lib.load(spec)
+    except ConfigError as e:
+        raise ConfigError(f"--config: {e}") from None
+    for path, text in overrides:
+        try:
+            value = config_lib.parse_override(config, path, text)
+            # A new search entry may be added from here (spaces are checked with the study).
+            create = path.startswith("search.") and isinstance(value, dict) and "space" in value
+            config_lib.set_path(config, path, value, create=create)
         except ConfigError as e:
-            return (
-                f"--config.{path}: {str(e).split(': ', 1)[1]}; or add the field to the study file"
-            )
-        except Exception:
-            pass
-        return (
-            f"--config.{path}: the study file has no such field; add it there or fix the spelling"
-        )
-    return f"--config: unknown field {key!r}; add it to the study file or fix the spelling"
+            message = str(e)
+            message = message if message.startswith("--config.") else f"--config.{message}"
+            raise ConfigError(message) from None
+    return config
+
+
+def store_flag(args) -> str | None:
+    """--store, else $JAXPLAY_STORE, else None (the workdir's SQLite file)."""
+    return getattr(args, "store", None) or os.environ.get(STORE_ENV) or None
+
+
+def store_url(args, *, must_exist: bool = False) -> str:
+    """--store, else $JAXPLAY_STORE, else the SQLite file in --workdir (which must exist when
+    reading)."""
+    return store_lib.url_for(
+        getattr(args, "workdir", None), store_flag(args), must_exist=must_exist
+    )
+
+
+def study_file_path(args) -> str:
+    """The absolute path of the study file (without its :ARG), as the study records it."""
+    return os.path.abspath(config_lib.split_spec(args.config_file)[0])
+
+
+def run(command: Callable[[list[str]], int], argv: list[str] | None, *, resumable: bool) -> int:
+    """Runs a command's body with the shared exit codes: bad input (ConfigError, StoreError) is one
+    `error:` line and 2; Ctrl-C or SIGTERM is 130 (`resumable`: with how to continue)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with _sigterm_interrupts():
+            return command(argv)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except (ConfigError, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        how = "finished trials are saved; run the same command again to continue."
+        print(f"\ninterrupted{': ' + how if resumable else ''}", file=sys.stderr)
+        return INTERRUPTED
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a preempted machine, `kill`) stops a command as Ctrl-C does. A study's training
+    replaces both handlers with its own graceful stop (jaxplay.driver.worker)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def redacted_args(args: list[str]) -> list[str]:
@@ -112,24 +205,22 @@ def redacted_args(args: list[str]) -> list[str]:
     return out
 
 
-def interrupted() -> int:
-    """What a study command says and returns after Ctrl-C or SIGTERM (exit status 130)."""
-    print(
-        "\ninterrupted: finished trials are saved; run the same command again to continue.",
-        file=sys.stderr,
-    )
-    return 130
-
-
 def command_line(module: str, argv: list[str]) -> str:
     """The command that reproduces this run, as the study records it (no password)."""
-    return (
-        f"cd {shlex.quote(os.getcwd())} && python -m {module} {shlex.join(redacted_args(argv[1:]))}"
-    )
+    args = shlex.join(redacted_args(argv))
+    return f"cd {shlex.quote(os.getcwd())} && python -m {module} {args}"
 
 
-def enable_compilation_cache():
-    # Repeated CLI runs of a study reuse compiled programs from disk instead of recompiling.
+def quiet_libraries() -> None:
+    """orbax logs every save at INFO through absl: keep a command's output to its own lines."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+def enable_compilation_cache() -> None:
+    """Repeated runs of a command reuse compiled programs from disk instead of recompiling
+    (~/.cache/jaxplay/xla, or $JAXPLAY_COMPILATION_CACHE)."""
     import jax
 
     cache = os.environ.get(

@@ -1,9 +1,12 @@
-"""Study files: loading an ml-collections study, validating it and applying a trial to it.
+"""Study files at the edge: loading an ml-collections study file, command-line overrides, a
+trial's values applied to a config, and the config as the JSON the store records and hashes.
 
 A study file defines `get_config(arg=None)` returning a ConfigDict with the base training config,
 `study` (name, objective, mode, algorithm, num_trials, seed) and `search` (see jaxplay.spaces).
+Everything past this module reads the resolved study (jaxplay.spec), never a ConfigDict.
 """
 
+import ast
 import contextlib
 import copy
 import difflib
@@ -12,42 +15,39 @@ import importlib.util
 import inspect
 import json
 import math
-import numbers
 import os
 from collections.abc import Mapping
 
 import ml_collections
 import numpy as np
 
-from jaxplay import designers, spaces
 from jaxplay.errors import ConfigError
 from jaxplay.spaces import SearchSpace
+from jaxplay.values import is_int
 
 __all__ = [
-    "ConfigError",
-    "load",
-    "validate",
+    "STUDY_SECTIONS",
     "apply",
-    "set_path",
-    "fixed_hyperparameters",
-    "to_json",
     "config_hash",
-    "nearest_divisors",
     "divisor_near",
+    "dumps",
+    "fixed_hyperparameters",
+    "load",
+    "nearest_divisors",
+    "parse_override",
+    "set_path",
+    "split_spec",
+    "to_json",
+    "to_tree",
 ]
 
 # Sections of a study config that are not hyperparameters of the training run.
 STUDY_SECTIONS = ("search", "study")
-MODES = ("min", "max")
-_STUDY_EXAMPLE = (
-    "c.study = dict(name='my-study', objective='val/error', mode='min', "
-    "algorithm='quasirandom', num_trials=16, seed=0)"
-)
 
 
 def load(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
     """Loads `path/to/file.py` or `path/to/file.py:arg` and applies dotted-path overrides."""
-    path, arg = _split_spec(spec)
+    path, arg = split_spec(spec)
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such study file (cwd is {os.getcwd()}); fix the path")
     # Imported from its path rather than through sys.path, so two studies with the same file name
@@ -87,127 +87,12 @@ def load(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def _split_spec(spec: str) -> tuple[str, str | None]:
+def split_spec(spec: str) -> tuple[str, str | None]:
     """('file.py', 'arg') for 'file.py:arg'; the arg itself may contain ':'."""
     index = spec.find(".py:")
     if index < 0:
         return spec, None
     return spec[: index + 3], spec[index + 4 :]
-
-
-def validate(config) -> SearchSpace:
-    """Checks the study settings and the search space against the base config; returns the space."""
-    study = _section(config, "study", _STUDY_EXAMPLE)
-    name = _required(study, "study", "name")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(
-            f"study.name: must be a non-empty string (got {name!r}); e.g. 'mnist1d-mlp-width'"
-        )
-    objective = _required(study, "study", "objective")
-    if not isinstance(objective, str) or not objective.strip():
-        raise ConfigError(
-            f"study.objective: must be the name of a metric (got {objective!r}); e.g. 'val/error'"
-        )
-    mode = _required(study, "study", "mode")
-    if mode not in MODES:
-        raise ConfigError(
-            f"study.mode: must be 'min' or 'max' (got {mode!r}); use 'min' for losses and error "
-            "rates, 'max' for accuracies"
-        )
-    algorithm = _required(study, "study", "algorithm")
-    if algorithm not in designers.ALGORITHMS:
-        raise ConfigError(
-            f"study.algorithm: unknown algorithm {algorithm!r}; use one of "
-            f"{', '.join(map(repr, designers.ALGORITHMS))}"
-        )
-    seed = _required(study, "study", "seed")
-    if not _is_int(seed) or seed < 0:
-        # Negative seeds are rejected because numpy's seed sequences refuse them.
-        raise ConfigError(f"study.seed: must be an int >= 0 (got {seed!r}); e.g. seed=0")
-    num_trials = _required(study, "study", "num_trials", allow_none=True)
-    if num_trials is None and algorithm not in ("grid", "manual"):
-        raise ConfigError(
-            "study.num_trials: must be an int >= 1 (got None); only algorithm='grid' or 'manual' may "
-            "leave it None to mean every trial"
-        )
-    if num_trials is not None and (not _is_int(num_trials) or num_trials < 1):
-        raise ConfigError(f"study.num_trials: must be an int >= 1 (got {num_trials!r}); e.g. 16")
-
-    train = _section(config, "train", "c.train = dict(steps=1000, eval_every=100)")
-    steps = _required(train, "train", "steps")
-    if not _is_int(steps) or steps < 1:
-        raise ConfigError(f"train.steps: must be an int >= 1 (got {steps!r}); e.g. steps=1000")
-    eval_every = _required(train, "train", "eval_every")
-    if not _is_int(eval_every) or eval_every < 1:
-        raise ConfigError(
-            f"train.eval_every: must be an int >= 1 (got {eval_every!r}); e.g. eval_every={steps}"
-        )
-    if steps % eval_every:
-        raise ConfigError(
-            f"train.eval_every: must divide train.steps={steps} (got {eval_every}); use "
-            f"{' or '.join(map(str, nearest_divisors(steps, eval_every)))}"
-        )
-
-    space = spaces.parse(config.get("search"), base=_base(config))
-    if algorithm == "manual":
-        _check_manual_trials(config, study.get("trials"))
-    designer = designers.make(algorithm, space, seed, study)  # checks the algorithm's own settings
-    if (
-        algorithm in ("grid", "manual")
-        and num_trials is not None
-        and num_trials > designer.max_trials
-    ):
-        what = "grid has only" if algorithm == "grid" else "study.trials lists only"
-        raise ConfigError(
-            f"study.num_trials: {what} {designer.max_trials} points; set num_trials <= "
-            f"{designer.max_trials} or None"
-        )
-    return space
-
-
-def _check_manual_trials(config, trials) -> None:
-    """study.trials of a manual study: a non-empty list of {dotted config path: value}."""
-    example = (
-        "c.study.trials = [{'optimizer.learning_rate': 0.01}, {'optimizer.learning_rate': 0.03}]"
-    )
-    if not isinstance(trials, (list, tuple)) or not trials:
-        raise ConfigError(
-            f"study.trials: algorithm='manual' needs a non-empty list of trials (got "
-            f"{trials!r}); e.g. {example}"
-        )
-    for i, trial in enumerate(trials):
-        if not _is_section(trial):
-            raise ConfigError(
-                f"study.trials[{i}]: must be a dict of dotted config paths (got {trial!r}); "
-                f"e.g. {example}"
-            )
-        for path in trial:
-            if path.split(".")[0] in STUDY_SECTIONS:
-                raise ConfigError(
-                    f"study.trials[{i}]: {path!r} is a study setting, not a hyperparameter"
-                )
-        try:
-            apply(config, dict(trial))
-        except ConfigError as e:
-            raise ConfigError(f"study.trials[{i}]: {e}") from None
-
-
-def _section(config, name: str, example: str):
-    """config[name], which must be a section."""
-    section = config.get(name)
-    if not _is_section(section):
-        got = "missing" if section is None else f"must be a section (got {section!r})"
-        raise ConfigError(f"{name}: {got}; add e.g. {example}")
-    return section
-
-
-def _required(section, section_name: str, key: str, allow_none: bool = False):
-    """section[key], naming a close misspelling when it is missing."""
-    if key not in section or (section[key] is None and not allow_none):
-        hint = difflib.get_close_matches(key, [str(k) for k in section.keys() if k != key], n=1)
-        found = f" (found {hint[0]!r}: a typo?)" if hint else ""
-        raise ConfigError(f"{section_name}.{key}: missing{found}; set {section_name}.{key}")
-    return section[key]
 
 
 def nearest_divisors(n: int, target: int) -> list[int]:
@@ -230,8 +115,9 @@ def _base(config) -> dict:
     return {k: v for k, v in config.items() if k not in STUDY_SECTIONS}
 
 
-def apply(config, params: dict[str, object]) -> ml_collections.ConfigDict:
-    """A deep copy of config with each dotted path set to its trial value."""
+def apply(config, params: dict[str, object]):
+    """A deep copy of config (a ConfigDict or a JSON tree) with each dotted path set to a trial's
+    value."""
     config = copy.deepcopy(config)
     for path, value in params.items():
         set_path(config, path, value)
@@ -239,7 +125,8 @@ def apply(config, params: dict[str, object]) -> ml_collections.ConfigDict:
 
 
 def set_path(config, path: str, value, create: bool = False) -> None:
-    """Sets config at a dotted path, type-checked by ConfigDict; `create` adds missing sections."""
+    """Sets config at a dotted path, type-checked (by ConfigDict, or here for a JSON tree the
+    same way); `create` adds missing sections."""
     parts = path.split(".")
     node = config
     for i, key in enumerate(parts):
@@ -264,10 +151,16 @@ def set_path(config, path: str, value, create: bool = False) -> None:
                 return
         if last:
             current = node[key]
-            if isinstance(current, float) and _is_int(value):
+            if isinstance(current, float) and is_int(value):
                 value = float(value)  # a float field stays a float when a space yields an int
             try:
-                node[key] = value
+                if not isinstance(node, ml_collections.ConfigDict) and not _same_kind(
+                    current, value
+                ):
+                    raise TypeError
+                node[key] = (
+                    list(value) if isinstance(value, tuple) and isinstance(current, list) else value
+                )
             except TypeError:
                 raise ConfigError(
                     f"{path}: cannot set it to {value!r} ({type(value).__name__}); the config "
@@ -275,6 +168,59 @@ def set_path(config, path: str, value, create: bool = False) -> None:
                 ) from None
         else:
             node = node[key]
+
+
+def _same_kind(current, value) -> bool:
+    """ConfigDict's type rule for a JSON tree: None fits anywhere, an int fits a float field,
+    a tuple a list; otherwise the types must match."""
+    if current is None or value is None:
+        return True
+    if isinstance(current, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    if _is_section(current):
+        return _is_section(value)
+    if isinstance(current, bool) or isinstance(value, bool):
+        return isinstance(current, bool) and isinstance(value, bool)
+    return isinstance(value, type(current))
+
+
+def parse_override(config, path: str, text: str):
+    """The value of a command-line override `--config.<path>=<text>`, read as the type of the
+    field it replaces (a bool, int, float, string or tuple); a new or None field takes a Python
+    literal."""
+    node = config
+    for key in path.split("."):
+        node = node[key] if _is_section(node) and key in node else _MISSING
+        if node is _MISSING:
+            break
+    if text == "None":
+        return None
+    if isinstance(node, bool):
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"--config.{path}: {text!r} is not a bool; give true or false")
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+        for kind in (int, float) if is_int(node) else (float,):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        raise ConfigError(f"--config.{path}: {text!r} is not a number; the field holds {node!r}")
+    if isinstance(node, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a plain string
+    if isinstance(node, (list, tuple)) and not isinstance(value, (list, tuple)):
+        value = (value,)
+    return tuple(value) if isinstance(value, list) else value
+
+
+_MISSING = object()
 
 
 def _unlocked(node):
@@ -300,9 +246,15 @@ def _leaves(node, prefix):
             yield path, value
 
 
+def to_tree(config) -> dict:
+    """The config (a ConfigDict or a mapping) as plain JSON types: dicts, lists, numbers, strings,
+    bools and None, exactly as the store records it."""
+    return _jsonable(config, "")
+
+
 def to_json(config) -> str:
-    """Stable JSON of the full resolved config (sorted keys; spaces appear as their dicts)."""
-    return _dumps(_jsonable(config, ""))
+    """Stable JSON of the full config (sorted keys; spaces appear as their dicts)."""
+    return dumps(_jsonable(config, ""))
 
 
 def config_hash(config, ignore=("study.num_trials", "study.notes")) -> str:
@@ -315,10 +267,10 @@ def config_hash(config, ignore=("study.num_trials", "study.notes")) -> str:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(leaf, None)
-    return hashlib.sha256(_dumps(tree).encode()).hexdigest()
+    return hashlib.sha256(dumps(tree).encode()).hexdigest()
 
 
-def _dumps(tree) -> str:
+def dumps(tree) -> str:
     """The one JSON formatting used for both storage and hashing."""
     return json.dumps(tree, sort_keys=True, indent=2)
 
@@ -344,8 +296,3 @@ def _jsonable(value, path: str):
 def _is_section(node) -> bool:
     """True for the dict-like nodes of a config tree."""
     return isinstance(node, (Mapping, ml_collections.ConfigDict))
-
-
-def _is_int(x) -> bool:
-    """True for int values, not bools."""
-    return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))

@@ -19,7 +19,7 @@ import json
 import jax
 import numpy as np
 
-from jaxplay.errors import ConfigError
+from jaxplay.errors import ConfigError, StoreError
 
 
 def initialize(
@@ -112,8 +112,6 @@ def on_primary(fn, *, share: bool = True):
     if "error" in payload:
         if error is not None:
             raise error
-        from jaxplay.errors import StoreError
-
         kind = {"StoreError": StoreError, "ConfigError": ConfigError}.get(
             payload["type"], RuntimeError
         )

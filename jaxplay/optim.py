@@ -45,63 +45,10 @@ HPARAM_DEFAULTS = {
 }
 
 
-def check(config) -> None:
-    """Validates the optimizer and schedule sections, naming the field and the fix."""
-    opt = config.optimizer
-    name = opt.get("name")
-    if name not in OPTIMIZERS:
-        raise ConfigError(
-            f"optimizer.name: unknown optimizer {name!r}; use one of {sorted(OPTIMIZERS)}"
-        )
-    allowed = set(OPTIMIZERS[name]) | {"name"} | ({"nesterov"} if name == "sgd" else set())
-    for key in opt.keys():
-        if key not in allowed:
-            raise ConfigError(
-                f"optimizer.{key}: {name!r} has no hyperparameter {key!r}; "
-                f"it takes {sorted(allowed - {'name'})}"
-            )
-    sched = config.schedule
-    if sched.get("name") not in SCHEDULES:
-        raise ConfigError(
-            f"schedule.name: unknown schedule {sched.get('name')!r}; use one of {list(SCHEDULES)}"
-        )
-    for key in sched.keys():
-        if key not in ("name", "warmup_steps", "decay_steps", "min_lr_factor"):
-            raise ConfigError(
-                f"schedule.{key}: unknown field; a schedule takes name, warmup_steps, decay_steps, "
-                "min_lr_factor"
-            )
-    steps = config.train.steps
-    warmup = sched.get("warmup_steps", 0)
-    if not 0 <= warmup < steps:
-        raise ConfigError(
-            f"schedule.warmup_steps: must be in [0, train.steps={steps}) (got {warmup})"
-        )
-    decay = sched.get("decay_steps", 0) or 0
-    if not 0 <= decay <= steps - warmup:
-        raise ConfigError(
-            f"schedule.decay_steps: must be in [0, train.steps - warmup_steps = {steps - warmup}] "
-            f"(got {decay}); 0 decays over every step after the warmup"
-        )
-
-
-def hparams(config) -> dict[str, float]:
-    """The trial's float hyperparameters, as plain floats, filled with defaults."""
-    values = dict(HPARAM_DEFAULTS)
-    values.update(OPTIMIZERS[config.optimizer.name])
-    values.update({k: float(v) for k, v in config.optimizer.items() if k in HPARAM_DEFAULTS})
-    values["warmup_steps"] = float(config.schedule.get("warmup_steps", 0))
-    values["decay_steps"] = float(config.schedule.get("decay_steps", 0) or 0)
-    values["min_lr_factor"] = float(config.schedule.get("min_lr_factor", 0.0))
-    values["grad_clip_norm"] = float(config.train.get("grad_clip_norm", 0.0))
-    values["label_smoothing"] = float(config.train.get("label_smoothing", 0.0))
-    values["dropout"] = float(config.get("model", {}).get("dropout", 0.0))
-    return values
-
-
-def as_arrays(values: dict[str, float]) -> dict[str, jax.Array]:
-    """float32 arrays for the compiled step (float32 even under bf16 params: b2 would round to 1)."""
-    return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+def as_arrays(hparams) -> dict[str, jax.Array]:
+    """A trial's HParams (jaxplay.spec) as the float32 arrays the compiled step traces (float32
+    even under bf16 params: b2 would round to 1)."""
+    return {k: jnp.asarray(v, jnp.float32) for k, v in hparams.as_dict().items()}
 
 
 def learning_rate_fn(schedule: str, total_steps: int, hp):

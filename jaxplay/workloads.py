@@ -3,7 +3,8 @@
 A workload is three things (the shape of MLCommons AlgoPerf's workloads):
   * `load_data(config.data) -> Dataset`: train / validation (/ test) splits. jaxplay calls it
     once per distinct `config.data` in a process and keeps the result;
-  * `build_model(config, rngs) -> nnx.Module`: the trial's model. It is called as
+  * `build_model(config, rngs) -> nnx.Module`: the trial's model, from its resolved config (a
+    jaxplay.spec.TrialSpec: `config.model.width` reads a field of `c.model`). It is called as
     `model(x, train=bool)` (plus `dropout_rate=` and `key=` when the study uses dropout) and
     returns the outputs the task scores. Everything that shapes it must come from `config.model`
     (and `config.data`): trials with equal `config.model` share one compiled program;
@@ -21,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import json
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -97,13 +97,14 @@ def _classification_model(config, rngs):
 
 
 def _classification_check(config):
-    if "model" not in config:
-        raise ConfigError("model: missing; add e.g. c.model = dict(name='mlp', width=256, depth=2)")
     models.check(config.model)
+    data_lib.check(config.data)
 
 
 CLASSIFICATION = Workload(
-    load_data=data_lib.load, build_model=_classification_model, check_config=_classification_check
+    load_data=data_lib.load,
+    build_model=_classification_model,
+    check_config=_classification_check,
 )
 
 # Registry names; anything with a ':' is an import path instead.
@@ -153,19 +154,14 @@ def resolve(spec: str) -> Workload:
 _DATA: dict = {}
 
 
-def get(config) -> Instance:
-    """The workload that `config.workload` names, bound to this config (data loaded once)."""
-    spec = config.get("workload", DEFAULT)
+def bind(config) -> Instance:
+    """The workload that `config.workload` names, bound to one trial's resolved config (a
+    jaxplay.spec.TrialSpec), its data loaded once per distinct `config.data` in a process."""
+    spec = config.workload
     workload = resolve(spec)
     if workload.check_config is not None:
         workload.check_config(config)
-    key = (
-        spec,
-        json.dumps(
-            config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data),
-            sort_keys=True,
-        ),
-    )
+    key = (spec, config.data)
     if key not in _DATA:
         dataset = workload.load_data(config.data)
         if not isinstance(dataset, data_lib.Dataset):

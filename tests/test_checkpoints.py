@@ -16,14 +16,14 @@ def _state(value):
 
 
 def test_a_crash_after_a_model_only_checkpoint_resumes_from_the_whole_one_before(tmp_path):
-    ckpt = TrialCheckpoints(tmp_path, keep_best=1, mode="min", write_every_secs=0)
+    ckpt = TrialCheckpoints(tmp_path, keep_best=1, mode="min")
     ckpt.save(30, _state(30), 0.9, {"top": []})  # whole: the resume point
     # A deferred write saves the older best states model-only, then the newest one whole; the
     # process dies between the two.
     ckpt.save(40, _state(40), 0.5, {"top": []}, full=False)
     ckpt.close()
 
-    reopened = TrialCheckpoints(tmp_path, keep_best=1, mode="min", write_every_secs=0)
+    reopened = TrialCheckpoints(tmp_path, keep_best=1, mode="min")
     try:
         # orbax's LatestN(1) + BestN(1) would have deleted step 30 and left nothing to resume.
         assert reopened.all_steps() == [30, 40]

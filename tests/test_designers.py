@@ -228,7 +228,7 @@ MIXED = spaces.parse({"lr": spaces.log(1e-4, 1e-1), "act": spaces.categorical(["
 
 
 def test_bayesian_designer_reads_outcomes_as_the_gp_needs_them():
-    designer = designers.make("gp", MIXED, 0, {"mode": "max"})
+    designer = designers.make("gp", MIXED, 0, mode="max")
     history = [
         {"params": {"lr": 1e-3, "act": "relu"}, "status": "completed", "value": 0.9},
         {"params": {"lr": 1e-2, "act": "gelu"}, "status": "infeasible", "value": None},
@@ -254,7 +254,7 @@ def test_bayesian_designer_reads_outcomes_as_the_gp_needs_them():
 
 
 def test_bayesian_designer_explores_quasi_randomly_until_it_has_enough_results():
-    designer = designers.make("gp", MIXED, 3, {"initial_trials": 4})
+    designer = designers.make("gp", MIXED, 3, initial_trials=4)
     quasirandom = designers.make("quasirandom", MIXED, 3)
     few = [{"params": p, "status": "completed", "value": 0.5} for p in quasirandom.suggest(0, 3)]
     assert designer.suggest(3, 2, few) == quasirandom.suggest(3, 2)
@@ -269,7 +269,7 @@ def test_bayesian_designer_explores_quasi_randomly_until_it_has_enough_results()
 )
 def test_bayesian_designer_settings_name_the_field(settings, error):
     with pytest.raises(ConfigError, match=error):
-        designers.make("gp", MIXED, 0, settings)
+        designers.make("gp", MIXED, 0, **settings)
 
 
 def test_bayesian_designer_needs_a_search_space():
@@ -295,7 +295,7 @@ def test_tpe_adapter_suggests_from_the_outcomes_reproducibly():
             "depth": spaces.int_linear(1, 4),
         }
     )
-    designer = designers.make("tpe", space, 0, {"mode": "min"})
+    designer = designers.make("tpe", space, 0, mode="min")
     starts = designers.make("quasirandom", space, 0).suggest(0, 12)
     # The best results sit at small learning rates with 'gelu': TPE should follow them.
     history = [
@@ -311,7 +311,7 @@ def test_tpe_adapter_suggests_from_the_outcomes_reproducibly():
         {"params": {"lr": 1.0, "act": "relu", "depth": 1}, "status": "completed", "value": 0.0}
     )
     batch = designer.suggest(14, 4, history)
-    assert batch == designers.make("tpe", space, 0, {"mode": "min"}).suggest(14, 4, history)
+    assert batch == designers.make("tpe", space, 0, mode="min").suggest(14, 4, history)
     assert len({str(p) for p in batch}) == 4
     for p in batch:
         assert (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pathlib
 
+from jaxplay.analysis import diagnostics
 from jaxplay.analysis.study import StudyData, TrialData, load
 from jaxplay.analysis.tables import compare, export
 
@@ -22,14 +23,12 @@ __all__ = ["StudyData", "TrialData", "load", "diagnose", "figures", "report", "c
 
 def diagnose(study: StudyData) -> list:
     """The playbook's automatic checks on a study, warnings first (see analysis.diagnostics)."""
-    from jaxplay.analysis import diagnostics
-
     return diagnostics.diagnose(study)
 
 
 def figures(study: StudyData) -> list:
     """(section, caption, matplotlib Figure) for every plot of the study (see analysis.plots)."""
-    from jaxplay.analysis import plots
+    from jaxplay.analysis import plots  # matplotlib: imported only when drawing
 
     return plots.figures(study)
 
@@ -43,7 +42,7 @@ def report(
 ) -> pathlib.Path:
     """Writes the study's self-contained HTML report and returns its path (default: in the workdir,
     or the current directory when only a store URL is given)."""
-    from jaxplay.analysis import html_report as report_lib
+    from jaxplay.analysis import html_report as report_lib  # matplotlib, as for figures
 
     data = load(workdir, store=store, study=study)
     if path is None:

@@ -18,7 +18,7 @@ import pathlib
 import re
 
 from jaxplay import paths
-from jaxplay.analysis import plots
+from jaxplay.analysis import diagnostics, plots, throughput, variance
 from jaxplay.analysis.study import StudyData, TrialData
 
 # Only data: images and the inline style sheet may load; scripts never run, even if some
@@ -259,8 +259,6 @@ def _plots(study: StudyData) -> str:
 def _lineage(study: StudyData) -> str:
     """Where the study comes from (its parent and what was derived), the studies derived from it,
     and the trial and study variance measured by its lineage; '' for a study with no relatives."""
-    from jaxplay.analysis import variance
-
     parent = study.parent
     if parent is None and not study.family:
         return ""
@@ -327,6 +325,30 @@ def _lineage(study: StudyData) -> str:
     return f'<section id="lineage"><h2>Lineage</h2>{"".join(parts)}</section>'
 
 
+def _throughput(study: StudyData) -> str:
+    """The latest batch-size probe of the study's setup ('' when none was recorded)."""
+    probe = next((p for p in study.probes if p["kind"] == "batch_size"), None)
+    if probe is None:
+        return ""
+    result = throughput.Probe.from_json(probe["result"])
+    summary = throughput.analyze(result.rows)
+    rows = []
+    for row, gain, note in zip(result.rows, summary.speedups, summary.notes):
+        mark = " (max useful)" if row.batch_size == summary.max_useful else ""
+        cells = [row.batch_size, f"{row.steps_per_second:.1f}", f"{row.examples_per_second:.0f}",
+                 "-" if gain is None else f"{gain:.2f}x", f"{note}{mark}"]  # fmt: skip
+        rows.append([f'<td class="num">{_e(c)}</td>' for c in cells])
+    table = _table(["batch size", "steps/s", "examples/s", "speedup", "note"], rows)
+    return (
+        '<section id="throughput"><h2>Throughput by batch size</h2>'
+        f"<p>Measured on {_e(probe['device_kind'])} at {_e(probe['created_at'])} by "
+        f"<code>{_e(probe['command'] or 'jaxplay.tuning.batch_size.probe')}</code>: the trainer's "
+        "own compiled period at each batch size, evaluation excluded.</p>"
+        f"{table}<p>Stopped: {_e(result.stop)}.</p>"
+        f"<p><strong>Recommendation:</strong> {_e(summary.recommendation)}</p></section>"
+    )
+
+
 def _fixed(study: StudyData) -> str:
     rows = [
         [f"<td><code>{_e(path)}</code></td>", f"<td>{_e(_num(value))}</td>"]
@@ -348,11 +370,9 @@ def _fixed(study: StudyData) -> str:
 def render_html(study: StudyData, findings: list | None = None) -> str:
     """The study's report as one self-contained HTML page (diagnostics computed unless given)."""
     if findings is None:
-        from jaxplay.analysis import diagnostics
-
         findings = diagnostics.diagnose(study)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lineage = _lineage(study)
+    lineage, speed = _lineage(study), _throughput(study)
     nav = " ".join(
         f'<a href="#{a}">{label}</a>'
         for a, label in (
@@ -361,6 +381,7 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
             ("diagnostics", f"Diagnostics ({len(findings)})"),
             ("trials", "Trials"),
             ("plots", "Plots"),
+            *((("throughput", "Throughput"),) if speed else ()),
             ("fixed", "Fixed hyperparameters"),
         )
     )
@@ -371,7 +392,8 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
         f"<title>Study {_e(study.name)}: jaxplay report</title><style>{STYLE}</style></head>\n<body>"
         f"<header><h1>Study {_e(study.name)}</h1>"
         f'<p class="notes">{_e(study.record.get("notes") or "")}</p><nav>{nav}</nav></header>\n'
-        f"{_summary(study)}\n{lineage}\n{_diagnostics(findings)}\n{_trials(study)}\n{_plots(study)}\n{_fixed(study)}\n"
+        f"{_summary(study)}\n{lineage}\n{_diagnostics(findings)}\n{_trials(study)}\n"
+        f"{_plots(study)}\n{speed}\n{_fixed(study)}\n"
         f"<footer>Written by jaxplay on {now}. The study itself lives in its store; rerun "
         "<code>python -m jaxplay.studies report</code> for a fresh copy.</footer>\n</body></html>\n"
     )

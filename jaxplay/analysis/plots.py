@@ -12,56 +12,54 @@ without stretching the axis; the top 3 trials are green stars.
 
 from __future__ import annotations
 
-import itertools
 import math
 import textwrap
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from jaxplay.analysis import diagnostics
+from jaxplay.analysis.plots_curves import (
+    MAX_LABEL,
+    TOP_COLORS,
+    NothingToPlot,
+    _cap,
+    _figure,
+    _legend,
+    _short,
+    _text,
+    best_of_k,
+    best_of_k_plot,
+    curves_plot,
+    default_ks,
+)
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.spaces import Hyperparameter
+
+__all__ = [
+    "FEASIBLE",
+    "INFEASIBLE",
+    "MAX_LABEL",
+    "TOP",
+    "TOP_COLORS",
+    "NothingToPlot",
+    "axis_plot",
+    "best_of_k",
+    "best_of_k_plot",
+    "curves_plot",
+    "default_ks",
+    "figures",
+    "isolation_groups",
+    "isolation_plot",
+]
 
 FEASIBLE = dict(color="tab:blue", marker="o", s=28, alpha=0.8, zorder=3)
 TOP = dict(color="tab:green", marker="*", s=190, edgecolors="black", linewidths=0.6, zorder=4)
 INFEASIBLE = dict(color="tab:red", marker="x", s=40, linewidths=1.5, zorder=3)
-TOP_COLORS = (
-    "tab:green",
-    "tab:orange",
-    "tab:purple",
-    "tab:brown",
-    "tab:pink",
-    "tab:olive",
-    "tab:cyan",
-)
-MAX_LABEL = 18  # characters of a category tick label before it is shortened
-
-
-class NothingToPlot(ValueError):
-    """The study has no data this plot can show yet (e.g. no feasible trial)."""
 
 
 # ----------------------------------------------------------------------------------------------
-# Shared helpers.
-
-
-def _figure(width: float = 6.0, height: float = 4.0) -> Figure:
-    # Constrained layout keeps titles, rotated ticks and the outside legend from overlapping.
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _text(value) -> str:
-    """A user string safe for matplotlib: '$' would otherwise start mathtext (and can fail to parse)."""
-    return str(value).replace("$", r"\$")
-
-
-def _short(value) -> str:
-    """A parameter value as a short label (long ones keep both ends: names often differ at the end)."""
-    text = f"{value:.3g}" if isinstance(value, float) else str(value)
-    half = (MAX_LABEL - 1) // 2
-    return text if len(text) <= MAX_LABEL else f"{text[:half]}…{text[-half:]}"
+# Helpers of the axis and isolation plots.
 
 
 def _param(study: StudyData, path: str) -> Hyperparameter:
@@ -77,16 +75,6 @@ def _param(study: StudyData, path: str) -> Hyperparameter:
 def _objective_label(study: StudyData) -> str:
     better = "lower" if study.mode == "min" else "higher"
     return _text(f"best {study.objective} over training\n({better} is better)")
-
-
-def _cap(study: StudyData) -> float:
-    """The y value infeasible trials are drawn at: a little beyond the worst feasible value."""
-    values = [t.best_value for t in study.feasible]
-    if not values:
-        raise NothingToPlot(f"study {study.name!r} has no feasible trial yet")
-    lo, hi = min(values), max(values)
-    margin = 0.1 * (hi - lo) or 0.1 * abs(hi) or 0.1
-    return hi + margin if study.mode == "min" else lo - margin
 
 
 def _draw_cap(ax, study: StudyData, cap: float) -> None:
@@ -129,7 +117,8 @@ def _category_index(values: list, value, space: str) -> int | None:
 
 
 def _jitter(index: int) -> float:
-    """A small deterministic horizontal offset so trials sharing a category do not hide each other."""
+    """A small deterministic horizontal offset so trials sharing a category do not hide each
+    other."""
     return ((index * 0.618034) % 1.0 - 0.5) * 0.3
 
 
@@ -194,26 +183,6 @@ def _setup_x(ax, p: Hyperparameter, categories: list | None) -> None:
             zorder=1,
             label="Search range" if bound == p.min else None,
         )
-
-
-def _legend(fig: Figure, ax) -> None:
-    """The legend below the axes, where it cannot cover a point."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        # One row when it fits the figure's width, otherwise two columns.
-        ncols = len(labels) if sum(len(s) for s in labels) < 70 else 2
-        fig.legend(
-            handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False
-        )
-
-
-def _brief_params(study: StudyData, t: TrialData) -> str:
-    """'lr=0.0012, b1=0.9' with each path shortened to its last component."""
-    return ", ".join(
-        f"{path.rsplit('.', 1)[-1]}={_short(t.params[path])}"
-        for path in study.space.paths
-        if path in t.params
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,184 +338,6 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
 
 
 # ----------------------------------------------------------------------------------------------
-# Training curves.
-
-
-def _train_metric(study: StudyData) -> str | None:
-    """The training counterpart of the objective (train/error for val/error), else the training loss."""
-    suffix = study.objective.split("/", 1)[-1]
-    for name in (f"train/{suffix}", "train/loss", "train/batch_loss"):
-        if any(len(t.curve(name)[0]) for t in study.trials):
-            return name
-    return None
-
-
-def curves_plot(study: StudyData, top: int = 3) -> Figure:
-    """Training and validation curves of every trial, the best `top` in colour (playbook
-    "Examining the training curves"); infeasible trials dashed and muted."""
-    train = _train_metric(study)
-    if train is None and not any(len(t.curve(study.objective)[0]) for t in study.trials):
-        raise NothingToPlot(f"study {study.name!r} has no logged curves yet")
-    best = study.feasible[:top]
-    best_ids = {t.index for t in best}
-    fig = _figure(10.0, 4.2)
-    axes = fig.subplots(1, 2)
-    others = [t for t in study.trials if t.index not in best_ids]
-    for ax, metric, title in (
-        (axes[0], train, "training"),
-        (axes[1], study.objective, "validation"),
-    ):
-        ax.set_title(_text(f"{title}: {metric or 'not logged'}"), fontsize=11)
-        ax.set_xlabel("step")
-        ax.set_ylabel(_text(metric or ""))
-        ax.grid(alpha=0.3)
-        if metric is None:
-            continue
-        for t in others:
-            steps, values = t.curve(metric)
-            if t.status in ("infeasible", "failed"):
-                ax.plot(steps, values, color="tab:red", lw=0.8, ls="--", alpha=0.35, zorder=1)
-            else:
-                ax.plot(steps, values, color="0.55", lw=0.8, alpha=0.6, zorder=2)
-        for color, t in zip(itertools.cycle(TOP_COLORS), best):
-            steps, values = t.curve(metric)
-            ax.plot(
-                steps,
-                values,
-                color=color,
-                lw=2,
-                zorder=3,
-                label=_text(f"trial {t.index} ({t.best_value:.4g}): {_brief_params(study, t)}"),
-            )
-            if metric == study.objective and t.best_step is not None:
-                ax.plot(
-                    [t.best_step],
-                    [t.best_value],
-                    marker="*",
-                    ms=12,
-                    color=color,
-                    mec="black",
-                    mew=0.5,
-                    zorder=4,
-                )
-        # Diverged trials reach huge values; the axis follows the trials that trained.
-        finite = np.concatenate(
-            [t.curve(metric)[1] for t in study.trials if t.status not in ("infeasible", "failed")]
-            or [np.zeros(0)]
-        )
-        finite = finite[np.isfinite(finite)]
-        if finite.size:
-            lo, hi = float(finite.min()), float(finite.max())
-            pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 0.05
-            ax.set_ylim(lo - pad, hi + pad)
-    handles, labels = axes[1].get_legend_handles_labels()
-    if any(
-        t.status not in ("infeasible", "failed") and len(t.curve(study.objective)[0])
-        for t in others
-    ):
-        handles.append(Line2D([], [], color="0.55", lw=0.8))
-        labels.append("other trials")
-    if study.infeasible:
-        handles.append(Line2D([], [], color="tab:red", lw=0.8, ls="--", alpha=0.5))
-        labels.append("infeasible trials")
-    # Long labels (many searched parameters) get a row each rather than running off the figure.
-    ncols = (
-        1
-        if max(map(len, labels), default=0) > 75
-        else 2
-        if len(labels) > 3
-        else max(len(labels), 1)
-    )
-    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
-    shown = (
-        f"best {len(best)} in colour ({study.objective} at its best step in brackets, star = best step)"
-        if best
-        else "no feasible trial yet"
-    )
-    fig.suptitle(
-        _text(textwrap.fill(f"{study.name}: curves of {len(study.trials)} trials, {shown}", 130)),
-        fontsize=10,
-    )
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------
-# Best-of-k bootstrap.
-
-
-def default_ks(n: int) -> list[int]:
-    """Budgets to simulate: every k up to 20 trials, about 15 spread on a log scale beyond."""
-    if n <= 20:
-        return list(range(1, n + 1))
-    return sorted({int(round(k)) for k in np.geomspace(1, n, 15)} | {n})
-
-
-def best_of_k(
-    study: StudyData, ks: list[int] | None = None, repeats: int = 1000, seed: int = 0
-) -> dict[int, np.ndarray]:
-    """{k: best objective of each of `repeats` simulated studies of k trials drawn with replacement
-    from the finished ones}; a simulated study that drew no feasible trial gets the plots' cap."""
-    pool = study.finished
-    if not pool or not study.feasible:
-        raise NothingToPlot(f"study {study.name!r} has no feasible trial yet")
-    ks = ks or default_ks(len(pool))
-    # An infeasible trial is a budget slot that returned nothing: a real study of k trials would
-    # have paid for it too, so it stays in the pool as a draw without a value (NaN) instead of
-    # being dropped, which would flatter small budgets.
-    values = np.array([t.best_value if t.feasible else math.nan for t in pool])
-    rng = np.random.default_rng(seed)
-    draws = values[rng.integers(0, len(pool), size=(repeats, max(ks)))]
-    # One draw matrix for every k (the study of k trials is the first k columns): the best-of-k of
-    # each simulated study can only improve as k grows, so the curve has no resampling wiggles.
-    running = (np.fmin if study.mode == "min" else np.fmax).accumulate(draws, axis=1)
-    running = np.where(np.isnan(running), _cap(study), running)
-    return {k: running[:, k - 1] for k in ks}
-
-
-def best_of_k_plot(study: StudyData, repeats: int = 1000, seed: int = 0) -> Figure:
-    """Box plots of the best objective a study of k trials would have found (playbook item 79:
-    is the study sampled densely enough?), by bootstrap from this study's finished trials."""
-    samples = best_of_k(study, repeats=repeats, seed=seed)
-    ks = list(samples)
-    cap = _cap(study)
-    fig = _figure()
-    ax = fig.add_subplot()
-    ax.boxplot(
-        [samples[k] for k in ks],
-        positions=range(len(ks)),
-        widths=0.6,
-        flierprops=dict(marker=".", markersize=3, alpha=0.4),
-        medianprops=dict(color="tab:orange", lw=2),
-    )
-    step = max(1, math.ceil(len(ks) / 12))  # at most ~12 tick labels
-    ax.set_xticks(range(0, len(ks), step), [str(k) for k in ks[::step]])
-    # Proxy artists: the box plot's own lines carry no labels, and its colours need one.
-    ax.plot([], [], color="tab:orange", lw=2, label="median over simulated studies")
-    ax.plot(
-        [], [], color="black", lw=1, marker="s", mfc="white", ls="none", label="box: middle half"
-    )
-    ax.axhline(
-        study.feasible[0].best_value,
-        color="tab:green",
-        ls="--",
-        lw=1,
-        label=f"best of all {len(study.finished)} trials",
-    )
-    if any((s == cap).any() for s in samples.values()):
-        ax.axhline(cap, color="tab:red", ls=":", lw=1, label="drew no feasible trial (capped)")
-    ax.set_xlabel("number of trials k (resampled with replacement)")
-    ax.set_ylabel(_text(f"best {study.objective} of k trials"))
-    ax.set_title(
-        f"Is the study sampled densely enough?\nbootstrap of {len(study.finished)} finished trials, "
-        f"{repeats} simulated studies per k",
-        fontsize=10,
-    )
-    ax.grid(alpha=0.3, axis="y")
-    _legend(fig, ax)
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------
 # Every plot of a study.
 
 
@@ -558,10 +349,10 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
         plots.append(
             (
                 "Axis plots",
-                f"{p.path} ({p.role}): each finished trial's best {objective} over training. "
-                "Best trials next to a dashed search bound mean the range should be widened; red x are "
-                "infeasible trials (diverged, crashed or never trained), drawn at a cap above the worst "
-                "feasible value.",
+                f"{p.path} ({p.role}): each finished trial's best {objective} over training. Best "
+                "trials next to a dashed search bound mean the range should be widened; red x are "
+                "infeasible trials (diverged, crashed or never trained), drawn at a cap above the "
+                "worst feasible value.",
                 lambda p=p: axis_plot(study, p.path),
             )
         )
@@ -573,17 +364,17 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
         plots.append(
             (
                 "Isolation plots",
-                f"{p.path}: the best trial for each value (or bucket of values), the "
-                f"nuisance hyperparameters ({nuisance}) optimized away. Compare values only where each "
-                "is the best of enough trials ('best of n').",
+                f"{p.path}: the best trial for each value (or bucket of values), the nuisance "
+                f"hyperparameters ({nuisance}) optimized away. Compare values only where each is "
+                "the best of enough trials ('best of n').",
                 lambda p=p: isolation_plot(study, p.path),
             )
         )
     plots.append(
         (
             "Training curves",
-            "Training and validation curves of every trial, the best 3 in colour. Check "
-            "the best trials for validation curves that rise again (overfitting), still falling at the end "
+            "Training and validation curves of every trial, the best 3 in colour. Check the best "
+            "trials for validation curves that rise again (overfitting), still falling at the end "
             "(more steps may help), noisy ends, and a training loss that increases (a bug).",
             lambda: curves_plot(study),
         )
@@ -591,8 +382,8 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
     plots.append(
         (
             "Sampling density",
-            f"Best {objective} that studies of k trials drawn from this one would have "
-            "found. Wide boxes at the full budget mean a luckier or unluckier study would have concluded "
+            f"Best {objective} that studies of k trials drawn from this one would have found. Wide "
+            "boxes at the full budget mean a luckier or unluckier study would have concluded "
             "differently: run more trials before trusting small differences.",
             lambda: best_of_k_plot(study),
         )

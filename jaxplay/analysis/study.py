@@ -16,6 +16,7 @@ import numpy as np
 from jaxplay import config as config_lib
 from jaxplay import spaces
 from jaxplay import store as store_lib
+from jaxplay.analysis import record as record_lib
 
 
 @dataclasses.dataclass
@@ -56,6 +57,8 @@ class StudyData:
     # Records (without curves) of the other studies of its store linked to it by lineage: its
     # parent, children, siblings and so on (see jaxplay.lineage); empty when built from a record.
     family: list[dict] = dataclasses.field(default_factory=list)
+    # Measurements of the study's setup (jaxplay.tuning.batch_size), newest first.
+    probes: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def param_paths(self) -> list[str]:
@@ -68,9 +71,7 @@ class StudyData:
     @property
     def parent(self) -> dict | None:
         """How this study derives from another (study.parent: study, action, changes), or None."""
-        from jaxplay.analysis import variance
-
-        return variance.parent_of(self.record)
+        return record_lib.parent_of(self.record)
 
     @property
     def name(self) -> str:
@@ -101,10 +102,8 @@ class StudyData:
     def ranked(self) -> list[TrialData]:
         """Every trial best first, in `studies show` order: completed by objective, then infeasible,
         failed, running, pending."""
-        from jaxplay import studies
-
         by_index = {t.index: t for t in self.trials}
-        return [by_index[r["index"]] for r in studies.sorted_trials(self.record)]
+        return [by_index[r["index"]] for r in record_lib.sorted_trials(self.record)]
 
     @property
     def infeasible(self) -> list[TrialData]:
@@ -151,30 +150,16 @@ class StudyData:
         return cls(record=record, space=space, fixed=fixed, trials=trials)
 
 
-def store_url(workdir: str | pathlib.Path | None = None, store: str | None = None) -> str:
-    """The store URL for `--store URL` or `--workdir DIR` (its SQLite file, which must exist)."""
-    if store:
-        return store
-    if workdir is None:
-        raise ValueError("pass workdir= (the sweep's --workdir) or store= (a SQLAlchemy URL)")
-    path = pathlib.Path(workdir).absolute() / store_lib.DB_NAME
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no study store in {workdir} (looked for {store_lib.DB_NAME}); "
-            "run `python -m jaxplay.sweep --workdir` there first"
-        )
-    return store_lib.default_url(workdir)
-
-
 def load(
     workdir: str | pathlib.Path | None = None, *, store: str | None = None, study: str | None = None
 ) -> StudyData:
     """Reads a study (the only one in the store unless `study` names it) and all its curves."""
-    db = store_lib.Store(store_url(workdir, store))
+    db = store_lib.Store(store_lib.url_for(workdir, store, must_exist=True))
     try:
         study_id = db.study_id(study)
         data = StudyData.from_record(db.record(study_id), db.study_curves(study_id))
         data.family = _family(db, data.name)
+        data.probes = db.probes(data.name)
         return data
     finally:
         db.close()

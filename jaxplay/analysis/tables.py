@@ -6,24 +6,23 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 
+from jaxplay.analysis import diagnostics, variance
+from jaxplay.analysis import record as record_lib
 from jaxplay.analysis.study import StudyData
+from jaxplay.values import cell
 
 EXPORT_FORMATS = ("csv", "json")
 
 
 def trial_rows(study: StudyData) -> list[dict]:
     """One flat dict per trial, best first: outcome, each searched hyperparameter, final metrics."""
-    from jaxplay import studies
-
     metric_names = sorted(
         {name for t in study.record["trials"] for name in (t.get("final_metrics") or {})}
     )
     rows = []
-    for t in studies.sorted_trials(
-        study.record
-    ):  # the record's trials: they also hold timings and final metrics
+    # The record's trials: they also hold timings and final metrics.
+    for t in record_lib.sorted_trials(study.record):
         row = {
             "trial": t["index"],
             "status": t["status"],
@@ -36,7 +35,7 @@ def trial_rows(study: StudyData) -> list[dict]:
         row.update(
             {f"final {name}": (t.get("final_metrics") or {}).get(name) for name in metric_names}
         )
-        row["error"] = (t.get("error") or "").strip().splitlines()[-1] if t.get("error") else None
+        row["error"] = record_lib.last_line(t.get("error")) or None
         rows.append(row)
     return rows
 
@@ -58,15 +57,9 @@ def export(study: StudyData, fmt: str = "csv") -> str:
     return out.getvalue()
 
 
-def _value(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def _space_text(p) -> str:
     if p.space in ("float", "int"):
-        return f"{p.scale} [{_value(p.min)}, {_value(p.max)}] ({p.role})"
+        return f"{p.scale} [{cell(p.min)}, {cell(p.max)}] ({p.role})"
     return f"{p.space} {list(p.values)} ({p.role})"
 
 
@@ -86,12 +79,12 @@ def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
         (
             "best",
             lambda s: (
-                f"{_value(s.record['best_value'])} (trial {s.record['best_trial']})"
+                f"{cell(s.record['best_value'])} (trial {s.record['best_trial']})"
                 if s.record["best_trial"] is not None
                 else "-"
             ),
         ),
-        ("train.steps", lambda s: _value(s.train_steps)),
+        ("train.steps", lambda s: cell(s.train_steps)),
         ("algorithm", lambda s: f"{s.record['algorithm']} seed {s.record['seed']}"),
     ):
         rows.append((label, fn(a), fn(b)))
@@ -108,8 +101,8 @@ def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
         rows.append(
             (
                 f"  best {path}",
-                _value(best_a.get(path, a.fixed.get(path))),
-                _value(best_b.get(path, b.fixed.get(path))),
+                cell(best_a.get(path, a.fixed.get(path))),
+                cell(best_b.get(path, b.fixed.get(path))),
             )
         )
     for path in sorted(set(a.fixed) | set(b.fixed)):
@@ -120,20 +113,16 @@ def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
             and path not in spaces_b
             and not path.startswith("study.")
         ):
-            rows.append((f"fixed {path}", _value(va), _value(vb)))
+            rows.append((f"fixed {path}", cell(va), cell(vb)))
     width = [max(len(str(r[i])) for r in rows) for i in range(3)]
     lines = [f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]}" for r in rows]
     if findings:
-        from jaxplay.analysis import diagnostics
-
         for s in (a, b):
             found = diagnostics.diagnose(s)
             lines.append(
                 f"\ndiagnostics of {s.name}: " + ("no problems found" if not found else "")
             )
             lines.extend(f"  [{f.severity}] {f.title}" for f in found)
-    from jaxplay.analysis import variance
-
     records = {r["name"]: r for r in [*a.family, *b.family, a.record, b.record]}
     noise = variance.verdict(a.record, b.record, list(records.values()))
     if noise:

@@ -20,6 +20,8 @@ import dataclasses
 import math
 import statistics
 
+from jaxplay.analysis.record import parent_of
+
 # 95% of a normal difference of two independent results lies within 2 * sqrt(2) * std.
 DIFFERENCE_Z = 2.0 * math.sqrt(2.0)
 # Below this many samples a std estimate is rough (the relative error of a sample std from n
@@ -50,11 +52,6 @@ class Noise:
             f"{self.kind} variance: std {self.std:.4g} around {self.mean:.4g} over {self.n} {what} "
             f"({', '.join(self.sources)}){rough}"
         )
-
-
-def parent_of(record: dict) -> dict | None:
-    """The study.parent section of a study record (lineage), or None."""
-    return ((record.get("config") or {}).get("study") or {}).get("parent") or None
 
 
 def best_values(record: dict) -> list[float]:

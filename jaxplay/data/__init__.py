@@ -1,5 +1,6 @@
 """Datasets small enough to live on the device, and the registry that maps `data.name` to one."""
 
-from jaxplay.data.arrays import Dataset, load
+from jaxplay.data.arrays import check, load
+from jaxplay.data.dataset import Dataset
 
-__all__ = ["Dataset", "load"]
+__all__ = ["Dataset", "check", "load"]

@@ -7,45 +7,14 @@ sources) that `jaxplay.data.pipeline` streams (`data.pipeline='grain'`).
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import functools
 
 import numpy as np
 
-from jaxplay.data.augment import AUGMENTATIONS
+from jaxplay.data import images, mnist1d, text
+from jaxplay.data.dataset import Dataset
 from jaxplay.errors import ConfigError
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
-    """Train / validation (/ test) splits: arrays with examples on the first axis.
-
-    Any array-like with `len`, `shape`, `dtype` and numpy-style indexing works (numpy arrays,
-    memmaps, `jaxplay.data.images.LazyImages`). Targets may have extra axes (per-token targets).
-    """
-
-    name: str
-    x_train: object
-    y_train: object
-    x_val: object
-    y_val: object
-    x_test: object = None
-    y_test: object = None
-    num_classes: int | None = None
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one example."""
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def splits(self) -> dict:
-        """name -> (x, y) of the splits that exist."""
-        out = {"train": (self.x_train, self.y_train), "val": (self.x_val, self.y_val)}
-        if self.x_test is not None:
-            out["test"] = (self.x_test, self.y_test)
-        return out
 
 
 def split_validation(x, y, val_size: int, seed: int):
@@ -77,8 +46,6 @@ def _finish(name, x, y, x_test, y_test, val_size, split_seed) -> Dataset:
 
 @functools.lru_cache(maxsize=4)
 def _mnist1d(val_size: int, split_seed: int) -> Dataset:
-    from jaxplay.data import mnist1d
-
     x, y, x_test, y_test = mnist1d.generate()
     return _finish("mnist1d", x, y, x_test, y_test, val_size, split_seed)
 
@@ -104,35 +71,17 @@ def _small(loader, default_val):
     return load
 
 
-def _text(c):
-    from jaxplay.data import text
-
-    return text.load(c)
-
-
-def _synthetic_images(c):
-    from jaxplay.data import images
-
-    return images.synthetic(c)
-
-
-def _tfds(c):
-    from jaxplay.data import images
-
-    return images.from_tfds(c)
-
-
 # name -> (loader(config.data), the fields it reads besides the pipeline's)
 LOADERS = {
     "mnist1d": (_small(_mnist1d, 500), ("val_size", "split_seed")),
     "digits": (_small(_digits, 300), ("val_size", "split_seed")),
-    "pystdlib": (_text, ("seq_len", "val_percent", "max_bytes")),
+    "pystdlib": (text.load, ("seq_len", "val_percent", "max_bytes")),
     "synthetic_images": (
-        _synthetic_images,
+        images.synthetic,
         ("image_size", "channels", "num_classes", "num_train", "num_val", "seed", "augment"),
     ),
     "tfds": (
-        _tfds,
+        images.from_tfds,
         (
             "tfds_name",
             "data_dir",
@@ -144,34 +93,32 @@ LOADERS = {
         ),
     ),
 }
-# Fields every dataset takes: how it is batched and fed (see jaxplay.data.pipeline).
-PIPELINE_FIELDS = ("name", "batch_size", "pipeline", "prefetch", "read_threads")
-PIPELINES = ("device", "grain")
 
 
-def check(data_config) -> None:
-    """Validates `config.data`: a known dataset, only the fields it reads, a known pipeline."""
-    name = data_config.get("name")
+def check(data) -> None:
+    """Validates `config.data` (a jaxplay.spec.DataSpec) for the built-in datasets: a known
+    dataset and only the fields it reads (the pipeline fields are checked with the spec)."""
+    name = data.name
     if name not in LOADERS:
         raise ConfigError(f"data.name: unknown dataset {name!r}; use one of {sorted(LOADERS)}")
-    allowed = set(LOADERS[name][1]) | set(PIPELINE_FIELDS)
-    for key in data_config.keys():
+    allowed = set(LOADERS[name][1])
+    for key in data.options.keys():
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
                 f"data.{key}: the {name!r} dataset has no field {key!r}{hint}; "
-                f"it takes {sorted(allowed)}"
+                f"it takes {sorted(allowed | set(PIPELINE_FIELDS))}"
             )
-    augment = data_config.get("augment", "none")
-    if augment not in AUGMENTATIONS:
-        raise ConfigError(f"data.augment: unknown {augment!r}; use one of {list(AUGMENTATIONS)}")
-    pipeline = data_config.get("pipeline", "device")
-    if pipeline not in PIPELINES:
+    if data.augment != "none" and "augment" not in allowed:
         raise ConfigError(
-            f"data.pipeline: unknown {pipeline!r}; use 'device' (the dataset lives on the "
-            "device) or 'grain' (streamed from the host)"
+            f"data.augment: the {name!r} dataset takes no augmentation (got {data.augment!r}); "
+            "remove it or set 'none'"
         )
+
+
+# Fields every dataset takes: how it is batched and fed (see jaxplay.data.pipeline).
+PIPELINE_FIELDS = ("name", "batch_size", "pipeline", "prefetch", "read_threads")
 
 
 def load(data_config) -> Dataset:

@@ -11,6 +11,7 @@ import functools
 
 import numpy as np
 
+from jaxplay.data.dataset import Dataset
 from jaxplay.errors import ConfigError
 
 
@@ -35,7 +36,6 @@ def _synthetic(image_size, channels, num_classes, num_train, num_val, seed):
 
 def synthetic(data_config):
     """`synthetic_images`: generated images of a real dataset's shape (default CIFAR-10's)."""
-    from jaxplay.data.arrays import Dataset
 
     size = int(data_config.get("image_size", 32))
     channels = int(data_config.get("channels", 3))
@@ -110,7 +110,6 @@ def fit(image: np.ndarray, size: int) -> np.ndarray:
 def from_tfds(data_config):
     """`tfds`: a tensorflow-datasets image dataset prepared in `data.data_dir` (array_record
     format), read on demand. jaxplay never downloads it."""
-    from jaxplay.data.arrays import Dataset
 
     name = data_config.get("tfds_name")
     if not name:

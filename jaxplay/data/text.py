@@ -17,6 +17,7 @@ import sysconfig
 
 import numpy as np
 
+from jaxplay.data.dataset import Dataset
 from jaxplay.errors import ConfigError
 
 VOCAB_SIZE = 256
@@ -68,7 +69,6 @@ def _load(seq_len: int, val_percent: int, max_bytes: int | None, root: str | Non
 
 def load(data_config):
     """The `pystdlib` dataset: byte windows of the stdlib's source, split by file."""
-    from jaxplay.data.arrays import Dataset
 
     seq_len = int(data_config.get("seq_len", 128))
     val_percent = int(data_config.get("val_percent", 5))

@@ -4,8 +4,9 @@ For the non-adaptive designers (quasi-random, random, grid, manual), trial i of 
 only on (algorithm, space, seed, i). A study that is extended from 8 to 80 trials keeps its first
 8, and trials drawn one at a time equal trials drawn in a batch (playbook: "parallel vs sequential
 trials give statistically identical results"). The Bayesian-optimization designer ('gp') and
-the Optuna TPE adapter ('tpe') are adaptive: it suggests each new trial from the outcomes of the finished ones (and of a parent
-study's, see jaxplay.lineage), so its trials are created as the study runs.
+the Optuna TPE adapter ('tpe') are adaptive: each suggests a new trial from the outcomes of the
+finished ones (and of a parent study's, see jaxplay.tuning), so its trials are created as the
+study runs.
 """
 
 from typing import Protocol, runtime_checkable
@@ -53,25 +54,29 @@ class Designer(Protocol):
         ...
 
 
-def make(algorithm: str, space: SearchSpace, seed: int, study=None) -> Designer:
-    """The designer for a study's algorithm; `study` (the config's study section) holds the
-    algorithm's own settings: `trials` for 'manual', `mode`, `acquisition`, `initial_trials` for 'gp'."""
+def make(
+    algorithm: str,
+    space: SearchSpace,
+    seed: int,
+    *,
+    mode: str = "min",
+    trials=(),
+    acquisition: str | None = None,
+    initial_trials: int | None = None,
+) -> Designer:
+    """The designer for a study's algorithm, with the algorithm's own settings: `trials` for
+    'manual', `mode` for 'gp' and 'tpe', `acquisition` and `initial_trials` for 'gp'."""
     if algorithm not in _DESIGNERS:
         raise ConfigError(
             f"study.algorithm: unknown algorithm {algorithm!r}; use one of "
             f"{', '.join(map(repr, ALGORITHMS))}"
         )
-    study = study or {}
     if algorithm == "manual":
-        return ManualDesigner(space, seed, study.get("trials") or [])
+        return ManualDesigner(space, seed, list(trials or []))
     if algorithm == "tpe":
-        return TPEDesigner(space, seed, mode=study.get("mode", "min"))
+        return TPEDesigner(space, seed, mode=mode)
     if algorithm == "gp":
         return BayesianDesigner(
-            space,
-            seed,
-            mode=study.get("mode", "min"),
-            acquisition=study.get("acquisition", "ei"),
-            initial_trials=study.get("initial_trials"),
+            space, seed, mode=mode, acquisition=acquisition or "ei", initial_trials=initial_trials
         )
     return _DESIGNERS[algorithm](space, seed)

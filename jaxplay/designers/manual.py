@@ -24,7 +24,7 @@ class ManualDesigner:
             raise ValueError(f"start and count must be >= 0 (got start={start}, count={count})")
         if start + count > self.max_trials:
             raise ConfigError(
-                f"study.num_trials: study.trials lists only {self.max_trials} trials; set num_trials <= "
-                f"{self.max_trials} or None"
+                f"study.num_trials: study.trials lists only {self.max_trials} trials; set "
+                f"num_trials <= {self.max_trials} or None"
             )
         return [dict(t) for t in self.trials[start : start + count]]

@@ -53,7 +53,8 @@ class TPEDesigner:
         return d.CategoricalDistribution(list(p.values))
 
     def suggest(self, start: int, count: int, history: list[dict] = ()) -> list[dict[str, object]]:
-        """Dotted path -> value for trials start .. start + count - 1 given `history` (as for the GP)."""
+        """Dotted path -> value for trials start .. start + count - 1 given `history` (as for
+        the GP)."""
         optuna = self.optuna
         seed = int(np.random.SeedSequence([self.seed, start]).generate_state(1)[0])
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)

@@ -1,4 +1,4 @@
-"""Flax NNX model families; `config.model.name` picks one, the other fields are its hyperparameters."""
+"""Flax NNX model families: `config.model.name` picks one, the other fields configure it."""
 
 from __future__ import annotations
 
@@ -27,42 +27,40 @@ FAMILIES = {
 _CHOICES = {"block": ("basic", "bottleneck"), "stem": ("cifar", "imagenet")}
 
 
-def check(model_config) -> None:
-    """Validates `config.model`: a known family and only the fields it takes."""
-    name = model_config.get("name")
+def check(model) -> None:
+    """Validates `config.model` (a jaxplay.spec.ModelSpec): a known family and only the fields it
+    takes (the dropout rate is checked with the spec)."""
+    name = model.name
     if name not in FAMILIES:
         raise ConfigError(f"model.name: unknown model {name!r}; use one of {sorted(FAMILIES)}")
     _, fields = FAMILIES[name]
-    unknown = set(model_config.keys()) - set(fields) - {"name", "dropout"}
+    options = dict(model.options)
+    unknown = set(options) - set(fields)
     if unknown:
         raise ConfigError(
             f"model: field(s) {sorted(unknown)} mean nothing to a {name!r} model; "
             f"it takes {sorted(fields) + ['dropout']}"
         )
-    if "activation" in model_config:
-        activation(model_config.activation)
+    if "activation" in options:
+        activation(options["activation"])
     for field, choices in _CHOICES.items():
-        if field in model_config and model_config[field] not in choices:
+        if field in options and options[field] not in choices:
             raise ConfigError(
-                f"model.{field}: unknown {model_config[field]!r}; use one of {list(choices)}"
+                f"model.{field}: unknown {options[field]!r}; use one of {list(choices)}"
             )
-    vbs = model_config.get("virtual_batch_size", None)
+    vbs = options.get("virtual_batch_size")
     if vbs is not None and (not isinstance(vbs, int) or vbs < 1):
         raise ConfigError(
-            f"model.virtual_batch_size: a positive int or None for whole-batch statistics (got {vbs!r})"
+            "model.virtual_batch_size: a positive int or None for whole-batch statistics "
+            f"(got {vbs!r})"
         )
-    dropout = model_config.get("dropout", 0.0)
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.dropout: a rate in [0, 1) (got {dropout})")
 
 
-def build(
-    model_config, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs
-) -> nnx.Module:
-    """Builds the model that `config.model` describes."""
-    check(model_config)
-    cls, fields = FAMILIES[model_config.name]
-    kwargs = {k: model_config[k] for k in fields if k in model_config}
-    if "stage_sizes" in kwargs:
-        kwargs["stage_sizes"] = tuple(kwargs["stage_sizes"])
-    return cls(input_shape, num_classes, rngs=rngs, **kwargs)
+def build(model, input_shape: tuple[int, ...], num_classes: int, rngs: nnx.Rngs) -> nnx.Module:
+    """Builds the model that `config.model` (a jaxplay.spec.ModelSpec) describes."""
+    check(model)
+    cls, fields = FAMILIES[model.name]
+    options = dict(model.options)
+    return cls(
+        input_shape, num_classes, rngs=rngs, **{k: options[k] for k in fields if k in options}
+    )

@@ -31,7 +31,7 @@ class Conv1D(nnx.Module):
 
 
 class CNN1D(nnx.Module):
-    """`depth` same-padded conv layers of `channels` filters, then a linear head on the flattened map."""
+    """`depth` same-padded conv layers of `channels` filters, then a linear head on the flat map."""
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxplay.errors import ConfigError
 from jaxplay.models.layers import activation, dropout
 
 
@@ -56,8 +57,6 @@ class TransformerLM(nnx.Module):
         rngs,
     ):
         if dim % heads:
-            from jaxplay.errors import ConfigError
-
             raise ConfigError(f"model.heads: must divide model.dim={dim} (got {heads})")
         self.act = activation
         self.embed = nnx.Embed(num_classes, dim, rngs=rngs)

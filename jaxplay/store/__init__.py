@@ -18,86 +18,10 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from jaxplay.errors import StoreError
+from jaxplay.errors import ConfigError, StoreError
+from jaxplay.store.tables import STATUSES, Base, Metric, Probe, Study, Trial, now
 
-STATUSES = ("pending", "running", "completed", "infeasible", "failed")
 DB_NAME = "jaxplay.db"
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-class Base(orm.DeclarativeBase):
-    pass
-
-
-class Study(Base):
-    """The playbook's tracking spreadsheet, one row per study (checklist item 68)."""
-
-    __tablename__ = "studies"
-    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
-    name: orm.Mapped[str] = orm.mapped_column(sa.String(200), unique=True)
-    config_path: orm.Mapped[str] = orm.mapped_column(sa.Text)
-    config: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
-    config_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64))
-    notes: orm.Mapped[str] = orm.mapped_column(sa.Text, default="")
-    objective: orm.Mapped[str] = orm.mapped_column(sa.String(100))
-    mode: orm.Mapped[str] = orm.mapped_column(sa.String(3))
-    algorithm: orm.Mapped[str] = orm.mapped_column(sa.String(50))
-    seed: orm.Mapped[int]
-    num_trials: orm.Mapped[int]
-    best_value: orm.Mapped[float | None]
-    best_trial: orm.Mapped[int | None]
-    command: orm.Mapped[str] = orm.mapped_column(sa.Text)
-    git_commit: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
-    git_dirty: orm.Mapped[bool | None]
-    versions: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
-    device_kind: orm.Mapped[str] = orm.mapped_column(sa.String(200))
-    executor: orm.Mapped[str] = orm.mapped_column(sa.String(50), default="sequential")
-    executor_reason: orm.Mapped[str] = orm.mapped_column(sa.Text, default="")
-    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(default=_now)
-    updated_at: orm.Mapped[dt.datetime] = orm.mapped_column(default=_now, onupdate=_now)
-
-
-class Trial(Base):
-    """One hyperparameter configuration of a study and what became of it."""
-
-    __tablename__ = "trials"
-    __table_args__ = (sa.UniqueConstraint("study_id", "index"),)
-    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
-    study_id: orm.Mapped[int] = orm.mapped_column(
-        sa.ForeignKey("studies.id", ondelete="CASCADE"), index=True
-    )
-    index: orm.Mapped[int]
-    params: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
-    status: orm.Mapped[str] = orm.mapped_column(sa.String(20), default="pending", index=True)
-    worker: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
-    # The running worker's lease: renewed every few seconds; once older than the lease, another
-    # worker may reclaim the trial (its holder died) and resume it from its latest checkpoint.
-    heartbeat_at: orm.Mapped[dt.datetime | None]
-    created_at: orm.Mapped[dt.datetime] = orm.mapped_column(default=_now)
-    started_at: orm.Mapped[dt.datetime | None]
-    finished_at: orm.Mapped[dt.datetime | None]
-    duration_s: orm.Mapped[float | None]
-    steps_run: orm.Mapped[int | None]
-    best_step: orm.Mapped[int | None]
-    best_value: orm.Mapped[float | None]
-    checkpoint_dir: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
-    error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
-    final_metrics: orm.Mapped[dict | None] = orm.mapped_column(sa.JSON)
-
-
-class Metric(Base):
-    """One metric value at one step of one trial: the training curves."""
-
-    __tablename__ = "metrics"
-    __table_args__ = (sa.Index("ix_metrics_trial_step", "trial_id", "step"),)
-    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
-    trial_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("trials.id", ondelete="CASCADE"))
-    step: orm.Mapped[int]
-    name: orm.Mapped[str] = orm.mapped_column(sa.String(100))
-    value: orm.Mapped[float | None]
 
 
 def redact(url: str) -> str:
@@ -111,6 +35,22 @@ def redact(url: str) -> str:
 def default_url(workdir: str | pathlib.Path) -> str:
     """The SQLite file a workdir's study lives in."""
     return f"sqlite:///{pathlib.Path(workdir).absolute() / DB_NAME}"
+
+
+def url_for(workdir=None, url: str | None = None, *, must_exist: bool = False) -> str:
+    """The store of `--store URL`, else of `--workdir DIR` (its SQLite file, which must exist
+    when reading: a ConfigError says where it looked)."""
+    if url:
+        return url
+    if workdir is None:
+        raise ConfigError("--workdir: pass --workdir DIR (the sweep's) or --store URL")
+    path = pathlib.Path(workdir).absolute() / DB_NAME
+    if must_exist and not path.exists():
+        raise ConfigError(
+            f"--workdir: no study store in {workdir} (looked for {DB_NAME}); run `python -m "
+            "jaxplay.sweep --workdir` there first, or pass --store URL"
+        )
+    return default_url(workdir)
 
 
 def _trial_dict(t: Trial) -> dict:
@@ -373,7 +313,7 @@ class Store:
         for `worker`; returns (id, index, params) or None. Claimable: pending, or running under a
         lease not renewed for `lease_s` seconds (its worker died; it resumes from its checkpoint)."""
         while True:
-            cutoff = _now() - dt.timedelta(seconds=lease_s)
+            cutoff = now() - dt.timedelta(seconds=lease_s)
             claimable = sa.or_(
                 Trial.status == "pending",
                 sa.and_(
@@ -393,11 +333,13 @@ class Store:
                 if row is None:
                     return None
                 # Conditional update: if another worker took it first, rowcount is 0; try the next.
-                now = _now()
+                started = now()
                 taken = s.execute(
                     sa.update(Trial)
                     .where(Trial.id == row.id, claimable)
-                    .values(status="running", worker=worker, started_at=now, heartbeat_at=now)
+                    .values(
+                        status="running", worker=worker, started_at=started, heartbeat_at=started
+                    )
                 )
                 if taken.rowcount == 1:
                     return row.id, row.index, row.params
@@ -428,7 +370,7 @@ class Store:
         overwrite the new owner's result); returns whether it was recorded."""
         if status not in STATUSES:
             raise ValueError(f"unknown trial status {status!r}")
-        values = dict(fields, status=status, finished_at=_now())
+        values = dict(fields, status=status, finished_at=now())
         if values.get("final_metrics") is not None:
             values["final_metrics"] = {k: _finite(v) for k, v in values["final_metrics"].items()}
         with self.session.begin() as s:
@@ -447,6 +389,27 @@ class Store:
         """Records where a trial's checkpoints live (known before it finishes)."""
         with self.session.begin() as s:
             s.get(Trial, trial_id).checkpoint_dir = path
+
+    # -- probes ----------------------------------------------------------------------------
+
+    def add_probe(self, study: str, kind: str, **fields) -> None:
+        """Records a measurement of study `study`'s setup (config, result, device_kind, command)."""
+        with self.session.begin() as s:
+            s.add(Probe(study=study, kind=kind, **fields))
+
+    def probes(self, study: str, kind: str | None = None) -> list[dict]:
+        """The probes recorded for study `study`, newest first."""
+        query = sa.select(Probe).where(Probe.study == study)
+        if kind is not None:
+            query = query.where(Probe.kind == kind)
+        with self.session() as s:
+            rows = s.scalars(query.order_by(Probe.id.desc())).all()
+            return [
+                {"kind": p.kind, "config": p.config, "result": p.result,
+                 "device_kind": p.device_kind, "command": p.command,
+                 "created_at": p.created_at.isoformat()}
+                for p in rows
+            ]  # fmt: skip
 
     # -- metrics ---------------------------------------------------------------------------
 
@@ -524,7 +487,7 @@ def _renew(session, trial_ids: list[int], worker: str) -> int:
     return session.execute(
         sa.update(Trial)
         .where(Trial.id.in_(trial_ids), *_held_by(worker))
-        .values(heartbeat_at=_now())
+        .values(heartbeat_at=now())
     ).rowcount
 
 

@@ -1,10 +1,4 @@
-"""Study lineage: a study that starts from another one (the playbook's rounds).
-
-The playbook's tuning loop is a chain of studies: explore with quasi-random search in short
-round-1 runs, refine the search space, exploit with Bayesian optimization, then a few long round-2
-runs on the best points. `python -m jaxplay.sweep --config X --from_study PARENT --lineage ACTION`
-(or `c.study.parent = dict(study=PARENT, action=ACTION, ...)` in a study file) derives the new
-study from the parent's record in the same store:
+"""The playbook's procedures that derive a study from a parent's results (`--lineage NAME`):
 
   refine   the parent's search space, widened where its best trials sit at an edge (the boundary
            diagnostic) and narrowed around its best trials elsewhere; nuisance hyperparameters only
@@ -20,16 +14,11 @@ study from the parent's record in the same store:
   clip     the best trial at that unstable learning rate, over gradient-clipping thresholds around
            the 90th percentile of the best trial's gradient norms ("Gradient clipping")
 
-The child is the study file's config (so round 2 may change fixed settings, which the lineage
-lists as caveats) with the parent's search space and the changes above. The derivation is
-deterministic given the parent's finished trials, so rerunning the same command continues the
-child study. `study.parent.changes` records what was derived; the report shows it.
+Each edits the child config in place and returns its changes in words (jaxplay.tuning.derivation).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 
 import ml_collections
@@ -37,18 +26,11 @@ import numpy as np
 
 from jaxplay import config as config_lib
 from jaxplay import spaces
-from jaxplay.errors import ConfigError, StoreError
+from jaxplay.analysis import diagnostics
+from jaxplay.errors import ConfigError
+from jaxplay.tuning.derivation import Derivation, Option
+from jaxplay.values import fmt
 
-ACTIONS = ("refine", "exploit", "promote", "rerun", "reseed", "warmup", "clip")
-DEFAULTS = {
-    "top_k": 3,
-    "steps_factor": 2.0,
-    "seeds": 1,
-    "lr_factor": 10.0,
-    "name_from_parent": False,
-    "notes_given": False,
-}
-RERUN_SEEDS = 5
 # Narrowing keeps the span of the best quarter of the trials (at least 3), padded on each side by
 # a quarter of that span plus 5% of the old range, so the best region stays "comfortably" inside.
 NARROW_TOP_FRACTION = 0.25
@@ -66,137 +48,7 @@ CLIP_MULTIPLES = (0.25, 0.5, 1.0, 2.0)
 WARMUP_MAX_FRACTION = 0.1
 
 
-def options(config) -> dict | None:
-    """study.parent of a config with defaults filled in, validated; None for a study without one."""
-    parent = config.study.get("parent")
-    if not parent:
-        return None
-    if isinstance(parent, str):
-        raise ConfigError(
-            f"study.parent: give a dict, e.g. dict(study={parent!r}, action='promote')"
-        )
-    opts = {**DEFAULTS, **dict(parent)}
-    if opts.get("action") == "rerun" and "seeds" not in parent:
-        opts["seeds"] = RERUN_SEEDS
-    if not isinstance(opts.get("study"), str) or not opts["study"]:
-        raise ConfigError(
-            "study.parent.study: name the parent study, e.g. --from_study mnist1d-mlp-width"
-        )
-    if opts.get("action") not in ACTIONS:
-        raise ConfigError(
-            f"study.parent.action: unknown {opts.get('action')!r}; use one of {list(ACTIONS)} "
-            "(--lineage)"
-        )
-    if not (isinstance(opts["top_k"], int) and opts["top_k"] >= 1):
-        raise ConfigError(
-            f"study.parent.top_k: must be an int >= 1 (got {opts['top_k']!r}); e.g. 3"
-        )
-    if not (isinstance(opts["seeds"], int) and opts["seeds"] >= 1):
-        raise ConfigError(
-            f"study.parent.seeds: must be an int >= 1 (got {opts['seeds']!r}); e.g. 3"
-        )
-    for key in ("steps_factor", "lr_factor"):
-        if not (isinstance(opts[key], (int, float)) and opts[key] > 0):
-            raise ConfigError(f"study.parent.{key}: must be a number > 0 (got {opts[key]!r})")
-    if opts["action"] == "promote" and opts["steps_factor"] < 1:
-        raise ConfigError(
-            f"study.parent.steps_factor: round 2 trains longer, so it must be >= 1 (got "
-            f"{opts['steps_factor']})"
-        )
-    return opts
-
-
-def resolve(config, store) -> ml_collections.ConfigDict:
-    """The config of the study to run: `config` itself, or the child derived from its parent."""
-    opts = options(config)
-    if opts is None:
-        return config
-    from jaxplay.analysis.study import StudyData
-
-    try:
-        parent_id = store.study_id(opts["study"])
-    except StoreError as e:  # it names the studies there are
-        raise ConfigError(f"--from_study: {e}") from None
-    parent = StudyData.from_record(store.record(parent_id), store.study_curves(parent_id))
-    return derive(config, parent, opts)
-
-
-def derive(config, parent, opts: dict) -> ml_collections.ConfigDict:
-    """The child study of `parent` (a StudyData) for `opts` (see `options`). It is named
-    '<parent>-<action>' when `name_from_parent` (--from_study without --config.study.name) or when
-    the study file's name is the parent's; otherwise it keeps the study file's name."""
-    action = opts["action"]
-    unfinished = [t.index for t in parent.trials if t.status in ("pending", "running")]
-    if unfinished:
-        raise ConfigError(
-            f"--from_study {parent.name}: trials {unfinished} have not finished; finish the parent "
-            "first (rerun its sweep command), since the derived study depends on every result"
-        )
-    if not parent.feasible and action != "reseed":
-        raise ConfigError(
-            f"--from_study {parent.name}: no feasible trial to start from; fix the parent's search "
-            "space first (see its report)"
-        )
-    child = copy.deepcopy(config)
-    with child.unlocked():
-        child.study.parent = None
-    parent_config = parent.record.get("config") or {}
-    changes = _fixed_differences(parent_config, child)
-    if (
-        action != "promote"
-        and action != "rerun"
-        and (child.study.objective != parent.objective or child.study.mode != parent.mode)
-    ):
-        raise ConfigError(
-            f"study.objective: the parent optimized {parent.objective} ({parent.mode}) but this "
-            f"study {child.study.objective} ({child.study.mode}); use the same objective"
-        )
-    search = parent_config.get("search") or {}
-    study = parent_config.get("study") or {}
-    with child.unlocked():
-        child.search = ml_collections.ConfigDict(search)
-        child.study.algorithm = study.get("algorithm", child.study.algorithm)
-        child.study.seed = study.get("seed", child.study.seed)
-        if action == "reseed":  # the study variance compares equal budgets
-            child.study.num_trials = study.get("num_trials", child.study.num_trials)
-        for key in ("trials", "acquisition", "initial_trials"):
-            if key in study and key not in child.study:
-                child.study[key] = copy.deepcopy(study[key])
-    changes += globals()[f"_{action}"](child, parent, opts)
-    suffix = {"promote": _round_suffix(parent.name), "reseed": f"seed{child.study.seed}"}.get(
-        action, action
-    )
-    summary = {
-        "refine": f"search space refined from {parent.name}'s results",
-        "exploit": f"Bayesian optimization seeded by {parent.name}",
-        "promote": f"round 2: top {opts['top_k']} of {parent.name}, x{opts['steps_factor']:g} steps",
-        "rerun": f"trial variance: the best trial of {parent.name} with {opts['seeds']} seeds",
-        "reseed": f"study variance: {parent.name} with search seed {child.study.seed}",
-        "warmup": f"warmup lengths at {parent.name}'s unstable learning rate",
-        "clip": f"gradient clipping at {parent.name}'s unstable learning rate",
-    }[action]
-    notes = child.study.get("notes") or ""
-    with child.unlocked():
-        # From the command line the study file's notes describe round 1's question: only notes given
-        # there (--config.study.notes) join the summary; a file that declares its parent means its own.
-        own = notes and not opts.get("name_from_parent") and notes != parent.record.get("notes")
-        child.study.notes = f"{summary}; {notes}" if own or opts.get("notes_given") else summary
-        if opts.get("name_from_parent") or child.study.name == parent.name:
-            child.study.name = f"{parent.name}-{suffix}" if action != "promote" else suffix
-        child.study.parent = ml_collections.ConfigDict(
-            {**opts, "action": action, "study": parent.name, "changes": changes}
-        )
-    # A JSON round trip: the child is exactly what the store records (and what other hosts receive).
-    return ml_collections.ConfigDict(json.loads(config_lib.to_json(child)))
-
-
-# ---------------------------------------------------------------------------------------------
-# The actions: each edits the child config in place and returns its changes in words.
-
-
 def _refine(child, parent, opts) -> list[str]:
-    from jaxplay.analysis import diagnostics
-
     edges = {
         (f.param, "lower" if "lower" in f.title else "upper")
         for f in diagnostics.check_boundary(parent)
@@ -225,7 +77,7 @@ def _refine(child, parent, opts) -> list[str]:
             )
             if kept > NARROW_MAX_KEPT:
                 changes.append(
-                    f"{p.path}: kept [{_fmt(p.min)}, {_fmt(p.max)}] (the best {len(top)} trials span "
+                    f"{p.path}: kept [{fmt(p.min)}, {fmt(p.max)}] (the best {len(top)} trials span "
                     f"{kept:.0%} of it)"
                 )
                 continue
@@ -234,16 +86,14 @@ def _refine(child, parent, opts) -> list[str]:
             continue
         if (lo, hi) == (p.min, p.max):
             changes.append(
-                f"{p.path}: kept [{_fmt(p.min)}, {_fmt(p.max)}] ({why}, but it cannot widen further)"
+                f"{p.path}: kept [{fmt(p.min)}, {fmt(p.max)}] ({why}, but it cannot widen further)"
             )
             continue
         node = child.search
         for key in p.path.split("."):
             node = node[key]
         node["min"], node["max"] = lo, hi
-        changes.append(
-            f"{p.path}: [{_fmt(p.min)}, {_fmt(p.max)}] -> [{_fmt(lo)}, {_fmt(hi)}] ({why})"
-        )
+        changes.append(f"{p.path}: [{fmt(p.min)}, {fmt(p.max)}] -> [{fmt(lo)}, {fmt(hi)}] ({why})")
     if not any("->" in c for c in changes):
         raise ConfigError(
             f"--lineage refine: {parent.name}'s search space needs no change by the playbook's rules "
@@ -310,16 +160,15 @@ def _promote(child, parent, opts) -> list[str]:
         if schedule == "linear" and steps != round1:
             child.schedule.decay_steps = 0
     base_seed = int(child.get("seed", 0))
-    parent_config = ml_collections.ConfigDict(
-        parent.record.get("config") or json.loads(config_lib.to_json(child))
-    )
+    parent_config = parent.record.get("config") or config_lib.to_tree(child)
     for t in top:
         params = dict(t.params)
         if schedule == "linear" and steps != round1:
             as_run = config_lib.apply(parent_config, params)  # the trial as round 1 ran it
-            warmup = int(as_run.schedule.get("warmup_steps", 0))
-            decay = int(as_run.schedule.get("decay_steps", 0) or 0) or round1 - warmup
-            params["schedule.decay_steps"] = rescale_linear(round1, steps, warmup, decay)
+            warmup = int(as_run["schedule"].get("warmup_steps", 0))
+            decay = int(as_run["schedule"].get("decay_steps", 0) or 0) or round1 - warmup
+            # Round 1's decay length, kept: the extra steps go to the constant phase before it.
+            params["schedule.decay_steps"] = decay
         for j in range(seeds):
             trials.append({**params, **({"seed": base_seed + j} if seeds > 1 else {})})
     with child.unlocked():
@@ -351,8 +200,11 @@ def _rerun(child, parent, opts) -> list[str]:
 
 def _reseed(child, parent, opts) -> list[str]:
     before = child.study.seed
+    study = (parent.record.get("config") or {}).get("study") or {}
     with child.unlocked():
         child.study.seed = int(before) + 1
+        # The study variance compares equal budgets.
+        child.study.num_trials = study.get("num_trials", child.study.num_trials)
     return [
         f"study.seed: {before} -> {child.study.seed} (same search space and budget, other trials: "
         "the study variance)"
@@ -372,7 +224,7 @@ def _warmup(child, parent, opts) -> list[str]:
         )
         child.study.algorithm, child.study.num_trials = "grid", None
     return changes + [
-        f"optimizer.learning_rate: {_fmt(lr)} ({_fmt(opts['lr_factor'])} x {_fmt(unstable)}, the "
+        f"optimizer.learning_rate: {fmt(lr)} ({fmt(opts['lr_factor'])} x {fmt(unstable)}, the "
         "smallest learning rate that diverged in the parent)",
         f"schedule.warmup_steps: grid {grid} (log grid, at most {WARMUP_MAX_FRACTION:.0%} of "
         f"train.steps={steps}); the shortest warmup that trains well is the one to keep",
@@ -380,11 +232,9 @@ def _warmup(child, parent, opts) -> list[str]:
 
 
 def _clip(child, parent, opts) -> list[str]:
-    from jaxplay.analysis.diagnostics import CLIP_PERCENTILE, clip_threshold
-
     unstable, changes = _unstable_learning_rate(parent)
     best = parent.feasible[0]
-    p90 = clip_threshold(best)
+    p90 = diagnostics.clip_threshold(best)
     if p90 is None:
         raise ConfigError(
             f"--lineage clip: {parent.name}'s best trial logged no train/grad_norm to set a threshold"
@@ -400,8 +250,8 @@ def _clip(child, parent, opts) -> list[str]:
         )
         child.study.algorithm, child.study.num_trials = "grid", None
     return changes + [
-        f"optimizer.learning_rate: {_fmt(unstable)} (the smallest that diverged in the parent)",
-        f"train.grad_clip_norm: grid {thresholds} around {_fmt(p90)}, the {CLIP_PERCENTILE}th "
+        f"optimizer.learning_rate: {fmt(unstable)} (the smallest that diverged in the parent)",
+        f"train.grad_clip_norm: grid {thresholds} around {fmt(p90)}, the {diagnostics.CLIP_PERCENTILE}th "
         f"percentile of trial {best.index}'s gradient norm; more than half the updates clipped "
         "means: lower the learning rate instead",
     ]
@@ -409,20 +259,6 @@ def _clip(child, parent, opts) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # Schedules and grids.
-
-
-def rescale_linear(round1_steps: int, steps: int, warmup: int, decay_steps: int) -> int:
-    """Round 2's decay_steps for a linear schedule: round 1's decay length, kept (the extra steps
-    go to the constant phase before it; playbook "Round 2")."""
-    if not 0 < decay_steps <= round1_steps - warmup:
-        raise ValueError(
-            f"decay_steps={decay_steps} does not fit round 1 ({round1_steps} steps, {warmup} warmup)"
-        )
-    if steps < round1_steps:
-        raise ValueError(
-            f"round 2 ({steps} steps) must not be shorter than round 1 ({round1_steps})"
-        )
-    return int(decay_steps)
 
 
 def warmup_grid(steps: int) -> list[int]:
@@ -455,7 +291,7 @@ def _unstable_learning_rate(parent) -> tuple[float, list[str]]:
         )
     unstable = float(min(diverged))
     return unstable, [
-        f"unstable learning rate: {_fmt(unstable)} (the smallest of {len(diverged)} that diverged)"
+        f"unstable learning rate: {fmt(unstable)} (the smallest of {len(diverged)} that diverged)"
     ]
 
 
@@ -465,11 +301,11 @@ def _fix_at_best(child, parent) -> list[str]:
     with child.unlocked():
         for path, value in best.params.items():
             config_lib.set_path(child, path, value)
-    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+    shown = ", ".join(f"{k}={fmt(v)}" for k, v in best.params.items())
     return [f"fixed at the parent's best trial {best.index}: {shown}"]
 
 
-def _round_suffix(name: str) -> str:
+def _round_name(name: str) -> str:
     """'x-round3' for 'x-round2', else 'x-round2'."""
     head, _, tail = name.rpartition("-round")
     if head and tail.isdigit():
@@ -477,22 +313,77 @@ def _round_suffix(name: str) -> str:
     return f"{name}-round2"
 
 
-def _fixed_differences(parent_config: dict, child) -> list[str]:
-    """Caveats: fixed values of the study file that differ from the parent's."""
-    if not parent_config:
-        return []
-    # Every base-config leaf of each (nothing searched), both as JSON holds them.
-    parent_fixed = config_lib.fixed_hyperparameters(parent_config, spaces.SearchSpace())
-    child_fixed = config_lib.fixed_hyperparameters(
-        json.loads(config_lib.to_json(child)), spaces.SearchSpace()
+# ---------------------------------------------------------------------------------------------
+# The registry: one entry per procedure.
+
+_SEEDS = "training seeds per trial"
+ACTIONS = {
+    d.name: d
+    for d in (
+        Derivation(
+            "refine",
+            "search space from the parent's diagnostics (widen at an edge, narrow elsewhere)",
+            _refine,
+            lambda parent, o, child: f"search space refined from {parent}'s results",
+        ),
+        Derivation(
+            "exploit",
+            "Bayesian optimization on the parent's space, seeded by its trials",
+            _exploit,
+            lambda parent, o, child: f"Bayesian optimization seeded by {parent}",
+        ),
+        Derivation(
+            "promote",
+            "round 2: the parent's top_k trials, train.steps x steps_factor, seeds each",
+            _promote,
+            lambda parent, o, child: (
+                f"round 2: top {o['top_k']} of {parent}, x{o['steps_factor']:g} steps"
+            ),
+            child_name=lambda parent, child: _round_name(parent),
+            options=(
+                Option("top_k", int, 3, "how many of the parent's best trials", minimum=1),
+                Option("steps_factor", float, 2.0, "train.steps multiplier", minimum=1),
+                Option("seeds", int, 1, _SEEDS, minimum=1),
+            ),
+            same_objective=False,
+        ),
+        Derivation(
+            "rerun",
+            "the parent's best trial with several training seeds: the trial variance",
+            _rerun,
+            lambda parent, o, child: (
+                f"trial variance: the best trial of {parent} with {o['seeds']} seeds"
+            ),
+            options=(Option("seeds", int, 5, _SEEDS, minimum=1),),
+            same_objective=False,
+        ),
+        Derivation(
+            "reseed",
+            "the parent with the next search seed and its budget: the study variance",
+            _reseed,
+            lambda parent, o, child: (
+                f"study variance: {parent} with search seed {child.study.seed}"
+            ),
+            child_name=lambda parent, child: f"{parent}-seed{child.study.seed}",
+            needs_feasible=False,
+        ),
+        Derivation(
+            "warmup",
+            "warmup lengths at lr_factor x the smallest learning rate that diverged",
+            _warmup,
+            lambda parent, o, child: f"warmup lengths at {parent}'s unstable learning rate",
+            options=(
+                Option(
+                    "lr_factor", float, 10.0,
+                    "the learning rate as a multiple of the smallest that diverged",
+                ),
+            ),
+        ),
+        Derivation(
+            "clip",
+            "gradient-clipping thresholds at the smallest learning rate that diverged",
+            _clip,
+            lambda parent, o, child: f"gradient clipping at {parent}'s unstable learning rate",
+        ),
     )
-    return [
-        f"{path}: {_fmt(parent_fixed.get(path))} -> {_fmt(child_fixed.get(path))} (differs from the parent's "
-        "config: a caveat when comparing the two)"
-        for path in sorted(set(parent_fixed) | set(child_fixed))
-        if parent_fixed.get(path) != child_fixed.get(path)
-    ]
-
-
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+}  # fmt: skip

@@ -1,0 +1,136 @@
+"""The playbook's automatic study diagnostics: each check reads a StudyData and returns Findings.
+
+These answer the questions the playbook asks before any conclusion is drawn from a study
+("Extracting insight from experimental results"): is the search space large enough, how many
+trials are infeasible and where, what do the training curves of the best trials show (overfitting,
+late noise, still improving, saturated early, training loss rising), and for Adam, does the trial
+budget support the hyperparameters searched. The playbook gives few numbers, so each threshold is
+a named constant next to the check that uses it, with the reason for its value. Checks look only at
+finished trials, so a study that is still running can be diagnosed at any time.
+
+The checks live in modules by what they look at: `search_space` (boundary, infeasible trials),
+`training_curves` (the best trials' curves), `training_setup` (Adam's trial budget, the input
+pipeline, gradient clipping); `common` holds what they share. Every public name is re-exported
+here, and `REGISTRY` lists the checks in the order `diagnose` runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from jaxplay.analysis.diagnostics.common import TOP_K, TRAIN_LOSS_METRICS, Finding
+from jaxplay.analysis.diagnostics.search_space import (
+    ADJACENT_MAX_GAP,
+    CONCENTRATION_QUANTILE,
+    CONCENTRATION_SHARE,
+    EDGE_FRACTION,
+    INFEASIBLE_WARNING_FRACTION,
+    MIN_DIVERGED,
+    NO_PROGRESS_FRACTION,
+    check_boundary,
+    check_infeasible_at_edge,
+    check_infeasible_fraction,
+    never_trained,
+)
+from jaxplay.analysis.diagnostics.training_curves import (
+    LATE_FRACTION,
+    LATE_MIN_POINTS,
+    LATE_NOISE_RELATIVE,
+    NOT_CONVERGED_FRACTION,
+    OVERFIT_MIN_AFTER,
+    OVERFIT_NOISE_MULTIPLE,
+    OVERFIT_RELATIVE,
+    REGULARIZERS,
+    SATURATED_FRACTION,
+    SCIENTIFIC_BUCKETS,
+    TRAIN_RISE_OF_DECREASE,
+    TRAIN_RISE_RELATIVE,
+    check_late_variance,
+    check_not_converged,
+    check_overfitting,
+    check_saturated_early,
+    check_train_loss_rising,
+)
+from jaxplay.analysis.diagnostics.training_setup import (
+    ADAM_BUDGET,
+    ADAM_FAMILY,
+    CLIP_AGGRESSIVE_FRACTION,
+    CLIP_PERCENTILE,
+    INPUT_WAIT_WARNING,
+    check_adam_budget,
+    check_clipping,
+    check_input_bound,
+    clip_threshold,
+)
+from jaxplay.analysis.study import StudyData
+
+# Every check, by name, in the order diagnose() runs them (and lists findings of equal severity).
+REGISTRY: dict[str, Callable[[StudyData], list[Finding]]] = {
+    "boundary": check_boundary,
+    "infeasible_fraction": check_infeasible_fraction,
+    "infeasible_at_edge": check_infeasible_at_edge,
+    "overfitting": check_overfitting,
+    "late_variance": check_late_variance,
+    "not_converged": check_not_converged,
+    "saturated_early": check_saturated_early,
+    "train_loss_rising": check_train_loss_rising,
+    "adam_budget": check_adam_budget,
+    "input_bound": check_input_bound,
+    "clipping": check_clipping,
+}
+CHECKS = tuple(REGISTRY)
+SEVERITIES = ("warning", "info")
+
+
+def diagnose(study: StudyData) -> list[Finding]:
+    """All findings, warnings first."""
+    findings = [f for check in REGISTRY.values() for f in check(study)]
+    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+
+
+__all__ = [
+    "ADAM_BUDGET",
+    "ADAM_FAMILY",
+    "ADJACENT_MAX_GAP",
+    "CHECKS",
+    "CLIP_AGGRESSIVE_FRACTION",
+    "CLIP_PERCENTILE",
+    "CONCENTRATION_QUANTILE",
+    "CONCENTRATION_SHARE",
+    "EDGE_FRACTION",
+    "INFEASIBLE_WARNING_FRACTION",
+    "INPUT_WAIT_WARNING",
+    "LATE_FRACTION",
+    "LATE_MIN_POINTS",
+    "LATE_NOISE_RELATIVE",
+    "MIN_DIVERGED",
+    "NOT_CONVERGED_FRACTION",
+    "NO_PROGRESS_FRACTION",
+    "OVERFIT_MIN_AFTER",
+    "OVERFIT_NOISE_MULTIPLE",
+    "OVERFIT_RELATIVE",
+    "REGISTRY",
+    "REGULARIZERS",
+    "SATURATED_FRACTION",
+    "SCIENTIFIC_BUCKETS",
+    "SEVERITIES",
+    "TOP_K",
+    "TRAIN_LOSS_METRICS",
+    "TRAIN_RISE_OF_DECREASE",
+    "TRAIN_RISE_RELATIVE",
+    "Finding",
+    "check_adam_budget",
+    "check_boundary",
+    "check_clipping",
+    "check_infeasible_at_edge",
+    "check_infeasible_fraction",
+    "check_input_bound",
+    "check_late_variance",
+    "check_not_converged",
+    "check_overfitting",
+    "check_saturated_early",
+    "check_train_loss_rising",
+    "clip_threshold",
+    "diagnose",
+    "never_trained",
+]

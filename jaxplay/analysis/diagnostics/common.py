@@ -1,0 +1,88 @@
+"""What every diagnostic shares: the Finding it returns, the best trials it looks at, where a value
+sits on a hyperparameter's range, a trial's finite curves and training loss, and text formatting."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+
+from jaxplay import spaces
+from jaxplay.analysis.study import TrialData
+
+# The best trials looked at by the boundary and training-curve checks: the playbook's axis plots
+# highlight the top 3 (Fig 1) and it asks for the curves "of at least the best few trials". The
+# boundary check waits for 3 feasible trials: with fewer, a study that has just started would be
+# flagged whenever its first trial happened to land near an edge.
+TOP_K = 3
+# The training-loss metrics a trial may log, in the order _train_loss looks for them.
+TRAIN_LOSS_METRICS = ("train/loss", "train/batch_loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One diagnostic: what was found, how it was measured, and what the playbook suggests doing."""
+
+    check: str
+    severity: str
+    title: str
+    detail: str
+    action: str
+    trials: tuple[int, ...] = ()
+    param: str | None = None
+
+
+def _position(p: spaces.Hyperparameter, value) -> float | None:
+    """Where a value sits in p's range on p's scale (0 at min, 1 at max; discrete: by index); None
+    when it has no place (categorical, not a number, empty range)."""
+    if p.space == "discrete":
+        if value not in p.values or len(p.values) < 2 or not all(_is_number(v) for v in p.values):
+            return None
+        return p.values.index(value) / (len(p.values) - 1)
+    if p.space not in ("float", "int") or not _is_number(value) or not p.max > p.min:
+        return None
+    if p.scale == "log":
+        return math.log(value / p.min) / math.log(p.max / p.min) if value > 0 else None
+    return (value - p.min) / (p.max - p.min)
+
+
+def _value_at(p: spaces.Hyperparameter, u: float):
+    """The value of p at position u of its range (the inverse of _position)."""
+    if p.space == "discrete":
+        return p.values[round(u * (len(p.values) - 1))]
+    if p.scale == "log":
+        return p.min * (p.max / p.min) ** u
+    return p.min + u * (p.max - p.min)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _finite(t: TrialData, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A metric's (steps, values) without its missing (NaN) or infinite points."""
+    steps, values = t.curve(name)
+    keep = np.isfinite(values)
+    return steps[keep], values[keep]
+
+
+def _train_loss(t: TrialData) -> tuple[str, np.ndarray, np.ndarray]:
+    """(name, steps, values) of the trial's training loss: train/loss, else train/batch_loss (may be
+    empty)."""
+    name = next((m for m in TRAIN_LOSS_METRICS if len(_finite(t, m)[1])), TRAIN_LOSS_METRICS[0])
+    return (name, *_finite(t, name))
+
+
+def _trials(trials: list[TrialData]) -> str:
+    """'trial 3' or 'trials 3, 5, 8'."""
+    return ("trial " if len(trials) == 1 else "trials ") + ", ".join(str(t.index) for t in trials)
+
+
+def _last_line(text: str | None) -> str:
+    return text.strip().splitlines()[-1] if text and text.strip() else ""
+
+
+def _fmt(x) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)

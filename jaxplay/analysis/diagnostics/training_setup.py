@@ -1,0 +1,178 @@
+"""Checks of how the trials were set up and run: the trial budget for the Adam hyperparameters
+searched (adam_budget), waiting for the input pipeline (input_bound) and gradient clipping that cuts
+most updates (clipping)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxplay.analysis.diagnostics.common import Finding, _finite, _fmt, _trials
+from jaxplay.analysis.study import StudyData, TrialData
+
+# The playbook's Adam table: <10 trials: learning rate; 10-25: + b1; 25+: + eps; "substantially
+# more than 25": + b2. We read "substantially more" as 100 trials, 4x the 25 row and the size of the
+# playbook's own ResNet-50 study (Fig 3).
+ADAM_FAMILY = ("adam", "nadam", "adamw")
+ADAM_BUDGET = (
+    (0, "optimizer.learning_rate"),
+    (10, "optimizer.b1"),
+    (25, "optimizer.eps"),
+    (100, "optimizer.b2"),
+)
+# Input-bound: a trial's median period spent more than 10% of its time waiting for the streamed
+# input pipeline (train/input_wait_fraction; the device pipeline has nothing to wait for).
+INPUT_WAIT_WARNING = 0.1
+# The playbook's gradient clipping rule: a threshold at the 90th percentile of the gradient norm,
+# and ">50% of the updates getting clipped" counts as extremely aggressive clipping.
+CLIP_PERCENTILE = 90
+CLIP_AGGRESSIVE_FRACTION = 0.5
+
+
+def check_adam_budget(study: StudyData) -> list[Finding]:
+    """For adam/nadam/adamw studies with a search space: warning when the learning rate is not
+    searched, and for each nuisance Adam hyperparameter the trial budget (`num_trials`) does not
+    support (ADAM_BUDGET: <10 trials: learning rate; 10+: + b1; 25+: + eps; 100+: + b2)."""
+    if not len(study.space) or not _is_adam_study(study):
+        return []
+    if (study.parent or {}).get("action") in ("warmup", "clip"):
+        return []  # the learning rate is fixed on purpose: the study asks what lets it be that high
+    budget = study.record.get("num_trials") or len(study.trials)
+    parent = study.parent or {}
+    if parent.get("action") == "exploit":  # the parent's trials are part of the search too
+        budget += sum(len(r["trials"]) for r in study.family if r["name"] == parent.get("study"))
+    supported = [path for minimum, path in ADAM_BUDGET if budget >= minimum]
+    table = ", ".join(_short(path) for path in supported)
+    findings = []
+    if "optimizer.learning_rate" not in study.space.paths:
+        findings.append(
+            Finding(
+                "adam_budget",
+                "warning",
+                "The learning rate is not searched",
+                f"This {_optimizer(study)} study searches {', '.join(study.space.paths)} but keeps "
+                "optimizer.learning_rate fixed; the playbook tunes the learning rate in every "
+                f"study, and with {budget} trials its Adam table tunes {table}.",
+                "search optimizer.learning_rate (log scale) as a nuisance hyperparameter, so that "
+                "each setting is compared at its own best learning rate",
+                param="optimizer.learning_rate",
+            )
+        )
+    for minimum, path in ADAM_BUDGET:
+        p = next((p for p in study.space if p.path == path), None)
+        if p is None or p.role != "nuisance" or budget >= minimum:
+            continue  # a scientific Adam hyperparameter is the question itself, not a budget choice
+        findings.append(
+            Finding(
+                "adam_budget",
+                "warning",
+                f"{path} is searched with too few trials ({budget}) for it to pay off",
+                "The playbook's Adam table: fewer than 10 trials tune the learning rate only, "
+                "10-25 add b1, 25 or more add eps, and substantially more (here: 100 or more) add "
+                f"b2. With {budget} trials it tunes {table}; {path} needs {minimum} or more.",
+                f"fix {path} at its default and spend the trials on {table}, or raise "
+                f"study.num_trials to {minimum} or more",
+                param=path,
+            )
+        )
+    return findings
+
+
+def check_input_bound(study: StudyData) -> list[Finding]:
+    """Input-bound trials: the median over a trial's periods of train/input_wait_fraction exceeds
+    INPUT_WAIT_WARNING -> make the pipeline keep up before reading anything into step times
+    (playbook "Optimizing the input pipeline")."""
+    slow = _trials_above(study, "train/input_wait_fraction", np.median, INPUT_WAIT_WARNING)
+    if not slow:
+        return []
+    worst, trial = max(slow, key=lambda p: p[0])
+    detail = (
+        f"{len(slow)} trial(s) ({_trials([t for _, t in slow])}) spent more than "
+        f"{INPUT_WAIT_WARNING:.0%} of their median evaluation period waiting for input "
+        f"(train/input_wait_fraction); trial {trial.index}: {worst:.0%}."
+    )
+    return [
+        Finding(
+            "input_bound",
+            "warning",
+            f"Input-bound: training waited for data {worst:.0%} of the time",
+            detail,
+            "profile the input pipeline (jax.profiler) and make it keep up: raise "
+            "data.read_threads or data.prefetch, do expensive preprocessing once offline, or use "
+            "data.pipeline='device' when the dataset fits on the device; until then step times "
+            "measure the pipeline, not the model",
+            tuple(t.index for _, t in slow),
+        )
+    ]
+
+
+def check_clipping(study: StudyData) -> list[Finding]:
+    """Gradient clipping so aggressive that it replaces the learning rate: over a trial's training,
+    more than CLIP_AGGRESSIVE_FRACTION (half) of the updates were clipped (playbook "Gradient
+    clipping": ">50% of the updates getting clipped" -> reduce the learning rate instead)."""
+    heavy = _trials_above(study, "train/clip_fraction", np.mean, CLIP_AGGRESSIVE_FRACTION)
+    if not heavy:
+        return []
+    worst, trial = max(heavy, key=lambda p: p[0])
+    detail = (
+        f"{len(heavy)} trial(s) ({_trials([t for _, t in heavy])}) clipped more than "
+        f"{CLIP_AGGRESSIVE_FRACTION:.0%} of their updates (train/clip_fraction); trial "
+        f'{trial.index}: {worst:.0%}. The playbook calls this extremely aggressive clipping: "in '
+        'essence a strange way of reducing the learning rate", and it slows training down.'
+    )
+    return [
+        Finding(
+            "clipping",
+            "warning",
+            f"Gradient clipping cuts {worst:.0%} of the updates",
+            detail,
+            "lower the learning rate instead, or raise train.grad_clip_norm to just above the "
+            f"typical gradient norm{_clip_hint(study)}",
+            tuple(t.index for _, t in heavy),
+        )
+    ]
+
+
+def clip_threshold(t: TrialData) -> float | None:
+    """The playbook's gradient-clipping threshold for a trial: the CLIP_PERCENTILE (90th) percentile
+    of its logged gradient norms; None when it logged none."""
+    norms = _finite(t, "train/grad_norm")[1]
+    return float(np.percentile(norms, CLIP_PERCENTILE)) if len(norms) else None
+
+
+def _clip_hint(study: StudyData) -> str:
+    """' (e.g. train.grad_clip_norm=1.2, ...)': the playbook's clip threshold from the best trial's
+    logged gradient norms, or '' when it logged none."""
+    threshold = clip_threshold(study.feasible[0]) if study.feasible else None
+    if threshold is None:
+        return ""
+    return (
+        f" (e.g. train.grad_clip_norm={_fmt(threshold)}, the "
+        f"{CLIP_PERCENTILE}th percentile of the best trial's gradient norm)"
+    )
+
+
+def _trials_above(
+    study: StudyData, metric: str, summary, limit: float
+) -> list[tuple[float, TrialData]]:
+    """(summary of the metric's logged values, trial) for each trial whose summary exceeds limit."""
+    found = []
+    for t in study.trials:
+        values = _finite(t, metric)[1]
+        if len(values) and float(summary(values)) > limit:
+            found.append((float(summary(values)), t))
+    return found
+
+
+def _is_adam_study(study: StudyData) -> bool:
+    """True when every trial trains with Adam, NAdam or AdamW (fixed, or all searched choices)."""
+    name = next((p for p in study.space if p.path == "optimizer.name"), None)
+    names = name.values if name is not None else [_optimizer(study)]
+    return bool(names) and all(n in ADAM_FAMILY for n in names)
+
+
+def _optimizer(study: StudyData) -> str | None:
+    return ((study.record.get("config") or {}).get("optimizer") or {}).get("name")
+
+
+def _short(path: str) -> str:
+    return path.split(".")[-1].replace("learning_rate", "learning rate")

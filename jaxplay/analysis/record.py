@@ -1,0 +1,123 @@
+"""The study record as the store gives it (`Store.record`, `studies show --json`), typed, and the
+helpers every reader of it shares: trial order, the lineage link, the text view."""
+
+from __future__ import annotations
+
+import math
+from typing import TypedDict
+
+from jaxplay.values import cell, fmt
+
+
+class TrialRecord(TypedDict):
+    """One trial of a study record."""
+
+    index: int
+    status: str  # pending, running, completed, infeasible, failed
+    params: dict
+    best_value: float | None
+    best_step: int | None
+    steps_run: int | None
+    duration_s: float | None
+    checkpoint_dir: str | None
+    error: str | None
+    worker: str | None
+    final_metrics: dict | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class StudyRecord(TypedDict):
+    """A study's tracking fields and its trials."""
+
+    name: str
+    config_path: str
+    notes: str
+    objective: str
+    mode: str
+    algorithm: str
+    seed: int
+    num_trials: int
+    status_counts: dict[str, int]
+    best_value: float | None
+    best_trial: int | None
+    command: str
+    git_commit: str | None
+    git_dirty: bool | None
+    versions: dict
+    device_kind: str
+    executor: str
+    executor_reason: str
+    created_at: str
+    updated_at: str
+    config: dict
+    trials: list[TrialRecord]
+
+
+STATUS_ORDER = ("completed", "infeasible", "failed", "running", "pending")
+
+
+def sorted_trials(record: StudyRecord) -> list[TrialRecord]:
+    """Trials best first: completed by objective, then infeasible, failed, running, pending."""
+    sign = 1 if record["mode"] == "min" else -1
+
+    def key(t):
+        done = t["status"] == "completed" and t["best_value"] is not None
+        value = sign * t["best_value"] if done else math.inf
+        return (STATUS_ORDER.index(t["status"]), value, t["index"])
+
+    return sorted(record["trials"], key=key)
+
+
+def parent_of(record: StudyRecord) -> dict | None:
+    """The study.parent section of a derived study's record (its lineage), or None."""
+    return ((record.get("config") or {}).get("study") or {}).get("parent") or None
+
+
+def last_line(text: str | None) -> str:
+    """The last line of an error message (the exception itself), '' for none."""
+    return text.strip().splitlines()[-1] if text and text.strip() else ""
+
+
+def format_record(record: StudyRecord) -> str:
+    """The study as text (`studies show`): tracking fields, then the trials best first."""
+    counts = ", ".join(f"{n} {s}" for s, n in record["status_counts"].items() if n)
+    best = f"best {format_value(record['best_value'])}"
+    if record["best_trial"] is not None:
+        best += f" (trial {record['best_trial']})"
+    dirty = " (dirty)" if record["git_dirty"] else ""
+    versions = record["versions"]
+    lines = [
+        f"study      {record['name']}  ({record['num_trials']} trials: {counts})",
+        f"config     {record['config_path']}",
+        f"notes      {record['notes'] or '-'}",
+        f"objective  {record['objective']} ({record['mode']}), {best}",
+        f"code       git {record['git_commit'] or '?'}{dirty}, jax {versions.get('jax')}, "
+        f"flax {versions.get('flax')}, {record['device_kind']}",
+        f"reproduce  {record['command']}",
+        "",
+    ]
+    parent = parent_of(record)
+    if parent:  # a derived study (jaxplay.tuning): where it comes from
+        lines.insert(3, f"lineage    --lineage {parent.get('action')} of {parent.get('study')}")
+    paths = []
+    for t in record["trials"]:
+        paths.extend(p for p in t["params"] if p not in paths)
+    header = ["trial", "status", record["objective"], "best step", *paths]
+    rows = [
+        [str(t["index"]), t["status"], format_value(t["best_value"]), cell(t["best_step"])]
+        + [fmt(t["params"].get(p, "")) for p in paths]
+        for t in sorted_trials(record)
+    ]
+    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(len(header))]
+    lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    lines.extend("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
+    for t in record["trials"]:
+        if t["status"] in ("infeasible", "failed") and t["error"]:
+            lines.append(f"trial {t['index']} {t['status']}: {last_line(t['error'])}")
+    return "\n".join(lines)
+
+
+def format_value(v) -> str:
+    """An objective value in the text view: 4 decimals, '-' when missing."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"

@@ -1,0 +1,31 @@
+"""The sweep driver: a resolved study's plan (plan), how it runs trial by trial or in stacks, this
+worker's claims, leases and stops (worker), what it prints (progress), and `run`, which records
+the study, claims its trials and trains them (run).
+
+    from jaxplay import config, driver, spec
+    record = driver.run(spec.resolve(config.load('experiments/mnist1d_mlp.py')), 'runs/mlp')
+"""
+
+from jaxplay.driver.plan import (
+    CPU_BATCH_TRIALS,
+    EXECUTORS,
+    Plan,
+    choose_executor,
+    default_batch_trials,
+    plan,
+    work_units,
+)
+from jaxplay.driver.run import provenance, run, trial_dir
+
+__all__ = [
+    "CPU_BATCH_TRIALS",
+    "EXECUTORS",
+    "Plan",
+    "choose_executor",
+    "default_batch_trials",
+    "plan",
+    "provenance",
+    "run",
+    "trial_dir",
+    "work_units",
+]

@@ -1,0 +1,404 @@
+"""Running a resolved study: record it in the store, create its trials, then claim and train them,
+one at a time or stacked, until none is left. Rerunning continues it: finished trials are kept
+and an interrupted one resumes from its checkpoint. Several workers (processes, hosts) may run one
+study on one store: each claims trials atomically and renews a lease on them, and a trial whose
+lease expired (its worker died) is reclaimed by another and resumed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import pathlib
+import platform
+import subprocess
+import traceback
+from collections.abc import Callable
+
+import jax
+
+from jaxplay import distributed, paths, train
+from jaxplay import store as store_lib
+from jaxplay.analysis import record as record_lib
+from jaxplay.driver.plan import Plan, choose_executor, default_batch_trials, plan, work_units
+from jaxplay.driver.progress import Progress
+from jaxplay.driver.worker import GracefulInterrupt, Lease, LeaseLost, dead_on_this_host, worker_id
+from jaxplay.errors import ConfigError
+
+PACKAGES = (
+    "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy", "scipy",
+    "sqlalchemy", "jaxplay",
+)  # fmt: skip
+
+
+def run(
+    spec,
+    workdir,
+    *,
+    store_url: str | None = None,
+    config_path: str = "",
+    command: str = "",
+    worker: str | None = None,
+    log: Callable[[str], None] = print,
+    max_trials_this_run: int | None = None,
+    executor: str = "auto",
+    batch_trials: int | None = None,
+    report: bool = True,
+    lease_s: float = 60.0,
+) -> dict:
+    """Runs (or continues) a study (a jaxplay.spec.StudySpec); returns its record.
+
+    `executor`: 'sequential' trains one trial at a time, 'batched' stacks the trials that share a
+    compiled program (at most `batch_trials` at once; default: driver.plan.default_batch_trials),
+    'auto' batches on accelerators only. `max_trials_this_run` stops after that many trials (the
+    rest stay pending). `report` prints the playbook's diagnostics and writes the HTML report into
+    the workdir at the end. A trial whose lease is older than `lease_s` is reclaimed.
+    """
+    if batch_trials is not None and batch_trials < 1:
+        raise ConfigError(f"--batch_trials: must be >= 1 (got {batch_trials})")
+    if not lease_s > 0:
+        raise ConfigError(f"--lease_secs: must be > 0 (got {lease_s}); e.g. 60")
+    parent = spec.study.parent
+    if parent and "changes" not in parent:
+        raise ConfigError(
+            f"study.parent: {spec.study.name!r} declares a parent but was not derived from it; "
+            "run it through python -m jaxplay.sweep (or jaxplay.sweep.run_study), which derives it"
+        )
+    executor, executor_reason = choose_executor(executor)
+    study_plan = plan(spec)
+    study = spec.study
+    workdir = paths.folder(workdir)
+    if paths.is_remote(workdir) and not store_url:
+        raise ConfigError(
+            f"--workdir {workdir}: a bucket can hold the checkpoints but not the SQLite store; "
+            "pass --store postgresql://user:password@host/db (or a SQLite file on a local disk: "
+            "--store sqlite:////path/jaxplay.db)"
+        )
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(
+            f"--workdir: {workdir} is a file; pass a directory (it is created if missing)"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    url = store_url or store_lib.default_url(workdir)
+    multihost = distributed.multiprocess()
+    if not distributed.is_primary():
+        log = _quiet  # process 0 prints for the job (and writes the store and the report)
+    # Several hosts training together: process 0 alone opens the store; the others get its answers.
+    primary_store = distributed.on_primary(lambda: store_lib.Store(url), share=False)
+    store = distributed.PrimaryStore(primary_store) if multihost else primary_store
+    worker = worker or worker_id()
+    try:
+        if parent:
+            changes = "".join(f"\n  {change}" for change in parent["changes"])
+            log(
+                f"study {study.name!r} derives from {parent['study']!r} "
+                f"(--lineage {parent['action']}):{changes}"
+            )
+        study_id = store.open_study(
+            study.name,
+            spec.hash(),
+            config_path=config_path,
+            config=spec.tree,
+            notes=study.notes,
+            objective=study.objective,
+            mode=study.mode,
+            algorithm=study.algorithm,
+            seed=study.seed,
+            num_trials=study_plan.num_trials,
+            command=command,
+            executor=executor,
+            executor_reason=executor_reason,
+            **provenance(),
+        )
+        store.add_trials(study_id, study_plan.params)
+        # A trial left 'running' by a dead process of this host resumes now; other hosts' trials
+        # are reclaimed when their lease expires.
+        stale = store.reset_running(study_id, dead_on_this_host)
+        if stale:
+            log(f"resuming interrupted trial(s) {stale} from their latest checkpoints")
+        record = store.record(study_id)
+        todo = [
+            t["index"]
+            for t in record["trials"]
+            if t["status"] == "pending" and t["index"] < study_plan.num_trials
+        ]
+        done = len(record["trials"]) - len(todo)
+        processes = (
+            f"; {distributed.process_count()} processes train each trial together"
+            if multihost
+            else ""
+        )
+        log(
+            f"study {study.name!r}: {study_plan.num_trials} trials ({done} already finished), "
+            f"objective {study.objective} ({study.mode}), designer {study.algorithm}, executor "
+            f"{executor} ({executor_reason}), store {store_lib.redact(url)}{processes}"
+        )
+        if max_trials_this_run is not None:
+            todo = todo[:max_trials_this_run]
+        _Worker(
+            store, study_id, worker, study_plan, workdir, Progress(study.objective, study.mode, log),
+            study_plan.num_trials - done, executor, batch_trials, lease_s, max_trials_this_run,
+        ).work(todo)  # fmt: skip
+        store.update_best(study_id)
+        record = store.record(study_id)
+    finally:
+        store.close()
+    log(record_lib.format_record(record))
+    if report and distributed.is_primary():
+        _write_report(url, study.name, workdir, log)
+    return record
+
+
+class _Worker:
+    """This process's share of a study: claims trials, trains them, records their outcomes."""
+
+    def __init__(
+        self, store, study_id, worker, study_plan: Plan, workdir, progress: Progress,
+        remaining: int, executor: str, batch_trials, lease_s: float, budget: int | None,
+    ):  # fmt: skip
+        self.store, self.study_id, self.worker = store, study_id, worker
+        self.plan, self.workdir, self.progress = study_plan, workdir, progress
+        self.remaining, self.executor, self.batch_trials = remaining, executor, batch_trials
+        self.lease_s, self.budget, self.ran = lease_s, budget, 0
+        self.lease = Lease(store, worker, lease_s)
+        self.interrupt = GracefulInterrupt(progress.log)
+
+    def work(self, pending: list[int]) -> None:
+        """Runs the planned pending trials, then any trial whose worker died (lease expired) while
+        this one ran, and under an adaptive designer the new trials it suggests."""
+        adaptive = self.plan.adaptive
+        with self.interrupt, self.lease:
+            if not adaptive:
+                self._claim_and_run(self._units(pending))
+            parent_history = self._parent_history() if adaptive else []
+            while self.budget is None or self.ran < self.budget:
+                self._check_stop()
+                claimed = self.store.claim(
+                    self.study_id, self.worker, max_index=self.plan.num_trials, lease_s=self.lease_s
+                )
+                if claimed is not None:
+                    if not adaptive:
+                        self.progress.log(
+                            f"reclaimed trial {claimed[1]} (its worker stopped renewing its lease)"
+                        )
+                    self._run([claimed])
+                    continue
+                if not adaptive:
+                    break
+                created = self._suggest(parent_history)
+                if created is None:
+                    break  # every trial of the study exists and none is left to claim
+                self._claim_and_run(self._units(created))
+
+    def should_stop(self) -> bool:
+        """A signal may reach one host only: all stop together."""
+        return distributed.any_process(self.interrupt.requested())
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise KeyboardInterrupt
+
+    def _units(self, indices: list[int]) -> list[list[int]]:
+        return work_units(self.plan, indices, self.executor, self.batch_trials)
+
+    def _claim_and_run(self, units: list[list[int]]) -> None:
+        for unit in units:
+            self._check_stop()
+            # Claim each trial: another worker sharing the store may have taken some.
+            claim = self.store.claim
+            claimed = [
+                c
+                for i in unit
+                if (c := claim(self.study_id, self.worker, indices=[i], lease_s=self.lease_s))
+            ]
+            if claimed:
+                self._run(claimed)
+
+    def _run(self, claimed: list) -> None:
+        self.lease.hold([c[0] for c in claimed])
+        try:
+            self._train(claimed)
+        finally:
+            self.lease.hold([])
+        self.ran += len(claimed)
+
+    def _train(self, claimed: list) -> None:
+        """Trains claimed trials (one, or a stack sharing a program) and records their outcomes.
+        Every write is fenced by this worker's lease: a trial taken over is left to its new owner."""
+        store, progress, worker = self.store, self.progress, self.worker
+        ids = [trial_id for trial_id, _, _ in claimed]
+        indices = [index for _, index, _ in claimed]
+        trials = [self.plan.trials[index] for index in indices]
+        name = self.plan.spec.study.name
+        dirs = [trial_dir(self.workdir, name, index) for index in indices]
+        for trial_id, directory in zip(ids, dirs):
+            store.set_checkpoint_dir(trial_id, str(directory / "checkpoints"))
+        progress.start(indices, [params for _, _, params in claimed], self.remaining - self.ran)
+        steps = trials[0].train.steps
+
+        def on_eval(j, step, metrics):
+            if step == 0:  # a fresh start: forget what a run killed before its first checkpoint
+                store.drop_metrics_after(ids[j], -1)
+            # Renews the lease in the same transaction; stop (before checkpointing) if it was lost.
+            if not store.log_metrics(ids[j], step, metrics, worker=worker):
+                raise LeaseLost(
+                    f"trial {indices[j]} was taken over by another worker at step {step}"
+                )
+
+        def on_resume(j, step):
+            store.drop_metrics_after(ids[j], step)
+            progress.resumed(indices[j], step)
+
+        def on_period(step, reported):
+            progress.period(step, steps, {indices[j]: m for j, m in reported.items()})
+
+        hooks = train.Hooks(on_eval, on_resume, on_period, self.should_stop)
+        try:
+            results = train.run_trials(trials, dirs, hooks)
+        except KeyboardInterrupt:
+            # The trials keep their checkpoints; 'pending' makes the next run resume them.
+            for trial_id in ids:
+                store.release(trial_id, worker=worker)
+            store.update_best(self.study_id)
+            raise
+        except LeaseLost as e:
+            # Its new owner resumes it from its checkpoint; this worker writes nothing more to it,
+            # and the other trials of its stack go back to pending.
+            progress.log(
+                f"{e}: this worker had stopped renewing its lease; leaving it to that worker"
+            )
+            for trial_id in ids:
+                store.release(trial_id, worker=worker)
+            return
+        except Exception as e:  # one broken trial must not end the study
+            error = "".join(traceback.format_exception(e))
+            for trial_id, index in zip(ids, indices):
+                store.finish(trial_id, "failed", worker=worker, error=error)
+                progress.done(index, "FAILED", f"{type(e).__name__}: {e}")
+            store.update_best(self.study_id)
+            return
+        progress.finished_unit()
+        objective = self.plan.spec.study.objective
+        for trial_id, index, result in zip(ids, indices, results):
+            recorded = store.finish(
+                trial_id, result.status, worker=worker, best_step=result.best_step,
+                best_value=result.best_value, steps_run=result.steps_run, error=result.reason,
+                final_metrics=result.final_metrics,
+            )  # fmt: skip
+            if recorded is False:
+                progress.log(
+                    f"trial {index}: another worker took it over before it finished here; its "
+                    "result is that worker's"
+                )
+                continue
+            best = (
+                "no finite value"
+                if result.best_value is None
+                else f"best {objective} {result.best_value:.4f} at step {result.best_step}"
+            )
+            reason = f" ({result.reason})" if result.reason else ""
+            progress.done(index, result.status, best + reason)
+        store.update_best(self.study_id)
+
+    def _parent_history(self) -> list[dict]:
+        """The finished parent's trials that seed an exploit study's designer (read once: they do
+        not change)."""
+        parent = self.plan.spec.study.parent
+        if not parent or parent.get("action") != "exploit":
+            return []
+        return _history(self.store.record(self.store.study_id(parent["study"]))["trials"])
+
+    def _suggest(self, parent_history: list[dict]) -> list[int] | None:
+        """Creates the adaptive designer's next trials (one, or a stack for the batched executor)
+        and returns their indices; None when the study has all its trials. Another worker creating
+        trials at the same time wins the race and this one asks again with the news."""
+        study_plan, store = self.plan, self.store
+        while True:
+            record = store.record(self.study_id)
+            trials = sorted(record["trials"], key=lambda t: t["index"])
+            # Other workers' new trials.
+            study_plan.extend([t["params"] for t in trials[len(study_plan.params) :]])
+            start = len(trials)
+            count = study_plan.num_trials - start
+            if count <= 0:
+                return None
+            if self.executor == "batched":
+                count = min(count, self.batch_trials or default_batch_trials(count))
+            else:
+                count = 1
+            if self.budget is not None:
+                count = min(count, self.budget - self.ran)
+            history = parent_history + _history(record["trials"])
+            # Process 0 suggests for a multi-host job: every host then trains the same trials.
+            params = distributed.on_primary(
+                lambda: study_plan.designer.suggest(start, count, history)  # noqa: B023
+            )
+            if store.append_trials(self.study_id, params, start):
+                study_plan.extend(params)
+                return list(range(start, start + count))
+
+
+def _history(trials: list[dict]) -> list[dict]:
+    """What an adaptive designer learns from: each trial's status, params and objective."""
+    return [
+        {"params": t["params"], "status": t["status"], "value": t["best_value"]} for t in trials
+    ]
+
+
+def _quiet(*_args) -> None:
+    """The log of processes other than 0 in a multi-host job."""
+
+
+def trial_dir(workdir, study_name: str, index: int) -> pathlib.Path:
+    """Where a trial's checkpoints live."""
+    return paths.folder(workdir) / study_name / f"trial_{index:04d}"
+
+
+def provenance() -> dict:
+    """What ran: library versions, device, and the git state of the jaxplay checkout."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    devices = jax.devices()
+    repo = pathlib.Path(__file__).resolve().parent.parent.parent
+    commit = dirty = None
+    try:
+        git = ["git", "-C", str(repo)]
+        commit = _output([*git, "rev-parse", "HEAD"]).strip() or None
+        if commit:
+            status = _output([*git, "status", "--porcelain", "--untracked-files=no"])
+            dirty = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass  # not a git checkout (an installed wheel): the versions above identify the code
+    return {
+        "versions": versions,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "device_kind": f"{jax.default_backend()}: {devices[0].device_kind} x{len(devices)}",
+    }
+
+
+def _output(command: list[str]) -> str:
+    return subprocess.run(command, capture_output=True, text=True, timeout=10, check=False).stdout
+
+
+def _write_report(url: str, name: str, workdir, log: Callable[[str], None]) -> None:
+    """Prints the playbook's findings and writes the HTML report; a plotting problem is reported,
+    never allowed to fail a study whose trials are already safe in the store."""
+    from jaxplay import analysis  # matplotlib: imported only when a report is written
+    from jaxplay.analysis import html_report
+
+    try:
+        data = analysis.load(store=url, study=name)
+        findings = analysis.diagnose(data)
+        log("\nplaybook diagnostics: " + ("no problems found" if not findings else ""))
+        for f in findings:
+            log(f"  [{f.severity}] {f.title}\n      -> {f.action}")
+        log(f"report: {html_report.write_report(data, workdir, findings=findings)}")
+    except Exception as e:  # the trials are safe in the store; say how to retry
+        log(
+            f"could not write the report ({type(e).__name__}: {e}); "
+            f"retry with `python -m jaxplay.studies report --workdir {workdir}`"
+        )

@@ -1,0 +1,282 @@
+"""The host loop: K trials that share one compiled program, trained period by period.
+
+K = 1 runs the plain program (its batch split over the devices when there are several); K > 1
+stacks the trials on a leading axis and runs the same period vmapped, one compilation per stack
+size. Each trial keeps its own init and dropout keys, schedule, clipping and optimizer update
+(all inside the compiled period, so a global-norm clip or a NaN never mixes trials), its own
+batch order (from its seed) and its own bookkeeping (jaxplay.train.trial): divergence, best-N
+checkpoints, metrics. A trial that diverges is recorded as infeasible at that step and keeps
+riding along in the stack (its numbers are ignored), so the others are untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from jaxplay import distributed, paths, workloads
+from jaxplay.checkpoints import TrialCheckpoints
+from jaxplay.train import feed as feed_lib
+from jaxplay.train import mesh as mesh_lib
+from jaxplay.train import state as state_lib
+from jaxplay.train import step as step_lib
+from jaxplay.train.trial import TrialResult, TrialRun
+
+
+@dataclasses.dataclass
+class Hooks:
+    """What the caller sees of training. Trials are named by their position in the list."""
+
+    on_eval: Callable[[int, int, dict], None] | None = None  # (i, step, metrics), step 0 too
+    on_resume: Callable[[int, int], None] | None = None  # (i, step resumed from)
+    on_period: Callable[[int, dict], None] | None = None  # (step, {i: metrics}) once a period
+    should_stop: Callable[[], bool] | None = None  # true: checkpoint this period, then stop
+
+
+@dataclasses.dataclass
+class _Member:
+    i: int
+    trial: object
+    state: dict
+    fresh: bool
+    hp: dict
+    keys: dict
+
+
+def run_trials(trials: list, trial_dirs: list, hooks: Hooks | None = None) -> list[TrialResult]:
+    """Trains trials (jaxplay.spec.TrialSpec) that share one compiled program; returns their
+    results in order. Each resumes from its latest checkpoint in its folder; trials whose
+    checkpoints stand at different steps run as separate stacks. When `hooks.should_stop()` turns
+    true (Ctrl-C), every unfinished trial checkpoints the current period and KeyboardInterrupt is
+    raised, so a rerun resumes exactly there."""
+    hooks = hooks or Hooks()
+    first = trials[0]
+    for t in trials[1:]:
+        if t.group_key != first.group_key:
+            raise ValueError(
+                "run_trials: the trials do not share one compiled program; group them by "
+                "TrialSpec.group_key first"
+            )
+    instance = workloads.bind(first)
+    program = first.program
+    stacked = len(trials) > 1
+    mesh = None if stacked else mesh_lib.data_mesh(program)
+    data = feed_lib.device_data(instance.dataset, program, first.train.train_eval_examples, mesh)
+    runs, members = [], []
+    try:
+        for i, (trial, directory) in enumerate(zip(trials, trial_dirs)):
+            graphdef, state, hp, keys = state_lib.init_state(trial, instance, program)
+            run = TrialRun(
+                trial,
+                directory,
+                on_eval=None if hooks.on_eval is None else functools.partial(hooks.on_eval, i),
+                on_resume=None
+                if hooks.on_resume is None
+                else functools.partial(hooks.on_resume, i),
+            )
+            runs.append(run)
+            resumed = run.resume(state)
+            members.append(
+                _Member(i, trial, state if resumed is None else resumed, resumed is None, hp, keys)
+            )
+        results: list = [None] * len(trials)
+        by_step: dict[int, list[_Member]] = {}
+        for m in members:
+            step = int(m.state["step"])
+            if step >= program.steps:  # it ended after its last checkpoint, before the store heard
+                results[m.i] = runs[m.i].finished(step)
+            else:
+                by_step.setdefault(step, []).append(m)
+        for step, stack in sorted(by_step.items()):
+            _Stack(graphdef, instance, program, data, stack, stacked, mesh).train(
+                runs, results, step, hooks
+            )
+        return results
+    finally:
+        for run in runs:
+            run.close()
+
+
+class _Stack:
+    """The trials of one stack on the device(s): placement, the compiled functions, and how a
+    trial's share of the stacked arrays is read back."""
+
+    def __init__(self, graphdef, instance, program, data, members, stacked: bool, mesh):
+        self.instance, self.program, self.data = instance, program, data
+        self.members, self.stacked = members, stacked
+        task, trial = instance.task, members[0].trial
+        if stacked:
+            self.sharding = mesh_lib.trial_sharding(len(members))
+            self.state, self.hp, self.keys = (
+                jax.device_put(_stack([getattr(m, k) for m in members]), self.sharding)
+                for k in ("state", "hp", "keys")
+            )
+            # Every trial of the stack scores the same streamed eval batch.
+            batch_sharding, eval_sharding = self.sharding, None
+        else:
+            m = members[0]
+            self.state, self.hp, self.keys = m.state, m.hp, m.keys
+            batch_sharding = eval_sharding = None
+            if mesh is not None:
+                replicated = mesh_lib.sharding(mesh)
+                self.state, self.hp, self.keys = jax.device_put(
+                    (self.state, self.hp, self.keys), replicated
+                )
+                batch_sharding, eval_sharding = (
+                    mesh_lib.sharding(mesh, axis=1),
+                    mesh_lib.sharding(mesh, axis=0),
+                )
+        self.period = step_lib.period_fn(graphdef, task, program, stacked)
+        splits = feed_lib.eval_splits(instance.dataset, trial.train.train_eval_examples)
+        self.evaluate = feed_lib.evaluator(
+            trial.data,
+            program,
+            data,
+            splits,
+            step_lib.initial_eval_fn(graphdef, task, program, stacked),
+            step_lib.metric_sums_fn(graphdef, task, program, stacked),
+            eval_sharding,
+        )
+        self.batch_sharding = batch_sharding
+
+    def member(self, tree, j: int):
+        """Trial j's share of a stacked tree (the tree itself for one trial)."""
+        return jax.tree.map(lambda a: a[j], tree) if self.stacked else tree
+
+    def train(self, runs: list[TrialRun], results: list, step: int, hooks: Hooks) -> None:
+        """Trains the stack from `step` until each trial ends, diverges, or a stop is asked."""
+        program, members = self.program, self.members
+        if any(m.fresh for m in members):  # a stack is all fresh or all resumed at one step
+            initial = jax.device_get(self.evaluate(self.state))
+            for j, m in enumerate(members):
+                runs[m.i].start(self._metrics(initial, j))
+        active = {m.i for m in members}
+        write_every = min(m.trial.train.checkpoint_every_secs for m in members)
+        last_write = time.monotonic()
+        seeds = [m.trial.seed for m in members]
+        feed = feed_lib.InputFeed(
+            members[0].trial.data,
+            self.instance.dataset,
+            program,
+            seeds,
+            step,
+            stacked=self.stacked,
+            sharding=self.batch_sharding,
+        )
+        try:
+            while active:
+                started = time.perf_counter()
+                self.state, metrics, per_step = self.period(
+                    self.state, self.hp, self.keys, feed.next(), self.data
+                )
+                if program.pipeline != "device":
+                    metrics = self.evaluate(self.state)
+                step += program.eval_every
+                metrics, per_step = jax.device_get((metrics, per_step))
+                metrics.update(feed.input_metrics(time.perf_counter() - started))
+                # Saves are collective across the hosts of a multi-host job: process 0's clock
+                # decides when a write is due.
+                write_now = distributed.agree(time.monotonic() - last_write >= write_every)
+                reported = {}
+                get_state = self._state_getter()
+                for j, m in enumerate(members):
+                    if m.i not in active:
+                        continue  # diverged earlier: it rides along, its numbers are ignored
+                    result = runs[m.i].after_period(
+                        step,
+                        functools.partial(get_state, j),
+                        self._metrics(metrics, j),
+                        self.member(per_step, j),
+                        write_now=write_now,
+                    )
+                    reported[m.i] = runs[m.i].last_metrics
+                    if result is not None:
+                        results[m.i] = result
+                        active.discard(m.i)
+                if write_now:
+                    last_write = time.monotonic()
+                if hooks.on_period:
+                    hooks.on_period(step, reported)
+                if active and hooks.should_stop is not None and hooks.should_stop():
+                    for i in active:
+                        runs[i].write_latest()
+                    raise KeyboardInterrupt(f"stopped at step {step}")
+        finally:
+            feed.close()
+
+    def _metrics(self, metrics: dict, j: int) -> dict:
+        if not self.stacked:
+            return metrics
+        return {k: v if np.ndim(v) == 0 else v[j] for k, v in metrics.items()}
+
+    def _state_getter(self):
+        """(j) -> trial j's state after this period. One trial's is the device state itself; a
+        stack is copied to the host once, when a first trial needs it as a checkpoint candidate,
+        and sliced there (indexing device arrays trial by trial dispatches a gather per leaf)."""
+        state = self.state
+        if not self.stacked:
+            return lambda j: state
+        on_host = functools.cache(lambda: jax.device_get(state))
+        return lambda j: jax.tree.map(lambda a: np.array(a[j]), on_host())  # a copy, not a view
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+
+
+def train_and_evaluate(
+    trial,
+    trial_dir,
+    *,
+    on_eval: Callable[[int, dict], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrialResult:
+    """Trains one trial (a jaxplay.spec.TrialSpec, e.g. `spec.resolve(config).base`) to
+    `train.steps`, evaluating every `train.eval_every` steps: run_trials with K = 1.
+
+    Resumes from the latest checkpoint in `trial_dir` if there is one (`on_resume(step)` is called
+    so the caller can drop metrics logged after it). `on_eval(step, metrics)` sees every
+    evaluation, including step 0.
+    """
+    hooks = Hooks(
+        on_eval=None if on_eval is None else lambda i, step, metrics: on_eval(step, metrics),
+        on_resume=None if on_resume is None else lambda i, step: on_resume(step),
+        should_stop=should_stop,
+    )
+    return run_trials([trial], [trial_dir], hooks)[0]
+
+
+def evaluate_checkpoint(trial, trial_dir, step: int | None = None, split: str = "val") -> dict:
+    """Restores a trial's checkpoint (default: its best) and evaluates it on `split` ('test' for
+    final reporting only)."""
+    instance = workloads.bind(trial)
+    program = trial.program
+    graphdef, state, _, _ = state_lib.init_state(trial, instance, program)
+    ckpt = TrialCheckpoints(
+        paths.folder(trial_dir) / "checkpoints", keep_best=trial.train.keep_best, mode=trial.mode
+    )
+    try:
+        step = ckpt.best_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {trial_dir}")
+        model = ckpt.restore_model(step, jax.eval_shape(lambda: state))
+    finally:
+        ckpt.close()
+    splits = instance.dataset.splits
+    if split not in splits:
+        raise ValueError(f"split {split!r}: this dataset has {sorted(splits)}")
+    # Streamed, whichever pipeline trained it: the whole split, in eval batches.
+    metrics = feed_lib.evaluate_streamed(
+        step_lib.metric_sums_fn(graphdef, instance.task, program),
+        model["params"],
+        model["batch_stats"],
+        {split: splits[split]},
+        program.eval_batch_size,
+    )
+    return {k: float(v) for k, v in metrics.items()}

@@ -1,0 +1,158 @@
+"""One trial's host-side bookkeeping between compiled periods: resume point, divergence, best
+value, metrics and checkpoints (retrospective optimal checkpoint selection: keep the best N)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+
+from jaxplay import paths
+from jaxplay.checkpoints import TrialCheckpoints
+
+
+@dataclasses.dataclass
+class TrialResult:
+    """What a finished trial reports to the study."""
+
+    status: str  # 'completed' or 'infeasible'
+    best_step: int | None
+    best_value: float | None
+    steps_run: int
+    reason: str | None = None
+    final_metrics: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TrialProgress:
+    """What a trial knows so far; saved (as JSON) with every checkpoint, so a resumed trial
+    continues from it and a trial killed after its final checkpoint still reports its result."""
+
+    best_step: int | None = None
+    best_value: float | None = None
+    initial_loss: float | None = None  # the divergence yardstick
+    last_metrics: dict | None = None  # the latest evaluation (NaN/inf as None: JSON)
+
+    def to_meta(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> TrialProgress:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in meta.items() if k in fields})
+
+
+class TrialRun:
+    """Drives one trial's bookkeeping; the host loop keeps one per trial of a stack."""
+
+    def __init__(self, trial, trial_dir, *, on_eval=None, on_resume=None):
+        self.trial, self.program = trial, trial.program
+        self.objective, self.mode = trial.objective, trial.mode
+        self.on_eval, self.on_resume = on_eval, on_resume
+        self.grad_clip_norm = trial.hparams.grad_clip_norm
+        self.ckpt = TrialCheckpoints(
+            paths.folder(trial_dir) / "checkpoints", mode=self.mode, keep_best=trial.train.keep_best
+        )
+        self.progress = TrialProgress()
+        self.last = None  # (step, get_state, objective) of the last recorded period
+        self.last_metrics: dict = {}
+
+    def resume(self, fresh_state):
+        """The state of the latest checkpoint, or None for a fresh start."""
+        latest = self.ckpt.latest_step()
+        if latest is None:
+            return None
+        state, meta = self.ckpt.restore(latest, jax.eval_shape(lambda: fresh_state))
+        self.progress = TrialProgress.from_meta(meta)
+        self.ckpt.restore_top(meta)
+        if self.on_resume:
+            self.on_resume(latest)
+        return state
+
+    def start(self, initial: dict) -> None:
+        """Records the step-0 evaluation; its train loss is the divergence yardstick."""
+        initial = {k: float(v) for k, v in initial.items()}
+        # A task without a "loss" eval metric is measured against its first training batch loss.
+        self.progress.initial_loss = initial.get("train/loss")
+        if self.on_eval:
+            self.on_eval(0, initial)
+
+    def after_period(
+        self, step: int, get_state, metrics: dict, per_step: dict, *, write_now: bool = False
+    ) -> TrialResult | None:
+        """Records the period that ended at `step`; returns the result once the trial is over."""
+        progress = self.progress
+        if progress.initial_loss is None:
+            progress.initial_loss = float(per_step["loss"][0])
+        limit = self.trial.train.divergence_factor * progress.initial_loss
+        reason = diverged(per_step["loss"], step - self.program.eval_every, limit)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics.update(period_summary(per_step, self.grad_clip_norm))
+        self.last_metrics = metrics
+        # Saved with the checkpoint: a run killed after the final checkpoint, before the store
+        # heard, still reports the final metrics when rerun (see finished).
+        progress.last_metrics = {k: v if math.isfinite(v) else None for k, v in metrics.items()}
+        if self.on_eval:
+            self.on_eval(step, metrics)
+        value = metrics[self.objective]
+        if reason is None and not math.isfinite(value):
+            reason = f"{self.objective} is {value} at step {step}"
+        if reason:
+            self.ckpt.flush(progress.to_meta())  # keep the best checkpoints from before it
+            return self._result("infeasible", step, reason, metrics)
+        if _is_better(value, progress.best_value, self.mode):
+            progress.best_step, progress.best_value = step, value
+        # Retrospective optimal checkpoint selection: keep the best N; the last write of a trial
+        # (end, Ctrl-C) also holds the latest state, the resume point.
+        done = step >= self.program.steps
+        self.last = (step, get_state, value)
+        self.ckpt.record(step, get_state, value, progress.to_meta(), write_now=write_now or done)
+        return self._result("completed", step, None, metrics) if done else None
+
+    def write_latest(self) -> None:
+        """Writes the pending best states and the state of the last period (Ctrl-C: resume here)."""
+        self.ckpt.flush(self.progress.to_meta(), latest=self.last)
+
+    def finished(self, step: int) -> TrialResult:
+        """The result of a trial whose final checkpoint was already written."""
+        return self._result("completed", step, None, self.progress.last_metrics or {})
+
+    def _result(self, status: str, step: int, reason: str | None, metrics: dict) -> TrialResult:
+        p = self.progress
+        return TrialResult(status, p.best_step, p.best_value, step, reason, metrics)
+
+    def close(self) -> None:
+        """Waits for checkpoint writes."""
+        self.ckpt.close()
+
+
+def _is_better(value, best, mode):
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def diverged(losses: np.ndarray, start: int, limit: float) -> str | None:
+    """Reason string if a batch loss in this period is NaN/inf or above `limit`, else None."""
+    bad = ~np.isfinite(losses) | (losses > limit)
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    what = "NaN/inf" if not np.isfinite(losses[i]) else f"{losses[i]:.4g} (> {limit:.4g})"
+    return f"training loss diverged at step {start + i + 1}: {what}"
+
+
+def period_summary(per_step: dict, grad_clip_norm: float) -> dict:
+    """Per-period train metrics from the per-step arrays: mean batch loss, grad norms, clipping."""
+    norms = per_step["grad_norm"]
+    clip = float(grad_clip_norm)
+    finite = np.isfinite(per_step["loss"])
+    return {
+        "train/batch_loss": float(np.mean(per_step["loss"][finite]))
+        if finite.any()
+        else float("nan"),
+        "train/grad_norm": float(np.mean(norms)),
+        "train/grad_norm_max": float(np.max(norms)),
+        "train/clip_fraction": float(np.mean(norms > clip)) if clip > 0 else 0.0,
+        "train/learning_rate": float(per_step["learning_rate"][-1]),
+    }

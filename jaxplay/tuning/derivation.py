@@ -1,0 +1,163 @@
+"""How a study derives from another: one `Derivation` per playbook procedure, and `derive`, which
+applies one to a study file's config.
+
+The child is the study file's config (so round 2 may change fixed settings, which the lineage
+lists as caveats) with, for the procedures that read a parent's results, the parent's search space
+and the procedure's changes. The derivation is deterministic given the parent's finished trials,
+so rerunning the same command continues the same child study. The child records its link,
+`study.parent = {study, action, <options>, changes}`: reports show it, `studies compare` weighs
+reruns and reseeds as noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+
+import ml_collections
+
+from jaxplay import config as config_lib
+from jaxplay import spaces
+from jaxplay.errors import ConfigError
+from jaxplay.values import fmt, is_int, is_real
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A setting of a derivation: a command-line flag `--<name>`, or a key of `study.parent`."""
+
+    name: str
+    kind: type  # int, float, bool, str or list (comma-separated on the command line)
+    default: object
+    help: str
+    minimum: float | None = None  # numbers: the smallest value allowed (floats: always > 0)
+
+    def check(self, value, where: str):
+        """The value, checked; `where` names it in the error ('--top_k', 'study.parent.top_k')."""
+        if value is None:
+            return value
+        low = self.minimum
+        if self.kind is int and not (is_int(value) and (low is None or value >= low)):
+            raise ConfigError(f"{where}: must be an int >= {low:g} (got {value!r})")
+        if self.kind is float:
+            if not (is_real(value) and value > 0 and (low is None or value >= low)):
+                bound = f">= {low:g}" if low else "> 0"
+                raise ConfigError(f"{where}: must be a number {bound} (got {value!r})")
+            return float(value)
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Derivation:
+    """A playbook procedure that derives a study: its name (--lineage NAME), what it changes, its
+    options, and how it edits the child config."""
+
+    name: str
+    changes: str  # what it does, in a line (the --help of --lineage)
+    apply: Callable  # (child ConfigDict, parent StudyData or None, options) -> [change in words]
+    summary: Callable  # (parent name, options, child) -> the child's notes
+    child_name: Callable = None  # (parent name, child) -> name; default '<parent>-<name>'
+    options: tuple[Option, ...] = ()
+    reads_results: bool = True  # needs the parent's finished trials (and inherits its space)
+    needs_feasible: bool = True  # ...and at least one feasible one
+    same_objective: bool = True  # the child must optimize the parent's objective
+
+    def resolve_options(self, given: dict, where: Callable[[str], str]) -> dict:
+        """Every option of this derivation, given or default, checked; an option it does not take
+        is refused with what it applies to."""
+        known = {o.name: o for o in self.options}
+        for key in given:
+            if key not in known:
+                takes = ", ".join(sorted(known)) or "no options"
+                raise ConfigError(f"{where(key)}: --lineage {self.name} takes {takes}")
+        return {o.name: o.check(given.get(o.name, o.default), where(o.name)) for o in self.options}
+
+
+def derive(
+    config,
+    derivation: Derivation,
+    options: dict,
+    parent,
+    *,
+    parent_name: str,
+    name: str | None = None,
+    notes: str | None = None,
+) -> dict:
+    """The child study's config (a JSON tree) of `parent` (a StudyData, or None for a derivation
+    that reads no results) by `derivation`. The child is named `name`, else '<parent>-<action>';
+    its notes say what it is, plus `notes` when given."""
+    action = derivation.name
+    if derivation.reads_results:
+        _check_parent(parent, derivation)
+    child = copy.deepcopy(config)
+    with child.unlocked():
+        child.study.parent = None
+    changes = []
+    if parent is not None:
+        parent_config = parent.record.get("config") or {}
+        changes += _fixed_differences(parent_config, child)
+        if derivation.same_objective and (
+            child.study.objective != parent.objective or child.study.mode != parent.mode
+        ):
+            raise ConfigError(
+                f"study.objective: the parent optimized {parent.objective} ({parent.mode}) but "
+                f"this study {child.study.objective} ({child.study.mode}); use the same objective"
+            )
+        _inherit_search(child, parent_config)
+    changes += derivation.apply(child, parent, options)
+    summary = derivation.summary(parent_name, options, child)
+    with child.unlocked():
+        child.study.notes = f"{summary}; {notes}" if notes else summary
+        if name is None:
+            name = (derivation.child_name or _default_name(action))(parent_name, child)
+        child.study.name = name
+        link = {"study": parent_name, "action": action, **options, "changes": changes}
+        child.study.parent = ml_collections.ConfigDict(link)
+    return config_lib.to_tree(child)
+
+
+def _check_parent(parent, derivation: Derivation) -> None:
+    unfinished = [t.index for t in parent.trials if t.status in ("pending", "running")]
+    if unfinished:
+        raise ConfigError(
+            f"--from_study {parent.name}: trials {unfinished} have not finished; finish the "
+            "parent first (rerun its sweep command), since the derived study depends on every "
+            "result"
+        )
+    if derivation.needs_feasible and not parent.feasible:
+        raise ConfigError(
+            f"--from_study {parent.name}: no feasible trial to start from; fix the parent's "
+            "search space first (see its report)"
+        )
+
+
+def _inherit_search(child, parent_config: dict) -> None:
+    """The parent's search space and designer settings (the child explores the same question)."""
+    study = parent_config.get("study") or {}
+    with child.unlocked():
+        child.search = ml_collections.ConfigDict(parent_config.get("search") or {})
+        child.study.algorithm = study.get("algorithm", child.study.algorithm)
+        child.study.seed = study.get("seed", child.study.seed)
+        for key in ("trials", "acquisition", "initial_trials"):
+            if key in study and key not in child.study:
+                child.study[key] = copy.deepcopy(study[key])
+
+
+def _default_name(action: str) -> Callable:
+    return lambda parent_name, child: f"{parent_name}-{action}"
+
+
+def _fixed_differences(parent_config: dict, child) -> list[str]:
+    """Caveats: fixed values of the study file that differ from the parent's."""
+    if not parent_config:
+        return []
+    # Every base-config leaf of each (nothing searched), both as JSON holds them.
+    parent_fixed = config_lib.fixed_hyperparameters(parent_config, spaces.SearchSpace())
+    child_fixed = config_lib.fixed_hyperparameters(config_lib.to_tree(child), spaces.SearchSpace())
+    return [
+        f"{path}: {fmt(parent_fixed.get(path))} -> {fmt(child_fixed.get(path))} (differs from "
+        "the parent's config: a caveat when comparing the two)"
+        for path in sorted(set(parent_fixed) | set(child_fixed))
+        if parent_fixed.get(path) != child_fixed.get(path)
+    ]
