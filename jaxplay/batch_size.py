@@ -29,9 +29,11 @@ def _parser():
     p = cli.parser("jaxplay.batch_size", __doc__.split("\n\n")[0], EXAMPLES)
     cli.add_study_file(p, "the study whose base training config is probed (no search applied)")
     cli.add_store(p, workdir_required=False, workdir_help="the study's workdir: the probe is "
-                  "recorded in its store (without --workdir or --store it is only printed)")  # fmt: skip
+                  "recorded in its store (without --workdir or --store it is only "
+                  "printed)")  # fmt: skip
     p.add_argument("--min_batch_size", type=int, metavar="B", help="smallest batch size (default "
-                   "8, rounded up to a multiple of the device count); each next one doubles it")  # fmt: skip
+                   "8, rounded up to a multiple of the device count); each next one "
+                   "doubles it")  # fmt: skip
     p.add_argument("--max_batch_size", type=int, metavar="B", help="largest batch size to try "
                    f"(default {batch_size.CPU_MAX_BATCH_SIZE} on a CPU; none on accelerators, "
                    "where running out of memory ends the probe)")  # fmt: skip

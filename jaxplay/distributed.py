@@ -97,8 +97,9 @@ def agree_json(value=None):
 
 
 def on_primary(fn, *, share: bool = True):
-    """Runs `fn` on process 0 only. Every process gets its result (as JSON carries it; `share=False`:
-    None elsewhere) or raises its error, so no process waits for an answer that never comes."""
+    """Runs `fn` on process 0 only. Every process gets its result (as JSON carries it;
+    `share=False`: None elsewhere) or raises its error, so no process waits for an answer that
+    never comes."""
     if not multiprocess():
         return fn()
     payload, error, result = None, None, None

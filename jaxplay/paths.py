@@ -13,7 +13,7 @@ def is_remote(path) -> bool:
 
 
 def folder(path):
-    """An absolute pathlib.Path, or an etils epath.Path for a URL (same interface: /, exists, mkdir)."""
+    """An absolute pathlib.Path, or an epath.Path for a URL (same interface: /, exists, mkdir)."""
     if is_remote(path):
         from etils import epath
 

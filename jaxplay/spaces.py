@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from jaxplay.errors import ConfigError
+from jaxplay.values import is_int, is_real
 
 ROLES = ("scientific", "nuisance")
 SCALES = ("linear", "log")
@@ -94,7 +95,7 @@ def categorical(values, *, role="nuisance"):
 
 def _as_float(x):
     """float(x) for plain numbers; anything else is left for parse to report."""
-    return float(x) if _is_real(x) else x
+    return float(x) if is_real(x) else x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,13 +337,13 @@ def _parse_range(where, space, decl):
         if value is None:
             raise ConfigError(f"{where}: missing {name}; give both min and max, e.g. {example}")
         if space == "float":
-            if not _is_real(value) or not math.isfinite(value):
+            if not is_real(value) or not math.isfinite(value):
                 raise ConfigError(
                     f"{where}: {name} must be a finite number (got {value!r}); e.g. {example}"
                 )
             bounds[name] = float(value)
         else:
-            if not _is_int(value):
+            if not is_int(value):
                 raise ConfigError(
                     f"{where}: an int space needs whole-number bounds (got {name}={value!r}); use "
                     "ints, or spaces.linear/log for a float"
@@ -385,7 +386,7 @@ def _parse_values(where, space, decl) -> tuple:
     values = [v.item() if isinstance(v, np.generic) else v for v in values]
     if space == "discrete":
         for v in values:
-            if not _is_real(v) or not math.isfinite(v):
+            if not is_real(v) or not math.isfinite(v):
                 raise ConfigError(
                     f"{where}: discrete values must be finite numbers (got {v!r}); use "
                     "spaces.categorical for strings, bools or other unordered choices"
@@ -451,11 +452,11 @@ def _fits(param: Hyperparameter, value) -> bool:
     if isinstance(value, numbers.Integral):
         if param.space == "int":
             return True
-        return param.space in ("discrete", "categorical") and all(_is_int(v) for v in choices)
+        return param.space in ("discrete", "categorical") and all(is_int(v) for v in choices)
     if isinstance(value, numbers.Real):
         if param.space in ("float", "int"):
             return True
-        return all(_is_real(v) for v in choices)
+        return all(is_real(v) for v in choices)
     if isinstance(value, str):
         return param.space == "categorical" and all(isinstance(v, str) for v in choices)
     return False
@@ -486,13 +487,3 @@ def _did_you_mean(name, choices) -> str:
 def _article(word: str) -> str:
     """'a' or 'an' for the word."""
     return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def _is_real(x) -> bool:
-    """True for int and float values, not bools."""
-    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))
-
-
-def _is_int(x) -> bool:
-    """True for int values, not bools."""
-    return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))

@@ -47,18 +47,19 @@ def run_study(
     other keyword is jaxplay.driver.run's (executor, batch_trials, max_trials_this_run, log, ...).
     """
     if from_study is not None or config.study.get("parent"):
-        url = _store_url(workdir, store_url)
         if from_study is not None:
             options = lineage_options or {}
+            lineage.check(lineage_action, options)  # before reading the store
 
             def derive():
+                url = _store_url(workdir, store_url)
                 return lineage.from_parent(
                     config, url, from_study, lineage_action, options, name=name, notes=notes
                 )
         else:
 
             def derive():
-                return lineage.declared_parent(config, url)
+                return lineage.declared_parent(config, _store_url(workdir, store_url))
 
         # One process reads the parent for a multi-host job; every process gets the child.
         config = distributed.on_primary(derive)
@@ -93,7 +94,8 @@ def _parser():
     cli.add_bool(p, "report", True, "print the playbook's diagnostics and write the HTML report")
     p.add_argument("--lease_secs", type=float, default=60.0, metavar="S",
                    help="a running trial whose worker has not renewed its lease for S seconds is "
-                   "reclaimed by another worker and resumed from its checkpoint (default 60)")  # fmt: skip
+                   "reclaimed by another worker and resumed from its checkpoint "
+                   "(default 60)")  # fmt: skip
     group = p.add_argument_group(
         "lineage", "Derive the study from another one in the same store (the playbook's rounds)."
     )
@@ -105,7 +107,8 @@ def _parser():
         takes = [d.name for d in lineage.ACTIONS.values() if option in d.options]
         defaults = ", ".join(f"{d} {option.default}" for d in takes)
         group.add_argument(f"--{option.name}", type=option.kind, metavar=option.name.upper(),
-                           help=f"{', '.join(takes)}: {option.help} (default {defaults})")  # fmt: skip
+                           help=f"{', '.join(takes)}: {option.help} "
+                           f"(default {defaults})")  # fmt: skip
     group = p.add_argument_group(
         "multi-host", "Several hosts training each trial together (a TPU VM slice, GPU nodes)."
     )

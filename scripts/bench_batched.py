@@ -45,10 +45,10 @@ def study_config(trials: int, steps: int, eval_every: int):
 
 
 def run_jaxplay(executor: str, trials: int, steps: int, eval_every: int) -> float:
-    from jaxplay import sweep
+    from jaxplay import spec, sweep
 
     config = study_config(trials, steps, eval_every)
-    sweep.plan(config)  # generates/loads MNIST-1D outside the timed region
+    spec.resolve(config)  # generates/loads MNIST-1D outside the timed region
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
         record = sweep.run_study(config, workdir, executor=executor, log=lambda line: None)
@@ -63,12 +63,13 @@ def run_flax_docs(trials: int, steps: int, eval_every: int) -> float:
     from flax import nnx
 
     from jaxplay import data as data_lib
-    from jaxplay import sweep
+    from jaxplay import driver, spec
     from jaxplay.models.mlp import MLP
 
     config = study_config(trials, steps, eval_every)
-    ds = data_lib.load(config.data)
-    learning_rates = [p["optimizer.learning_rate"] for p in sweep.plan(config).params]
+    study = spec.resolve(config)
+    ds = data_lib.load(study.base.data)
+    learning_rates = [p["optimizer.learning_rate"] for p in driver.plan(study).params]
     batch, m, opt = config.data.batch_size, config.model, config.optimizer
 
     @nnx.jit
@@ -138,7 +139,8 @@ def main(argv=None) -> int:
 
     print("command: python " + " ".join(sys.argv))
     print(
-        f"backend: {jax.default_backend()}  device: {jax.devices()[0].device_kind} x{jax.device_count()}  "
+        f"backend: {jax.default_backend()}  "
+        f"device: {jax.devices()[0].device_kind} x{jax.device_count()}  "
         f"jax {jax.__version__}"
     )
     print(

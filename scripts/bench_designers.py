@@ -59,7 +59,7 @@ class Objective:
 
 
 def branin(u: np.ndarray) -> float:
-    """Branin on [-5, 10] x [0, 15], rescaled from the unit square; minimum 0.397887 (3 minimizers)."""
+    """Branin on [-5, 10] x [0, 15], rescaled from the unit square; min 0.397887 (3 minimizers)."""
     x1, x2 = 15.0 * u[0] - 5.0, 15.0 * u[1]
     b, c, t = 5.1 / (4 * math.pi**2), 5.0 / math.pi, 1.0 / (8 * math.pi)
     return float((x2 - b * x1**2 + c * x1 - 6.0) ** 2 + 10.0 * (1 - t) * math.cos(x1) + 10.0)
@@ -171,13 +171,15 @@ def run_study_rows(spec: str, budget: int | None, seeds: range, workdir: str) ->
     """Prints the table of best values found on a real study, as for the functions."""
     from jaxplay import cli
     from jaxplay import config as config_lib
+    from jaxplay import spec as spec_lib
 
     cli.enable_compilation_cache()
     config = config_lib.load(spec)
     budget = budget or config.study.num_trials
     print(
         f"\nstudy {spec} ({config.study.objective}, {config.study.mode}; "
-        f"{len(config_lib.validate(config))} searched hyperparameters, {config.train.steps} steps per trial), "
+        f"{len(spec_lib.resolve(config).space)} searched hyperparameters, "
+        f"{config.train.steps} steps per trial), "
         f"best value over seeds {seeds.start}..{seeds.stop - 1}"
     )
     print(f"  {'designer':<14}{'budget':>7}  {'mean ± std':>20}  {'median':>10}  {'s/study':>8}")
@@ -197,21 +199,24 @@ def run_study_rows(spec: str, budget: int | None, seeds: range, workdir: str) ->
             results[algorithm, size] = best
             label = "quasi-random" if algorithm == "quasirandom" else algorithm
             print(
-                f"  {label:<14}{size:>7}  {best.mean():>10.4f} ± {best.std():<8.4f}  {np.median(best):>10.4f}  "
+                f"  {label:<14}{size:>7}  {best.mean():>10.4f} ± {best.std():<8.4f}  "
+                f"{np.median(best):>10.4f}  "
                 f"{seconds if size == multiple * budget else math.nan:>8.1f}",
                 flush=True,
             )
     better = np.less_equal if config.study.mode == "min" else np.greater_equal
+    gp_best, random_best = results["gp", budget], results["quasirandom", 2 * budget]
     verdict = [
         f"gp@{budget} vs quasi-random@{2 * budget}: mean "
-        f"{'met' if better(results['gp', budget].mean(), results['quasirandom', 2 * budget].mean()) else 'NOT met'}"
-        f", median {'met' if better(np.median(results['gp', budget]), np.median(results['quasirandom', 2 * budget])) else 'NOT met'}"
+        f"{'met' if better(gp_best.mean(), random_best.mean()) else 'NOT met'}"
+        f", median {'met' if better(np.median(gp_best), np.median(random_best)) else 'NOT met'}"
     ]
     if ("tpe", budget) in results:
+        tpe_best = results["tpe", budget]
         verdict.append(
             f"gp vs tpe@{budget}: mean "
-            f"{'met' if better(results['gp', budget].mean(), results['tpe', budget].mean()) else 'NOT met'}"
-            f", median {'met' if better(np.median(results['gp', budget]), np.median(results['tpe', budget])) else 'NOT met'}"
+            f"{'met' if better(gp_best.mean(), tpe_best.mean()) else 'NOT met'}"
+            f", median {'met' if better(np.median(gp_best), np.median(tpe_best)) else 'NOT met'}"
         )
     print("  target: " + "; ".join(verdict))
 
@@ -264,7 +269,8 @@ def main(argv=None) -> None:
         print("optuna is not installed: the tpe rows are skipped (pip install -e '.[bench]')")
 
     print(
-        "s/study: wall seconds per study, averaged over seeds; gp's include its one-off compilations"
+        "s/study: wall seconds per study, averaged over seeds; "
+        "gp's include its one-off compilations"
     )
     seeds = range(args.seeds)
     for name in args.functions:
@@ -298,7 +304,8 @@ def main(argv=None) -> None:
         if ("tpe", 1) in results:
             tpe = results["tpe", 1]
             verdict.append(
-                f"gp vs tpe@{args.budget}: mean {'met' if gp_best.mean() <= tpe.mean() else 'NOT met'}, "
+                f"gp vs tpe@{args.budget}: mean "
+                f"{'met' if gp_best.mean() <= tpe.mean() else 'NOT met'}, "
                 f"median {'met' if np.median(gp_best) <= np.median(tpe) else 'NOT met'}"
             )
         print("  target: " + "; ".join(verdict))

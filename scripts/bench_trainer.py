@@ -1,7 +1,8 @@
-"""Steps/s of the jaxplay trainer against a bare hand-written jax.jit + optax loop (MNIST-1D MLP).
+r"""Steps/s of the jaxplay trainer against a bare hand-written jax.jit + optax loop (MNIST-1D MLP).
 
   python scripts/bench_trainer.py
-  python scripts/bench_trainer.py --steps 1500 --eval_every 150 --repeats 3 --width 256 --batch_size 128
+  python scripts/bench_trainer.py --steps 1500 --eval_every 150 --repeats 3 \
+      --width 256 --batch_size 128
 
 Both variants train the base config of experiments/mnist1d_mlp.py (no search applied) for
 `--steps` steps with an evaluation on the full train and validation sets every `--eval_every`
@@ -27,17 +28,21 @@ from flax import nnx
 
 import jaxplay.config
 import jaxplay.data
+import jaxplay.spec
 import jaxplay.train
+import jaxplay.workloads
 from jaxplay.models.mlp import MLP
+from jaxplay.train import state as state_lib
+from jaxplay.train import step as step_lib
 
 STUDY = "experiments/mnist1d_mlp.py"
 
 
-def run_jaxplay(config) -> float:
+def run_jaxplay(trial) -> float:
     """Seconds for one full trial in a fresh directory."""
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
-        result = jaxplay.train.train_and_evaluate(config, workdir)
+        result = jaxplay.train.train_and_evaluate(trial, workdir)
         seconds = time.perf_counter() - start
     assert result.status == "completed", result
     return seconds
@@ -48,7 +53,7 @@ def make_bare(config):
 
     Returns run(steps) -> final eval metrics, which builds a fresh model and trains it.
     """
-    ds = jaxplay.data.load(config.data)
+    ds = jaxplay.data.load(jaxplay.spec.resolve(config).base.data)
     x_train, y_train = jax.device_put((ds.x_train, ds.y_train))
     x_val, y_val = jax.device_put((ds.x_val, ds.y_val))
     num, batch, total = len(ds.x_train), config.data.batch_size, config.train.steps
@@ -143,18 +148,22 @@ def main(argv=None) -> int:
         parser.error("--steps must be a multiple of --eval_every (the trainer runs whole periods)")
 
     # Warm-ups compile: (a) one full jaxplay trial, (b) two periods of the bare loop.
-    run_jaxplay(config)
-    traces = dict(jaxplay.train.TRACES)
+    trial = jaxplay.spec.resolve(config).base
+    run_jaxplay(trial)
+    instance = jaxplay.workloads.bind(trial)
+    graphdef = state_lib.initializer(trial, instance, trial.program)[0]
+    period = step_lib.period_fn(graphdef, instance.task, trial.program)
+    compiled = period._cache_size()
     bare = make_bare(config)
     bare(min(steps, 2 * config.train.eval_every))
     # Timed runs alternate (a) and (b) so drift in machine speed hits both alike.
     t_jaxplay, t_bare = [], []
     for _ in range(args.repeats):
-        t_jaxplay.append(run_jaxplay(config))  # (a) fresh temp dir each time
+        t_jaxplay.append(run_jaxplay(trial))  # (a) fresh temp dir each time
         start = time.perf_counter()
         bare(steps)  # (b) fresh model and optimizer state each time
         t_bare.append(time.perf_counter() - start)
-    recompiled = dict(jaxplay.train.TRACES) != traces
+    recompiled = period._cache_size() != compiled
 
     dev = jax.devices()[0]
     print("command: " + " ".join([sys.executable.rsplit("/", 1)[-1]] + sys.argv))
@@ -163,11 +172,13 @@ def main(argv=None) -> int:
         f"jax {jax.__version__}"
     )
     print(
-        f"config: {STUDY} base, model.width={config.model.width}, data.batch_size={config.data.batch_size}, "
-        f"steps={steps}, eval_every={config.train.eval_every}, repeats={args.repeats}"
+        f"config: {STUDY} base, model.width={config.model.width}, "
+        f"data.batch_size={config.data.batch_size}, steps={steps}, "
+        f"eval_every={config.train.eval_every}, repeats={args.repeats}"
     )
     print(
-        "jaxplay time = whole train_and_evaluate call: step-0 eval + periods + orbax checkpoint saves"
+        "jaxplay time = whole train_and_evaluate call: "
+        "step-0 eval + periods + orbax checkpoint saves"
     )
     print(f"\n{'variant':<10}{'median s':>10}{'steps/s':>10}   all runs (s)")
     rows = {}
@@ -179,7 +190,8 @@ def main(argv=None) -> int:
         )
     ratio = rows["jaxplay"] / rows["bare"]
     print(
-        f"\nratio jaxplay/bare (steps/s): {ratio:.3f}  (target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})"
+        f"\nratio jaxplay/bare (steps/s): {ratio:.3f}  "
+        f"(target >= 0.95: {'met' if ratio >= 0.95 else 'NOT met'})"
     )
     if recompiled:
         print("warning: the jaxplay trainer recompiled during the timed runs")

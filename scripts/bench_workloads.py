@@ -16,7 +16,7 @@ import tempfile
 import time
 
 from jaxplay import config as config_lib
-from jaxplay import train
+from jaxplay import spec, train
 
 BASE = {
     "resnet18-cifar": ("experiments/cifar10_resnet.py:synthetic", {}),
@@ -107,9 +107,9 @@ def measure(family: str, pipeline: str, dtype: str, small: bool, periods: int, e
         if "train/input_wait_fraction" in metrics and step > every:
             waits.append(metrics["train/input_wait_fraction"])
 
-    train.check(c)
+    trial = spec.resolve(c).base
     with tempfile.TemporaryDirectory() as workdir:
-        result = train.train_and_evaluate(c, workdir, on_eval=on_eval)
+        result = train.train_and_evaluate(trial, workdir, on_eval=on_eval)
     steps = sorted(stamps)
     seconds = stamps[steps[-1]] - stamps[steps[1]]  # after the first period: no compilation
     rate = (steps[-1] - steps[1]) / seconds
@@ -140,8 +140,9 @@ def measure_input(periods: int, every: int, small: bool) -> dict:
     c = config_lib.load(BASE["resnet18-cifar"][0])
     if small:
         c.data.num_train, c.data.batch_size = SMALL["resnet18-cifar"]["data.num_train"], 32
-    dataset = workloads.get(c).dataset
-    threads = int(c.data.get("read_threads", 8))
+    trial = spec.resolve(c).base
+    dataset = workloads.bind(trial).dataset
+    threads = trial.data.read_threads
     it = pipeline.train_batches(
         dataset.x_train, dataset.y_train, batch_size=c.data.batch_size, seed=0, read_threads=threads
     )

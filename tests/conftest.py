@@ -1,4 +1,4 @@
-"""Shared fixtures: the databases a store test runs against, and headless Chromium for the report."""
+"""Shared fixtures: the databases a store test runs against, headless Chromium for the report."""
 
 import os
 import shutil
@@ -10,7 +10,7 @@ POSTGRES_ENV = "JAXPLAY_TEST_POSTGRES_URL"
 
 
 def postgres_url() -> str:
-    """The PostgreSQL URL to test against; skips without one, except under CI=true where it fails."""
+    """The PostgreSQL URL to test against; skips without one, except under CI=true: it fails."""
     url = os.environ.get(POSTGRES_ENV)
     if not url:
         if os.environ.get("CI") == "true":
@@ -44,7 +44,7 @@ def store_url(request, tmp_path):
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Path of a headless Chromium for checking HTML pages; skips without one, except under CI=true."""
+    """A headless Chromium for checking HTML pages; skips without one, except under CI=true."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
         if os.environ.get("CI") == "true":

@@ -36,7 +36,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
 
 
 def float_only_study(num_trials=4, **overrides) -> ml_collections.ConfigDict:
-    """A study that varies only float hyperparameters (learning rate, b1, warmup, smoothing, dropout)."""
+    """A study that varies only float hyperparameters (learning rate, b1, smoothing, dropout)."""
     c = tiny_config(**overrides)
     c.study.num_trials = num_trials
     c.search = dict(

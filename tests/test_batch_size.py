@@ -1,4 +1,5 @@
-"""The batch-size probe: the playbook's reading of synthetic throughputs, and real probes on tiny configs."""
+"""The batch-size probe: the playbook's reading of synthetic throughputs, and real probes on tiny
+configs."""
 
 import math
 import pathlib
@@ -6,9 +7,12 @@ import pathlib
 import jax
 import pytest
 
-from jaxplay import batch_size
-from jaxplay.batch_size import Row
+from jaxplay import batch_size as batch_size_command
+from jaxplay import spec
+from jaxplay.analysis import throughput
+from jaxplay.analysis.throughput import Row
 from jaxplay.errors import ConfigError
+from jaxplay.tuning import batch_size
 from tests.factories import tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -16,8 +20,14 @@ STUDY = REPO / "experiments" / "mnist1d_mlp.py"
 
 
 def rows_with(throughputs: dict) -> list[Row]:
-    """Rows whose examples/s are exactly `throughputs` ({batch size: examples/s}), 10 steps a period."""
+    """Rows whose examples/s are exactly `throughputs` ({batch size: examples/s}), 10 steps a
+    period."""
     return [Row(b, 10, (10 * b / t,)) for b, t in throughputs.items()]
+
+
+def tiny_study(**overrides) -> spec.StudySpec:
+    """tiny_config, resolved: what the probe measures (its base trial)."""
+    return spec.resolve(tiny_config(**overrides))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -26,7 +36,7 @@ def rows_with(throughputs: dict) -> list[Row]:
 
 def test_perfect_doubling_then_saturation():
     rows = rows_with({8: 100, 16: 200, 32: 400, 64: 600, 128: 650, 256: 640})
-    s = batch_size.analyze(rows)
+    s = throughput.analyze(rows)
     assert s.speedups[0] is None and s.speedups[1:3] == (2.0, 2.0)
     assert s.notes == (
         "",
@@ -45,12 +55,12 @@ def test_perfect_doubling_then_saturation():
 
 
 def test_near_doubling_threshold_allows_noise():
-    s = batch_size.analyze(rows_with({8: 100, 16: 185, 32: 340}))  # 1.85x, 1.84x
+    s = throughput.analyze(rows_with({8: 100, 16: 185, 32: 340}))  # 1.85x, 1.84x
     assert s.still_doubling and s.doubling_until == 32
 
 
 def test_doubling_throughout_says_it_never_stopped():
-    s = batch_size.analyze(rows_with({8: 100, 16: 199, 32: 398, 64: 790}))
+    s = throughput.analyze(rows_with({8: 100, 16: 199, 32: 398, 64: 790}))
     assert s.still_doubling and s.doubling_until == 64
     assert s.max_useful == 64 and s.still_growing
     assert (
@@ -60,7 +70,7 @@ def test_doubling_throughout_says_it_never_stopped():
 
 
 def test_a_drop_ends_the_useful_range_and_is_named():
-    s = batch_size.analyze(rows_with({8: 100, 16: 200, 32: 150, 64: 190}))
+    s = throughput.analyze(rows_with({8: 100, 16: 200, 32: 150, 64: 190}))
     assert s.notes[2] == "slower" and s.slower == (32,)
     assert s.doubling_until == 16 and s.max_useful == 16
     assert "batch sizes above 16 bring no speed-up (32 slower): use at most 16" in s.recommendation
@@ -68,14 +78,14 @@ def test_a_drop_ends_the_useful_range_and_is_named():
 
 def test_a_dip_in_the_middle_does_not_hide_a_later_gain():
     # 32 is noise-slow, but 64 is clearly faster than 16: the max useful size is 64, not 16.
-    s = batch_size.analyze(rows_with({8: 100, 16: 200, 32: 190, 64: 300}))
+    s = throughput.analyze(rows_with({8: 100, 16: 200, 32: 190, 64: 300}))
     assert s.max_useful == 64 and s.still_growing and s.doubling_until == 16
     assert "it still grows up to 64, the largest probed" in s.recommendation
 
 
 def test_no_or_one_row():
-    assert batch_size.analyze([]).max_useful is None
-    one = batch_size.analyze(rows_with({8: 100}))
+    assert throughput.analyze([]).max_useful is None
+    one = throughput.analyze(rows_with({8: 100}))
     assert (
         one.max_useful == 8
         and one.speedups == (None,)
@@ -109,7 +119,7 @@ def test_out_of_memory_errors_are_recognised():
 def test_real_probe_measures_each_batch_size_and_stops_at_max():
     lines = []
     result = batch_size.probe(
-        tiny_config(),
+        tiny_study(),
         min_batch_size=8,
         max_batch_size=32,
         steps_per_period=5,
@@ -126,7 +136,7 @@ def test_real_probe_measures_each_batch_size_and_stops_at_max():
         "batch size 64 is above max_batch_size=32" in result.stop and result.out_of_memory is None
     )
     assert len(lines) == 1 + 3 and lines[0].split()[0] == "batch"  # header, then one line per size
-    text = batch_size.report(result)
+    text = throughput.report(result)
     assert (
         "<- max useful" in text and "recommendation:" in text and "stopped: batch size 64" in text
     )
@@ -134,7 +144,7 @@ def test_real_probe_measures_each_batch_size_and_stops_at_max():
 
 def test_probe_stops_at_the_training_set_size():
     result = batch_size.probe(
-        tiny_config(), batch_sizes=[8, 4096], steps_per_period=5, repeats=1, log=None
+        tiny_study(), batch_sizes=[8, 4096], steps_per_period=5, repeats=1, log=None
     )
     assert [r.batch_size for r in result.rows] == [8]
     assert result.stop == "batch size 4096 exceeds the 3500 training examples"
@@ -143,7 +153,7 @@ def test_probe_stops_at_the_training_set_size():
 def test_out_of_memory_ends_the_probe_and_keeps_earlier_rows(monkeypatch):
     measured = []
 
-    def fake_measure(config, workload, size, **kwargs):
+    def fake_measure(trial, instance, size, **kwargs):
         measured.append(size)
         if size >= 32:
             raise jax.errors.JaxRuntimeError(
@@ -154,9 +164,7 @@ def test_out_of_memory_ends_the_probe_and_keeps_earlier_rows(monkeypatch):
 
     monkeypatch.setattr(batch_size, "measure", fake_measure)
     lines = []
-    result = batch_size.probe(
-        tiny_config(), min_batch_size=8, max_batch_size=1024, log=lines.append
-    )
+    result = batch_size.probe(tiny_study(), min_batch_size=8, max_batch_size=1024, log=lines.append)
     assert measured == [8, 16, 32]  # nothing after the first out-of-memory batch size
     assert [r.batch_size for r in result.rows] == [8, 16]
     assert result.out_of_memory == 32
@@ -165,7 +173,7 @@ def test_out_of_memory_ends_the_probe_and_keeps_earlier_rows(monkeypatch):
     )
     assert "BufferAssignment" not in result.stop  # the first line only
     assert lines[-1].split() == ["32", "out", "of", "memory"]
-    assert "32  out of memory" in batch_size.report(result)
+    assert "32  out of memory" in throughput.report(result)
 
 
 def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
@@ -174,14 +182,14 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(monkeypatch):
 
     monkeypatch.setattr(batch_size, "measure", broken)
     with pytest.raises(jax.errors.JaxRuntimeError, match="a real bug"):
-        batch_size.probe(tiny_config(), log=None)
+        batch_size.probe(tiny_study(), log=None)
 
 
 def test_bad_probe_settings_name_the_setting():
-    with pytest.raises(ConfigError, match="warmup: must be an int >= 1"):
-        batch_size.probe(tiny_config(), warmup=0, log=None)
+    with pytest.raises(ConfigError, match="--warmup: must be an int >= 1"):
+        batch_size.probe(tiny_study(), warmup=0, log=None)
     with pytest.raises(ConfigError, match="min_batch_size: 64 is above max_batch_size=32"):
-        batch_size.probe(tiny_config(), min_batch_size=64, max_batch_size=32, log=None)
+        batch_size.probe(tiny_study(), min_batch_size=64, max_batch_size=32, log=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,9 +199,8 @@ def test_bad_probe_settings_name_the_setting():
 def test_cli_prints_the_table_and_the_recommendation(capsys):
     # The overrides make the model and program those of tiny_config, so in one process this reuses
     # the compiled periods of the probe test above.
-    code = batch_size.main(
+    code = batch_size_command.main(
         [
-            "batch_size",
             f"--config={STUDY}:smoke",
             "--min_batch_size=16",
             "--max_batch_size=32",
@@ -215,7 +222,7 @@ def test_cli_prints_the_table_and_the_recommendation(capsys):
 
 
 def test_cli_names_a_misspelled_override(capsys):
-    code = batch_size.main(["batch_size", f"--config={STUDY}:smoke", "--config.data.batch_sise=3"])
+    code = batch_size_command.main([f"--config={STUDY}:smoke", "--config.data.batch_sise=3"])
     err = capsys.readouterr().err
     assert code == 2
     assert (
@@ -224,12 +231,12 @@ def test_cli_names_a_misspelled_override(capsys):
 
 
 def test_cli_names_a_bad_flag(capsys):
-    code = batch_size.main(["batch_size", f"--config={STUDY}:smoke", "--repeats=0"])
+    code = batch_size_command.main([f"--config={STUDY}:smoke", "--repeats=0"])
     assert code == 2 and "error: --repeats: must be an int >= 1" in capsys.readouterr().err
 
 
 def test_noisy_timings_are_flagged():
-    noisy = batch_size.Probe([Row(8, 10, (1.0, 1.0, 1.0)), Row(16, 10, (1.0, 2.0, 1.5))], "done")
-    text = batch_size.report(noisy)
+    noisy = throughput.Probe([Row(8, 10, (1.0, 1.0, 1.0)), Row(16, 10, (1.0, 2.0, 1.5))], "done")
+    text = throughput.report(noisy)
     assert "warning: timings of batch size 16 vary by more than 25%" in text
-    assert "warning" not in batch_size.report(batch_size.Probe(noisy.rows[:1], "done"))
+    assert "warning" not in throughput.report(throughput.Probe(noisy.rows[:1], "done"))

@@ -1,5 +1,6 @@
 """Batched trials: one compiled program per group, the same numbers as one at a time."""
 
+import importlib
 import json
 import os
 import signal
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 
 from factories import float_only_study, tiny_config
-from jaxplay import batched, spaces, sweep, train
-from jaxplay import config as config_lib
+from jaxplay import driver, spaces, spec, sweep, train, workloads
+from jaxplay.train import state as state_lib
+from jaxplay.train import step as step_lib
 
 OPTIMIZER_TRIALS = {
     "sgd": [
@@ -33,7 +35,22 @@ OPTIMIZER_TRIALS = {
 }
 
 
-def _base(optimizer, **overrides):
+# The searched hyperparameters of each optimizer's study: the trials above are points of it.
+OPTIMIZER_SEARCH = {
+    "sgd": dict(learning_rate=spaces.log(1e-2, 1e-1), momentum=spaces.linear(0.8, 0.9)),
+    "adam": dict(learning_rate=spaces.log(1e-3, 1e-2), b1=spaces.linear(0.8, 0.9)),
+    "nadam": dict(
+        learning_rate=spaces.log(1e-3, 1e-2),
+        eps=spaces.log(1e-8, 1e-6),
+        b2=spaces.linear(0.99, 0.999),
+    ),
+    "adamw": dict(learning_rate=spaces.log(1e-3, 1e-2), weight_decay=spaces.log(1e-4, 1e-2)),
+}
+
+
+def _study(optimizer, search=None, **overrides):
+    """A study of `optimizer` with dropout and clipping on that searches `search` (default: the
+    optimizer's hyperparameters of OPTIMIZER_TRIALS) and the dropout rate."""
     c = tiny_config(
         **{
             "optimizer.name": optimizer,
@@ -46,7 +63,18 @@ def _base(optimizer, **overrides):
         for key in ("b1", "b2", "eps"):
             del c.optimizer[key]
         c.optimizer.momentum, c.optimizer.nesterov = 0.9, True
-    return c
+    c.search = dict(
+        optimizer=search if search is not None else OPTIMIZER_SEARCH[optimizer],
+        model=dict(dropout=spaces.linear(0.0, 0.3)),
+    )
+    return spec.resolve(c)
+
+
+def _period_fn(trial, stacked):
+    """The jitted period of a trial's program: its _cache_size() counts its compilations."""
+    instance = workloads.bind(trial)
+    graphdef = state_lib.initializer(trial, instance, trial.program)[0]
+    return step_lib.period_fn(graphdef, instance.task, trial.program, stacked)
 
 
 def _curves(run):
@@ -80,103 +108,89 @@ def _assert_same_trial(a_result, a_curve, b_result, b_curve):
 
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZER_TRIALS))
 def test_batched_equals_sequential(optimizer, tmp_path):
-    base = _base(optimizer)
-    trials = OPTIMIZER_TRIALS[optimizer]
-    searched = frozenset(trials[0]) | frozenset(trials[1]) | {"model.dropout"}
-    configs = [config_lib.apply(base, p) for p in trials]
+    study = _study(optimizer)
+    trials = [study.trial(p) for p in OPTIMIZER_TRIALS[optimizer]]
     solo = []
-    for i, c in enumerate(configs):
+    for i, trial in enumerate(trials):
         curves, on_eval = _curves(None)
         solo.append(
-            (
-                train.train_and_evaluate(
-                    c, tmp_path / f"solo{i}", searched=searched, on_eval=on_eval
-                ),
-                curves[0],
-            )
+            (train.train_and_evaluate(trial, tmp_path / f"solo{i}", on_eval=on_eval), curves[0])
         )
     curves, on_eval = _curves(None)
-    together = batched.train_group(
-        configs,
-        [tmp_path / f"b{i}" for i in range(len(configs))],
-        searched=searched,
-        on_eval=on_eval,
+    together = train.run_trials(
+        trials, [tmp_path / f"b{i}" for i in range(len(trials))], train.Hooks(on_eval=on_eval)
     )
     for i, (result, curve) in enumerate(solo):
         _assert_same_trial(together[i], curves[i], result, curve)
         assert together[i].best_step == result.best_step
-    restored = train.evaluate_checkpoint(configs[1], tmp_path / "b1")
+    restored = train.evaluate_checkpoint(trials[1], tmp_path / "b1")
     assert restored["val/error"] == pytest.approx(together[1].best_value, abs=1e-6)
 
 
 def test_diverging_member_leaves_the_others_untouched(tmp_path):
-    base = _base("sgd", **{"model.width": 29})
-    trials = [
-        {"optimizer.learning_rate": 0.02},
-        {"optimizer.learning_rate": 1e4},
-        {"optimizer.learning_rate": 0.05},
-    ]
-    searched = frozenset({"optimizer.learning_rate", "model.dropout"})
-    configs = [config_lib.apply(base, p) for p in trials]
-    before = train.TRACES["train_period"]
+    study = _study("sgd", search=dict(learning_rate=spaces.log(1e-2, 1e4)), **{"model.width": 29})
+    trials = [study.trial({"optimizer.learning_rate": lr}) for lr in (0.02, 1e4, 0.05)]
     curves, on_eval = _curves(None)
-    together = batched.train_group(
-        configs, [tmp_path / f"b{i}" for i in range(3)], searched=searched, on_eval=on_eval
+    together = train.run_trials(
+        trials, [tmp_path / f"b{i}" for i in range(3)], train.Hooks(on_eval=on_eval)
     )
-    assert train.TRACES["train_period"] - before == 1  # one compile for the group
+    # One compile for the group: the stacked program once, the one-trial program not at all.
+    assert _period_fn(trials[0], stacked=True)._cache_size() == 1
+    assert _period_fn(trials[0], stacked=False)._cache_size() == 0
     assert together[1].status == "infeasible"
-    solo_bad = train.train_and_evaluate(configs[1], tmp_path / "solo_bad", searched=searched)
+    solo_bad = train.train_and_evaluate(trials[1], tmp_path / "solo_bad")
     assert together[1].reason == solo_bad.reason  # same step, same value
     assert sorted(curves[1]) == [0, 50]  # recorded up to the period it diverged in
     for i in (0, 2):
         solo_curves, solo_eval = _curves(None)
-        solo = train.train_and_evaluate(
-            configs[i], tmp_path / f"solo{i}", searched=searched, on_eval=solo_eval
-        )
+        solo = train.train_and_evaluate(trials[i], tmp_path / f"solo{i}", on_eval=solo_eval)
         _assert_same_trial(together[i], curves[i], solo, solo_curves[0])
 
 
 def test_one_compilation_per_group_whatever_the_values(tmp_path):
-    base = tiny_config(**{"model.width": 17})
-    searched = frozenset({"optimizer.learning_rate", "optimizer.b1"})
-    before = train.TRACES["train_period"]
+    c = tiny_config(**{"model.width": 17})
+    c.search = dict(
+        optimizer=dict(learning_rate=spaces.log(1e-5, 1e-2), b1=spaces.linear(0.8, 0.9))
+    )
+    study = spec.resolve(c)
     for round_ in range(2):
-        configs = [
-            config_lib.apply(
-                base,
+        trials = [
+            study.trial(
                 {
                     "optimizer.learning_rate": 10 ** -(2 + i + round_),
                     "optimizer.b1": 0.8 + 0.05 * i,
-                },
+                }
             )
             for i in range(3)
         ]
-        results = batched.train_group(
-            configs, [tmp_path / f"{round_}_{i}" for i in range(3)], searched=searched
-        )
+        results = train.run_trials(trials, [tmp_path / f"{round_}_{i}" for i in range(3)])
         assert all(r.status == "completed" for r in results)
-        assert train.TRACES["train_period"] - before == 1
+        assert _period_fn(trials[0], stacked=True)._cache_size() == 1
+        assert _period_fn(trials[0], stacked=False)._cache_size() == 0
 
 
 def test_trials_with_different_programs_are_refused(tmp_path):
-    configs = [tiny_config(**{"model.width": 8}), tiny_config(**{"model.width": 9})]
+    trials = [
+        spec.resolve(tiny_config(**{"model.width": 8})).base,
+        spec.resolve(tiny_config(**{"model.width": 9})).base,
+    ]
     with pytest.raises(ValueError, match="do not share one compiled program"):
-        batched.train_group(configs, [tmp_path / "a", tmp_path / "b"])
+        train.run_trials(trials, [tmp_path / "a", tmp_path / "b"])
 
 
 def test_work_units_group_by_program_and_split_by_batch_trials():
     c = float_only_study(num_trials=6)
     c.search.model.width = spaces.discrete([16, 32], role="scientific")
-    study_plan = sweep.plan(c)
+    study_plan = driver.plan(spec.resolve(c))
     widths = [p["model.width"] for p in study_plan.params]
-    units = sweep.work_units(study_plan, list(range(6)), "batched", 6)
+    units = driver.work_units(study_plan, list(range(6)), "batched", 6)
     assert sorted(i for u in units for i in u) == list(range(6))
     for unit in units:
         assert len({widths[i] for i in unit}) == 1
     assert len(units) == len(set(widths))
-    small = sweep.work_units(study_plan, list(range(6)), "batched", 2)
+    small = driver.work_units(study_plan, list(range(6)), "batched", 2)
     assert max(len(u) for u in small) == 2 and sorted(i for u in small for i in u) == list(range(6))
-    assert sweep.work_units(study_plan, [1, 3], "sequential", None) == [[1], [3]]
+    assert driver.work_units(study_plan, [1, 3], "sequential", None) == [[1], [3]]
 
 
 def test_batched_study_records_executor_and_resumes_a_half_finished_group(tmp_path):
@@ -214,22 +228,27 @@ def test_auto_executor_is_sequential_on_cpu(tmp_path):
 
 
 def test_cpu_batches_default_to_small_equal_chunks_of_a_group(monkeypatch):
-    # On one CPU a vmap of many trials is slower than a few (see batched.CPU_BATCH_TRIALS); equal
+    # On one CPU a vmap of many trials is slower than a few (see driver.CPU_BATCH_TRIALS); equal
     # chunk sizes keep one compilation per group.
-    assert batched.default_batch_trials(16) == 4 and batched.default_batch_trials(6) == 3
-    assert batched.default_batch_trials(5) == 1 and batched.default_batch_trials(2) == 2
-    c = float_only_study(num_trials=6)
-    study_plan = sweep.plan(c)
-    assert sweep.work_units(study_plan, list(range(6)), "batched", None) == [[0, 1, 2], [3, 4, 5]]
-    monkeypatch.setattr(batched, "CPU_BATCH_TRIALS", 2)
-    assert sweep.work_units(study_plan, list(range(6)), "batched", None) == [[0, 1], [2, 3], [4, 5]]
+    assert driver.default_batch_trials(16) == 4 and driver.default_batch_trials(6) == 3
+    assert driver.default_batch_trials(5) == 1 and driver.default_batch_trials(2) == 2
+    study_plan = driver.plan(spec.resolve(float_only_study(num_trials=6)))
+    assert driver.work_units(study_plan, list(range(6)), "batched", None) == [[0, 1, 2], [3, 4, 5]]
+    # The module (jaxplay.driver.plan is also the name of the function the package exports).
+    monkeypatch.setattr(importlib.import_module("jaxplay.driver.plan"), "CPU_BATCH_TRIALS", 2)
+    assert driver.work_units(study_plan, list(range(6)), "batched", None) == [
+        [0, 1],
+        [2, 3],
+        [4, 5],
+    ]
 
 
 _SHARDED_STUDY = """
 import json, sys
 import jax
 from factories import float_only_study
-from jaxplay import batched, sweep
+from jaxplay import sweep
+from jaxplay.train import loop
 
 spread = []
 put = jax.device_put
@@ -238,10 +257,12 @@ def recording_put(tree, sharding=None, **kw):  # what the stacked trial arrays a
     if isinstance(sharding, jax.sharding.NamedSharding):
         spread.extend(len(leaf.sharding.device_set) for leaf in jax.tree.leaves(out))
     return out
-batched.jax.device_put = recording_put
-record = sweep.run_study(float_only_study(num_trials=4), sys.argv[1], executor="batched", log=lambda s: None)
-print(json.dumps({"devices": jax.device_count(), "spread": sorted(set(spread)),
-                  "trials": [[t["status"], t["best_step"], t["best_value"]] for t in record["trials"]]}))
+loop.jax.device_put = recording_put
+record = sweep.run_study(
+    float_only_study(num_trials=4), sys.argv[1], executor="batched", log=lambda s: None
+)
+trials = [[t["status"], t["best_step"], t["best_value"]] for t in record["trials"]]
+print(json.dumps({"devices": jax.device_count(), "spread": sorted(set(spread)), "trials": trials}))
 """
 
 
@@ -263,9 +284,8 @@ def test_trial_axis_sharded_over_four_cpu_devices_equals_one_device(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     sharded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert sharded["devices"] == 4 and sharded["spread"] == [
-        4
-    ]  # every stacked array spans 4 devices
+    # Every stacked array spans 4 devices.
+    assert sharded["devices"] == 4 and sharded["spread"] == [4]
     single = sweep.run_study(
         float_only_study(num_trials=4),
         tmp_path / "single",
@@ -274,6 +294,5 @@ def test_trial_axis_sharded_over_four_cpu_devices_equals_one_device(tmp_path):
     )
     for (status, best_step, best_value), t in zip(sharded["trials"], single["trials"]):
         assert status == t["status"] == "completed" and best_step == t["best_step"]
-        assert best_value == pytest.approx(
-            t["best_value"], abs=0.005
-        )  # one borderline example may flip
+        # One borderline example may flip.
+        assert best_value == pytest.approx(t["best_value"], abs=0.005)

@@ -1,4 +1,5 @@
-"""Data parallelism: one trial's batch split over 8 (forced CPU) devices gives the 1-device result."""
+"""Data parallelism: one trial's batch split over 8 (forced CPU) devices gives the result of one
+device."""
 
 import json
 import os
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 
 from factories import tiny_config
-from jaxplay import train
+from jaxplay import spec, train
 from jaxplay.errors import ConfigError
+from jaxplay.train import mesh
 
 OVERRIDES = [
     {"model.dropout": 0.1, "train.eval_batch_size": 512},
@@ -21,17 +23,22 @@ EIGHT_DEVICES = r"""
 import json, sys
 sys.path.insert(0, sys.argv[2])
 import jax
-from jaxplay import train, workloads
+from jaxplay import spec, train, workloads
+from jaxplay.train import feed, mesh
 from test_data_parallel import _config
 assert jax.device_count() == 8
 out = []
 for i, overrides in enumerate(json.loads(sys.argv[1])):
-    c = _config(overrides)
+    trial = spec.resolve(_config(overrides)).base
     curve = {}
-    result = train.train_and_evaluate(c, f"{sys.argv[3]}/{i}", on_eval=lambda s, m: curve.__setitem__(s, m))
-    program = train.make_program(c, workloads.get(c))
+    result = train.train_and_evaluate(
+        trial, f"{sys.argv[3]}/{i}", on_eval=lambda s, m: curve.__setitem__(s, m)
+    )
+    program = trial.program
     if program.pipeline == "device":
-        val = train.device_data(workloads.get(c).dataset, program, 10_000, train.data_mesh(program))["val"][0]
+        dataset = workloads.bind(trial).dataset
+        examples = trial.train.train_eval_examples
+        val = feed.device_data(dataset, program, examples, mesh.data_mesh(program))["val"][0]
         assert len(val.sharding.device_set) == 8 and not val.sharding.is_fully_replicated
     out.append({"status": result.status, "curve": curve})
 print("RESULT" + json.dumps(out))
@@ -71,7 +78,9 @@ def test_a_trial_split_over_eight_devices_equals_one_device(tmp_path):
     for i, overrides in enumerate(OVERRIDES):
         curve = {}
         result = train.train_and_evaluate(
-            _config(overrides), tmp_path / f"one{i}", on_eval=lambda s, m: curve.__setitem__(s, m)
+            spec.resolve(_config(overrides)).base,
+            tmp_path / f"one{i}",
+            on_eval=lambda s, m, curve=curve: curve.__setitem__(s, m),
         )
         assert result.status == eight[i]["status"] == "completed"
         other = {int(k): v for k, v in eight[i]["curve"].items()}
@@ -90,11 +99,10 @@ def test_a_trial_split_over_eight_devices_equals_one_device(tmp_path):
 
 
 def test_a_batch_that_does_not_split_over_the_devices_is_refused(monkeypatch):
-    monkeypatch.setattr(train.jax, "device_count", lambda: 8)
-    c = tiny_config(**{"data.batch_size": 60})
-    program = train.make_program(c, train.workloads.get(c))
+    program = spec.resolve(tiny_config(**{"data.batch_size": 60})).base.program
+    monkeypatch.setattr(mesh.jax, "device_count", lambda: 8)
     with pytest.raises(
-        ConfigError,
-        match="data.batch_size: 60 does not split evenly over 8 devices; use a multiple of 8",
-    ):
-        train.data_mesh(program)
+        ConfigError, match="data.batch_size: 60 does not split evenly over 8 devices"
+    ) as e:
+        mesh.data_mesh(program)
+    assert "use a multiple of 8" in str(e.value)

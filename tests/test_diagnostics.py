@@ -1,5 +1,6 @@
 """The playbook's automatic diagnostics on hand-built studies: each check fires where it must and
-stays quiet on the close case next to it; a healthy study gets no findings; odd studies do not crash."""
+stays quiet on the close case next to it; a healthy study gets no findings; odd studies do not
+crash."""
 
 import math
 
@@ -19,7 +20,8 @@ LR_SPACE = {"optimizer": {"learning_rate": spaces.log(1e-4, 1e-1)}}
 
 def decay(start, end, *, best_at=STEPS, rise=0.0, wiggle=0.0):
     """Eval points of a curve that decays from start towards end until best_at and is flat after it,
-    plus a linear rise after best_at reaching `rise` at the last step, plus an alternating +-wiggle."""
+    plus a linear rise after best_at reaching `rise` at the last step, plus an alternating
+    +-wiggle."""
     points = []
     for s in range(0, STEPS + 1, EVERY):
         v = end + (start - end) * math.exp(-5 * min(s, best_at) / best_at)
@@ -34,14 +36,16 @@ def accuracy(error, **kw):
 
 
 def trial(params, val=None, train=None, status="completed", error=None, **curves):
-    """A trial dict for constructed_study; val is the val/error curve, train the train/loss curve."""
+    """A trial dict for constructed_study; val is the val/error curve, train the train/loss
+    curve."""
     curves = {name.replace("__", "/"): c for name, c in curves.items()}
     curves.update({k: c for k, c in (("val/error", val), ("train/loss", train)) if c is not None})
     return {"params": params, "status": status, "curves": curves, "error": error}
 
 
 def good(params, quality=0.0, best_at=600, **kw):
-    """A healthy completed trial: val/error flattens at 0.1 + quality from best_at on, train loss keeps falling."""
+    """A healthy completed trial: val/error flattens at 0.1 + quality from best_at on, train loss
+    keeps falling."""
     return trial(
         params,
         val=decay(0.9, 0.1 + quality, best_at=best_at, **kw),
@@ -62,7 +66,8 @@ def lr(u):
 
 
 def lr_study(positions, **kw):
-    """A learning-rate-only study: one healthy trial per position, best first (quality 0, 0.01, ...)."""
+    """A learning-rate-only study: one healthy trial per position, best first (quality 0, 0.01,
+    ...)."""
     return constructed_study(
         LR_SPACE, [good({LR: lr(u)}, 0.01 * i) for i, u in enumerate(positions)], **kw
     )
@@ -321,7 +326,8 @@ def test_infeasible_at_edge_is_quiet_without_concentrated_divergence(diverged_at
 
 
 def untrained(params):
-    """A completed trial stuck at chance: training loss 2.35 -> 2.30 (no NaN, so not 'infeasible')."""
+    """A completed trial stuck at chance: training loss 2.35 -> 2.30 (no NaN, so not
+    'infeasible')."""
     flat = [(s, 2.35 - 0.05 * s / STEPS) for s in range(0, STEPS + 1, EVERY)]
     return trial(params, val=[(s, 0.9) for s, _ in flat], train=flat)
 
@@ -590,7 +596,8 @@ def test_train_loss_rising_ignores_a_recovered_spike_and_a_late_wiggle():
 
 
 def _adam_study(search, n, fixed=None):
-    """n trials (the first completed, the rest pending, all mid-range) over an optimizer search space."""
+    """n trials (the first completed, the rest pending, all mid-range) over an optimizer search
+    space."""
     params = {p.path: p.from_unit(0.5) for p in spaces.parse({"optimizer": search})}
     trials = [good(params)] + [trial(params, status="pending")] * (n - 1)
     return constructed_study({"optimizer": search}, trials, fixed=fixed)

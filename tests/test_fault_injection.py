@@ -28,8 +28,8 @@ KILLS, TRIALS, STEPS, EVERY = 20, 4, 300, 20
 SERVER = r"""
 import json, os, sys
 from jax._src import xla_bridge
-from jaxplay import config as config_lib, sweep, workloads
-workloads.get(config_lib.load(sys.argv[1]))  # the dataset, generated once before any fork
+from jaxplay import config as config_lib, spec, sweep, workloads
+workloads.bind(spec.resolve(config_lib.load(sys.argv[1])).base)  # the dataset, once before forks
 assert not xla_bridge._backends, "a jax backend started before fork"
 print("ready", flush=True)
 for line in sys.stdin:
@@ -41,7 +41,7 @@ for line in sys.stdin:
         os.dup2(fd, 2)
         code = 1
         try:
-            code = sweep.main(["sweep", *args])
+            code = sweep.main(args)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -73,6 +73,7 @@ class Runs:
         """(exit code, output) of one run; -9 if it was killed. `kill`: ('start', t) kills it t
         seconds after it started, ('training', t) t seconds after its first training step."""
         out = self.tmp / f"run{self.count}.txt"
+        out.write_text("")  # exists before the run starts: the child may open it late, or never
         self.count += 1
         args = [
             f"--config={self.study_file}",
@@ -118,7 +119,8 @@ def _finalized_steps(workdir, study, index, *, whole: bool = False) -> list[int]
 
 
 def _snapshot(workdir) -> dict:
-    """{(study, index): trial record + on-disk checkpoints}, after checking the store's invariants."""
+    """{(study, index): trial record + on-disk checkpoints}, after checking the store's
+    invariants."""
     db = workdir / store_lib.DB_NAME
     if not db.exists():
         return {}
@@ -134,7 +136,8 @@ def _snapshot(workdir) -> dict:
             ]
             for t in record["trials"]:
                 steps = [s for s, _ in curves.get(t["index"], {}).get("val/error", [])]
-                # Evaluations form an unbroken prefix of 0, EVERY, 2*EVERY, ...: nothing twice, no gap.
+                # Evaluations form an unbroken prefix of 0, EVERY, 2*EVERY, ...: nothing twice, no
+                # gap.
                 assert steps == list(range(0, EVERY * len(steps), EVERY)), (name, t["index"], steps)
                 t["whole"] = _finalized_steps(workdir, name, t["index"], whole=True)
                 t["steps"] = steps

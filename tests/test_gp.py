@@ -141,14 +141,14 @@ def test_branin_is_optimized_within_25_trials():
 
 
 def test_one_compilation_per_bucket():
-    assert [gp._bucket(n) for n in (0, 1, 31, 32, 33, 64, 65)] == [32, 32, 32, 32, 64, 64, 128]
+    assert [gp.bucket(n) for n in (0, 1, 31, 32, 33, 64, 65)] == [32, 32, 32, 32, 64, 64, 128]
     x = halton(2, 14, seed=5)
     y = bowl(x)
     gp.suggest(x[:10], y[:10], 1, seed=0)
-    sizes = gp._fit_restarts._cache_size(), gp._maximize_acquisition._cache_size()
+    sizes = gp.fit_restarts._cache_size(), gp._maximize_acquisition._cache_size()
     for n in range(11, 15):  # new trials, new seeds: the same programs
         gp.suggest(x[:n], y[:n], 1, seed=n)
-    assert (gp._fit_restarts._cache_size(), gp._maximize_acquisition._cache_size()) == sizes
+    assert (gp.fit_restarts._cache_size(), gp._maximize_acquisition._cache_size()) == sizes
 
 
 def test_rejects_bad_arguments():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxplay import models
+from jaxplay import models, spec
 from jaxplay.models.cnn import Conv1D
 
 
@@ -31,9 +31,9 @@ def test_conv1d_matches_lax_conv(kernel_size):
     ],
 )
 def test_models_map_examples_to_logits(cfg):
-    import ml_collections
-
-    model = models.build(ml_collections.ConfigDict(cfg), (40,), 10, nnx.Rngs(0))
+    fields = {k: v for k, v in cfg.items() if k != "name"}
+    model_spec = spec.ModelSpec(name=cfg["name"], options=spec.Fields(fields))
+    model = models.build(model_spec, (40,), 10, nnx.Rngs(0))
     x = jnp.ones((5, 40))
     assert model(x).shape == (5, 10)
     a = model(x, dropout_rate=jnp.float32(0.5), key=jax.random.PRNGKey(0))

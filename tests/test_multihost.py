@@ -78,8 +78,9 @@ def test_importing_jaxplay_starts_no_jax_backend():
     # jax.distributed.initialize must run before any backend starts; the sweep imports all of these
     # (and the study file's modules) before it calls it.
     code = (
-        "import jaxplay.sweep, jaxplay.train, jaxplay.batched, jaxplay.models, jaxplay.workloads, "
-        "jaxplay.analysis, jaxplay.data.pipeline, jaxplay.data.images, jaxplay.data.text\n"
+        "import jaxplay.sweep, jaxplay.spec, jaxplay.driver, jaxplay.train, jaxplay.tuning, "
+        "jaxplay.models, jaxplay.workloads, jaxplay.analysis, jaxplay.data.pipeline, "
+        "jaxplay.data.images, jaxplay.data.text\n"
         "from jax._src import xla_bridge\n"
         "assert not xla_bridge._backends, xla_bridge._backends"
     )

@@ -1,4 +1,5 @@
-"""The notebooks in colab/ run top to bottom in a real Jupyter kernel (nbclient), parameters overridden."""
+"""The notebooks in colab/ run top to bottom in a real Jupyter kernel (nbclient), parameters
+overridden."""
 
 import pathlib
 import re

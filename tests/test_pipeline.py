@@ -1,13 +1,17 @@
 """The streaming input pipeline (grain) and the datasets behind it."""
 
+import re
+
 import numpy as np
 import pytest
 
 from factories import tiny_config
-from jaxplay import batched, sweep, train
 from jaxplay import config as config_lib
+from jaxplay import spaces, spec, sweep, train, workloads
 from jaxplay.data import pipeline, text
 from jaxplay.errors import ConfigError
+from jaxplay.train import feed, step
+from jaxplay.train import state as state_lib
 
 
 def _data(n=103):
@@ -31,9 +35,8 @@ def test_same_seed_same_batches_and_a_new_permutation_each_epoch():
     assert any((ya != yc).any() for (_, ya), (_, yc) in zip(a, c))
     labels = np.concatenate([ya for _, ya in a])
     first, second = labels[:103], labels[103:206]
-    assert sorted(first) == list(range(103)) and sorted(second) == list(
-        range(103)
-    )  # each epoch: all once
+    # Each epoch: all once.
+    assert sorted(first) == list(range(103)) and sorted(second) == list(range(103))
     assert (first != second).any()  # reshuffled
 
 
@@ -51,9 +54,8 @@ def test_hosts_read_disjoint_shards_that_cover_the_data():
         pipeline.train_batches(x, y, batch_size=12, seed=0, process_index=i, process_count=3)
         for i in range(3)
     ]
-    seen = [
-        np.concatenate([yb for _, yb in _take(it, 8)]) for it in hosts
-    ]  # one epoch: 32 examples each
+    # One epoch: 32 examples each.
+    seen = [np.concatenate([yb for _, yb in _take(it, 8)]) for it in hosts]
     assert all(len(s) == 32 and len(set(s)) == 32 for s in seen)
     assert (
         not set(seen[0]) & set(seen[1])
@@ -75,27 +77,17 @@ def test_eval_batches_cover_a_split_once_with_zero_weight_padding():
 
 
 def test_padded_examples_do_not_change_eval_metrics(tmp_path):
-    c = tiny_config(**{"data.val_size": 37})
-    workload = train.workloads.get(c)
-    program = train.make_program(c, workload)
-    graphdef, state, _, _ = train.init_state(c, workload, program)
-    x, y = workload.dataset.x_val, workload.dataset.y_val
-    import functools
-
-    sums = functools.partial(train._metric_sums_jit, graphdef, workload.task, program)
-    exact = train.evaluate_streamed(
-        sums, state["params"], state["batch_stats"], {"val": (x, y)}, 37
-    )
-    padded = train.evaluate_streamed(
-        sums, state["params"], state["batch_stats"], {"val": (x, y)}, 16
-    )
-    on_device = train._evaluate(
-        graphdef,
-        workload.task,
-        program,
-        state["params"],
-        state["batch_stats"],
-        train._padded(x, y, 16),
+    trial = spec.resolve(tiny_config(**{"data.val_size": 37})).base
+    instance = workloads.bind(trial)
+    program = trial.program
+    graphdef, state, _, _ = state_lib.init_state(trial, instance, program)
+    x, y = instance.dataset.x_val, instance.dataset.y_val
+    params, stats = state["params"], state["batch_stats"]
+    sums = step.metric_sums_fn(graphdef, instance.task, program)
+    exact = feed.evaluate_streamed(sums, params, stats, {"val": (x, y)}, 37)
+    padded = feed.evaluate_streamed(sums, params, stats, {"val": (x, y)}, 16)
+    on_device = step.evaluate_split(
+        graphdef, instance.task, program, params, stats, feed.padded(x, y, 16)
     )
     for k in ("loss", "error"):
         assert padded[f"val/{k}"] == pytest.approx(exact[f"val/{k}"], rel=1e-6)
@@ -138,9 +130,12 @@ def _grain_study(**overrides):
 
 def test_a_streamed_trial_learns_resumes_exactly_and_batches_like_sequential(tmp_path):
     c = _grain_study()
+    c.search = dict(optimizer=dict(learning_rate=spaces.log(1e-3, 1e-2)))
+    study = spec.resolve(c)
+    trial = study.base
     curve = {}
     full = train.train_and_evaluate(
-        c, tmp_path / "full", on_eval=lambda s, m: curve.__setitem__(s, m)
+        trial, tmp_path / "full", on_eval=lambda s, m: curve.__setitem__(s, m)
     )
     assert (
         full.status == "completed" and full.final_metrics["val/error"] < curve[0]["val/error"] - 0.1
@@ -152,18 +147,16 @@ def test_a_streamed_trial_learns_resumes_exactly_and_batches_like_sequential(tmp
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train.train_and_evaluate(c, tmp_path / "cut", on_eval=stop_at_50)
-    again = train.train_and_evaluate(c, tmp_path / "cut")
+        train.train_and_evaluate(trial, tmp_path / "cut", on_eval=stop_at_50)
+    again = train.train_and_evaluate(trial, tmp_path / "cut")
     assert again.final_metrics["val/loss"] == pytest.approx(
         full.final_metrics["val/loss"], rel=1e-6
     )
 
-    other = config_lib.apply(c, {"optimizer.learning_rate": 1e-3, "seed": 1})
-    searched = frozenset({"optimizer.learning_rate", "seed"})
-    together = batched.train_group(
-        [c, other], [tmp_path / "b0", tmp_path / "b1"], searched=searched
-    )
-    solo = train.train_and_evaluate(other, tmp_path / "solo1", searched=searched)
+    # Another trial of the study, with its own seed (its own batch order): one program.
+    other = study.trial({"optimizer.learning_rate": 1e-3, "seed": 1})
+    together = train.run_trials([trial, other], [tmp_path / "b0", tmp_path / "b1"])
+    solo = train.train_and_evaluate(other, tmp_path / "solo1")
     assert together[0].final_metrics["val/loss"] == pytest.approx(
         full.final_metrics["val/loss"], rel=2e-4
     )
@@ -186,31 +179,32 @@ def test_text_corpus_split_is_by_file_hash_and_windows_shift_by_one():
     assert x.tolist() == [list(b"abc"), list(b"def"), list(b"ghi")]
     assert y.tolist() == [list(b"bcd"), list(b"efg"), list(b"hij")]
     c = config_lib.load("experiments/pystdlib_transformer.py:smoke")
-    dataset = train.workloads.get(c).dataset
+    dataset = workloads.bind(spec.resolve(c).base).dataset
     assert dataset.num_classes == 256 and dataset.x_train.shape[1] == c.data.seq_len
-    assert not set(map(bytes, dataset.x_val[:50])) & set(
-        map(bytes, dataset.x_train)
-    )  # no shared window
+    # No shared window.
+    assert not set(map(bytes, dataset.x_val[:50])) & set(map(bytes, dataset.x_train))
 
 
 @pytest.mark.parametrize(
-    "path,value,message",
+    "path,value,field,fix",
     [
-        ("data.pipeline", "tfdata", "data.pipeline: unknown 'tfdata'"),
+        ("data.pipeline", "tfdata", "data.pipeline: unknown 'tfdata'", "use 'device'"),
         (
             "data.val_sise",
             10,
-            "data.val_sise: the 'mnist1d' dataset has no field 'val_sise' (did you mean 'val_size'?)",
+            "data.val_sise: the 'mnist1d' dataset has no field 'val_sise'",
+            "did you mean 'val_size'?",
         ),
     ],
 )
-def test_bad_data_fields_are_named(path, value, message):
+def test_bad_data_fields_are_named(path, value, field, fix):
     c = tiny_config()
-    section, field = path.split(".")
+    section, name = path.split(".")
     with c[section].unlocked():
-        c[section][field] = value
-    with pytest.raises(ConfigError, match=__import__("re").escape(message)):
-        train.check(c)
+        c[section][name] = value
+    with pytest.raises(ConfigError, match=re.escape(field)) as e:
+        spec.resolve(c)
+    assert fix in str(e.value)
 
 
 def test_tfds_without_tensorflow_datasets_says_how_to_get_it(monkeypatch):
@@ -219,12 +213,13 @@ def test_tfds_without_tensorflow_datasets_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
     c = config_lib.load("experiments/cifar10_resnet.py")
     with pytest.raises(ConfigError, match="tensorflow-datasets is not installed.*synthetic_images"):
-        train.check(c)
+        spec.resolve(c)
 
 
 class _FakeTfds:
     """The slice of tensorflow_datasets that jaxplay uses: data_source() returning a random-access
-    split of {'image', 'label'} records with dataset_info. Images come in mixed sizes, as ImageNet's do."""
+    split of {'image', 'label'} records with dataset_info. Images come in mixed sizes, as
+    ImageNet's do."""
 
     def __init__(self):
         self.calls = []
@@ -267,7 +262,8 @@ def test_tfds_splits_are_read_on_demand_cropped_and_resized(monkeypatch, tmp_pat
     )
     c.model = dict(name="mlp", width=16, depth=1, dropout=0.0)
     c.train.steps, c.train.eval_every, c.schedule.warmup_steps = 4, 2, 1
-    dataset = train.workloads.get(c).dataset
+    trial = spec.resolve(c).base
+    dataset = workloads.bind(trial).dataset
     assert fake.calls == [
         ("imagenet_like", "train", str(tmp_path), False),
         ("imagenet_like", "validation", str(tmp_path), False),
@@ -276,14 +272,14 @@ def test_tfds_splits_are_read_on_demand_cropped_and_resized(monkeypatch, tmp_pat
     images = dataset.x_train[np.array([0, 1, 2])]
     assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
     assert dataset.y_train[5] == 1
-    result = train.train_and_evaluate(c, tmp_path / "trial")
+    result = train.train_and_evaluate(trial, tmp_path / "trial")
     assert result.status == "completed"
     c.data.val_split = "missing"
     c.data.tfds_name = "other"
     with pytest.raises(
         ConfigError, match="data.tfds_name: cannot open 'other' split 'missing'.*tfds build other"
     ):
-        train.check(c)
+        spec.resolve(c)
 
 
 def test_augmentation_flips_and_crops_reproducibly_from_the_key():
@@ -300,9 +296,8 @@ def test_augmentation_flips_and_crops_reproducibly_from_the_key():
     mirrored = [(flipped[i] == images[i, :, ::-1]).all() for i in range(64)]
     assert all(s or m for s, m in zip(same, mirrored)) and 16 < sum(mirrored) < 48
     cropped = np.asarray(augment.apply("crop_flip", images, key))
-    np.testing.assert_array_equal(
-        cropped, augment.apply("crop_flip", images, key)
-    )  # same key, same batch
+    # Same key, same batch.
+    np.testing.assert_array_equal(cropped, augment.apply("crop_flip", images, key))
     assert not (
         cropped == np.asarray(augment.apply("crop_flip", images, jax.random.PRNGKey(8)))
     ).all()
@@ -317,11 +312,11 @@ def test_augment_is_refused_where_it_means_nothing():
     c = tiny_config()
     with c.data.unlocked():
         c.data.augment = "crop_flip"
-    with pytest.raises(
-        ConfigError, match="data.augment: the 'mnist1d' dataset has no field 'augment'"
-    ):
-        train.check(c)
+    with pytest.raises(ConfigError, match="data.augment: the 'mnist1d' dataset") as e:
+        spec.resolve(c)
+    assert "set 'none'" in str(e.value)
     c = config_lib.load("experiments/cifar10_resnet.py:smoke")
     c.data.augment = "mixup"
-    with pytest.raises(ConfigError, match="data.augment: unknown 'mixup'"):
-        train.check(c)
+    with pytest.raises(ConfigError, match="data.augment: unknown 'mixup'") as e:
+        spec.resolve(c)
+    assert "use one of" in str(e.value) and "'crop_flip'" in str(e.value)

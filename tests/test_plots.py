@@ -20,7 +20,8 @@ STEPS = list(range(0, 1001, 100))
 
 
 def _curves(error: float, diverge_at: int | None = None, objective: str = "val/error") -> dict:
-    """Curves falling from 0.9 to `error`; from `diverge_at` on the loss explodes and metrics are NaN."""
+    """Curves falling from 0.9 to `error`; from `diverge_at` on the loss explodes and metrics are
+    NaN."""
     curves = {"val/error": [], "train/error": [], "train/loss": []}
     for s in STEPS:
         e = error + (0.9 - error) * math.exp(-s / 200)
@@ -40,8 +41,8 @@ def _curves(error: float, diverge_at: int | None = None, objective: str = "val/e
 
 
 def example_study(mode: str = "min", n: int = 18, **kwargs):
-    """18 trials: a log learning rate (infeasible above 3e-2), a linear b1, a discrete scientific width,
-    a categorical activation; one failed trial and two pending ones."""
+    """18 trials: a log learning rate (infeasible above 3e-2), a linear b1, a discrete scientific
+    width, a categorical activation; one failed trial and two pending ones."""
     search = {
         "optimizer": {"learning_rate": spaces.log(1e-4, 1e-1), "b1": spaces.linear(0.8, 0.99)},
         "model": {
@@ -186,7 +187,7 @@ def test_axis_plot_category_labels_are_readable(n):
     )
     fig = plots.axis_plot(study, "model.activation")
     shown = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert shown[0] == plots._short(values[0]) and len(set(shown)) == len(
+    assert shown[0] == plots.short_label(values[0]) and len(set(shown)) == len(
         shown
     )  # shortened, still distinct
     assert len(shown) == n or n == 40  # only a crowd of categories is thinned
@@ -259,7 +260,7 @@ def test_best_of_k_counts_infeasible_draws_as_nothing():
         {"params": {"optimizer.learning_rate": 1e-1}, "status": "infeasible"},
     ]
     samples = plots.best_of_k(constructed_study(search, trials), repeats=2000)
-    cap = plots._cap(constructed_study(search, trials))
+    cap = plots.infeasible_cap(constructed_study(search, trials))
     # One draw is infeasible half the time; two draws both are a quarter of the time.
     assert np.mean(samples[1] == cap) == pytest.approx(0.5, abs=0.05)
     assert np.mean(samples[2] == cap) == pytest.approx(0.25, abs=0.05)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from jaxplay import config as config_lib
-from jaxplay import sweep
+from jaxplay import driver, spec, sweep
 from jaxplay.errors import ConfigError
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
@@ -82,19 +82,26 @@ def test_readme_workload_runs_sequential_by_its_command_and_batched(workload_dir
 def test_workload_import_errors_name_the_field(workload_dir):
     folder, _ = workload_dir
     config = config_lib.load(str(folder / "sine_study.py"))
-    for spec, message in [
-        ("no_such_module:sine", "workload: cannot import 'no_such_module'"),
-        ("my_workloads:sign", "workload: module 'my_workloads' has no attribute 'sign'"),
-        ("my_workloads:SineNet", "workload: my_workloads:SineNet is a"),
-        ("regression", "workload: unknown workload 'regression'"),
+    for workload, message, fix in [
+        ("no_such_module:sine", "workload: cannot import 'no_such_module'", "PYTHONPATH"),
+        (
+            "my_workloads:sign",
+            "workload: module 'my_workloads' has no attribute 'sign'",
+            "jaxplay.workloads.Workload(",
+        ),
+        (
+            "my_workloads:SineNet",
+            "workload: my_workloads:SineNet is a",
+            "jaxplay.workloads.Workload",
+        ),
+        ("regression", "workload: unknown workload 'regression'", "'classification'"),
     ]:
-        config.workload = spec
-        with pytest.raises(ConfigError, match=re.escape(message)):
-            sweep.plan(config)
+        config.workload = workload
+        with pytest.raises(ConfigError, match=re.escape(message)) as e:
+            driver.plan(spec.resolve(config))
+        assert fix in str(e.value)
     config.workload = "my_workloads:sine"
     config.study.mode = "max"
-    with pytest.raises(
-        ConfigError,
-        match=re.escape("study.mode: val/mse is better when lower; set study.mode='min'"),
-    ):
-        sweep.plan(config)
+    with pytest.raises(ConfigError, match=re.escape("study.mode: val/mse")) as e:
+        driver.plan(spec.resolve(config))
+    assert "set study.mode='min'" in str(e.value)

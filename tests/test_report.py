@@ -1,4 +1,5 @@
-"""The HTML report: every section, escaping of user strings, and what headless Chromium makes of it."""
+"""The HTML report: every section, escaping of user strings, and what headless Chromium makes of
+it."""
 
 import html
 import re
@@ -37,7 +38,8 @@ FINDINGS = [
 
 
 def _trial_rows(page: str) -> list[int]:
-    """Trial indices in the order of the trials table's rows (the only rows that open with a number)."""
+    """Trial indices in the order of the trials table's rows (the only rows that open with a
+    number)."""
     return [int(i) for i in re.findall(r'<tr(?: class="best")?><td class="num">(\d+)</td>', page)]
 
 

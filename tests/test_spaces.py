@@ -152,10 +152,7 @@ LR = "search.optimizer.learning_rate"
         (spaces.int_log(0, 8), [f"{LR}: log scale needs min > 0", "min >= 1"]),
         (
             spaces.log(1e-4, 1e-1, role="nuisanse"),
-            [
-                f"{LR}: unknown role 'nuisanse'; use 'scientific' or 'nuisance' (hyperparameters not in "
-                "search are fixed)"
-            ],
+            [f"{LR}: unknown role 'nuisanse'", "use 'scientific' or 'nuisance'"],
         ),
         (
             spaces.log(1e-4, 1e-1, role="fixed"),
@@ -315,47 +312,60 @@ def test_spaces_that_fit_the_base_type(path, declaration):
         (
             "model.width",
             spaces.linear(64, 512),
-            "search.model.width: a float space cannot set model.width, which is an int (256) in the base "
-            "config; use spaces.int_linear/int_log or spaces.discrete([...])",
+            [
+                "search.model.width: a float space cannot set model.width, which is an int (256)",
+                "use spaces.int_linear/int_log or spaces.discrete([...])",
+            ],
         ),
         (
             "model.width",
             spaces.discrete([64.5, 128]),
-            "search.model.width: a discrete space cannot set model.width, which is an int (256)",
+            ["search.model.width: a discrete space cannot set model.width, which is an int (256)"],
         ),
         (
             "model.width",
             spaces.categorical(["a", "b"]),
-            "search.model.width: a categorical space cannot set model.width",
+            ["search.model.width: a categorical space cannot set model.width"],
         ),
         (
             "optimizer.learning_rate",
             spaces.categorical(["a", "b"]),
-            "search.optimizer.learning_rate: a categorical space cannot set optimizer.learning_rate, "
-            "which is a float (0.001) in the base config; use spaces.linear/log",
+            [
+                "search.optimizer.learning_rate: a categorical space cannot set "
+                "optimizer.learning_rate, which is a float (0.001)",
+                "use spaces.linear/log",
+            ],
         ),
         (
             "model.name",
             spaces.discrete([1, 2]),
-            "search.model.name: a discrete space cannot set model.name, which is a str ('mlp') in the "
-            "base config; use spaces.categorical([...]) of strings",
+            [
+                "search.model.name: a discrete space cannot set model.name, which is a str ('mlp')",
+                "use spaces.categorical([...]) of strings",
+            ],
         ),
         (
             "model.use_bias",
             spaces.categorical([0, 1]),
-            "search.model.use_bias: a categorical space cannot set model.use_bias, which is a bool (True) "
-            "in the base config; use spaces.categorical([False, True])",
+            [
+                "search.model.use_bias: a categorical space cannot set model.use_bias, which is a "
+                "bool (True)",
+                "use spaces.categorical([False, True])",
+            ],
         ),
         (
             "model.use_bias",
             spaces.int_linear(0, 1),
-            "search.model.use_bias: an int space cannot set model.use_bias",
+            ["search.model.use_bias: an int space cannot set model.use_bias"],
         ),
         (
             "model.features",
             spaces.categorical(["a"]),
-            "search.model.features: a categorical space cannot set model.features, which is a tuple "
-            "((32, 64)) in the base config; only int, float, str and bool fields can be searched",
+            [
+                "search.model.features: a categorical space cannot set model.features, which is a "
+                "tuple ((32, 64))",
+                "only int, float, str and bool fields can be searched",
+            ],
         ),
     ],
 )
@@ -363,7 +373,8 @@ def test_spaces_that_do_not_fit_the_base_type(path, declaration, expected):
     section, name = path.split(".")
     with pytest.raises(ConfigError) as info:
         spaces.parse({section: {name: declaration}}, base=_base())
-    assert expected in str(info.value)
+    for text in expected:  # the field and the fix, not the whole sentence
+        assert text in str(info.value)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,14 +3,17 @@
 import math
 import pathlib
 
+import ml_collections
 import numpy as np
 import pytest
 
 from factories import constructed_study, tiny_config
-from jaxplay import cli, spaces, steps
+from jaxplay import cli, spaces, spec
 from jaxplay import config as config_lib
+from jaxplay import steps as steps_command
 from jaxplay import store as store_lib
 from jaxplay.errors import ConfigError
+from jaxplay.tuning import steps
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LR = "optimizer.learning_rate"
@@ -18,6 +21,12 @@ LR = "optimizer.learning_rate"
 
 # ---------------------------------------------------------------------------------------------
 # The derived study
+
+
+def _derive(config, **options):
+    """The sweep derived from `config` (read with dots) and its changes, as its link has them."""
+    tree = steps.sweep_config(config, **options)
+    return ml_collections.ConfigDict(tree), list(tree["study"]["parent"]["changes"])
 
 
 def _regularized_study():
@@ -38,12 +47,12 @@ def _regularized_study():
 
 def test_derived_study_is_a_constant_lr_grid_without_regularization():
     c = _regularized_study()
-    derived, changes = steps.derive(c)
+    derived, changes = _derive(c)
     assert derived.schedule.name == "constant" and derived.schedule.warmup_steps == 0
     assert derived.optimizer.weight_decay == 0.0 and derived.model.dropout == 0.0
     assert derived.train.label_smoothing == 0.0
     # The learning rate alone is searched, on a log grid spanning the study's range.
-    space = config_lib.validate(derived)
+    space = spec.resolve(derived).space
     assert space.paths == (LR,)
     grid = list(space.params[0].values)
     assert len(grid) == steps.DEFAULT_NUM_LEARNING_RATES and grid == sorted(grid)
@@ -54,6 +63,8 @@ def test_derived_study_is_a_constant_lr_grid_without_regularization():
     assert derived.model.width == 32 and derived.optimizer.b1 == 0.9
     assert derived.study.name == "tiny-steps" and derived.study.algorithm == "grid"
     assert derived.study.num_trials is None and derived.study.objective == "val/error"
+    # It records where it comes from: the study file's study, by the 'steps' derivation.
+    assert derived.study.parent.study == "tiny" and derived.study.parent.action == "steps"
     # N = the study's train.steps, evaluated ~20 times (a divisor of N).
     assert derived.train.steps == 100 and derived.train.eval_every == 5
     text = "\n".join(changes)
@@ -74,46 +85,48 @@ def test_derived_study_is_a_constant_lr_grid_without_regularization():
 
 
 def test_derived_study_switches_off_augmentation_and_validates():
-    derived, changes = steps.derive(
-        config_lib.load(str(REPO / "experiments/cifar10_resnet.py")), steps=2000
+    # ':synthetic' is the study file with generated images (same augmentation and regularizers):
+    # resolving the derived study loads its data, and CIFAR-10 from tfds need not be installed.
+    derived, changes = _derive(
+        config_lib.load(str(REPO / "experiments/cifar10_resnet.py:synthetic")), steps=2000
     )
     assert derived.data.augment == "none" and derived.train.label_smoothing == 0.0
     assert derived.optimizer.weight_decay == 0.0
     assert "data.augment: crop_flip -> none (switched off)" in changes
     assert derived.train.steps == 2000 and derived.train.eval_every == 100
-    assert config_lib.validate(derived).paths == (LR,)
+    assert spec.resolve(derived).space.paths == (LR,)
 
 
 def test_grid_options_and_their_errors():
     c = tiny_config()  # no search space: three decades around the base learning rate 3e-3
     assert steps.learning_rate_grid(c, 3) == [1e-4, 3e-3, 0.09]
-    derived, _ = steps.derive(
+    derived, _ = _derive(
         c,
         learning_rates=["0.1", "0.001", "0.01"],
         steps=200,
         eval_every=40,
         keep_warmup=True,
-        study_name="mine",
+        name="mine",
     )
     assert list(derived.search.optimizer.learning_rate["values"]) == [1e-3, 1e-2, 1e-1]
     assert derived.train.steps == 200 and derived.train.eval_every == 40
     assert derived.schedule.warmup_steps == 10 and derived.study.name == "mine"
-    config_lib.validate(derived)
+    spec.resolve(derived)
     # A study that already evaluates more often than N/20 keeps its own eval_every.
-    assert steps.derive(tiny_config(**{"train.eval_every": 2}))[0].train.eval_every == 2
+    assert _derive(tiny_config(**{"train.eval_every": 2}))[0].train.eval_every == 2
     with pytest.raises(
-        ConfigError,
-        match=r"--eval_every: must be an int >= 1 that divides --steps=200 .*use 25 or 40",
-    ):
-        steps.derive(c, steps=200, eval_every=30)
+        ConfigError, match=r"--eval_every: must be an int >= 1 that divides --steps=200"
+    ) as info:
+        _derive(c, steps=200, eval_every=30)
+    assert "use 25 or 40" in str(info.value)
     with pytest.raises(ConfigError, match="--num_learning_rates: must be an int >= 3"):
-        steps.derive(c, num_learning_rates=2)
+        _derive(c, num_learning_rates=2)
     with pytest.raises(ConfigError, match="--learning_rates: give at least 3"):
-        steps.derive(c, learning_rates=[1e-3, 1e-2])
+        _derive(c, learning_rates=[1e-3, 1e-2])
     with pytest.raises(ConfigError, match="--steps: must be an int >= 1"):
-        steps.derive(c, steps=0)
+        _derive(c, steps=0)
     with pytest.raises(ConfigError, match="--keep_warmup"):
-        steps.derive(c, steps=10, keep_warmup=True)
+        _derive(c, steps=10, keep_warmup=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +193,7 @@ def test_estimate_flags_a_fastest_learning_rate_at_the_grid_boundary(
     assert len(result.warnings) == 1
     assert f"is the {boundary} of the grid" in result.warnings[0]
     assert f"extend the grid {direction} and rerun" in result.warnings[0]
-    assert f"--learning_rates {suggested} --study_name x-steps-2" in result.warnings[0]
+    assert f"--learning_rates {suggested} --config.study.name=x-steps-2" in result.warnings[0]
     assert "warning: the fastest learning rate" in result.summary()
 
 
@@ -214,7 +227,9 @@ def test_estimate_with_a_custom_metric_and_threshold():
         result.max_train_steps == 200 and result.learning_rate == 1e-2 and result.boundary is None
     )
     assert "train/loss <= 0.1" in result.recommendation()
-    with pytest.raises(ConfigError, match="no trial of 'x-steps' logged 'train/eror'"):
+    with pytest.raises(
+        ConfigError, match="--fit_metric: no trial of 'x-steps' logged 'train/eror'"
+    ):
         steps.estimate(study, "train/eror")
 
 
@@ -275,7 +290,6 @@ def test_cli_runs_the_sweep_estimates_and_a_rerun_does_not_retrain(tmp_path, cap
     workdir = tmp_path / "w"
     # The README's MLP on sklearn's digits, which it fits to 0 training error within 100 steps.
     args = [
-        "jaxplay.steps",
         f"--config={REPO}/experiments/mnist1d_mlp.py:smoke",
         f"--workdir={workdir}",
         "--config.data.name=digits",
@@ -283,7 +297,7 @@ def test_cli_runs_the_sweep_estimates_and_a_rerun_does_not_retrain(tmp_path, cap
         "--learning_rates=1e-3,1e-2,1e-1",
         "--eval_every=10",
     ]
-    assert steps.main(args) == 0
+    assert steps_command.main(args) == 0
     out = capsys.readouterr().out
     assert "schedule.name: cosine -> constant" in out and "model.width=256" in out
     assert "max_train_steps sweep 'mnist1d-mlp-smoke-steps'" in out
@@ -316,7 +330,7 @@ def test_cli_runs_the_sweep_estimates_and_a_rerun_does_not_retrain(tmp_path, cap
     assert recommendation.startswith(f"max_train_steps ~ {result.max_train_steps} ")
 
     # A criterion no trial meets: no estimate, exit status 1 (still without training).
-    assert steps.main(args + ["--fit_threshold=-1"]) == 1
+    assert steps_command.main(args + ["--fit_threshold=-1"]) == 1
     assert "no estimate: no learning rate reached train/error <= -1" in capsys.readouterr().out
 
 
@@ -334,12 +348,11 @@ def test_cli_runs_the_sweep_estimates_and_a_rerun_does_not_retrain(tmp_path, cap
 )
 def test_cli_bad_input_exits_2_with_the_field_named(tmp_path, capsys, extra, message):
     args = [
-        "jaxplay.steps",
         f"--config={REPO}/experiments/mnist1d_mlp.py:smoke",
         f"--workdir={tmp_path}/w",
         *extra,
     ]
-    assert steps.main(args) == 2
+    assert steps_command.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "w" / "jaxplay.db").exists()

@@ -168,9 +168,7 @@ def test_a_store_from_an_older_schema_is_refused_with_the_fix(tmp_path):
     ):  # the studies table as an older jaxplay wrote it: no executor columns
         conn.execute(sa.text("CREATE TABLE studies (id INTEGER PRIMARY KEY, name VARCHAR(200))"))
     engine.dispose()
-    with pytest.raises(
-        StoreError, match=r"lacks columns \['.*executor.*'\].*new --workdir"
-    ):
+    with pytest.raises(StoreError, match=r"lacks columns \['.*executor.*'\].*new --workdir"):
         store_lib.Store(url)
 
 

@@ -20,7 +20,8 @@ args = sys.argv[1:]
 with open(log, "a") as f:
     f.write(json.dumps(args) + "\\n")
 if "scp" in args:  # keep what was copied to the workers
-    source, target = [a for a in args if not a.startswith("-") and a not in ("compute", "tpus", "tpu-vm", "scp")][:2]
+    words = ("compute", "tpus", "tpu-vm", "scp")
+    source, target = [a for a in args if not a.startswith("-") and a not in words][:2]
     shutil.copy(source, os.path.join(os.path.dirname(log), target.split(":", 1)[1]))
 if "ssh" in args and any("jaxplay.sweep" in a for a in args) and os.environ.get("FAKE_SWEEP_FAILS"):
     sys.exit(1)

@@ -1,7 +1,5 @@
 """Tests for jaxplay.analysis.variance: trial and study noise, and the verdict on a difference."""
 
-import math
-
 import pytest
 
 from jaxplay.analysis import variance
@@ -50,8 +48,23 @@ def test_study_noise_groups_a_study_with_its_reseeds():
     for name in ("a", "a-seed1"):
         noise = variance.study_noise(records, name)
         assert noise.n == 3 and set(noise.sources) == {"a", "a-seed1", "a-seed2"}
-        assert noise.mean == pytest.approx((0.25 + 0.28 + 0.27) / 3)
+        # One value per study, its best (0.25, 0.28, 0.27): not its other trials (0.30, 0.40).
+        assert 0.25 <= noise.mean <= 0.28 and noise.std > 0
     assert variance.study_noise(records, "other") is None
+    # Search seeds that agree on the best value make a smaller study variance, none when equal.
+    closer = [
+        _record("a", [0.30, 0.25]),
+        _record("a-seed1", [0.26, 0.40], parent="a", action="reseed"),
+        _record("a-seed2", [0.25], parent="a", action="reseed"),
+    ]
+    assert variance.study_noise(closer, "a").std < noise.std
+    same = [
+        _record("a", [0.30, 0.25]),
+        _record("a-seed1", [0.25, 0.40], parent="a", action="reseed"),
+        _record("a-seed2", [0.25], parent="a", action="reseed"),
+    ]
+    agreed = variance.study_noise(same, "a")
+    assert agreed.std == 0 and agreed.mean == pytest.approx(0.25)
 
 
 def test_verdict_says_whether_a_difference_exceeds_each_noise():
@@ -80,8 +93,13 @@ def test_verdict_says_whether_a_difference_exceeds_each_noise():
 
 
 def test_a_difference_of_two_results_is_weighed_at_two_sqrt_two_sigma():
-    noise = variance.Noise("trial", 0.01, 0.2, 5, ("x",))
-    assert noise.threshold == pytest.approx(2 * math.sqrt(2) * 0.01)
+    # 2 * sqrt(2) = 2.83 std: with a trial std of 0.01, a difference of 0.025 may be noise and one
+    # of 0.03 is unlikely to be.
+    a = _record("a", [0.20])
+    rerun = _record("a-rerun", [0.19, 0.20, 0.21], parent="a", action="rerun")  # std 0.01
+    for diff, where in ((0.025, "within"), (0.03, "beyond")):
+        b = _record("b", [0.20 + diff])
+        assert f"{where} trial noise" in variance.difference_text(a, b, [a, b, rerun])
 
 
 def test_difference_text_weighs_a_related_study_against_the_known_noise():

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from factories import float_only_study
+from jaxplay import driver, sweep
 from jaxplay import store as store_lib
-from jaxplay import sweep
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 STUDY = """
@@ -23,7 +23,8 @@ def get_config(arg=None):
     c.seed = 0
     c.data = dict(name="mnist1d", batch_size=64, val_size=500, pipeline="device")
     c.model = dict(name="mlp", width=32, depth=1, activation="relu", dropout=0.0)
-    c.optimizer = dict(name="adam", learning_rate=3e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0)
+    c.optimizer = dict(name="adam", learning_rate=3e-3, b1=0.9, b2=0.999, eps=1e-8,
+                       weight_decay=0.0)
     c.schedule = dict(name="constant", warmup_steps=0)
     c.train = dict(steps=STEPS, eval_every=EVERY, keep_best=2, checkpoint_every_secs=0.0)
     c.study = dict(name="NAME", objective="val/error", mode="min", algorithm="quasirandom",
@@ -97,8 +98,9 @@ def test_four_workers_finish_twelve_trials_exactly_once(backend, tmp_path):
 
 
 def test_two_workers_share_a_bayesian_optimization_study(tmp_path):
-    # Adaptive trials are created as results arrive: each worker asks the GP with the other's running
-    # trial as a pending point, and a worker that loses the race to create a trial asks again.
+    # Adaptive trials are created as results arrive: each worker asks the GP with the other's
+    # running trial as a pending point, and a worker that loses the race to create a trial asks
+    # again.
     name = f"workers-gp-{os.getpid()}"
     path = _study_file(tmp_path, name, trials=8, steps=40, every=20)
     path.write_text(
@@ -156,6 +158,15 @@ def test_an_expired_lease_is_reclaimed_and_resumed_from_its_checkpoint(tmp_path)
 
     with pytest.raises(KeyboardInterrupt):
         sweep.run_study(c, tmp_path, executor="sequential", log=stop_at_100, report=False)
+    # Interrupted as step 100 was logged: the trial resumes from the newest finalized checkpoint
+    # holding the whole train state that it wrote by then.
+    checkpoints = driver.trial_dir(tmp_path, c.study.name, 0) / "checkpoints"
+    saved = max(
+        int(p.name)
+        for p in checkpoints.iterdir()
+        if p.name.isdigit() and (p / "state").exists() and (p / "_CHECKPOINT_METADATA").exists()
+    )
+    assert 50 <= saved <= 100
     store = store_lib.Store(store_lib.default_url(tmp_path))
     try:
         sid = store.study_id(c.study.name)
@@ -171,8 +182,7 @@ def test_an_expired_lease_is_reclaimed_and_resumed_from_its_checkpoint(tmp_path)
         c, tmp_path, executor="sequential", log=lines.append, report=False, lease_s=0.5
     )
     text = "\n".join(lines)
-    # Interrupted as step 100 was logged, before its checkpoint: the latest one is step 50's.
-    assert "reclaimed trial 0" in text and "resuming from step 50" in text, text
+    assert "reclaimed trial 0" in text and f"resuming from step {saved}" in text, text
     assert [t["status"] for t in record["trials"]] == ["completed", "completed"]
     assert record["trials"][0]["worker"] != "another-host:123"
 

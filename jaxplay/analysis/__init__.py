@@ -4,7 +4,8 @@ Everything here reads the store only (`load`), so it works on finished studies, 
 studies written by other hosts. Each `python -m jaxplay.studies` command is one call here:
 
     from jaxplay import analysis
-    study = analysis.load('runs/mnist1d_mlp')          # or load(store='postgresql+psycopg://...', study=NAME)
+    study = analysis.load('runs/mnist1d_mlp')          # or, with no workdir:
+    # study = analysis.load(store='postgresql+psycopg://...', study=NAME)
     for finding in analysis.diagnose(study): print(finding.title, '->', finding.action)
     analysis.report('runs/mnist1d_mlp')                 # writes the HTML report, returns its path
     print(analysis.compare(round1, round2)); print(analysis.export(study, 'csv'))

@@ -28,21 +28,26 @@ STATUSES = ("completed", "infeasible", "failed", "running", "pending")
 SEVERITIES = ("warning", "info")
 
 STYLE = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0 auto;
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; \
+margin: 0 auto;
        max-width: 1100px; padding: 0 20px 40px; }
 h1 { margin: 24px 0 4px; font-size: 26px; } h2 { margin-top: 32px; border-bottom: 1px solid #ddd; }
 h3 { margin-top: 20px; }
 nav a { margin-right: 14px; } .notes { color: #555; font-style: italic; margin-top: 0; }
 table { border-collapse: collapse; font-size: 13px; }
-th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 10px 3px 4px; text-align: left; vertical-align: top; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 10px 3px 4px; text-align: left; \
+vertical-align: top; }
 th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.fields th { background: none; width: 190px; font-weight: 600; }
 .trials { display: block; overflow-x: auto; } tr.best { background: #eefbea; }
-code, pre { font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace; background: #f6f6f6; padding: 1px 4px;
+code, pre { font: 12px/1.4 ui-monospace, Menlo, Consolas, monospace; background: #f6f6f6; \
+padding: 1px 4px;
             white-space: pre-wrap; word-break: break-all; }
-.badge { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: 12px; font-weight: 600;
+.badge { display: inline-block; border-radius: 4px; padding: 0 6px; font-size: 12px; \
+font-weight: 600;
          color: #fff; background: #888; }
-.badge.warning, .badge.infeasible, .badge.failed { background: #c0392b; } .badge.info { background: #2c7fb8; }
+.badge.warning, .badge.infeasible, .badge.failed { background: #c0392b; } \
+.badge.info { background: #2c7fb8; }
 .badge.completed { background: #2e8b57; } .badge.running { background: #d68910; }
 .finding { border-left: 4px solid #2c7fb8; background: #f7fafd; padding: 6px 12px; margin: 10px 0; }
 .finding.warning { border-color: #c0392b; background: #fdf6f5; }
@@ -70,7 +75,8 @@ def _num(value) -> str:
 def _table(
     header: list[str], rows: list[list[str]], cls: str = "", highlight: int | None = None
 ) -> str:
-    """A table from already-escaped cell HTML (header cells are escaped here); row `highlight` is marked."""
+    """A table from already-escaped cell HTML (header cells are escaped here); row `highlight`
+    is marked."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join(
         ('<tr class="best">' if i == highlight else "<tr>") + "".join(cells) + "</tr>"
@@ -131,14 +137,21 @@ def _summary(study: StudyData) -> str:
             f"<td><code>{_e(p.path)}</code></td>",
             f"<td>{_e(p.role)}</td>",
             f"<td>{_e(p.space)}</td>",
-            f"<td>{_e(f'{p.scale} [{_num(p.min)}, {_num(p.max)}]' if p.values is None else list(p.values))}</td>",
+            "<td>"
+            + _e(
+                f"{p.scale} [{_num(p.min)}, {_num(p.max)}]" if p.values is None else list(p.values)
+            )
+            + "</td>",
         ]
         for p in study.space
     ]
     if space:
         searched = _table(["searched hyperparameter", "role", "space", "range"], space)
     elif r.get("algorithm") == "manual":
-        searched = "<p>Nothing searched: the trials were listed (study.trials); their values are in the table of trials.</p>"
+        searched = (
+            "<p>Nothing searched: the trials were listed (study.trials); "
+            "their values are in the table of trials.</p>"
+        )
     else:
         searched = "<p>Nothing searched: every trial ran the same configuration.</p>"
     return (
@@ -149,7 +162,10 @@ def _summary(study: StudyData) -> str:
 
 def _diagnostics(findings: list) -> str:
     if not findings:
-        return '<section id="diagnostics"><h2>Diagnostics</h2><p class="ok">No problems found.</p></section>'
+        return (
+            '<section id="diagnostics"><h2>Diagnostics</h2>'
+            '<p class="ok">No problems found.</p></section>'
+        )
     items = []
     for f in findings:
         severity = (
@@ -161,7 +177,8 @@ def _diagnostics(findings: list) -> str:
         if f.trials:
             where.append("trials " + ", ".join(_e(i) for i in f.trials))
         items.append(
-            f'<div class="finding {severity}"><p><span class="badge {severity}">{_e(f.severity)}</span> '
+            f'<div class="finding {severity}"><p>'
+            f'<span class="badge {severity}">{_e(f.severity)}</span> '
             f"<strong>{_e(f.title)}</strong></p><p>{_e(f.detail)}</p>"
             f"<p><strong>Action:</strong> {_e(f.action)}</p>"
             + (
@@ -174,7 +191,8 @@ def _diagnostics(findings: list) -> str:
     warnings = sum(f.severity == "warning" for f in findings)
     return (
         f'<section id="diagnostics"><h2>Diagnostics</h2><p>{warnings} warning(s), '
-        f"{len(findings) - warnings} note(s) from the playbook's checks.</p>{''.join(items)}</section>"
+        f"{len(findings) - warnings} note(s) from the playbook's checks.</p>"
+        f"{''.join(items)}</section>"
     )
 
 
@@ -224,8 +242,10 @@ def _trials(study: StudyData) -> str:
         highlight=next((i for i, t in enumerate(order) if t.index == best), None),
     )
     return (
-        f'<section id="trials"><h2>Trials</h2><p>Best first; the best trial is highlighted. A trial\'s value '
-        f"is the best {_e(study.objective)} it reached over training (the playbook's choice).</p>{table}</section>"
+        '<section id="trials"><h2>Trials</h2>'
+        "<p>Best first; the best trial is highlighted. A trial's value "
+        f"is the best {_e(study.objective)} it reached over training (the playbook's choice).</p>"
+        f"{table}</section>"
     )
 
 
@@ -357,9 +377,10 @@ def _fixed(study: StudyData) -> str:
     table = _table(["fixed hyperparameter", "value"], rows) if rows else "<p>None recorded.</p>"
     return (
         '<section id="fixed"><h2>Fixed hyperparameters: caveats of the conclusions</h2>'
-        "<p>Everything the study did not search was fixed. Its conclusions hold for these fixed values; "
-        "with a different value of any of them (another batch size, model depth, schedule...) they may not, "
-        "until a study that searches it says so.</p>" + table + "</section>"
+        "<p>Everything the study did not search was fixed. "
+        "Its conclusions hold for these fixed values; "
+        "with a different value of any of them (another batch size, model depth, schedule...) "
+        "they may not, until a study that searches it says so.</p>" + table + "</section>"
     )
 
 
@@ -389,7 +410,8 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Study {_e(study.name)}: jaxplay report</title><style>{STYLE}</style></head>\n<body>"
+        f"<title>Study {_e(study.name)}: jaxplay report</title>"
+        f"<style>{STYLE}</style></head>\n<body>"
         f"<header><h1>Study {_e(study.name)}</h1>"
         f'<p class="notes">{_e(study.record.get("notes") or "")}</p><nav>{nav}</nav></header>\n'
         f"{_summary(study)}\n{lineage}\n{_diagnostics(findings)}\n{_trials(study)}\n"
@@ -408,7 +430,8 @@ def write_report(
     study: StudyData, path: str | pathlib.Path | None = None, *, findings: list | None = None
 ) -> pathlib.Path:
     """Writes the report and returns its path: `path` ending in .html is the file itself, any other
-    path is a directory (created if missing) that gets `report_name(study)`; default: the current one."""
+    path is a directory (created if missing) that gets `report_name(study)`; default: the current
+    one."""
     target = pathlib.Path.cwd() if path is None else paths.folder(path)  # a gs:// workdir too
     if target.suffix.lower() not in (".html", ".htm") or target.is_dir():
         target = target / report_name(study)

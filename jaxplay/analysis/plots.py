@@ -23,15 +23,15 @@ from jaxplay.analysis.plots_curves import (
     MAX_LABEL,
     TOP_COLORS,
     NothingToPlot,
-    _cap,
-    _figure,
-    _legend,
-    _short,
-    _text,
     best_of_k,
     best_of_k_plot,
     curves_plot,
     default_ks,
+    infeasible_cap,
+    new_figure,
+    outside_legend,
+    safe_text,
+    short_label,
 )
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.spaces import Hyperparameter
@@ -74,7 +74,7 @@ def _param(study: StudyData, path: str) -> Hyperparameter:
 
 def _objective_label(study: StudyData) -> str:
     better = "lower" if study.mode == "min" else "higher"
-    return _text(f"best {study.objective} over training\n({better} is better)")
+    return safe_text(f"best {study.objective} over training\n({better} is better)")
 
 
 def _draw_cap(ax, study: StudyData, cap: float) -> None:
@@ -161,9 +161,9 @@ def _category_ticks(ax, labels: list[str]) -> None:
 def _setup_x(ax, p: Hyperparameter, categories: list | None) -> None:
     """Log axis for log-scaled parameters, labelled categories for discrete/categorical ones, and
     dashed search-range bounds for numbers (so 'best near the boundary' is visible)."""
-    ax.set_xlabel(_text(f"{p.path} ({p.role})"))
+    ax.set_xlabel(safe_text(f"{p.path} ({p.role})"))
     if categories is not None:
-        _category_ticks(ax, [_text(_short(v)) for v in categories])
+        _category_ticks(ax, [safe_text(short_label(v)) for v in categories])
         ax.set_xlim(-0.6, len(categories) - 0.4)
         return
     if p.scale == "log":
@@ -192,14 +192,14 @@ def _setup_x(ax, p: Hyperparameter, categories: list | None) -> None:
 def axis_plot(study: StudyData, path: str) -> Figure:
     """Best objective of each trial against one searched hyperparameter (playbook Fig 1)."""
     p = _param(study, path)
-    cap = _cap(study)
+    cap = infeasible_cap(study)
     trials = [t for t in study.finished if p.path in t.params]
     categories = _categories(p, trials) if p.space in ("discrete", "categorical") else None
     # A completed trial that never trained is infeasible too (the diagnostics say so): a red x.
     feasible = {t.index for t in study.feasible if not diagnostics.never_trained(t)}
     top = [t for t in study.feasible if t.index in feasible][:3]
     top_ids = {t.index for t in top}
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     _setup_x(ax, p, categories)
     groups = (
@@ -213,7 +213,7 @@ def axis_plot(study: StudyData, path: str) -> Figure:
             ax.scatter(_x_positions(p, group, categories), y, label=label, **style)
     unfinished = len(study.trials) - len(study.finished)
     ax.set_title(
-        _text(
+        safe_text(
             f"{path}: {len(trials)} finished trials"
             + (f" ({unfinished} unfinished not shown)" if unfinished else "")
         ),
@@ -223,7 +223,7 @@ def axis_plot(study: StudyData, path: str) -> Figure:
     ax.grid(alpha=0.3)
     if any(t.index not in feasible for t in trials):
         _draw_cap(ax, study, cap)
-    _legend(fig, ax)
+    outside_legend(fig, ax)
     return fig
 
 
@@ -242,7 +242,7 @@ def isolation_groups(study: StudyData, path: str, buckets: int = 8) -> list[dict
             [t for t in trials if _category_index(categories, t.params[path], p.space) == i]
             for i in range(len(categories))
         ]
-        labels = [_short(v) for v in categories]
+        labels = [short_label(v) for v in categories]
         edges = None
     else:
         if buckets < 1:
@@ -254,7 +254,10 @@ def isolation_groups(study: StudyData, path: str, buckets: int = 8) -> list[dict
         members = [[t for t, b in zip(trials, which) if b == i] for i in range(buckets)]
         grid = np.linspace(lo, hi, buckets + 1)
         edges = np.exp(grid) if p.scale == "log" else grid
-        labels = [f"{_short(float(a))}-{_short(float(b))}" for a, b in zip(edges[:-1], edges[1:])]
+        labels = [
+            f"{short_label(float(a))}-{short_label(float(b))}"
+            for a, b in zip(edges[:-1], edges[1:])
+        ]
     groups = []
     for i, group in enumerate(members):
         ids = {t.index for t in group}
@@ -281,10 +284,10 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
     """Best trial per value of a (scientific) hyperparameter with the nuisance ones optimized away
     (playbook "isolation plots", Fig 2); numbers are bucketed into `buckets` equal-width bins."""
     p = _param(study, path)
-    cap = _cap(study)
+    cap = infeasible_cap(study)
     groups = isolation_groups(study, path, buckets)
     categorical = p.space in ("discrete", "categorical")
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     _setup_x(ax, p, [g["label"] for g in groups] if categorical else None)
     best = [g for g in groups if g["best"] is not None]
@@ -327,13 +330,13 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
     )
     if others:
         title += f" (and over scientific {', '.join(others)})"
-    ax.set_title(_text(textwrap.fill(title, 75)), fontsize=10)
+    ax.set_title(safe_text(textwrap.fill(title, 75)), fontsize=10)
     ax.set_ylabel(_objective_label(study))
     ax.margins(y=0.15)  # room for the 'best of n' labels above the top points
     ax.grid(alpha=0.3)
     if lost:
         _draw_cap(ax, study, cap)
-    _legend(fig, ax)
+    outside_legend(fig, ax)
     return fig
 
 

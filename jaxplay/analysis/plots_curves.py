@@ -38,18 +38,18 @@ class NothingToPlot(ValueError):
 # Helpers every plot shares (plots.py imports them from here).
 
 
-def _figure(width: float = 6.0, height: float = 4.0) -> Figure:
+def new_figure(width: float = 6.0, height: float = 4.0) -> Figure:
     # Constrained layout keeps titles, rotated ticks and the outside legend from overlapping.
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _text(value) -> str:
+def safe_text(value) -> str:
     """A user string safe for matplotlib: '$' would otherwise start mathtext (and can fail to
     parse)."""
     return str(value).replace("$", r"\$")
 
 
-def _short(value) -> str:
+def short_label(value) -> str:
     """A parameter value as a short label (long ones keep both ends: names often differ at the
     end)."""
     text = f"{value:.3g}" if isinstance(value, float) else str(value)
@@ -57,7 +57,7 @@ def _short(value) -> str:
     return text if len(text) <= MAX_LABEL else f"{text[:half]}…{text[-half:]}"
 
 
-def _cap(study: StudyData) -> float:
+def infeasible_cap(study: StudyData) -> float:
     """The y value infeasible trials are drawn at: a little beyond the worst feasible value."""
     values = [t.best_value for t in study.feasible]
     if not values:
@@ -67,7 +67,7 @@ def _cap(study: StudyData) -> float:
     return hi + margin if study.mode == "min" else lo - margin
 
 
-def _legend(fig: Figure, ax) -> None:
+def outside_legend(fig: Figure, ax) -> None:
     """The legend below the axes, where it cannot cover a point."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -78,10 +78,10 @@ def _legend(fig: Figure, ax) -> None:
         )
 
 
-def _brief_params(study: StudyData, t: TrialData) -> str:
+def brief_params(study: StudyData, t: TrialData) -> str:
     """'lr=0.0012, b1=0.9' with each path shortened to its last component."""
     return ", ".join(
-        f"{path.rsplit('.', 1)[-1]}={_short(t.params[path])}"
+        f"{path.rsplit('.', 1)[-1]}={short_label(t.params[path])}"
         for path in study.space.paths
         if path in t.params
     )
@@ -109,16 +109,16 @@ def curves_plot(study: StudyData, top: int = 3) -> Figure:
         raise NothingToPlot(f"study {study.name!r} has no logged curves yet")
     best = study.feasible[:top]
     best_ids = {t.index for t in best}
-    fig = _figure(10.0, 4.2)
+    fig = new_figure(10.0, 4.2)
     axes = fig.subplots(1, 2)
     others = [t for t in study.trials if t.index not in best_ids]
     for ax, metric, title in (
         (axes[0], train, "training"),
         (axes[1], study.objective, "validation"),
     ):
-        ax.set_title(_text(f"{title}: {metric or 'not logged'}"), fontsize=11)
+        ax.set_title(safe_text(f"{title}: {metric or 'not logged'}"), fontsize=11)
         ax.set_xlabel("step")
-        ax.set_ylabel(_text(metric or ""))
+        ax.set_ylabel(safe_text(metric or ""))
         ax.grid(alpha=0.3)
         if metric is None:
             continue
@@ -136,7 +136,7 @@ def curves_plot(study: StudyData, top: int = 3) -> Figure:
                 color=color,
                 lw=2,
                 zorder=3,
-                label=_text(f"trial {t.index} ({t.best_value:.4g}): {_brief_params(study, t)}"),
+                label=safe_text(f"trial {t.index} ({t.best_value:.4g}): {brief_params(study, t)}"),
             )
             if metric == study.objective and t.best_step is not None:
                 ax.plot(
@@ -185,7 +185,9 @@ def curves_plot(study: StudyData, top: int = 3) -> Figure:
         else "no feasible trial yet"
     )
     fig.suptitle(
-        _text(textwrap.fill(f"{study.name}: curves of {len(study.trials)} trials, {shown}", 130)),
+        safe_text(
+            textwrap.fill(f"{study.name}: curves of {len(study.trials)} trials, {shown}", 130)
+        ),
         fontsize=10,
     )
     return fig
@@ -220,7 +222,7 @@ def best_of_k(
     # One draw matrix for every k (the study of k trials is the first k columns): the best-of-k of
     # each simulated study can only improve as k grows, so the curve has no resampling wiggles.
     running = (np.fmin if study.mode == "min" else np.fmax).accumulate(draws, axis=1)
-    running = np.where(np.isnan(running), _cap(study), running)
+    running = np.where(np.isnan(running), infeasible_cap(study), running)
     return {k: running[:, k - 1] for k in ks}
 
 
@@ -229,8 +231,8 @@ def best_of_k_plot(study: StudyData, repeats: int = 1000, seed: int = 0) -> Figu
     is the study sampled densely enough?), by bootstrap from this study's finished trials."""
     samples = best_of_k(study, repeats=repeats, seed=seed)
     ks = list(samples)
-    cap = _cap(study)
-    fig = _figure()
+    cap = infeasible_cap(study)
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.boxplot(
         [samples[k] for k in ks],
@@ -256,12 +258,12 @@ def best_of_k_plot(study: StudyData, repeats: int = 1000, seed: int = 0) -> Figu
     if any((s == cap).any() for s in samples.values()):
         ax.axhline(cap, color="tab:red", ls=":", lw=1, label="drew no feasible trial (capped)")
     ax.set_xlabel("number of trials k (resampled with replacement)")
-    ax.set_ylabel(_text(f"best {study.objective} of k trials"))
+    ax.set_ylabel(safe_text(f"best {study.objective} of k trials"))
     ax.set_title(
         f"Is the study sampled densely enough?\nbootstrap of {len(study.finished)} finished "
         f"trials, {repeats} simulated studies per k",
         fontsize=10,
     )
     ax.grid(alpha=0.3, axis="y")
-    _legend(fig, ax)
+    outside_legend(fig, ax)
     return fig

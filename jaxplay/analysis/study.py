@@ -21,7 +21,7 @@ from jaxplay.analysis import record as record_lib
 
 @dataclasses.dataclass
 class TrialData:
-    """One trial: its hyperparameters, outcome and curves ({metric: (steps, values)}, NaN = missing)."""
+    """One trial: hyperparameters, outcome and curves ({metric: (steps, values)}, NaN = missing)."""
 
     index: int
     status: str
@@ -123,7 +123,8 @@ class StudyData:
     def from_record(
         cls, record: dict, curves: dict[int, dict[str, list]] | None = None
     ) -> StudyData:
-        """Builds a StudyData from a `Store.record` dict and `Store.study_curves` (tests construct both)."""
+        """Builds a StudyData from a `Store.record` dict and `Store.study_curves` (tests
+        construct both)."""
         config = ml_collections.ConfigDict(record.get("config") or {})
         space = spaces.parse(config.get("search"))
         fixed = config_lib.fixed_hyperparameters(config, space) if record.get("config") else {}

@@ -127,7 +127,8 @@ def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
     noise = variance.verdict(a.record, b.record, list(records.values()))
     if noise:
         lines.append(
-            "\nIs the difference beyond the noise? (playbook: weigh it against the trial and study variance)"
+            "\nIs the difference beyond the noise? "
+            "(playbook: weigh it against the trial and study variance)"
         )
         lines.extend(f"  {line}" for line in noise)
     return "\n".join(lines)

@@ -92,7 +92,8 @@ class Summary:
 
 
 def analyze(rows: list[Row]) -> Summary:
-    """The playbook's reading of a probe: where throughput stops doubling, the max useful batch size."""
+    """The playbook's reading of a probe: where throughput stops doubling, the max useful
+    batch size."""
     rows = sorted(rows, key=lambda r: r.batch_size)
     speedups, notes = [None], [""]
     for prev, row in zip(rows, rows[1:]):
@@ -112,7 +113,10 @@ def analyze(rows: list[Row]) -> Summary:
         what = (
             "no batch size was measured"
             if not rows
-            else f"only batch size {rows[0].batch_size} was measured: probe two or more to see how throughput scales"
+            else (
+                f"only batch size {rows[0].batch_size} was measured: "
+                "probe two or more to see how throughput scales"
+            )
         )
         return Summary(
             tuple(speedups[: len(rows)]),
@@ -143,9 +147,9 @@ def analyze(rows: list[Row]) -> Summary:
 
     if still_doubling:
         text = (
-            f"throughput (nearly) doubles with every doubling of the batch size up to {sizes[-1]}, the "
-            "largest probed: the device is not saturated, so a larger batch size should train faster "
-            f"if it fits; {RETUNE}"
+            f"throughput (nearly) doubles with every doubling of the batch size up to {sizes[-1]}, "
+            "the largest probed: the device is not saturated, so a larger batch size should "
+            f"train faster if it fits; {RETUNE}"
         )
     else:
         parts = [f"throughput stops doubling after batch size {doubling_until}"]
@@ -177,7 +181,10 @@ def analyze(rows: list[Row]) -> Summary:
 
 
 def header() -> str:
-    return f"{'batch':>7} {'steps/s':>10} {'examples/s':>12} {'ms/step':>10} {'spread':>7} {'speedup':>8}  note"
+    return (
+        f"{'batch':>7} {'steps/s':>10} {'examples/s':>12} {'ms/step':>10} "
+        f"{'spread':>7} {'speedup':>8}  note"
+    )
 
 
 def line(row: Row, speedup: float | None, note: str, mark: str = "") -> str:
@@ -207,26 +214,27 @@ def conclusion(result: Probe, summary: Summary) -> list[str]:
     advice = summary.recommendation
     if not result.rows and result.out_of_memory is not None:
         advice = (
-            f"even batch size {result.out_of_memory} does not fit: try a smaller --min_batch_size, a "
-            "smaller model or train.compute_dtype='bfloat16'"
+            f"even batch size {result.out_of_memory} does not fit: try a smaller --min_batch_size, "
+            "a smaller model or train.compute_dtype='bfloat16'"
         )
     lines = [f"stopped: {result.stop}", f"recommendation: {advice}"]
     noisy = [r.batch_size for r in result.rows if r.spread > NOISY_SPREAD]
     if noisy:
         lines.append(
             f"warning: timings of batch size {', '.join(map(str, noisy))} vary by more than "
-            f"{NOISY_SPREAD:.0%} between repeats (other work on this machine?); the reading above is "
-            "unreliable: rerun on an idle machine or with more --repeats"
+            f"{NOISY_SPREAD:.0%} between repeats (other work on this machine?); the reading above "
+            "is unreliable: rerun on an idle machine or with more --repeats"
         )
     if summary.max_useful is not None and not summary.still_doubling:
         if result.device.startswith("cpu"):
             lines.append(
-                "note: CPU cores saturate at small batch sizes; measure on the accelerator you will "
-                "train on before choosing a batch size"
+                "note: CPU cores saturate at small batch sizes; measure on the accelerator you "
+                "will train on before choosing a batch size"
             )
         else:
             lines.append(
-                "note: if throughput stops doubling well before memory runs out, look for a bottleneck "
-                "(input pipeline, host-device synchronization) before choosing a batch size"
+                "note: if throughput stops doubling well before memory runs out, look for "
+                "a bottleneck (input pipeline, host-device synchronization) before choosing "
+                "a batch size"
             )
     return lines

@@ -132,13 +132,13 @@ def verdict(a: dict, b: dict, records: list[dict]) -> list[str]:
     for noise, missing in (
         (
             trial_noise(records, names),
-            f"trial variance unknown: rerun the best trial with several seeds (python -m jaxplay.sweep ... "
-            f"--from_study {better['name']} --lineage rerun)",
+            "trial variance unknown: rerun the best trial with several seeds "
+            f"(python -m jaxplay.sweep ... --from_study {better['name']} --lineage rerun)",
         ),
         (
             _joint_study_noise(records, a["name"], b["name"]),
-            f"study variance unknown: rerun a study with another search seed (--from_study {a['name']} "
-            "--lineage reseed)",
+            "study variance unknown: rerun a study with another search seed "
+            f"(--from_study {a['name']} --lineage reseed)",
         ),
     ):
         if noise is None:

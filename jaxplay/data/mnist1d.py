@@ -21,8 +21,8 @@ def generate() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
-    # Generating takes ~5 s; keep the result, keyed by the generator's arguments, so every later
-    # process (each CLI run, each test) loads it in milliseconds.
+    # Generating is slow next to reading a file: keep the result, keyed by the generator's
+    # arguments, so every later process (each CLI run, each test) just loads it.
     key = hashlib.sha256(repr(sorted(vars(args).items())).encode()).hexdigest()[:16]
     path = _cache_dir() / f"mnist1d-{key}.npz"
     if path.exists():

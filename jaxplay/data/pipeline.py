@@ -52,8 +52,8 @@ def train_batches(
         )
     # Grain shuffles and batches example *indices*; each batch is then one indexed read x[idx]:
     # a single gather for numpy arrays and memmaps, and a per-record decode for lazy tfds sources.
-    # Measured (scripts/bench_workloads.py, CIFAR-shape uint8, batch 256, 2-core CPU): 16.6k
-    # examples/s, against 8.1k when grain read and stacked the examples one by one.
+    # Measured with scripts/bench_workloads.py --only none (README, Performance): about twice the
+    # examples/s of grain reading and stacking the examples one by one.
     ds = grain.MapDataset.range(len(x))[process_index::process_count]
     ds = ds.shuffle(seed=host_seed(seed, process_index)).repeat()
     ds = ds.batch(batch_size // process_count, drop_remainder=True)

@@ -24,8 +24,8 @@ Choices:
   jitter large enough to blur the fit; float64 costs little on matrices of a few dozen rows.
 - Compilation: the training set is padded to a bucket (32, 64, 128, ...) with masked rows that
   leave the likelihood and posterior unchanged, so a study of 1..64 trials compiles each program
-  twice (a few seconds each on 2 CPU cores); seeds, data and hyperparameters are array arguments,
-  never static. Padding small studies to 32 rows costs microseconds; a compilation costs seconds.
+  twice; seeds, data and hyperparameters are array arguments, never static. Padding a small
+  study to 32 rows costs far less than the compilation it saves (README, Performance).
 - Seeds: every random draw (restart points, candidates) comes from numpy's default_rng(seed), so
   the same inputs and seed give bit-identical points. jax.random is not used: its float64 threefry
   alone takes seconds to compile on a CPU.
@@ -59,9 +59,9 @@ from scipy.stats import qmc
 
 # The model lives in gp_model; the names code and tests use as gp.<name> are re-exported here.
 from jaxplay.designers.gp_model import GPParams as GPParams
-from jaxplay.designers.gp_model import _bucket as _bucket
-from jaxplay.designers.gp_model import _fit_restarts as _fit_restarts
-from jaxplay.designers.gp_model import _fit_theta, _pad, _posterior_fn, _posterior_np, _unpack
+from jaxplay.designers.gp_model import bucket as bucket
+from jaxplay.designers.gp_model import fit_restarts as fit_restarts
+from jaxplay.designers.gp_model import fit_theta, pad, posterior_fn, posterior_np, unpack
 
 ACQUISITIONS = ("ei", "ucb")
 
@@ -110,12 +110,12 @@ def suggest(
     shift, scale = _standardization(filled)
     ys = (filled - shift) / scale
     with _compute_context():
-        theta = _fit_theta(x, ys, rng)
+        theta = fit_theta(x, ys, rng)
         x_train, y_train, incumbent_ok = x, ys, feasible
         if len(pending):
             # Adding a point at its own posterior mean leaves the mean everywhere unchanged, so all
             # pending points can be fantasized from one prediction.
-            pending_mean, _ = _posterior_np(theta, x_train, y_train, pending)
+            pending_mean, _ = posterior_np(theta, x_train, y_train, pending)
             x_train = np.concatenate([x_train, pending])
             y_train = np.concatenate([y_train, pending_mean])
             incumbent_ok = np.concatenate([incumbent_ok, np.ones(len(pending), bool)])
@@ -149,7 +149,7 @@ def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> GPParams:
     filled, _ = fill_infeasible(y)
     shift, scale = _standardization(filled)
     with _compute_context():
-        theta = _fit_theta(x, (filled - shift) / scale, np.random.default_rng(seed))
+        theta = fit_theta(x, (filled - shift) / scale, np.random.default_rng(seed))
     d = x.shape[1]
     return GPParams(
         lengthscales=np.exp(theta[:d]),
@@ -175,7 +175,7 @@ def predict(
         ]
     )
     with _compute_context():
-        mean, std = _posterior_np(
+        mean, std = posterior_np(
             theta, x_train, ys, np.asarray(x_query, np.float64).reshape(-1, x_train.shape[1])
         )
     return mean * params.y_scale + params.y_shift, std * params.y_scale
@@ -209,8 +209,8 @@ def _blas_controller():
 def _compute_context():
     """float64 for jax, one BLAS thread for the LAPACK calls that jax makes on CPU.
 
-    jaxlib's CPU Cholesky and triangular solves run in SciPy's OpenBLAS; its thread pool costs
-    ~100x on 64x64 matrices (15 ms instead of 0.2 ms for a solve on 2 busy cores). The limit is
+    jaxlib's CPU Cholesky and triangular solves run in SciPy's OpenBLAS, whose thread pool made
+    a solve on 64x64 matrices about two orders of magnitude slower on busy cores. The limit is
     process-wide while it lasts, and restored on exit.
     """
     stack = contextlib.ExitStack()
@@ -276,7 +276,7 @@ def _choose_one(
     d = x_train.shape[1]
     cand = _candidates(rng, d, x_obs, ys_obs, feasible)
     fantasy = np.arange(len(x_train)) >= n_observed
-    xp, yp, mask, okp, fantasyp = _pad(x_train, y_train, incumbent_ok, fantasy)
+    xp, yp, mask, okp, fantasyp = pad(x_train, y_train, incumbent_ok, fantasy)
     points, scores, means = _maximize_acquisition(
         jnp.asarray(theta),
         jnp.asarray(xp),
@@ -298,7 +298,7 @@ def _choose_one(
             return points[i], means[i]
     # Every runner-up crowds a known point: take the candidate farthest from all of them.
     far = np.argmax(np.min(np.linalg.norm(cand[:, None] - x_train[None], axis=-1), axis=1))
-    mean, _ = _posterior_np(theta, x_train, y_train, cand[far][None])
+    mean, _ = posterior_np(theta, x_train, y_train, cand[far][None])
     return cand[far], mean[0]
 
 
@@ -343,8 +343,8 @@ def _maximize_acquisition(
 ):
     """Refined maximizers of the acquisition: (points, scores, posterior means) of the best few."""
     d = x.shape[1]
-    lengthscales, _, noise, _ = _unpack(theta, d)
-    posterior, alpha = _posterior_fn(theta, x, y, mask)
+    lengthscales, _, noise, _ = unpack(theta, d)
+    posterior, alpha = posterior_fn(theta, x, y, mask)
     # Posterior mean at the training points without another kernel matrix: (K + noise I) a = y - m
     # gives m + K a = y - noise a.
     incumbent = jnp.min(jnp.where(mask & incumbent_ok, y - noise * alpha, jnp.inf))

@@ -54,14 +54,14 @@ class GPParams(NamedTuple):
 # Host-side helpers.
 
 
-def _bucket(n: int) -> int:
+def bucket(n: int) -> int:
     return max(_MIN_BUCKET, 1 << max(0, n - 1).bit_length())
 
 
-def _pad(x: np.ndarray, y: np.ndarray, *rest: np.ndarray):
+def pad(x: np.ndarray, y: np.ndarray, *rest: np.ndarray):
     """Pads rows to the bucket size; returns the padded arrays and the mask of real rows."""
     n = len(x)
-    size = _bucket(n)
+    size = bucket(n)
     mask = np.arange(size) < n
     xp = np.zeros((size, x.shape[1]))
     xp[:n] = x
@@ -75,7 +75,7 @@ def _pad(x: np.ndarray, y: np.ndarray, *rest: np.ndarray):
     return (xp, yp, mask, *padded)
 
 
-def _fit_theta(x: np.ndarray, ys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def fit_theta(x: np.ndarray, ys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     d = x.shape[1]
     center, spread = _prior(d)
     # Restart 0 starts at the prior's centre, the others at prior draws (the noise's capped: a noisy
@@ -85,18 +85,18 @@ def _fit_theta(x: np.ndarray, ys: np.ndarray, rng: np.random.Generator) -> np.nd
     starts = center + np.minimum(spread, 2.0) * rng.standard_normal((_RESTARTS, len(center)))
     starts[0] = center
     low, high = _bounds(d)
-    xp, yp, mask = _pad(x, ys)
-    theta, _ = _fit_restarts(
+    xp, yp, mask = pad(x, ys)
+    theta, _ = fit_restarts(
         jnp.asarray(xp), jnp.asarray(yp), jnp.asarray(mask), jnp.asarray(np.clip(starts, low, high))
     )
     return np.asarray(theta)
 
 
-def _posterior_np(theta, x_train, y_train, x_query) -> tuple[np.ndarray, np.ndarray]:
+def posterior_np(theta, x_train, y_train, x_query) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and std in standardized units; queries padded too, to reuse compilations."""
-    xp, yp, mask = _pad(x_train, y_train)
+    xp, yp, mask = pad(x_train, y_train)
     q = len(x_query)
-    qp = np.zeros((_bucket(q), x_query.shape[1]))
+    qp = np.zeros((bucket(q), x_query.shape[1]))
     qp[:q] = x_query
     mean, std = _posterior(
         jnp.asarray(theta), jnp.asarray(xp), jnp.asarray(yp), jnp.asarray(mask), jnp.asarray(qp)
@@ -108,7 +108,7 @@ def _posterior_np(theta, x_train, y_train, x_query) -> tuple[np.ndarray, np.ndar
 # Jitted model.
 
 
-def _unpack(theta, d):
+def unpack(theta, d):
     return jnp.exp(theta[:d]), jnp.exp(theta[d]), jnp.exp(theta[d + 1]), theta[d + 2]
 
 
@@ -143,7 +143,7 @@ def _matern52(a, b, lengthscales, signal):
 def _train_covariance(theta, x, mask):
     """K + noise I over the real rows; padded rows form an identity block, decoupled from them."""
     d = x.shape[1]
-    lengthscales, signal, noise, _ = _unpack(theta, d)
+    lengthscales, signal, noise, _ = unpack(theta, d)
     k = _matern52(x, x, lengthscales, signal) * (mask[:, None] & mask[None, :])
     return k + jnp.diag(jnp.where(mask, noise, 1.0))
 
@@ -160,7 +160,7 @@ def _log_posterior_and_grad(theta, x, y, mask):
     longer to compile and to run (many small LAPACK calls), and compiling is most of a study's cost.
     """
     d = x.shape[1]
-    lengthscales, signal, noise, mean = _unpack(theta, d)
+    lengthscales, signal, noise, mean = unpack(theta, d)
     scaled = (x[:, None, :] - x[None, :, :]) / lengthscales
     sq = scaled * scaled
     r2 = jnp.sum(sq, axis=-1)
@@ -214,7 +214,7 @@ def _prior(d):
 
 
 @jax.jit
-def _fit_restarts(x, y, mask, starts):
+def fit_restarts(x, y, mask, starts):
     """Best of the projected-Adam runs from `starts` on the negative log posterior; (theta,
     losses)."""
     d = x.shape[1]
@@ -243,11 +243,11 @@ def _fit_restarts(x, y, mask, starts):
     return thetas[jnp.argmin(losses)], losses
 
 
-def _posterior_fn(theta, x, y, mask):
+def posterior_fn(theta, x, y, mask):
     """(a function of query points giving the posterior (mean, std) in standardized units,
     alpha = (K + noise I)^-1 (y - mean))."""
     d = x.shape[1]
-    lengthscales, signal, _, mean = _unpack(theta, d)
+    lengthscales, signal, _, mean = unpack(theta, d)
     chol = _train_cholesky(theta, x, mask)
     alpha = jax.scipy.linalg.cho_solve((chol, True), jnp.where(mask, y - mean, 0.0))
 
@@ -262,4 +262,4 @@ def _posterior_fn(theta, x, y, mask):
 
 @jax.jit
 def _posterior(theta, x, y, mask, q):
-    return _posterior_fn(theta, x, y, mask)[0](q)
+    return posterior_fn(theta, x, y, mask)[0](q)

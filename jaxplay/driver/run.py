@@ -135,8 +135,9 @@ def run(
         if max_trials_this_run is not None:
             todo = todo[:max_trials_this_run]
         _Worker(
-            store, study_id, worker, study_plan, workdir, Progress(study.objective, study.mode, log),
-            study_plan.num_trials - done, executor, batch_trials, lease_s, max_trials_this_run,
+            store, study_id, worker, study_plan, workdir,
+            Progress(study.objective, study.mode, log), study_plan.num_trials - done, executor,
+            batch_trials, lease_s, max_trials_this_run,
         ).work(todo)  # fmt: skip
         store.update_best(study_id)
         record = store.record(study_id)
@@ -223,7 +224,8 @@ class _Worker:
 
     def _train(self, claimed: list) -> None:
         """Trains claimed trials (one, or a stack sharing a program) and records their outcomes.
-        Every write is fenced by this worker's lease: a trial taken over is left to its new owner."""
+        Every write is fenced by this worker's lease: a trial taken over is left to its new
+        owner."""
         store, progress, worker = self.store, self.progress, self.worker
         ids = [trial_id for trial_id, _, _ in claimed]
         indices = [index for _, index, _ in claimed]

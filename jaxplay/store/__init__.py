@@ -11,46 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import pathlib
 import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from jaxplay.errors import ConfigError, StoreError
+from jaxplay.errors import StoreError
 from jaxplay.store.tables import STATUSES, Base, Metric, Probe, Study, Trial, now
+from jaxplay.store.urls import DB_NAME, default_url, redact, url_for
 
-DB_NAME = "jaxplay.db"
-
-
-def redact(url: str) -> str:
-    """The URL with its password replaced by ***: what logs, records and reports may show."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url  # not a URL SQLAlchemy can parse: create_engine will say so, and it holds no password field
-
-
-def default_url(workdir: str | pathlib.Path) -> str:
-    """The SQLite file a workdir's study lives in."""
-    return f"sqlite:///{pathlib.Path(workdir).absolute() / DB_NAME}"
-
-
-def url_for(workdir=None, url: str | None = None, *, must_exist: bool = False) -> str:
-    """The store of `--store URL`, else of `--workdir DIR` (its SQLite file, which must exist
-    when reading: a ConfigError says where it looked)."""
-    if url:
-        return url
-    if workdir is None:
-        raise ConfigError("--workdir: pass --workdir DIR (the sweep's) or --store URL")
-    path = pathlib.Path(workdir).absolute() / DB_NAME
-    if must_exist and not path.exists():
-        raise ConfigError(
-            f"--workdir: no study store in {workdir} (looked for {DB_NAME}); run `python -m "
-            "jaxplay.sweep --workdir` there first, or pass --store URL"
-        )
-    return default_url(workdir)
+__all__ = [
+    "DB_NAME", "STATUSES", "Base", "Metric", "Probe", "Store", "Study", "Trial", "default_url",
+    "redact", "url_for",
+]  # fmt: skip
 
 
 def _trial_dict(t: Trial) -> dict:
@@ -115,9 +89,9 @@ class Store:
             if missing:
                 self.engine.dispose()
                 raise StoreError(
-                    f"{self.url}: table {table.name!r} lacks columns {sorted(missing)}; it was written by an "
-                    "older jaxplay. Keep it for reading with that version and use a new --workdir or --store "
-                    "for new studies"
+                    f"{self.url}: table {table.name!r} lacks columns {sorted(missing)}; it was "
+                    "written by an older jaxplay. Keep it for reading with that version and use "
+                    "a new --workdir or --store for new studies"
                 )
 
     def close(self) -> None:
@@ -127,7 +101,7 @@ class Store:
     # -- studies ---------------------------------------------------------------------------
 
     def open_study(self, name: str, config_hash: str, **fields) -> int:
-        """Returns the id of study `name`, creating it; refuses a different config under one name."""
+        """Returns the id of study `name`, creating it; refuses another config under one name."""
         return _first_writer_wins(lambda: self._open_study(name, config_hash, **fields))
 
     def _open_study(self, name: str, config_hash: str, **fields) -> int:
@@ -249,7 +223,8 @@ class Store:
     # -- trials ----------------------------------------------------------------------------
 
     def add_trials(self, study_id: int, params: list[dict], start: int = 0) -> int:
-        """Adds trials start.. with these params, skipping indices that exist; returns how many were new."""
+        """Adds trials start.. with these params, skipping indices that exist; returns how many
+        were new."""
         return _first_writer_wins(lambda: self._add_trials(study_id, params, start))
 
     def _add_trials(self, study_id: int, params: list[dict], start: int) -> int:
@@ -265,7 +240,8 @@ class Store:
                     if existing[i] != p:
                         raise StoreError(
                             f"trial {i} is recorded with params {existing[i]} but the designer now "
-                            f"gives {p}; the study's search space or seed changed: use a new study.name"
+                            f"gives {p}; the study's search space or seed changed: "
+                            "use a new study.name"
                         )
                     continue
                 new.append(Trial(study_id=study_id, index=i, params=p))
@@ -309,9 +285,10 @@ class Store:
         indices: list[int] | None = None,
         lease_s: float = 60.0,
     ) -> tuple[int, int, dict] | None:
-        """Marks the lowest claimable trial (below `max_index`, among `indices` if given) as running
-        for `worker`; returns (id, index, params) or None. Claimable: pending, or running under a
-        lease not renewed for `lease_s` seconds (its worker died; it resumes from its checkpoint)."""
+        """Marks the lowest claimable trial (below `max_index`, among `indices` if given) as
+        running for `worker`; returns (id, index, params) or None. Claimable: pending, or running
+        under a lease not renewed for `lease_s` seconds (its worker died; it resumes from its
+        checkpoint)."""
         while True:
             cutoff = now() - dt.timedelta(seconds=lease_s)
             claimable = sa.or_(

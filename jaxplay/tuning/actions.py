@@ -96,9 +96,9 @@ def _refine(child, parent, opts) -> list[str]:
         changes.append(f"{p.path}: [{fmt(p.min)}, {fmt(p.max)}] -> [{fmt(lo)}, {fmt(hi)}] ({why})")
     if not any("->" in c for c in changes):
         raise ConfigError(
-            f"--lineage refine: {parent.name}'s search space needs no change by the playbook's rules "
-            "(no best trial at an edge, the best trials spread over the ranges); run more trials "
-            "or continue with --lineage exploit"
+            f"--lineage refine: {parent.name}'s search space needs no change by the playbook's "
+            "rules (no best trial at an edge, the best trials spread over the ranges); run more "
+            "trials or continue with --lineage exploit"
         )
     return changes
 
@@ -140,8 +140,8 @@ def _exploit(child, parent, opts) -> list[str]:
         child.study.algorithm = "gp"
         child.study.acquisition = child.study.get("acquisition", "ei")
     return [
-        f"algorithm: {before} -> gp (Bayesian optimization, {child.study.acquisition}), seeded with the "
-        f"parent's {len(parent.finished)} finished trials"
+        f"algorithm: {before} -> gp (Bayesian optimization, {child.study.acquisition}), "
+        f"seeded with the parent's {len(parent.finished)} finished trials"
     ]
 
 
@@ -185,9 +185,14 @@ def _promote(child, parent, opts) -> list[str]:
         changes.append(f"train.steps: {round1} -> {steps} (x{factor:g})")
         changes.append(
             {
-                "linear": "schedule (linear): decay length kept from round 1, the constant phase at the peak "
-                "learning rate extended (schedule.decay_steps)",
-                "cosine": "schedule (cosine): base learning rate kept, the horizon extended to train.steps",
+                "linear": (
+                    "schedule (linear): decay length kept from round 1, the constant phase at "
+                    "the peak learning rate extended (schedule.decay_steps)"
+                ),
+                "cosine": (
+                    "schedule (cosine): base learning rate kept, "
+                    "the horizon extended to train.steps"
+                ),
                 "constant": "schedule (constant): unchanged",
             }[schedule]
         )
@@ -237,7 +242,8 @@ def _clip(child, parent, opts) -> list[str]:
     p90 = diagnostics.clip_threshold(best)
     if p90 is None:
         raise ConfigError(
-            f"--lineage clip: {parent.name}'s best trial logged no train/grad_norm to set a threshold"
+            f"--lineage clip: {parent.name}'s best trial logged no train/grad_norm "
+            "to set a threshold"
         )
     thresholds = [float(f"{m * p90:.3g}") for m in CLIP_MULTIPLES]
     changes += _fix_at_best(child, parent)
@@ -251,9 +257,9 @@ def _clip(child, parent, opts) -> list[str]:
         child.study.algorithm, child.study.num_trials = "grid", None
     return changes + [
         f"optimizer.learning_rate: {fmt(unstable)} (the smallest that diverged in the parent)",
-        f"train.grad_clip_norm: grid {thresholds} around {fmt(p90)}, the {diagnostics.CLIP_PERCENTILE}th "
-        f"percentile of trial {best.index}'s gradient norm; more than half the updates clipped "
-        "means: lower the learning rate instead",
+        f"train.grad_clip_norm: grid {thresholds} around {fmt(p90)}, "
+        f"the {diagnostics.CLIP_PERCENTILE}th percentile of trial {best.index}'s gradient norm; "
+        "more than half the updates clipped means: lower the learning rate instead",
     ]
 
 
@@ -262,8 +268,8 @@ def _clip(child, parent, opts) -> list[str]:
 
 
 def warmup_grid(steps: int) -> list[int]:
-    """Warmup lengths over orders of magnitude up to WARMUP_MAX_FRACTION of the steps (the playbook's
-    [10, 10^3, 10^4, 10^5]), at least 3 of them."""
+    """Warmup lengths over orders of magnitude up to WARMUP_MAX_FRACTION of the steps (the
+    playbook's [10, 10^3, 10^4, 10^5]), at least 3 of them."""
     top = WARMUP_MAX_FRACTION * steps
     grid = [10**k for k in range(1, 8) if 10**k <= top]
     if len(grid) < 3:

@@ -31,7 +31,7 @@ class TrialFit:
 
     @property
     def usable(self) -> bool:
-        """Completed: diverged (infeasible), failed and unfinished trials say nothing about the fit."""
+        """Completed: diverged (infeasible), failed and unfinished trials say nothing of the fit."""
         return self.status == "completed"
 
 
@@ -113,7 +113,7 @@ class Estimate:
 def estimate(
     study, fit_metric: str = DEFAULT_FIT_METRIC, threshold: float = 0.0, param: str = LEARNING_RATE
 ) -> Estimate:
-    """The playbook's estimate from a finished (or partly finished) learning-rate sweep (a StudyData)."""
+    """The playbook's estimate from a (partly) finished learning-rate sweep (a StudyData)."""
     logged = {name for t in study.trials for name in t.curves}
     if study.finished and fit_metric not in logged:
         raise ConfigError(
@@ -163,27 +163,28 @@ def estimate(
             extra = [fastest.learning_rate * step**k for k in (1, 2)]
             new = sorted(set(grid) | {float(f"{x:.3g}") for x in extra})
             warnings.append(
-                f"the fastest learning rate {fmt(fastest.learning_rate, 3)} is the {boundary} of the "
-                f"grid, so a {'smaller' if boundary == 'smallest' else 'larger'} one may fit sooner "
-                "and the estimate may be too large (the playbook's self-deception trap); extend the "
-                "grid "
-                f"{'downward' if boundary == 'smallest' else 'upward'} and rerun, e.g. --learning_rates "
-                f"{','.join(map(_fmt3, new))} --config.study.name={study.name}-2"
+                f"the fastest learning rate {fmt(fastest.learning_rate, 3)} is the {boundary} "
+                f"of the grid, so a {'smaller' if boundary == 'smallest' else 'larger'} one may "
+                "fit sooner and the estimate may be too large (the playbook's self-deception "
+                "trap); extend the grid "
+                f"{'downward' if boundary == 'smallest' else 'upward'} and rerun, e.g. "
+                f"--learning_rates {','.join(fmt(x, 3) for x in new)} "
+                f"--config.study.name={study.name}-2"
             )
         elif any(
             f.learning_rate > fastest.learning_rate for f in diverged
         ) and fastest.learning_rate == max(f.learning_rate for f in fits if f.usable):
             warnings.append(
-                f"the fastest learning rate {fmt(fastest.learning_rate, 3)} is the largest that trained "
-                "(larger ones diverged): the grid cannot usefully go higher"
+                f"the fastest learning rate {fmt(fastest.learning_rate, 3)} is the largest "
+                "that trained (larger ones diverged): the grid cannot usefully go higher"
             )
     if fastest is not None:
         tied = [f for f in fit if f.fit_step == fastest.fit_step and f is not fastest]
         if tied:
             warnings.append(
-                f"learning rate(s) {', '.join(fmt(f.learning_rate, 3) for f in tied)} also fit at step "
-                f"{fastest.fit_step}; evaluations every {eval_every} steps cannot order them "
-                "(a smaller --eval_every can)"
+                f"learning rate(s) {', '.join(fmt(f.learning_rate, 3) for f in tied)} also fit "
+                f"at step {fastest.fit_step}; evaluations every {eval_every} steps cannot order "
+                "them (a smaller --eval_every can)"
             )
         first_eval = min(
             (s for s in _eval_steps(study, fastest.index, fit_metric) if s > 0), default=None
@@ -238,7 +239,3 @@ def _fit(trial, metric: str, threshold: float, learning_rate: float) -> TrialFit
         best_step=best_step,
         tiebreak=tiebreak,
     )
-
-
-def _fmt3(v) -> str:
-    return fmt(v, 3)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import ml_collections
+
 from jaxplay import store as store_lib
 from jaxplay.analysis.study import StudyData
 from jaxplay.errors import ConfigError, StoreError
@@ -37,10 +39,7 @@ def from_parent(
     """The child of study `parent` (in the store at `store_url`) by `action`, as a config tree.
     `options` are the action's settings as given (`where` names one in an error); the child is
     named `name`, else '<parent>-<action>', and its notes say what it is, plus `notes`."""
-    if action not in ACTIONS:
-        raise ConfigError(f"--lineage: unknown action {action!r}; use one of {', '.join(ACTIONS)}")
-    derivation = ACTIONS[action]
-    resolved = derivation.resolve_options(dict(options), where)
+    derivation, resolved = check(action, options, where)
     store = store_lib.Store(store_url)
     try:
         try:
@@ -55,13 +54,23 @@ def from_parent(
     return derive(config, derivation, resolved, data, parent_name=parent, name=name, notes=notes)
 
 
+def check(action: str, options: Mapping, where=lambda key: f"--{key}") -> tuple:
+    """(the Derivation, its options checked and filled in) for a lineage action and the options
+    given for it; an unknown action or an option it does not take is refused."""
+    if action not in ACTIONS:
+        field = "--lineage" if where("action").startswith("--") else where("action")
+        raise ConfigError(f"{field}: unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+    derivation = ACTIONS[action]
+    return derivation, derivation.resolve_options(dict(options), where)
+
+
 def declared_parent(config, store_url: str) -> dict:
     """The child a study file declares with `c.study.parent = dict(study=..., action=..., ...)`:
     named and described by the file unless its name or notes are the parent's."""
     link = config.study.parent
-    if isinstance(link, str) or not isinstance(link, Mapping):
+    if not isinstance(link, (Mapping, ml_collections.ConfigDict)):
         raise ConfigError(f"study.parent: give a dict, e.g. dict(study={link!r}, action='promote')")
-    link = dict(link)
+    link = dict(link.items())
     parent = link.pop("study", None)
     action = link.pop("action", None)
     if not isinstance(parent, str) or not parent:

@@ -160,7 +160,8 @@ def _apply(c, parent, options) -> list[str]:
             {"optimizer": {"learning_rate": spaces.discrete(grid, role="nuisance")}}
         )
         changes.append(
-            f"{LEARNING_RATE}: grid of {len(grid)} on a log scale: {', '.join((fmt(g, 3) for g in grid))}"
+            f"{LEARNING_RATE}: grid of {len(grid)} on a log scale: "
+            f"{', '.join(fmt(g, 3) for g in grid)}"
         )
 
         # A plain grid study: another algorithm's settings would not apply.
@@ -235,7 +236,8 @@ def _regularizers(c) -> list[tuple[str, object, object]]:
 
 
 def check_fit_metric(trial, fit_metric: str) -> None:
-    """Raises ConfigError unless `fit_metric` is a lower-is-better training-set metric the trainer logs."""
+    """Raises ConfigError unless `fit_metric` is a lower-is-better training-set metric the
+    trainer logs."""
     modes = workloads.resolve(trial.workload).task.metrics_mode
     allowed = [f"train/{m}" for m, mode in modes.items() if mode == "min"] + ["train/batch_loss"]
     if fit_metric not in allowed:

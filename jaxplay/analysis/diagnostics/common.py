@@ -17,7 +17,7 @@ from jaxplay.analysis.study import TrialData
 # boundary check waits for 3 feasible trials: with fewer, a study that has just started would be
 # flagged whenever its first trial happened to land near an edge.
 TOP_K = 3
-# The training-loss metrics a trial may log, in the order _train_loss looks for them.
+# The training-loss metrics a trial may log, in the order train_loss looks for them.
 TRAIN_LOSS_METRICS = ("train/loss", "train/batch_loss")
 
 
@@ -34,22 +34,22 @@ class Finding:
     param: str | None = None
 
 
-def _position(p: spaces.Hyperparameter, value) -> float | None:
+def position(p: spaces.Hyperparameter, value) -> float | None:
     """Where a value sits in p's range on p's scale (0 at min, 1 at max; discrete: by index); None
     when it has no place (categorical, not a number, empty range)."""
     if p.space == "discrete":
-        if value not in p.values or len(p.values) < 2 or not all(_is_number(v) for v in p.values):
+        if value not in p.values or len(p.values) < 2 or not all(is_number(v) for v in p.values):
             return None
         return p.values.index(value) / (len(p.values) - 1)
-    if p.space not in ("float", "int") or not _is_number(value) or not p.max > p.min:
+    if p.space not in ("float", "int") or not is_number(value) or not p.max > p.min:
         return None
     if p.scale == "log":
         return math.log(value / p.min) / math.log(p.max / p.min) if value > 0 else None
     return (value - p.min) / (p.max - p.min)
 
 
-def _value_at(p: spaces.Hyperparameter, u: float):
-    """The value of p at position u of its range (the inverse of _position)."""
+def value_at(p: spaces.Hyperparameter, u: float):
+    """The value of p at position u of its range (the inverse of position)."""
     if p.space == "discrete":
         return p.values[round(u * (len(p.values) - 1))]
     if p.scale == "log":
@@ -57,32 +57,24 @@ def _value_at(p: spaces.Hyperparameter, u: float):
     return p.min + u * (p.max - p.min)
 
 
-def _is_number(x) -> bool:
+def is_number(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _finite(t: TrialData, name: str) -> tuple[np.ndarray, np.ndarray]:
+def finite(t: TrialData, name: str) -> tuple[np.ndarray, np.ndarray]:
     """A metric's (steps, values) without its missing (NaN) or infinite points."""
     steps, values = t.curve(name)
     keep = np.isfinite(values)
     return steps[keep], values[keep]
 
 
-def _train_loss(t: TrialData) -> tuple[str, np.ndarray, np.ndarray]:
+def train_loss(t: TrialData) -> tuple[str, np.ndarray, np.ndarray]:
     """(name, steps, values) of the trial's training loss: train/loss, else train/batch_loss (may be
     empty)."""
-    name = next((m for m in TRAIN_LOSS_METRICS if len(_finite(t, m)[1])), TRAIN_LOSS_METRICS[0])
-    return (name, *_finite(t, name))
+    name = next((m for m in TRAIN_LOSS_METRICS if len(finite(t, m)[1])), TRAIN_LOSS_METRICS[0])
+    return (name, *finite(t, name))
 
 
-def _trials(trials: list[TrialData]) -> str:
+def trial_list(trials: list[TrialData]) -> str:
     """'trial 3' or 'trials 3, 5, 8'."""
     return ("trial " if len(trials) == 1 else "trials ") + ", ".join(str(t.index) for t in trials)
-
-
-def _last_line(text: str | None) -> str:
-    return text.strip().splitlines()[-1] if text and text.strip() else ""
-
-
-def _fmt(x) -> str:
-    return f"{x:.4g}" if isinstance(x, float) else str(x)

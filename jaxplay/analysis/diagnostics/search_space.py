@@ -10,15 +10,15 @@ from jaxplay import spaces
 from jaxplay.analysis.diagnostics.common import (
     TOP_K,
     Finding,
-    _fmt,
-    _last_line,
-    _position,
-    _train_loss,
-    _trials,
-    _value_at,
+    position,
+    train_loss,
+    trial_list,
+    value_at,
 )
-from jaxplay.analysis.diagnostics.training_setup import _clip_hint
+from jaxplay.analysis.diagnostics.training_setup import clip_hint
+from jaxplay.analysis.record import last_line
 from jaxplay.analysis.study import StudyData, TrialData
+from jaxplay.values import fmt
 
 # "Near a boundary" = in the outer 10% of the range on the hyperparameter's own scale (log scale for
 # log params). Uniform sampling puts 10% of trials at each edge, so the best trial and one more of
@@ -57,7 +57,7 @@ def check_boundary(study: StudyData) -> list[Finding]:
     for p in study.space:
         if p.space not in ("float", "int"):
             continue  # a discrete or categorical list has no "beyond" to widen into
-        placed = [(t, _position(p, t.params.get(p.path))) for t in top]
+        placed = [(t, position(p, t.params.get(p.path))) for t in top]
         placed = [(t, u) for t, u in placed if u is not None]
         if len(placed) < TOP_K or placed[0][0] is not top[0]:
             continue
@@ -65,27 +65,28 @@ def check_boundary(study: StudyData) -> list[Finding]:
             at_edge = [t for t, u in placed if _beyond(u, end, EDGE_FRACTION)]
             if not _beyond(placed[0][1], end, EDGE_FRACTION) or len(at_edge) <= len(placed) / 2:
                 continue
-            values = ", ".join(f"trial {t.index} ({_fmt(t.params[p.path])})" for t in at_edge)
+            values = ", ".join(f"trial {t.index} ({fmt(t.params[p.path])})" for t in at_edge)
             bound, verb = (p.min, "lower min") if end == "lower" else (p.max, "raise max")
             detail = (
                 f"{len(at_edge)} of the top {len(placed)} feasible trials by {study.objective}, "
                 f"the best included, lie in the {end} {EDGE_FRACTION:.0%} of {p.path}'s range "
-                f"[{_fmt(p.min)}, {_fmt(p.max)}] on its {p.scale} scale: {values}. The playbook "
+                f"[{fmt(p.min)}, {fmt(p.max)}] on its {p.scale} scale: {values}. The playbook "
                 "calls a search space suspicious when its best point is close to its boundary."
             )
             action = (
                 f"widen the range {'downward' if end == 'lower' else 'upward'} ({verb}, now "
-                f"{_fmt(bound)}) and rerun until the best trials are no longer near the edge"
+                f"{fmt(bound)}) and rerun until the best trials are no longer near the edge"
             )
             cluster = _diverged_cluster(study, p)
             if cluster and cluster[0] == end:
                 detail += (
-                    f" Diverged trials ({_trials(cluster[1])}) also sit at this end, so the model "
-                    f"may be unstable there, which may keep it from better values of {p.path}."
+                    f" Diverged trials ({trial_list(cluster[1])}) also sit at this end, so the "
+                    "model may be unstable there, which may keep it from better values of "
+                    f"{p.path}."
                 )
                 action = (
                     "the model may be unstable beyond this edge: try learning-rate warmup or "
-                    f"gradient clipping{_clip_hint(study)} first, then {verb} and rerun"
+                    f"gradient clipping{clip_hint(study)} first, then {verb} and rerun"
                 )
             findings.append(
                 Finding(
@@ -114,17 +115,17 @@ def check_infeasible_fraction(study: StudyData) -> list[Finding]:
     crashed = [t for t in bad if t.status == "failed"]
     parts = []
     if diverged:
-        parts.append(f"{len(diverged)} diverged ({_trials(diverged)})")
+        parts.append(f"{len(diverged)} diverged ({trial_list(diverged)})")
     if untrained:
         parts.append(
-            f"{len(untrained)} never trained ({_trials(untrained)}: the training loss stayed above "
-            f"{NO_PROGRESS_FRACTION:.0%} of its initial value)"
+            f"{len(untrained)} never trained ({trial_list(untrained)}: the training loss stayed "
+            f"above {NO_PROGRESS_FRACTION:.0%} of its initial value)"
         )
     if crashed:
-        reason = _last_line(crashed[0].error)
+        reason = last_line(crashed[0].error)
         if reason:
             reason = f": {reason}" if len(crashed) == 1 else f"; trial {crashed[0].index}: {reason}"
-        parts.append(f"{len(crashed)} crashed ({_trials(crashed)}{reason})")
+        parts.append(f"{len(crashed)} crashed ({trial_list(crashed)}{reason})")
     detail = (
         f"{len(bad)} of {len(finished)} finished trials ({fraction:.0%}) are infeasible: "
         f"{' and '.join(parts)}. More than {INFEASIBLE_WARNING_FRACTION:.0%} is a warning."
@@ -170,27 +171,27 @@ def check_infeasible_at_edge(study: StudyData) -> list[Finding]:
             continue
         end, diverged, threshold = cluster
         sign = 1 if end == "upper" else -1
-        frontier = min(diverged, key=lambda t: sign * _position(p, t.params[p.path]))
+        frontier = min(diverged, key=lambda t: sign * position(p, t.params[p.path]))
         percentile = 100 * (
             CONCENTRATION_QUANTILE if end == "upper" else 1 - CONCENTRATION_QUANTILE
         )
         detail = (
             f"{len(diverged)} of {sum(_is_diverged(t, p) for t in study.trials)} infeasible trials "
             "(diverged or never trained) "
-            f"({_trials(diverged)}) have {p.path} {'above' if end == 'upper' else 'below'} "
-            f"{_fmt(threshold)}, the {percentile:.0f}th percentile of the feasible trials' values; "
+            f"({trial_list(diverged)}) have {p.path} {'above' if end == 'upper' else 'below'} "
+            f"{fmt(threshold)}, the {percentile:.0f}th percentile of the feasible trials' values; "
             "the nearest infeasible value is "
-            f"{_fmt(frontier.params[p.path])} (trial {frontier.index})."
+            f"{fmt(frontier.params[p.path])} (trial {frontier.index})."
         )
         adjacent = best is not None and _adjacent(study, p, best, frontier, sign)
         remedy = (
             "learning-rate warmup (best for early instability) or gradient "
-            f"clipping{_clip_hint(study)}, then rerun; lowering the learning rate is the "
+            f"clipping{clip_hint(study)}, then rerun; lowering the learning rate is the "
             "playbook's last resort"
         )
         if adjacent:
             detail += (
-                f" The best trial ({best.index}, {p.path}={_fmt(best.params[p.path])}) borders "
+                f" The best trial ({best.index}, {p.path}={fmt(best.params[p.path])}) borders "
                 "that region: no feasible trial lies between them."
             )
             findings.append(
@@ -225,7 +226,7 @@ def never_trained(t: TrialData) -> bool:
     NO_PROGRESS_FRACTION of its step-0 value."""
     if t.status != "completed":
         return False
-    _, steps, values = _train_loss(t)
+    _, steps, values = train_loss(t)
     return (
         len(values) >= 2 and steps[0] == 0 and values[1:].min() >= NO_PROGRESS_FRACTION * values[0]
     )
@@ -238,7 +239,7 @@ def _beyond(u: float, end: str, fraction: float) -> bool:
 
 def _is_diverged(t: TrialData, p: spaces.Hyperparameter) -> bool:
     # Divergence and no training at all speak of instability; a crash is a bug or a resource limit.
-    return (t.status == "infeasible" or never_trained(t)) and _position(
+    return (t.status == "infeasible" or never_trained(t)) and position(
         p, t.params.get(p.path)
     ) is not None
 
@@ -254,30 +255,30 @@ def _diverged_cluster(
     """(end, diverged trials beyond the feasible percentile, that percentile's value) when diverged
     trials concentrate at one end of p, else None."""
     diverged = [t for t in study.trials if _is_diverged(t, p)]
-    feasible = [_position(p, t.params.get(p.path)) for t in _trained(study)]
+    feasible = [position(p, t.params.get(p.path)) for t in _trained(study)]
     feasible = [u for u in feasible if u is not None]
     if len(diverged) < MIN_DIVERGED or not feasible:
         return None
     for end, q in (("upper", CONCENTRATION_QUANTILE), ("lower", 1 - CONCENTRATION_QUANTILE)):
         threshold = float(np.quantile(feasible, q))
         sign = 1 if end == "upper" else -1
-        beyond = [t for t in diverged if sign * (_position(p, t.params[p.path]) - threshold) > 0]
+        beyond = [t for t in diverged if sign * (position(p, t.params[p.path]) - threshold) > 0]
         if len(beyond) >= CONCENTRATION_SHARE * len(diverged):
-            return end, beyond, _value_at(p, threshold)
+            return end, beyond, value_at(p, threshold)
     return None
 
 
 def _adjacent(study: StudyData, p, best: TrialData, frontier: TrialData, sign: int) -> bool:
     """True when the best trial is within ADJACENT_MAX_GAP of the nearest diverged trial (or past
     it) and no feasible trial lies between them."""
-    u_best = _position(p, best.params.get(p.path))
-    u_front = _position(p, frontier.params[p.path])
+    u_best = position(p, best.params.get(p.path))
+    u_front = position(p, frontier.params[p.path])
     if u_best is None or sign * (u_front - u_best) > ADJACENT_MAX_GAP:
         return False
     between = [
         u
         for t in _trained(study)
-        if (u := _position(p, t.params.get(p.path))) is not None
+        if (u := position(p, t.params.get(p.path))) is not None
         and sign * u_best < sign * u < sign * u_front
     ]
     return not between

@@ -11,14 +11,14 @@ import numpy as np
 from jaxplay.analysis.diagnostics.common import (
     TOP_K,
     Finding,
-    _finite,
-    _fmt,
-    _position,
-    _train_loss,
-    _trials,
-    _value_at,
+    finite,
+    position,
+    train_loss,
+    trial_list,
+    value_at,
 )
 from jaxplay.analysis.study import StudyData, TrialData
+from jaxplay.values import fmt
 
 # Overfitting = the validation objective rises after its best eval and stays up: the mean of the
 # last evals after the best is worse than the best by more than 5% of its level (_level) and by more
@@ -105,7 +105,7 @@ def check_overfitting(study: StudyData) -> list[Finding]:
                 "overfitting",
                 "warning",
                 f"{study.objective} rises after its best step in the best trial"
-                f"{'s' if len(flagged) > 1 else ''} ({_trials([t for _, t in flagged])}): "
+                f"{'s' if len(flagged) > 1 else ''} ({trial_list([t for _, t in flagged])}): "
                 "problematic overfitting",
                 detail,
                 action,
@@ -120,7 +120,7 @@ def check_overfitting(study: StudyData) -> list[Finding]:
                 "overfitting",
                 "info",
                 f"{len(others)} other trial{'s' if len(others) > 1 else ''} overfit "
-                f"({_trials(others)})",
+                f"({trial_list(others)})",
                 "; ".join(f"trial {t.index}: {found[t.index]}" for t in others) + ".",
                 "best-trial selection favours trials that are regularized more or trained worse (a "
                 "too-small learning rate acts as a regularizer): check that the best trials are "
@@ -137,7 +137,7 @@ def check_late_variance(study: StudyData) -> list[Finding]:
     differences / sqrt 2) above LATE_NOISE_RELATIVE of the level (see _level)."""
     noisy = []
     for t in study.feasible[:TOP_K]:
-        _, values = _finite(t, study.objective)
+        _, values = finite(t, study.objective)
         if len(values) < LATE_MIN_POINTS:
             continue
         tail = values[-_late_count(len(values)) :]
@@ -147,8 +147,8 @@ def check_late_variance(study: StudyData) -> list[Finding]:
     if not noisy:
         return []
     detail = "; ".join(
-        f"trial {t.index}: noise {_fmt(n)} over the last {k} evals, {n / lvl:.0%} of the level "
-        f"{_fmt(lvl)}"
+        f"trial {t.index}: noise {fmt(n)} over the last {k} evals, {n / lvl:.0%} of the level "
+        f"{fmt(lvl)}"
         for t, n, lvl, k in noisy
     )
     return [
@@ -156,7 +156,7 @@ def check_late_variance(study: StudyData) -> list[Finding]:
             "late_variance",
             "warning",
             f"{study.objective} jumps from eval to eval late in training "
-            f"({_trials([n[0] for n in noisy])})",
+            f"({trial_list([n[0] for n in noisy])})",
             detail
             + f" (limit {LATE_NOISE_RELATIVE:.0%}). Trials then end on lucky or unlucky evals, "
             "which blurs comparisons and hurts reproducibility.",
@@ -179,7 +179,7 @@ def check_not_converged(study: StudyData) -> list[Finding]:
         Finding(
             "not_converged",
             "warning",
-            f"The best trials were still improving at the end of training ({_trials(late)})",
+            f"The best trials were still improving at the end of training ({trial_list(late)})",
             f"{_every(len(top))} reaches its best {study.objective} in the last "
             f"{1 - NOT_CONVERGED_FRACTION:.0%} of training: " + _best_steps(study, late) + ".",
             "training is compute bound: train longer (raise train.steps for every trial, never "
@@ -201,7 +201,7 @@ def check_saturated_early(study: StudyData) -> list[Finding]:
             "saturated_early",
             "info",
             f"The best trials stop improving within the first {SATURATED_FRACTION:.0%} of training "
-            f"({_trials(early)})",
+            f"({trial_list(early)})",
             f"{_every(len(top))} reaches its best {study.objective} early: "
             + _best_steps(study, early)
             + ". The rest of training buys nothing (the best checkpoint is "
@@ -220,7 +220,7 @@ def check_train_loss_rising(study: StudyData) -> list[Finding]:
     eval -> probable pipeline bug."""
     rising = []
     for t in study.feasible:
-        name, steps, values = _train_loss(t)
+        name, steps, values = train_loss(t)
         k = _late_count(len(values))
         if len(values) < 3 or k >= len(values):
             continue
@@ -233,9 +233,9 @@ def check_train_loss_rising(study: StudyData) -> list[Finding]:
             rising.append(
                 (
                     t,
-                    f"trial {t.index}: {name} {_fmt(values[low])} at step {steps[low]}, then at "
-                    f"least {_fmt(values[-k:].min())} over the last {k} evals (end "
-                    f"{_fmt(values[-1])})",
+                    f"trial {t.index}: {name} {fmt(values[low])} at step {steps[low]}, then at "
+                    f"least {fmt(values[-k:].min())} over the last {k} evals (end "
+                    f"{fmt(values[-1])})",
                 )
             )
     if not rising:
@@ -245,7 +245,7 @@ def check_train_loss_rising(study: StudyData) -> list[Finding]:
             "train_loss_rising",
             "warning",
             f"Training loss rises during training in {len(rising)} "
-            f"trial{'s' if len(rising) > 1 else ''} ({_trials([t for t, _ in rising])})",
+            f"trial{'s' if len(rising) > 1 else ''} ({trial_list([t for t, _ in rising])})",
             "; ".join(text for _, text in rising)
             + ". Training loss should not go up on a feasible run.",
             "the playbook: a rising training loss usually indicates a bug in the training "
@@ -259,7 +259,7 @@ def check_train_loss_rising(study: StudyData) -> list[Finding]:
 
 def _overfit(study: StudyData, t: TrialData) -> str | None:
     """How a trial overfits, in words, or None when it does not (rule in check_overfitting)."""
-    steps, values = _finite(t, study.objective)
+    steps, values = finite(t, study.objective)
     sign = 1 if study.mode == "min" else -1
     if len(values) < OVERFIT_MIN_AFTER + 1:
         return None
@@ -272,16 +272,16 @@ def _overfit(study: StudyData, t: TrialData) -> str | None:
     margin = max(
         OVERFIT_RELATIVE * _level(study, values[b : b + 1]), OVERFIT_NOISE_MULTIPLE * _noise(after)
     )
-    name, train_steps, train = _train_loss(t)
+    name, train_steps, train = train_loss(t)
     if rise <= margin or not len(train):
         return None
     at_best = train[int(np.argmin(np.abs(train_steps - steps[b])))]
     if not train[-1] < at_best:
         return None
     return (
-        f"{study.objective} best {_fmt(values[b])} at step {steps[b]}, mean of the last "
-        f"{len(tail)} evals {_fmt(values[b] + sign * rise)} (worse by {_fmt(rise)}, margin "
-        f"{_fmt(margin)}), while {name} fell from {_fmt(at_best)} to {_fmt(train[-1])}"
+        f"{study.objective} best {fmt(values[b])} at step {steps[b]}, mean of the last "
+        f"{len(tail)} evals {fmt(values[b] + sign * rise)} (worse by {fmt(rise)}, margin "
+        f"{fmt(margin)}), while {name} fell from {fmt(at_best)} to {fmt(train[-1])}"
     )
 
 
@@ -293,13 +293,13 @@ def _best_per_scientific_setting(study: StudyData) -> list[tuple[str, TrialData]
     for t in study.feasible:  # best first, so the first trial seen per setting is its best
         key, labels = [], []
         for p in scientific:
-            value, u = t.params.get(p.path), _position(p, t.params.get(p.path))
+            value, u = t.params.get(p.path), position(p, t.params.get(p.path))
             if p.space in ("float", "int") and u is not None:
                 b = min(int(u * SCIENTIFIC_BUCKETS), SCIENTIFIC_BUCKETS - 1)
                 key.append(b)
                 labels.append(
-                    f"{p.path} in [{_fmt(_value_at(p, b / SCIENTIFIC_BUCKETS))}, "
-                    f"{_fmt(_value_at(p, (b + 1) / SCIENTIFIC_BUCKETS))}]"
+                    f"{p.path} in [{fmt(value_at(p, b / SCIENTIFIC_BUCKETS))}, "
+                    f"{fmt(value_at(p, (b + 1) / SCIENTIFIC_BUCKETS))}]"
                 )
             else:
                 key.append(repr(value))

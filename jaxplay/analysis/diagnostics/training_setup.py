@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxplay.analysis.diagnostics.common import Finding, _finite, _fmt, _trials
+from jaxplay.analysis.diagnostics.common import Finding, finite, trial_list
 from jaxplay.analysis.study import StudyData, TrialData
+from jaxplay.values import fmt
 
 # The playbook's Adam table: <10 trials: learning rate; 10-25: + b1; 25+: + eps; "substantially
 # more than 25": + b2. We read "substantially more" as 100 trials, 4x the 25 row and the size of the
@@ -86,7 +87,7 @@ def check_input_bound(study: StudyData) -> list[Finding]:
         return []
     worst, trial = max(slow, key=lambda p: p[0])
     detail = (
-        f"{len(slow)} trial(s) ({_trials([t for _, t in slow])}) spent more than "
+        f"{len(slow)} trial(s) ({trial_list([t for _, t in slow])}) spent more than "
         f"{INPUT_WAIT_WARNING:.0%} of their median evaluation period waiting for input "
         f"(train/input_wait_fraction); trial {trial.index}: {worst:.0%}."
     )
@@ -114,7 +115,7 @@ def check_clipping(study: StudyData) -> list[Finding]:
         return []
     worst, trial = max(heavy, key=lambda p: p[0])
     detail = (
-        f"{len(heavy)} trial(s) ({_trials([t for _, t in heavy])}) clipped more than "
+        f"{len(heavy)} trial(s) ({trial_list([t for _, t in heavy])}) clipped more than "
         f"{CLIP_AGGRESSIVE_FRACTION:.0%} of their updates (train/clip_fraction); trial "
         f'{trial.index}: {worst:.0%}. The playbook calls this extremely aggressive clipping: "in '
         'essence a strange way of reducing the learning rate", and it slows training down.'
@@ -126,7 +127,7 @@ def check_clipping(study: StudyData) -> list[Finding]:
             f"Gradient clipping cuts {worst:.0%} of the updates",
             detail,
             "lower the learning rate instead, or raise train.grad_clip_norm to just above the "
-            f"typical gradient norm{_clip_hint(study)}",
+            f"typical gradient norm{clip_hint(study)}",
             tuple(t.index for _, t in heavy),
         )
     ]
@@ -135,18 +136,18 @@ def check_clipping(study: StudyData) -> list[Finding]:
 def clip_threshold(t: TrialData) -> float | None:
     """The playbook's gradient-clipping threshold for a trial: the CLIP_PERCENTILE (90th) percentile
     of its logged gradient norms; None when it logged none."""
-    norms = _finite(t, "train/grad_norm")[1]
+    norms = finite(t, "train/grad_norm")[1]
     return float(np.percentile(norms, CLIP_PERCENTILE)) if len(norms) else None
 
 
-def _clip_hint(study: StudyData) -> str:
+def clip_hint(study: StudyData) -> str:
     """' (e.g. train.grad_clip_norm=1.2, ...)': the playbook's clip threshold from the best trial's
     logged gradient norms, or '' when it logged none."""
     threshold = clip_threshold(study.feasible[0]) if study.feasible else None
     if threshold is None:
         return ""
     return (
-        f" (e.g. train.grad_clip_norm={_fmt(threshold)}, the "
+        f" (e.g. train.grad_clip_norm={fmt(threshold)}, the "
         f"{CLIP_PERCENTILE}th percentile of the best trial's gradient norm)"
     )
 
@@ -157,7 +158,7 @@ def _trials_above(
     """(summary of the metric's logged values, trial) for each trial whose summary exceeds limit."""
     found = []
     for t in study.trials:
-        values = _finite(t, metric)[1]
+        values = finite(t, metric)[1]
         if len(values) and float(summary(values)) > limit:
             found.append((float(summary(values)), t))
     return found

@@ -1,28 +1,14 @@
-"""The resolved study: `resolve(config) -> StudySpec`, the one shape every layer below reads.
-
-A study file is an ml-collections ConfigDict; that is the edge. `resolve` checks it once, every
-field and every trial, and returns frozen, typed dataclasses with every default filled in:
-
-    spec = resolve(config_lib.load('experiments/mnist1d_mlp.py'))
-    spec.study.num_trials, spec.space.paths, spec.base.train.keep_best
-    trial = spec.trial({'optimizer.learning_rate': 3e-3})   # a TrialSpec, checked like the base
-    trial.program, trial.hparams, trial.group_key
-
-`Program` is what shapes a trial's compiled program (trials with equal programs and group keys
-share one compilation and can run stacked); `HParams` are its traced float hyperparameters. The
-defaults of the training config live in the dataclasses below; a dataset's or a model family's
-own fields belong to it (jaxplay.data, jaxplay.models), a workload's to the workload.
-"""
+"""The sections of a study config, resolved: frozen, typed dataclasses with every training
+default in one place, and the functions that check a section of the config's JSON tree and
+build its dataclass (each names the field and the fix when it refuses)."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 from collections.abc import Mapping
 
-from jaxplay import config as config_lib
-from jaxplay import designers, optim, spaces, workloads
+from jaxplay import designers, optim
 from jaxplay.data.augment import AUGMENTATIONS
 from jaxplay.errors import ConfigError
 from jaxplay.values import is_int, is_real
@@ -184,218 +170,35 @@ class StudySettings:
     parent: Mapping | None = None  # a derived study's lineage (jaxplay.tuning)
 
 
-@dataclasses.dataclass(frozen=True)
-class Program:
-    """Everything that shapes the compiled train program; trials with equal Programs share it."""
-
-    optimizer: str
-    nesterov: bool
-    schedule: str
-    steps: int
-    eval_every: int
-    batch_size: int
-    eval_batch_size: int
-    dropout: bool  # False compiles dropout out entirely (no random bits drawn)
-    pipeline: str = "device"
-    augment: str = "none"
-    compute_dtype: str = "float32"
-
-
-@dataclasses.dataclass(frozen=True)
-class HParams:
-    """A trial's float hyperparameters: traced float32 arrays in the compiled program, so trials
-    that differ only in them share it. Every trial carries every one (one pytree structure)."""
-
-    learning_rate: float
-    momentum: float
-    b1: float
-    b2: float
-    eps: float
-    weight_decay: float
-    warmup_steps: float
-    decay_steps: float
-    min_lr_factor: float
-    grad_clip_norm: float
-    label_smoothing: float
-    dropout: float
-
-    def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class TrialSpec:
-    """One trial's training config, resolved: what the trainer reads, and nothing else."""
-
-    seed: int
-    workload: str
-    data: DataSpec
-    model: ModelSpec
-    optimizer: OptimizerSpec
-    schedule: ScheduleSpec
-    train: TrainSpec
-    objective: str
-    mode: str
-    searched: frozenset = frozenset()  # the study's searched paths (shape the program: dropout)
-    params: Mapping = dataclasses.field(default_factory=dict)  # this trial's values
-
-    @property
-    def program(self) -> Program:
-        t, o = self.train, self.optimizer
-        return Program(
-            optimizer=o.name,
-            nesterov=o.nesterov,
-            schedule=self.schedule.name,
-            steps=t.steps,
-            eval_every=t.eval_every,
-            batch_size=self.data.batch_size,
-            eval_batch_size=t.eval_batch_size,
-            # A searched dropout keeps the stochastic path for every trial: 0 and 0.3 share it.
-            dropout=self.model.dropout > 0 or "model.dropout" in self.searched,
-            pipeline=self.data.pipeline,
-            augment=self.data.augment,
-            compute_dtype=t.compute_dtype,
-        )
-
-    @property
-    def hparams(self) -> HParams:
-        o, s = self.optimizer, self.schedule
-        return HParams(
-            learning_rate=o.learning_rate,
-            momentum=o.momentum,
-            b1=o.b1,
-            b2=o.b2,
-            eps=o.eps,
-            weight_decay=o.weight_decay,
-            warmup_steps=float(s.warmup_steps),
-            decay_steps=float(s.decay_steps),
-            min_lr_factor=float(s.min_lr_factor),
-            grad_clip_norm=float(self.train.grad_clip_norm),
-            label_smoothing=float(self.train.label_smoothing),
-            dropout=float(self.model.dropout),
-        )
-
-    @property
-    def group_key(self) -> tuple:
-        """Trials with equal keys share one compilation and can be batched: they differ only in
-        float hyperparameters and seeds."""
-        return (
-            self.program,
-            self.workload,
-            self.data,
-            self.model.shape_key,
-            self.train.train_eval_examples,
-        )
-
-    def replace(self, **sections) -> TrialSpec:
-        """A copy with some sections replaced (e.g. train=dataclasses.replace(trial.train, ...))."""
-        return dataclasses.replace(self, **sections)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class StudySpec:
-    """A study, resolved: its settings, search space, base trial and the config as JSON."""
-
-    study: StudySettings
-    space: spaces.SearchSpace
-    base: TrialSpec
-    tree: Mapping  # the config as plain JSON types: what the store records and hashes
-
-    @property
-    def searched(self) -> frozenset:
-        """Dotted paths of the searched hyperparameters (and of manually listed ones)."""
-        listed = {path for trial in self.study.trials for path in trial}
-        return frozenset(self.space.paths) | frozenset(listed)
-
-    def trial(self, params: Mapping) -> TrialSpec:
-        """The base config with a trial's values, checked as the base was."""
-        tree = config_lib.apply(self.tree, dict(params))
-        return _trial(tree, self.study, self.searched, dict(params))
-
-    def designer(self):
-        """The study's designer (where its trial points come from)."""
-        s = self.study
-        return designers.make(
-            s.algorithm, self.space, s.seed, mode=s.mode, trials=s.trials,
-            acquisition=s.acquisition, initial_trials=s.initial_trials,
-        )  # fmt: skip
-
-    def to_json(self) -> str:
-        return config_lib.dumps(self.tree)
-
-    def hash(self) -> str:
-        return config_lib.config_hash(self.tree)
-
-
-def resolve(config) -> StudySpec:
-    """Checks a study config (a ConfigDict or its JSON tree) and resolves it, before anything
-    trains: the study settings, the search space against the base config, the designer's own
-    settings, the base training config and the workload (its data is loaded to check sizes)."""
-    tree = config_lib.to_tree(config)
-    study = _study(tree)
-    train = _section(tree, "train", "c.train = dict(steps=1000, eval_every=100)")
-    steps = _required(train, "train", "steps")
-    if not is_int(steps) or steps < 1:
-        raise ConfigError(f"train.steps: must be an int >= 1 (got {steps!r}); e.g. steps=1000")
-    eval_every = _required(train, "train", "eval_every")
-    if not is_int(eval_every) or eval_every < 1:
-        raise ConfigError(
-            f"train.eval_every: must be an int >= 1 (got {eval_every!r}); e.g. eval_every={steps}"
-        )
-    if steps % eval_every:
-        near = " or ".join(map(str, config_lib.nearest_divisors(steps, eval_every)))
-        raise ConfigError(
-            f"train.eval_every: must divide train.steps={steps} (got {eval_every}); use {near}"
-        )
-    base = {k: v for k, v in tree.items() if k not in config_lib.STUDY_SECTIONS}
-    space = spaces.parse(tree.get("search"), base=base)
-    if study.algorithm == "manual":
-        _check_manual_trials(tree, study.trials)
-    spec = StudySpec(study, space, None, tree)
-    designer = spec.designer()  # checks the algorithm's own settings
-    limit = getattr(designer, "max_trials", None)
-    if study.algorithm in ("grid", "manual") and study.num_trials and study.num_trials > limit:
-        what = "grid has only" if study.algorithm == "grid" else "study.trials lists only"
-        raise ConfigError(
-            f"study.num_trials: {what} {limit} points; set num_trials <= {limit} or None"
-        )
-    trial = _trial(tree, study, spec.searched, {})
-    return dataclasses.replace(spec, base=trial)
-
-
-# ---------------------------------------------------------------------------------------------
-# Sections
-
-
-def _study(tree) -> StudySettings:
-    study = _section(tree, "study", _STUDY_EXAMPLE)
-    name = _required(study, "study", "name")
+def study_settings(tree) -> StudySettings:
+    study = require_section(tree, "study", _STUDY_EXAMPLE)
+    name = required(study, "study", "name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(
             f"study.name: must be a non-empty string (got {name!r}); e.g. 'mnist1d-mlp-width'"
         )
-    objective = _required(study, "study", "objective")
+    objective = required(study, "study", "objective")
     if not isinstance(objective, str) or not objective.strip():
         raise ConfigError(
             f"study.objective: must be the name of a metric (got {objective!r}); e.g. 'val/error'"
         )
-    mode = _required(study, "study", "mode")
+    mode = required(study, "study", "mode")
     if mode not in MODES:
         raise ConfigError(
             f"study.mode: must be 'min' or 'max' (got {mode!r}); use 'min' for losses and error "
             "rates, 'max' for accuracies"
         )
-    algorithm = _required(study, "study", "algorithm")
+    algorithm = required(study, "study", "algorithm")
     if algorithm not in designers.ALGORITHMS:
         raise ConfigError(
             f"study.algorithm: unknown algorithm {algorithm!r}; use one of "
             f"{', '.join(map(repr, designers.ALGORITHMS))}"
         )
-    seed = _required(study, "study", "seed")
+    seed = required(study, "study", "seed")
     if not is_int(seed) or seed < 0:
         # Negative seeds are rejected because numpy's seed sequences refuse them.
         raise ConfigError(f"study.seed: must be an int >= 0 (got {seed!r}); e.g. seed=0")
-    num_trials = _required(study, "study", "num_trials", allow_none=True)
+    num_trials = required(study, "study", "num_trials", allow_none=True)
     if num_trials is None and algorithm not in ("grid", "manual"):
         raise ConfigError(
             "study.num_trials: must be an int >= 1 (got None); only algorithm='grid' or 'manual' "
@@ -421,63 +224,7 @@ def _study(tree) -> StudySettings:
     )
 
 
-def _check_manual_trials(tree, trials) -> None:
-    """study.trials of a manual study: a non-empty list of {dotted config path: value}."""
-    example = (
-        "c.study.trials = [{'optimizer.learning_rate': 0.01}, {'optimizer.learning_rate': 0.03}]"
-    )
-    if not isinstance(trials, (list, tuple)) or not trials:
-        raise ConfigError(
-            "study.trials: algorithm='manual' needs a non-empty list of trials (got "
-            f"{trials!r}); e.g. {example}"
-        )
-    for i, trial in enumerate(trials):
-        if not isinstance(trial, Mapping):
-            raise ConfigError(
-                f"study.trials[{i}]: must be a dict of dotted config paths (got {trial!r}); "
-                f"e.g. {example}"
-            )
-        for path in trial:
-            if path.split(".")[0] in config_lib.STUDY_SECTIONS:
-                raise ConfigError(
-                    f"study.trials[{i}]: {path!r} is a study setting, not a hyperparameter"
-                )
-        try:
-            config_lib.apply(tree, dict(trial))
-        except ConfigError as e:
-            raise ConfigError(f"study.trials[{i}]: {e}") from None
-
-
-def _trial(tree, study: StudySettings, searched: frozenset, params: dict) -> TrialSpec:
-    """The training config of one trial (the base when params is empty), checked in full."""
-    seed = tree.get("seed", 0)
-    if not is_int(seed) or seed < 0:
-        raise ConfigError(f"seed: must be an int >= 0 (got {seed!r}); e.g. c.seed = 0")
-    data = _data(_section(tree, "data", "c.data = dict(name='mnist1d', batch_size=128)"))
-    model = tree.get("model")
-    trial = TrialSpec(
-        seed=int(seed),
-        workload=tree.get("workload", workloads.DEFAULT),
-        data=data,
-        model=_model(model) if isinstance(model, Mapping) else ModelSpec(),
-        optimizer=_optimizer(
-            _section(tree, "optimizer", "c.optimizer = dict(name='adam', learning_rate=1e-3)")
-        ),
-        schedule=_schedule(
-            _section(tree, "schedule", "c.schedule = dict(name='cosine', warmup_steps=100)"),
-            tree["train"]["steps"],
-        ),
-        train=_train(tree["train"], data.batch_size),
-        objective=study.objective,
-        mode=study.mode,
-        searched=searched,
-        params=params,
-    )
-    _check_workload(trial, model)
-    return trial
-
-
-def _data(section) -> DataSpec:
+def data_section(section) -> DataSpec:
     batch = section.get("batch_size")
     if not is_int(batch) or batch < 1:
         raise ConfigError(f"data.batch_size: must be a positive int (got {batch!r})")
@@ -502,7 +249,7 @@ def _data(section) -> DataSpec:
     )
 
 
-def _model(section) -> ModelSpec:
+def model_section(section) -> ModelSpec:
     dropout = section.get("dropout", 0.0)
     if not is_real(dropout) or not 0.0 <= dropout < 1.0:
         raise ConfigError(f"model.dropout: a rate in [0, 1) (got {dropout})")
@@ -513,7 +260,7 @@ def _model(section) -> ModelSpec:
     )
 
 
-def _optimizer(section) -> OptimizerSpec:
+def optimizer_section(section) -> OptimizerSpec:
     name = section.get("name")
     if name not in optim.OPTIMIZERS:
         raise ConfigError(
@@ -537,7 +284,7 @@ def _optimizer(section) -> OptimizerSpec:
     )
 
 
-def _schedule(section, steps: int) -> ScheduleSpec:
+def schedule_section(section, steps: int) -> ScheduleSpec:
     name = section.get("name")
     if name not in optim.SCHEDULES:
         raise ConfigError(
@@ -563,7 +310,7 @@ def _schedule(section, steps: int) -> ScheduleSpec:
     return ScheduleSpec(name, warmup, decay, float(section.get("min_lr_factor", 0.0)))
 
 
-def _train(section, batch_size: int) -> TrainSpec:
+def train_section(section, batch_size: int) -> TrainSpec:
     known = {f.name for f in dataclasses.fields(TrainSpec)}
     for key in section:
         if key not in known:
@@ -602,36 +349,7 @@ def _train(section, batch_size: int) -> TrainSpec:
     return TrainSpec(**values)
 
 
-def _check_workload(trial: TrialSpec, model_section) -> None:
-    """The workload's own checks, with its data loaded: the objective is one of its metrics in
-    the right direction, and a batch fits in the training set."""
-    if trial.workload == workloads.DEFAULT and model_section is None:
-        raise ConfigError("model: missing; add e.g. c.model = dict(name='mlp', width=256, depth=2)")
-    instance = workloads.bind(trial)
-    modes = instance.task.metrics_mode
-    allowed = [f"{split}/{m}" for split in ("val", "train") for m in modes]
-    if trial.objective not in allowed:
-        raise ConfigError(
-            f"study.objective: unknown metric {trial.objective!r}; use one of {allowed}"
-        )
-    better = modes[trial.objective.split("/", 1)[1]]
-    if trial.mode != better:
-        raise ConfigError(
-            f"study.mode: {trial.objective} is better when "
-            f"{'lower' if better == 'min' else 'higher'}; set study.mode={better!r}"
-        )
-    num_train = len(instance.dataset.x_train)
-    if trial.data.batch_size > num_train:
-        raise ConfigError(
-            f"data.batch_size: {trial.data.batch_size} exceeds the {num_train} training examples"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
-
-
-def _section(tree, name: str, example: str) -> Mapping:
+def require_section(tree, name: str, example: str) -> Mapping:
     """tree[name], which must be a section."""
     section = tree.get(name)
     if not isinstance(section, Mapping):
@@ -640,7 +358,7 @@ def _section(tree, name: str, example: str) -> Mapping:
     return section
 
 
-def _required(section, section_name: str, key: str, allow_none: bool = False):
+def required(section, section_name: str, key: str, allow_none: bool = False):
     """section[key], naming a close misspelling when it is missing."""
     if key not in section or (section[key] is None and not allow_none):
         hint = difflib.get_close_matches(key, [str(k) for k in section if k != key], n=1)
@@ -659,14 +377,3 @@ def _int(section, section_name: str, key: str, default: int, minimum: int) -> in
 def _did_you_mean(name, choices) -> str:
     close = difflib.get_close_matches(str(name), sorted(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def parent_link(tree: Mapping) -> Mapping | None:
-    """study.parent of a config tree (a derived study's lineage), or None."""
-    return ((tree.get("study") or {}).get("parent")) or None
-
-
-__all__ = [
-    "DataSpec", "HParams", "ModelSpec", "OptimizerSpec", "Program", "ScheduleSpec",
-    "StudySettings", "StudySpec", "TrainSpec", "TrialSpec", "json", "resolve",
-]  # fmt: skip

@@ -1,0 +1,318 @@
+"""The resolved study: `resolve(config) -> StudySpec`, the one shape every layer below reads.
+
+A study file is an ml-collections ConfigDict; that is the edge. `resolve` checks it once, every
+field and every trial, and returns frozen, typed dataclasses with every default filled in:
+
+    spec = resolve(config_lib.load('experiments/mnist1d_mlp.py'))
+    spec.study.num_trials, spec.space.paths, spec.base.train.keep_best
+    trial = spec.trial({'optimizer.learning_rate': 3e-3})   # a TrialSpec, checked like the base
+    trial.program, trial.hparams, trial.group_key
+
+`Program` is what shapes a trial's compiled program (trials with equal programs and group keys
+share one compilation and can run stacked); `HParams` are its traced float hyperparameters. The
+defaults of the training config live in the dataclasses below; a dataset's or a model family's
+own fields belong to it (jaxplay.data, jaxplay.models), a workload's to the workload.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from jaxplay import config as config_lib
+from jaxplay import designers, spaces, workloads
+from jaxplay.errors import ConfigError
+from jaxplay.spec.sections import (
+    COMPUTE_DTYPES,
+    DEFAULT_TRAIN_EVAL_EXAMPLES,
+    MIN_EVAL_BATCH_SIZE,
+    MODES,
+    PIPELINES,
+    DataSpec,
+    Fields,
+    ModelSpec,
+    OptimizerSpec,
+    ScheduleSpec,
+    StudySettings,
+    TrainSpec,
+    data_section,
+    model_section,
+    optimizer_section,
+    require_section,
+    required,
+    schedule_section,
+    study_settings,
+    train_section,
+)
+from jaxplay.values import is_int
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """Everything that shapes the compiled train program; trials with equal Programs share it."""
+
+    optimizer: str
+    nesterov: bool
+    schedule: str
+    steps: int
+    eval_every: int
+    batch_size: int
+    eval_batch_size: int
+    dropout: bool  # False compiles dropout out entirely (no random bits drawn)
+    pipeline: str = "device"
+    augment: str = "none"
+    compute_dtype: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """A trial's float hyperparameters: traced float32 arrays in the compiled program, so trials
+    that differ only in them share it. Every trial carries every one (one pytree structure)."""
+
+    learning_rate: float
+    momentum: float
+    b1: float
+    b2: float
+    eps: float
+    weight_decay: float
+    warmup_steps: float
+    decay_steps: float
+    min_lr_factor: float
+    grad_clip_norm: float
+    label_smoothing: float
+    dropout: float
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrialSpec:
+    """One trial's training config, resolved: what the trainer reads, and nothing else."""
+
+    seed: int
+    workload: str
+    data: DataSpec
+    model: ModelSpec
+    optimizer: OptimizerSpec
+    schedule: ScheduleSpec
+    train: TrainSpec
+    objective: str
+    mode: str
+    searched: frozenset = frozenset()  # the study's searched paths (shape the program: dropout)
+    params: Mapping = dataclasses.field(default_factory=dict)  # this trial's values
+
+    @property
+    def program(self) -> Program:
+        t, o = self.train, self.optimizer
+        return Program(
+            optimizer=o.name,
+            nesterov=o.nesterov,
+            schedule=self.schedule.name,
+            steps=t.steps,
+            eval_every=t.eval_every,
+            batch_size=self.data.batch_size,
+            eval_batch_size=t.eval_batch_size,
+            # A searched dropout keeps the stochastic path for every trial: 0 and 0.3 share it.
+            dropout=self.model.dropout > 0 or "model.dropout" in self.searched,
+            pipeline=self.data.pipeline,
+            augment=self.data.augment,
+            compute_dtype=t.compute_dtype,
+        )
+
+    @property
+    def hparams(self) -> HParams:
+        o, s = self.optimizer, self.schedule
+        return HParams(
+            learning_rate=o.learning_rate,
+            momentum=o.momentum,
+            b1=o.b1,
+            b2=o.b2,
+            eps=o.eps,
+            weight_decay=o.weight_decay,
+            warmup_steps=float(s.warmup_steps),
+            decay_steps=float(s.decay_steps),
+            min_lr_factor=float(s.min_lr_factor),
+            grad_clip_norm=float(self.train.grad_clip_norm),
+            label_smoothing=float(self.train.label_smoothing),
+            dropout=float(self.model.dropout),
+        )
+
+    @property
+    def group_key(self) -> tuple:
+        """Trials with equal keys share one compilation and can be batched: they differ only in
+        float hyperparameters and seeds."""
+        return (
+            self.program,
+            self.workload,
+            self.data,
+            self.model.shape_key,
+            self.train.train_eval_examples,
+        )
+
+    def replace(self, **sections) -> TrialSpec:
+        """A copy with some sections replaced (e.g. train=dataclasses.replace(trial.train, ...))."""
+        return dataclasses.replace(self, **sections)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StudySpec:
+    """A study, resolved: its settings, search space, base trial and the config as JSON."""
+
+    study: StudySettings
+    space: spaces.SearchSpace
+    base: TrialSpec
+    tree: Mapping  # the config as plain JSON types: what the store records and hashes
+
+    @property
+    def searched(self) -> frozenset:
+        """Dotted paths of the searched hyperparameters (and of manually listed ones)."""
+        listed = {path for trial in self.study.trials for path in trial}
+        return frozenset(self.space.paths) | frozenset(listed)
+
+    def trial(self, params: Mapping) -> TrialSpec:
+        """The base config with a trial's values, checked as the base was."""
+        tree = config_lib.apply(self.tree, dict(params))
+        return _trial(tree, self.study, self.searched, dict(params))
+
+    def designer(self):
+        """The study's designer (where its trial points come from)."""
+        s = self.study
+        return designers.make(
+            s.algorithm, self.space, s.seed, mode=s.mode, trials=s.trials,
+            acquisition=s.acquisition, initial_trials=s.initial_trials,
+        )  # fmt: skip
+
+    def to_json(self) -> str:
+        return config_lib.dumps(self.tree)
+
+    def hash(self) -> str:
+        return config_lib.config_hash(self.tree)
+
+
+def resolve(config) -> StudySpec:
+    """Checks a study config (a ConfigDict or its JSON tree) and resolves it, before anything
+    trains: the study settings, the search space against the base config, the designer's own
+    settings, the base training config and the workload (its data is loaded to check sizes)."""
+    tree = config_lib.to_tree(config)
+    study = study_settings(tree)
+    train = require_section(tree, "train", "c.train = dict(steps=1000, eval_every=100)")
+    steps = required(train, "train", "steps")
+    if not is_int(steps) or steps < 1:
+        raise ConfigError(f"train.steps: must be an int >= 1 (got {steps!r}); e.g. steps=1000")
+    eval_every = required(train, "train", "eval_every")
+    if not is_int(eval_every) or eval_every < 1:
+        raise ConfigError(
+            f"train.eval_every: must be an int >= 1 (got {eval_every!r}); e.g. eval_every={steps}"
+        )
+    if steps % eval_every:
+        near = " or ".join(map(str, config_lib.nearest_divisors(steps, eval_every)))
+        raise ConfigError(
+            f"train.eval_every: must divide train.steps={steps} (got {eval_every}); use {near}"
+        )
+    base = {k: v for k, v in tree.items() if k not in config_lib.STUDY_SECTIONS}
+    space = spaces.parse(tree.get("search"), base=base)
+    if study.algorithm == "manual":
+        _check_manual_trials(tree, study.trials)
+    spec = StudySpec(study, space, None, tree)
+    designer = spec.designer()  # checks the algorithm's own settings
+    limit = getattr(designer, "max_trials", None)
+    if study.algorithm in ("grid", "manual") and study.num_trials and study.num_trials > limit:
+        what = "grid has only" if study.algorithm == "grid" else "study.trials lists only"
+        raise ConfigError(
+            f"study.num_trials: {what} {limit} points; set num_trials <= {limit} or None"
+        )
+    trial = _trial(tree, study, spec.searched, {})
+    return dataclasses.replace(spec, base=trial)
+
+
+def _check_manual_trials(tree, trials) -> None:
+    """study.trials of a manual study: a non-empty list of {dotted config path: value}."""
+    example = (
+        "c.study.trials = [{'optimizer.learning_rate': 0.01}, {'optimizer.learning_rate': 0.03}]"
+    )
+    if not isinstance(trials, (list, tuple)) or not trials:
+        raise ConfigError(
+            "study.trials: algorithm='manual' needs a non-empty list of trials (got "
+            f"{trials!r}); e.g. {example}"
+        )
+    for i, trial in enumerate(trials):
+        if not isinstance(trial, Mapping):
+            raise ConfigError(
+                f"study.trials[{i}]: must be a dict of dotted config paths (got {trial!r}); "
+                f"e.g. {example}"
+            )
+        for path in trial:
+            if path.split(".")[0] in config_lib.STUDY_SECTIONS:
+                raise ConfigError(
+                    f"study.trials[{i}]: {path!r} is a study setting, not a hyperparameter"
+                )
+        try:
+            config_lib.apply(tree, dict(trial))
+        except ConfigError as e:
+            raise ConfigError(f"study.trials[{i}]: {e}") from None
+
+
+def _trial(tree, study: StudySettings, searched: frozenset, params: dict) -> TrialSpec:
+    """The training config of one trial (the base when params is empty), checked in full."""
+    seed = tree.get("seed", 0)
+    if not is_int(seed) or seed < 0:
+        raise ConfigError(f"seed: must be an int >= 0 (got {seed!r}); e.g. c.seed = 0")
+    data = data_section(
+        require_section(tree, "data", "c.data = dict(name='mnist1d', batch_size=128)")
+    )
+    model = tree.get("model")
+    trial = TrialSpec(
+        seed=int(seed),
+        workload=tree.get("workload", workloads.DEFAULT),
+        data=data,
+        model=model_section(model) if isinstance(model, Mapping) else ModelSpec(),
+        optimizer=optimizer_section(
+            require_section(
+                tree, "optimizer", "c.optimizer = dict(name='adam', learning_rate=1e-3)"
+            )
+        ),
+        schedule=schedule_section(
+            require_section(tree, "schedule", "c.schedule = dict(name='cosine', warmup_steps=100)"),
+            tree["train"]["steps"],
+        ),
+        train=train_section(tree["train"], data.batch_size),
+        objective=study.objective,
+        mode=study.mode,
+        searched=searched,
+        params=params,
+    )
+    _check_workload(trial, model)
+    return trial
+
+
+def _check_workload(trial: TrialSpec, model_section) -> None:
+    """The workload's own checks, with its data loaded: the objective is one of its metrics in
+    the right direction, and a batch fits in the training set."""
+    if trial.workload == workloads.DEFAULT and model_section is None:
+        raise ConfigError("model: missing; add e.g. c.model = dict(name='mlp', width=256, depth=2)")
+    instance = workloads.bind(trial)
+    modes = instance.task.metrics_mode
+    allowed = [f"{split}/{m}" for split in ("val", "train") for m in modes]
+    if trial.objective not in allowed:
+        raise ConfigError(
+            f"study.objective: unknown metric {trial.objective!r}; use one of {allowed}"
+        )
+    better = modes[trial.objective.split("/", 1)[1]]
+    if trial.mode != better:
+        raise ConfigError(
+            f"study.mode: {trial.objective} is better when "
+            f"{'lower' if better == 'min' else 'higher'}; set study.mode={better!r}"
+        )
+    num_train = len(instance.dataset.x_train)
+    if trial.data.batch_size > num_train:
+        raise ConfigError(
+            f"data.batch_size: {trial.data.batch_size} exceeds the {num_train} training examples"
+        )
+
+
+__all__ = [
+    "COMPUTE_DTYPES", "DEFAULT_TRAIN_EVAL_EXAMPLES", "MIN_EVAL_BATCH_SIZE", "MODES", "PIPELINES",
+    "DataSpec", "Fields", "HParams", "ModelSpec", "OptimizerSpec", "Program", "ScheduleSpec",
+    "StudySettings", "StudySpec", "TrainSpec", "TrialSpec", "resolve",
+]  # fmt: skip
