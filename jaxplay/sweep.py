@@ -144,6 +144,11 @@ def _main(argv: list[str]) -> int:
     if args.from_study is None and (args.lineage or given):
         used = ", ".join(f"--{k}" for k in (["lineage"] if args.lineage else []) + sorted(given))
         raise ConfigError(f"{used}: only with --from_study PARENT (the study to start from)")
+    if args.batch_trials is not None and args.executor == "sequential":
+        raise ConfigError(
+            "--batch_trials: sizes the stacks of --executor batched (or auto on an accelerator); "
+            "--executor sequential trains one trial at a time"
+        )
     if args.from_study is not None and args.lineage is None:
         raise ConfigError(
             f"--from_study {args.from_study}: say how to derive the study with --lineage, one "

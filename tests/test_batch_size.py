@@ -9,11 +9,12 @@ import pytest
 
 from jaxplay import batch_size as batch_size_command
 from jaxplay import spec
-from jaxplay.analysis import throughput
+from jaxplay import store as store_lib
+from jaxplay.analysis import html_report, throughput
 from jaxplay.analysis.throughput import Row
 from jaxplay.errors import ConfigError
 from jaxplay.tuning import batch_size
-from tests.factories import tiny_config
+from tests.factories import constructed_study, tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STUDY = REPO / "experiments" / "mnist1d_mlp.py"
@@ -196,12 +197,13 @@ def test_bad_probe_settings_name_the_setting():
 # CLI
 
 
-def test_cli_prints_the_table_and_the_recommendation(capsys):
+def test_cli_prints_the_table_and_the_recommendation_and_records_it(capsys, tmp_path):
     # The overrides make the model and program those of tiny_config, so in one process this reuses
     # the compiled periods of the probe test above.
     code = batch_size_command.main(
         [
             f"--config={STUDY}:smoke",
+            f"--workdir={tmp_path}",
             "--min_batch_size=16",
             "--max_batch_size=32",
             "--steps_per_period=5",
@@ -219,6 +221,28 @@ def test_cli_prints_the_table_and_the_recommendation(capsys):
     assert [int(t[0]) for t in table] == [16, 32]
     assert "stopped: batch size 64 is above max_batch_size=32" in out
     assert "max useful batch size:" in out and "recommendation: " in out
+    # The probe is in the workdir's store, under the study it measured, and its report shows it.
+    assert "recorded for study 'mnist1d-mlp-smoke'" in out
+    store = store_lib.Store(store_lib.default_url(tmp_path))
+    try:
+        [probe] = store.probes("mnist1d-mlp-smoke")
+    finally:
+        store.close()
+    assert probe["kind"] == "batch_size" and "jaxplay.batch_size" in probe["command"]
+    assert [r["batch_size"] for r in probe["result"]["rows"]] == [16, 32]
+    assert probe["config"]["model"]["width"] == 32
+    study = constructed_study({}, [{"params": {}}], name="mnist1d-mlp-smoke")
+    study.probes = [probe]
+    page = html_report.render_html(study, findings=[])
+    assert '<section id="throughput"><h2>Throughput by batch size</h2>' in page
+    assert "stopped: batch size 64 is above max_batch_size=32".split(": ", 1)[1] in page
+    assert "Recommendation:</strong> " in page
+    assert (
+        html_report.render_html(constructed_study({}, [{"params": {}}]), []).count(
+            'id="throughput"'
+        )
+        == 0
+    )  # no probe, no section
 
 
 def test_cli_names_a_misspelled_override(capsys):

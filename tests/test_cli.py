@@ -79,6 +79,10 @@ def test_lineage_options_that_do_not_apply_are_refused_with_the_reason(tmp_path,
         assert sweep.main([*base, "--from_study=p", "--lineage=refine", "--top_k=2"]) == 2
         err = capsys.readouterr().err
         assert "--top_k: --lineage refine takes no options" in err
+        assert sweep.main([*base, "--from_study=p", "--lineage=rerun", "--top_k=2"]) == 2
+        assert "--top_k: --lineage rerun takes seeds" in capsys.readouterr().err
+        assert sweep.main([*base, "--executor=sequential", "--batch_trials=4"]) == 2
+        assert "--batch_trials: sizes the stacks of --executor batched" in capsys.readouterr().err
     finally:
         os.chdir(cwd)
 
