@@ -55,7 +55,7 @@ class StudyData:
     fixed: dict
     trials: list[TrialData]
     # Records (without curves) of the other studies of its store linked to it by lineage: its
-    # parent, children, siblings and so on (see jaxplay.lineage); empty when built from a record.
+    # parent, children, siblings and so on (see jaxplay.tuning); empty when built from a record.
     family: list[dict] = dataclasses.field(default_factory=list)
     # Measurements of the study's setup (jaxplay.tuning.batch_size), newest first.
     probes: list[dict] = dataclasses.field(default_factory=list)

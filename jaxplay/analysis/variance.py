@@ -6,7 +6,7 @@ hyperparameters retrained with other seeds) and the *study variance* (the same s
 search seed picks other trials). It asks to characterize the first by "running the best trial N
 times" and to adopt a change only if it beats the baseline "taking into account the retrain
 variance of both". `--lineage rerun` measures the first, `--lineage reseed` the second (see
-jaxplay.lineage); this module reads them from the studies' records and states whether a
+jaxplay.tuning.actions); this module reads them from the studies' records and states whether a
 difference exceeds them.
 
 A difference of two noisy results has sqrt(2) times the noise of one, and about 95% of a normal

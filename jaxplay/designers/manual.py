@@ -2,7 +2,7 @@
 search algorithm "or specify configurations manually").
 
 `c.study.trials = [{'optimizer.learning_rate': 0.01, 'seed': 1}, ...]`, each a dict of dotted
-config paths. Round 2 and reruns of the best trial are studies of this kind (jaxplay.lineage).
+config paths. Round 2 and reruns of the best trial are such studies (jaxplay.tuning.actions).
 """
 
 from jaxplay.errors import ConfigError

@@ -156,7 +156,7 @@ class Store:
             return list(s.scalars(sa.select(Study.name).order_by(Study.id)))
 
     def parents(self) -> dict[str, str | None]:
-        """{study name: the name of the study it derives from (jaxplay.lineage), or None}, in one
+        """{study name: the name of the study it derives from (jaxplay.tuning), or None}, in one
         query of the configs (no trials)."""
         with self.session() as s:
             rows = s.execute(sa.select(Study.name, Study.config).order_by(Study.id)).all()
