@@ -235,8 +235,8 @@ def test_cli_prints_the_table_and_the_recommendation_and_records_it(capsys, tmp_
     study.probes = [probe]
     page = html_report.render_html(study, findings=[])
     assert '<section id="throughput"><h2>Throughput by batch size</h2>' in page
-    assert "stopped: batch size 64 is above max_batch_size=32".split(": ", 1)[1] in page
-    assert "Recommendation:</strong> " in page
+    assert "<p>Stopped: batch size 64 is above max_batch_size=32</p>" in page
+    assert "<p>Recommendation: " in page
     assert (
         html_report.render_html(constructed_study({}, [{"params": {}}]), []).count(
             'id="throughput"'

@@ -356,16 +356,20 @@ def _throughput(study: StudyData) -> str:
     for row, gain, note in zip(result.rows, summary.speedups, summary.notes):
         mark = " (max useful)" if row.batch_size == summary.max_useful else ""
         cells = [row.batch_size, f"{row.steps_per_second:.1f}", f"{row.examples_per_second:.0f}",
-                 "-" if gain is None else f"{gain:.2f}x", f"{note}{mark}"]  # fmt: skip
-        rows.append([f'<td class="num">{_e(c)}</td>' for c in cells])
+                 "-" if gain is None else f"{gain:.2f}x"]  # fmt: skip
+        rows.append(
+            [f'<td class="num">{_e(c)}</td>' for c in cells] + [f"<td>{_e(note + mark)}</td>"]
+        )
     table = _table(["batch size", "steps/s", "examples/s", "speedup", "note"], rows)
+    # The same reading as the command printed: why it stopped, the advice, how far to trust it.
+    lines = "".join(f"<p>{_e(line[:1].upper() + line[1:])}</p>" for line in
+                    throughput.conclusion(result, summary))  # fmt: skip
+    when = probe["created_at"][:16].replace("T", " ")
     return (
         '<section id="throughput"><h2>Throughput by batch size</h2>'
-        f"<p>Measured on {_e(probe['device_kind'])} at {_e(probe['created_at'])} by "
+        f"<p>Measured on {_e(probe['device_kind'])} on {_e(when)} UTC by "
         f"<code>{_e(probe['command'] or 'jaxplay.tuning.batch_size.probe')}</code>: the trainer's "
-        "own compiled period at each batch size, evaluation excluded.</p>"
-        f"{table}<p>Stopped: {_e(result.stop)}.</p>"
-        f"<p><strong>Recommendation:</strong> {_e(summary.recommendation)}</p></section>"
+        f"own compiled period at each batch size, evaluation excluded.</p>{table}{lines}</section>"
     )
 
 
