@@ -18,6 +18,7 @@ import json
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxplay.errors import ConfigError, StoreError
 
@@ -68,8 +69,6 @@ def agree(value: bool) -> bool:
     """Process 0's value of a flag, on every process."""
     if not multiprocess():
         return value
-    from jax.experimental import multihost_utils
-
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(value, np.bool_)))
 
 
@@ -77,8 +76,6 @@ def any_process(value: bool) -> bool:
     """True on every process if it is true on any (a signal that reached one host)."""
     if not multiprocess():
         return value
-    from jax.experimental import multihost_utils
-
     return bool(np.any(multihost_utils.process_allgather(np.asarray(value, np.bool_))))
 
 
@@ -86,8 +83,6 @@ def agree_json(value=None):
     """Process 0's `value` (anything JSON can carry), on every process; the others pass nothing."""
     if not multiprocess():
         return value
-    from jax.experimental import multihost_utils
-
     data = (
         np.frombuffer(json.dumps(value, default=str).encode(), np.uint8) if is_primary() else None
     )
