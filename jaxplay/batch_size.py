@@ -16,6 +16,7 @@ import jax
 from jaxplay import cli, spec
 from jaxplay import store as store_lib
 from jaxplay.analysis import throughput
+from jaxplay.train import mesh
 from jaxplay.tuning import batch_size
 
 EXAMPLES = [
@@ -70,7 +71,7 @@ def _main(argv: list[str]) -> int:
     trial = study.base
     model = ", ".join(f"{k}={v}" for k, v in trial.model.options.items())
     steps = args.steps_per_period or trial.train.eval_every
-    print(f"device: {batch_size.device()}  jax {jax.__version__}")
+    print(f"device: {mesh.device_kind()}  jax {jax.__version__}")
     print(f"config: {cli.study_file_path(args)} (base config), model: {trial.model.name} {model}")
     print(
         f"each batch size: {args.warmup} untimed warm-up period(s) (compile), then the median of "
@@ -94,7 +95,7 @@ def _main(argv: list[str]) -> int:
         try:
             store.add_probe(
                 study.study.name, "batch_size", config=dict(study.tree), result=result.to_json(),
-                device_kind=batch_size.device(),
+                device_kind=mesh.device_kind(),
                 command=cli.command_line("jaxplay.batch_size", argv),
             )  # fmt: skip
         finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from jaxplay import cli, distributed, driver, paths, spec
+from jaxplay import cli, distributed, driver, spec
 from jaxplay import store as store_lib
 from jaxplay.errors import ConfigError
 from jaxplay.tuning import lineage
@@ -52,27 +52,20 @@ def run_study(
             lineage.check(lineage_action, options)  # before reading the store
 
             def derive():
-                url = _store_url(workdir, store_url)
+                url = store_lib.url_for(workdir, store_url, must_exist=True)
                 return lineage.from_parent(
                     config, url, from_study, lineage_action, options, name=name, notes=notes
                 )
         else:
 
             def derive():
-                return lineage.declared_parent(config, _store_url(workdir, store_url))
+                return lineage.declared_parent(
+                    config, store_lib.url_for(workdir, store_url, must_exist=True)
+                )
 
         # One process reads the parent for a multi-host job; every process gets the child.
         config = distributed.on_primary(derive)
     return driver.run(spec.resolve(config), workdir, store_url=store_url, **kwargs)
-
-
-def _store_url(workdir, store_url: str | None) -> str:
-    """The store holding the parent (it must exist: a derived study reads it)."""
-    if store_url or not paths.is_remote(workdir):
-        return store_lib.url_for(workdir, store_url, must_exist=True)
-    raise ConfigError(
-        f"--workdir {workdir}: a bucket cannot hold the SQLite store; pass --store URL"
-    )
 
 
 def _parser():

@@ -14,8 +14,6 @@ import subprocess
 import traceback
 from collections.abc import Callable
 
-import jax
-
 from jaxplay import distributed, paths, train
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
@@ -23,6 +21,7 @@ from jaxplay.driver.plan import Plan, choose_executor, default_batch_trials, pla
 from jaxplay.driver.progress import Progress
 from jaxplay.driver.worker import GracefulInterrupt, Lease, LeaseLost, dead_on_this_host, worker_id
 from jaxplay.errors import ConfigError
+from jaxplay.train import mesh
 
 PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy", "scipy",
@@ -67,18 +66,12 @@ def run(
     study_plan = plan(spec)
     study = spec.study
     workdir = paths.folder(workdir)
-    if paths.is_remote(workdir) and not store_url:
-        raise ConfigError(
-            f"--workdir {workdir}: a bucket can hold the checkpoints but not the SQLite store; "
-            "pass --store postgresql://user:password@host/db (or a SQLite file on a local disk: "
-            "--store sqlite:////path/jaxplay.db)"
-        )
+    url = store_lib.url_for(workdir, store_url)  # refuses a bucket without --store
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(
             f"--workdir: {workdir} is a file; pass a directory (it is created if missing)"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    url = store_url or store_lib.default_url(workdir)
     multihost = distributed.multiprocess()
     if not distributed.is_primary():
         log = _quiet  # process 0 prints for the job (and writes the store and the report)
@@ -363,7 +356,6 @@ def provenance() -> dict:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    devices = jax.devices()
     repo = pathlib.Path(__file__).resolve().parent.parent.parent
     commit = dirty = None
     try:
@@ -378,7 +370,7 @@ def provenance() -> dict:
         "versions": versions,
         "git_commit": commit,
         "git_dirty": dirty,
-        "device_kind": f"{jax.default_backend()}: {devices[0].device_kind} x{len(devices)}",
+        "device_kind": mesh.device_kind(),
     }
 
 

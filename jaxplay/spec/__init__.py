@@ -183,9 +183,6 @@ class StudySpec:
             acquisition=s.acquisition, initial_trials=s.initial_trials,
         )  # fmt: skip
 
-    def to_json(self) -> str:
-        return config_lib.dumps(self.tree)
-
     def hash(self) -> str:
         return config_lib.config_hash(self.tree)
 

@@ -7,6 +7,7 @@ import pathlib
 
 import sqlalchemy as sa
 
+from jaxplay import paths
 from jaxplay.errors import ConfigError
 
 DB_NAME = "jaxplay.db"
@@ -28,11 +29,17 @@ def default_url(workdir: str | pathlib.Path) -> str:
 
 def url_for(workdir=None, url: str | None = None, *, must_exist: bool = False) -> str:
     """The store of `--store URL`, else of `--workdir DIR` (its SQLite file, which must exist
-    when reading: a ConfigError says where it looked)."""
+    when reading: a ConfigError says where it looked; a bucket holds no SQLite file)."""
     if url:
         return url
     if workdir is None:
         raise ConfigError("--workdir: pass --workdir DIR (the sweep's) or --store URL")
+    if paths.is_remote(workdir):
+        raise ConfigError(
+            f"--workdir {workdir}: a bucket can hold the checkpoints but not the SQLite store; "
+            "pass --store postgresql://user:password@host/db (or a SQLite file on a local disk: "
+            "--store sqlite:////path/jaxplay.db)"
+        )
     path = pathlib.Path(workdir).absolute() / DB_NAME
     if must_exist and not path.exists():
         raise ConfigError(

@@ -52,3 +52,8 @@ def trial_sharding(count: int) -> NamedSharding | None:
     if n == 1 or count % n:
         return None
     return NamedSharding(make_mesh(n, "trials"), PartitionSpec("trials"))
+
+
+def device_kind() -> str:
+    """This process's devices as a study or a probe records them, e.g. 'gpu: NVIDIA H200 x1'."""
+    return f"{jax.default_backend()}: {jax.devices()[0].device_kind} x{jax.device_count()}"

@@ -176,7 +176,7 @@ def probe(
                 f"split evenly over {devices} devices; use multiples of {devices}"
             )
 
-    result = Probe([], "every requested batch size was measured", device=device())
+    result = Probe([], "every requested batch size was measured", device=mesh_lib.device_kind())
     initial = None  # on the first batch size, inside the out-of-memory guard: the model may not fit
     say(header())
     for s in sizes:
@@ -278,8 +278,3 @@ def measure(
     finally:
         feed.close()
     return Row(batch_size, steps_per_period, tuple(times))
-
-
-def device() -> str:
-    """The devices a probe runs on, as a study records them."""
-    return f"{jax.default_backend()}: {jax.devices()[0].device_kind} x{jax.device_count()}"
