@@ -18,11 +18,27 @@ def postgres_url() -> str:
         pytest.skip(
             f"no PostgreSQL: set {POSTGRES_ENV}=postgresql+psycopg://user:pw@host/db to run this"
         )
-    return url
+    return _own_schema(url)
+
+
+def _own_schema(url: str) -> str:
+    """The URL with this test process's own schema first on PostgreSQL's search path, created if
+    missing: the tests of one pytest-xdist worker run one after another and drop their tables,
+    and those of another worker never see them."""
+    schema = f"jaxplay_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine.dispose()
+    return (
+        sa.engine.make_url(url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
 
 
 def fresh_postgres_url() -> str:
-    """A PostgreSQL URL whose jaxplay tables have been dropped."""
+    """A PostgreSQL URL (this process's schema) whose jaxplay tables have been dropped."""
     from jaxplay import store as store_lib
 
     url = postgres_url()
@@ -32,7 +48,10 @@ def fresh_postgres_url() -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
 def store_url(request, tmp_path):
     """An empty store database: a SQLite file, and PostgreSQL where one is provided."""
     from jaxplay import store as store_lib
@@ -53,12 +72,3 @@ def chromium() -> str:
             )
         pytest.skip("headless Chromium not installed (apt-get install chromium)")
     return path
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items):
-    # The PostgreSQL tests share one database and drop its tables: under pytest-xdist (-n 2 in
-    # pyproject.toml) they all run in one worker, one after another (--dist loadgroup).
-    for item in items:
-        if "postgres" in item.name:
-            item.add_marker(pytest.mark.xdist_group("postgresql"))

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from conftest import BACKENDS
 from factories import float_only_study
 from jaxplay import driver, sweep
 from jaxplay import store as store_lib
@@ -66,7 +67,7 @@ def _worker(path, workdir, *extra, **popen):
     )
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_four_workers_finish_twelve_trials_exactly_once(backend, tmp_path):
     name = f"workers-{backend}-{os.getpid()}-{time.time_ns()}"
     extra = (
