@@ -7,6 +7,7 @@ lease expired (its worker died) is reclaimed by another and resumed.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import pathlib
 import platform
@@ -128,10 +129,18 @@ def run(
         if max_trials_this_run is not None:
             todo = todo[:max_trials_this_run]
         _Worker(
-            store, study_id, worker, study_plan, workdir,
-            Progress(study.objective, study.mode, log), study_plan.num_trials - done, executor,
-            batch_trials, lease_s, max_trials_this_run,
-        ).work(todo)  # fmt: skip
+            store=store,
+            study_id=study_id,
+            worker=worker,
+            plan=study_plan,
+            workdir=workdir,
+            progress=Progress(study.objective, study.mode, log),
+            remaining=study_plan.num_trials - done,
+            executor=executor,
+            batch_trials=batch_trials,
+            lease_s=lease_s,
+            budget=max_trials_this_run,
+        ).work(todo)
         store.update_best(study_id)
         record = store.record(study_id)
     finally:
@@ -142,19 +151,26 @@ def run(
     return record
 
 
+@dataclasses.dataclass
 class _Worker:
     """This process's share of a study: claims trials, trains them, records their outcomes."""
 
-    def __init__(
-        self, store, study_id, worker, study_plan: Plan, workdir, progress: Progress,
-        remaining: int, executor: str, batch_trials, lease_s: float, budget: int | None,
-    ):  # fmt: skip
-        self.store, self.study_id, self.worker = store, study_id, worker
-        self.plan, self.workdir, self.progress = study_plan, workdir, progress
-        self.remaining, self.executor, self.batch_trials = remaining, executor, batch_trials
-        self.lease_s, self.budget, self.ran = lease_s, budget, 0
-        self.lease = Lease(store, worker, lease_s)
-        self.interrupt = GracefulInterrupt(progress.log)
+    store: object
+    study_id: int
+    worker: str  # this process's id in the store
+    plan: Plan
+    workdir: object
+    progress: Progress
+    remaining: int  # trials of the study left when this run started
+    executor: str
+    batch_trials: int | None
+    lease_s: float
+    budget: int | None  # at most this many trials in this run (--max_trials)
+    ran: int = 0
+
+    def __post_init__(self):
+        self.lease = Lease(self.store, self.worker, self.lease_s)
+        self.interrupt = GracefulInterrupt(self.progress.log)
 
     def work(self, pending: list[int]) -> None:
         """Runs the planned pending trials, then any trial whose worker died (lease expired) while

@@ -38,12 +38,9 @@ class Fields(tuple):
         )
 
     def __getitem__(self, key):
-        if not isinstance(key, str):
-            return super().__getitem__(key)
-        for k, v in self.items():
-            if k == key:
-                return v
-        raise KeyError(key)
+        if isinstance(key, str):
+            return dict(self.items())[key]
+        return super().__getitem__(key)  # tuple indexing
 
     def get(self, key, default=None):
         return dict(self.items()).get(key, default)
@@ -69,10 +66,10 @@ class _Section:
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        options = dict(self.__dict__["options"].items())
-        if name not in options:
-            raise AttributeError(f"{type(self).__name__} has no field {name!r}")
-        return options[name]
+        try:
+            return self.__dict__["options"][name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}") from None
 
     def get(self, key, default=None):
         if key in {f.name for f in dataclasses.fields(self)} and key != "options":
