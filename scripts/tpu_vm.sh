@@ -38,6 +38,27 @@ need name; need zone
 repo=$(cd "$(dirname "$0")/.." && pwd)
 tpu=(gcloud compute tpus tpu-vm)
 
+# What must happen however the script ends (done, a failing command under set -e, Ctrl-C, SIGTERM
+# or SIGHUP: bash runs its EXIT trap for each): the steps named by on_exit, the latest first. One
+# trap runs them all, since a second `trap ... EXIT` would replace the first.
+exit_steps=()
+on_exit() { exit_steps=("$1" ${exit_steps[@]+"${exit_steps[@]}"}); }
+run_exit_steps() {
+  local status=$? step
+  for step in ${exit_steps[@]+"${exit_steps[@]}"}; do
+    "$step" || status=$((status == 0 ? 1 : status))  # a failed cleanup fails the script
+  done
+  exit "$status"
+}
+trap run_exit_steps EXIT
+
+# This run's own folder (mode 700, in $TMPDIR) for the code archive and the file holding the store
+# URL while they are copied; removed however the script ends.
+scratch=""
+remove_scratch() { [[ -z $scratch ]] || rm -rf -- "$scratch"; }
+on_exit remove_scratch  # first: no way out leaves the folder behind
+scratch=$(mktemp -d)
+
 create() {
   need type
   echo "creating TPU VM slice $name ($type) in $zone"
@@ -46,8 +67,7 @@ create() {
 
 setup() {
   echo "copying $repo to every worker of $name and installing it"
-  local archive
-  archive=$(mktemp -d)/jaxplay.tar.gz
+  local archive=$scratch/jaxplay.tar.gz
   # The committed tree plus uncommitted edits of tracked files: what `git status` shows as yours.
   (cd "$repo" && git ls-files -z | tar --null -czf "$archive" -T -)
   "${tpu[@]}" scp "$archive" "$name:jaxplay.tar.gz" --zone="$zone" --worker=all
@@ -59,14 +79,16 @@ run() {
   need config; need workdir
   [[ $workdir == gs://* ]] || { echo "error: --workdir must be a gs:// bucket path that every worker shares (got $workdir)" >&2; exit 2; }
   [[ -n ${JAXPLAY_STORE:-} ]] || { echo "error: export JAXPLAY_STORE=postgresql+psycopg://user:password@host/db: a store every worker reaches" >&2; exit 2; }
-  local secret
-  secret=$(mktemp)
-  chmod 600 "$secret"
-  printf '%s' "$JAXPLAY_STORE" > "$secret"
+  local secret=$scratch/jaxplay_store  # if scp fails, removed with $scratch
+  (umask 077 && printf '%s' "$JAXPLAY_STORE" > "$secret")  # readable by its owner only
   "${tpu[@]}" scp "$secret" "$name:.jaxplay_store" --zone="$zone" --worker=all
-  rm -f "$secret"
-  local sweep="python -m jaxplay.sweep --config=$config --workdir=$workdir --distributed"
-  [[ ${#extra[@]} -eq 0 ]] || sweep+=" $(printf '%q ' "${extra[@]}")"
+  rm -f -- "$secret"  # copied: not kept here while the sweep runs
+  # The workers' login shell (bash) parses this line again: every argument goes quoted in bash's
+  # form, so a path with spaces or shell characters arrives as one argument and runs nothing.
+  local sweep
+  sweep=$(printf '%q ' python -m jaxplay.sweep "--config=$config" "--workdir=$workdir" \
+    --distributed ${extra[@]+"${extra[@]}"})
+  sweep=${sweep% }
   echo "running on every worker of $name: $sweep"
   "${tpu[@]}" ssh "$name" --zone="$zone" --worker=all --command \
     "chmod 600 ~/.jaxplay_store && cd jaxplay && JAXPLAY_STORE=\$(cat ~/.jaxplay_store) $sweep"
@@ -84,7 +106,7 @@ case $step in
   delete) delete;;
   all)
     create
-    trap delete EXIT  # a failed setup or sweep still gives the slice back
+    on_exit delete  # a failed setup or sweep still gives the slice back
     setup
     run;;
   *) usage;;
