@@ -26,6 +26,7 @@ from jaxplay.spaces import SearchSpace
 from jaxplay.values import is_int
 
 __all__ = [
+    "CODE_PATHS",
     "STUDY_SECTIONS",
     "apply",
     "config_hash",
@@ -34,6 +35,7 @@ __all__ = [
     "fixed_hyperparameters",
     "load",
     "nearest_divisors",
+    "not_a_hyperparameter",
     "parse_override",
     "set_path",
     "split_spec",
@@ -43,6 +45,21 @@ __all__ = [
 
 # Sections of a study config that are not hyperparameters of the training run.
 STUDY_SECTIONS = ("search", "study")
+# Fields that name code to import and run ('package.module:name'). Code comes from code: only the
+# study file sets them, never a search, a trial's values or anything read back from the store.
+CODE_PATHS = ("workload",)
+
+
+def not_a_hyperparameter(path: str) -> str | None:
+    """Why a trial's value may not set this dotted path, or None when it may."""
+    if path.split(".")[0] in STUDY_SECTIONS:
+        return f"{path!r} is a study setting, not a hyperparameter"
+    if path in CODE_PATHS:
+        return (
+            f"{path!r} names the code to run, not a hyperparameter; only the study file sets it "
+            f"(c.{path} = ...)"
+        )
+    return None
 
 
 def load(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
@@ -95,9 +112,15 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return spec[: index + 3], spec[index + 4 :]
 
 
+def _divisors(n: int) -> list[int]:
+    """The divisors of n in ascending order, in O(sqrt(n)) steps (n may be up to 2**31)."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
+
+
 def nearest_divisors(n: int, target: int) -> list[int]:
     """The divisors of n just below and just above target (one of them when target is outside)."""
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    divisors = _divisors(n)
     below = [d for d in divisors if d < target]
     above = [d for d in divisors if d > target]
     return ([below[-1]] if below else []) + ([above[0]] if above else [])
@@ -106,7 +129,7 @@ def nearest_divisors(n: int, target: int) -> list[int]:
 def divisor_near(n: int, target: float) -> int:
     """The divisor of n closest to target on a log scale (the smaller one on a tie): e.g. an
     eval_every for n steps."""
-    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    divisors = _divisors(n)
     return min(divisors, key=lambda d: (abs(math.log(d / max(target, 1e-9))), d))
 
 

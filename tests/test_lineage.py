@@ -1,6 +1,7 @@
 """Tests for jaxplay.tuning's lineage: every way a study derives from its parent, and the schedule
 math of round 2."""
 
+import getpass
 import json
 import math
 import pathlib
@@ -12,7 +13,7 @@ from factories import constructed_study, tiny_config
 from jaxplay import config as config_lib
 from jaxplay import optim, spaces, spec
 from jaxplay import store as store_lib
-from jaxplay.errors import ConfigError
+from jaxplay.errors import ConfigError, StoreError
 from jaxplay.tuning import actions, derivation, lineage
 
 SEARCH = {
@@ -563,3 +564,135 @@ def test_a_study_file_that_declares_its_parent_names_and_describes_the_child(rou
     child = lineage.declared_parent(config, url)
     assert child["study"]["name"] == "my-bo"
     assert child["study"]["notes"] == f"{summary}; a file that declares its parent"
+
+
+# ---------------------------------------------------------------------------------------------
+# What a derivation takes from the parent: a valid name, and hyperparameters only
+
+
+def test_a_derived_name_over_the_limit_names_the_flag():
+    parent = _parent(MIDDLE)
+    parent.record["name"] = "p" * 95
+    with pytest.raises(ConfigError) as info:
+        _derive(parent, "exploit")  # 'ppp...-exploit': 103 characters
+    message = str(info.value)
+    assert message.startswith(f"--config.study.name: {'p' * 40!r}... is 103 characters long")
+    assert message.endswith("name the child with --config.study.name=NAME")
+    # A name of its own passes the same rule.
+    assert _derive(parent, "exploit", name="short").study.name == "short"
+    with pytest.raises(ConfigError, match=r"^--config\.study\.name: '\.\./x' holds '/'"):
+        _derive(parent, "exploit", name="../x")
+
+
+def _forged(trial, **params):
+    """`trial` whose stored values also set `params` (a record the sweep never wrote)."""
+    return {**trial, "params": {**trial["params"], **params}}
+
+
+@pytest.fixture
+def getuser_calls(monkeypatch):
+    """Records calls of getpass.getuser: what a stored 'getpass:getuser' workload would run."""
+    calls = []
+    monkeypatch.setattr(getpass, "getuser", lambda: calls.append(1) or "someone")
+    return calls
+
+
+@pytest.mark.parametrize("action", ["promote", "rerun"])
+def test_a_stored_workload_never_reaches_the_child(action, getuser_calls):
+    trials = [_forged(MIDDLE[0], workload="getpass:getuser"), *MIDDLE[1:]]
+    config = _base()
+    config.workload = "classification"  # the field exists: setting it would import the value
+    with pytest.raises(StoreError) as info:
+        _derive(_parent(trials), action, config=config)
+    assert str(info.value).startswith(
+        "--from_study parent: trial 0's stored values set 'workload' ('workload' names the code "
+        "to run, not a hyperparameter"
+    )
+    assert not getuser_calls
+
+
+def test_a_stored_value_the_search_does_not_declare_is_refused(getuser_calls):
+    # The fixed-at-best derivations (warmup, clip) apply the best trial's values to the base.
+    trials = [_forged(UNSTABLE[0], **{"data.name": "digits"}), *UNSTABLE[1:]]
+    with pytest.raises(StoreError, match="trial 0's stored values set 'data.name' \\(the study "):
+        _derive(_parent(trials), "clip")
+    trials = [_forged(UNSTABLE[0], workload="getpass:getuser"), *UNSTABLE[1:]]
+    with pytest.raises(StoreError, match="set 'workload'"):
+        _derive(_parent(trials), "warmup")
+    assert not getuser_calls
+
+
+def test_a_stored_search_of_the_workload_never_runs(getuser_calls):
+    search = {**SEARCH, "workload": spaces.categorical(["classification", "getpass:getuser"])}
+    trials = [_forged(t, workload="getpass:getuser") for t in MIDDLE]
+    config = _base()
+    config.workload = "classification"
+    with pytest.raises(StoreError, match="set 'workload'"):
+        _derive(_parent(trials, search=search), "promote", config=config)
+    # A derivation that inherits the search space is refused when the child resolves.
+    with pytest.raises(ConfigError, match="^search.workload: 'workload' names the code to run"):
+        _derive(_parent(trials, search=search), "reseed", config=config)
+    assert not getuser_calls
+
+
+def _stored_parent(url, params: dict, name="parent"):
+    """A finished one-trial study written to the store at `url` the way a sweep writes one, its
+    trial's stored values being `params`."""
+    config = _base()
+    config.study.name = name
+    tree = config_lib.to_tree(config)
+    store = store_lib.Store(url)
+    try:
+        study_id = store.open_study(
+            name, config_lib.config_hash(tree), config_path="x.py", config=tree, notes="",
+            objective="val/error", mode="min", algorithm="quasirandom", seed=0, num_trials=1,
+            command="cmd", git_commit=None, git_dirty=None, versions={}, device_kind="cpu",
+        )  # fmt: skip
+        store.add_trials(study_id, [params])
+        trial_id, _, _ = store.claim(study_id, "worker")
+        store.log_metrics(trial_id, 100, {"val/error": 0.3, "train/grad_norm": 1.0})
+        store.finish(trial_id, "completed", best_step=100, best_value=0.3, steps_run=100)
+    finally:
+        store.close()
+
+
+def test_a_forged_store_record_never_picks_the_code_to_run(tmp_path, getuser_calls):
+    url = store_lib.default_url(tmp_path)
+    good = {"optimizer.learning_rate": 3e-3, "optimizer.b1": 0.9, "model.width": 32}
+    _stored_parent(url, {**good, "workload": "getpass:getuser"})
+    config = _base()
+    config.workload = "classification"
+    with pytest.raises(StoreError, match="^--from_study parent: trial 0's stored values set "):
+        lineage.from_parent(config, url, "parent", "promote", {})
+    assert not getuser_calls
+    # The same record as its sweep wrote it derives a valid child.
+    _stored_parent(url, good, name="clean")
+    child = lineage.from_parent(_base(), url, "clean", "promote", {})
+    assert child["study"]["trials"] == [good] and spec.resolve(child).study.name == "clean-round2"
+    # A study file that declares its parent names the child with its own study.name.
+    config = _base()
+    config.study.name = "a/b"
+    config.study.parent = {"study": "clean", "action": "promote"}
+    with pytest.raises(ConfigError, match="^study.name: 'a/b' holds '/'"):
+        lineage.declared_parent(config, url)
+
+
+def test_refine_keeps_a_widened_range_inside_the_fields_range():
+    # The best trials sit at the lower edge of a linear learning-rate range: widening by half the
+    # range would reach 0 (refused: learning_rate must be > 0), so it halves the way there.
+    search = {
+        "optimizer": {"learning_rate": spaces.linear(1e-3, 0.1)},
+        "model": {"width": spaces.int_linear(1, 8)},
+    }
+    lrs = [(1.1e-3, 0.2), (1.2e-3, 0.21), (1.3e-3, 0.22), (0.05, 0.5), (0.08, 0.6), (0.03, 0.4)]
+    trials = [
+        {
+            "params": {"optimizer.learning_rate": lr, "model.width": 1 + i % 2},
+            "curves": {"val/error": _curve(value)},
+        }
+        for i, (lr, value) in enumerate(lrs)
+    ]
+    child = _derive(_parent(trials, search=search), "refine")
+    lr = child.search.optimizer.learning_rate
+    assert lr["min"] == pytest.approx(5e-4) and lr["max"] == pytest.approx(0.1)
+    assert child.search.model.width["min"] >= 1

@@ -17,7 +17,10 @@ own fields belong to it (jaxplay.data, jaxplay.models), a workload's to the work
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
+
+import numpy as np
 
 from jaxplay import config as config_lib
 from jaxplay import designers, spaces, workloads
@@ -25,9 +28,12 @@ from jaxplay.errors import ConfigError
 from jaxplay.spec.sections import (
     COMPUTE_DTYPES,
     DEFAULT_TRAIN_EVAL_EXAMPLES,
+    MAX_STEPS,
     MIN_EVAL_BATCH_SIZE,
     MODES,
     PIPELINES,
+    STUDY_NAME_RULE,
+    TOP_LEVEL,
     DataSpec,
     Fields,
     ModelSpec,
@@ -35,7 +41,12 @@ from jaxplay.spec.sections import (
     ScheduleSpec,
     StudySettings,
     TrainSpec,
+    check_period_memory,
+    check_search_range,
+    check_study_name,
+    check_top_level,
     data_section,
+    field_range,
     model_section,
     optimizer_section,
     require_section,
@@ -171,7 +182,13 @@ class StudySpec:
         return frozenset(self.space.paths) | frozenset(listed)
 
     def trial(self, params: Mapping) -> TrialSpec:
-        """The base config with a trial's values, checked as the base was."""
+        """The base config with a trial's values, checked as the base was. A value may set a
+        hyperparameter only: never a study setting or the code to run (`workload`), since trial
+        values also come back from the store."""
+        for path in params:
+            problem = config_lib.not_a_hyperparameter(path)
+            if problem:
+                raise ConfigError(problem)
         tree = config_lib.apply(self.tree, dict(params))
         return _trial(tree, self.study, self.searched, dict(params))
 
@@ -192,11 +209,16 @@ def resolve(config) -> StudySpec:
     trains: the study settings, the search space against the base config, the designer's own
     settings, the base training config and the workload (its data is loaded to check sizes)."""
     tree = config_lib.to_tree(config)
+    check_top_level(tree)
     study = study_settings(tree)
     train = require_section(tree, "train", "c.train = dict(steps=1000, eval_every=100)")
     steps = required(train, "train", "steps")
     if not is_int(steps) or steps < 1:
         raise ConfigError(f"train.steps: must be an int >= 1 (got {steps!r}); e.g. steps=1000")
+    if steps > MAX_STEPS:
+        raise ConfigError(
+            f"train.steps: must be <= {MAX_STEPS} (got {steps}); the trainer counts steps in int32"
+        )
     eval_every = required(train, "train", "eval_every")
     if not is_int(eval_every) or eval_every < 1:
         raise ConfigError(
@@ -209,6 +231,7 @@ def resolve(config) -> StudySpec:
         )
     base = {k: v for k, v in tree.items() if k not in config_lib.STUDY_SECTIONS}
     space = spaces.parse(tree.get("search"), base=base)
+    _check_search(space, tree)
     if study.algorithm == "manual":
         _check_manual_trials(tree, study.trials)
     spec = StudySpec(study, space, None, tree)
@@ -240,14 +263,28 @@ def _check_manual_trials(tree, trials) -> None:
                 f"e.g. {example}"
             )
         for path in trial:
-            if path.split(".")[0] in config_lib.STUDY_SECTIONS:
-                raise ConfigError(
-                    f"study.trials[{i}]: {path!r} is a study setting, not a hyperparameter"
-                )
+            problem = config_lib.not_a_hyperparameter(path)
+            if problem:
+                raise ConfigError(f"study.trials[{i}]: {problem}")
         try:
             config_lib.apply(tree, dict(trial))
         except ConfigError as e:
             raise ConfigError(f"study.trials[{i}]: {e}") from None
+
+
+def _check_search(space: spaces.SearchSpace, tree) -> None:
+    """What a search may set (hyperparameters only) and the values it may give (each field's
+    range: a bound outside it is refused here, not when a trial reaches it)."""
+    model = tree.get("model")
+    model_name = model.get("name") if isinstance(model, Mapping) else None
+    workload = tree.get("workload", workloads.DEFAULT)
+    for param in space:
+        problem = config_lib.not_a_hyperparameter(param.path)
+        if problem:
+            raise ConfigError(f"search.{param.path}: {problem}; it cannot be searched")
+        bounds = field_range(param.path, workload, model_name)
+        if bounds is not None:
+            check_search_range(param, bounds)
 
 
 def _trial(tree, study: StudySettings, searched: frozenset, params: dict) -> TrialSpec:
@@ -306,10 +343,20 @@ def _check_workload(trial: TrialSpec, model_section) -> None:
         raise ConfigError(
             f"data.batch_size: {trial.data.batch_size} exceeds the {num_train} training examples"
         )
+    check_period_memory(trial.train, trial.data, _example_bytes(instance.dataset))
+
+
+def _example_bytes(dataset) -> int:
+    """Bytes of one training example and its target, as a streamed batch holds them."""
+    return sum(
+        int(np.dtype(a.dtype).itemsize * math.prod(a.shape[1:]))
+        for a in (dataset.x_train, dataset.y_train)
+    )
 
 
 __all__ = [
-    "COMPUTE_DTYPES", "DEFAULT_TRAIN_EVAL_EXAMPLES", "MIN_EVAL_BATCH_SIZE", "MODES", "PIPELINES",
-    "DataSpec", "Fields", "HParams", "ModelSpec", "OptimizerSpec", "Program", "ScheduleSpec",
-    "StudySettings", "StudySpec", "TrainSpec", "TrialSpec", "resolve",
+    "COMPUTE_DTYPES", "DEFAULT_TRAIN_EVAL_EXAMPLES", "MAX_STEPS", "MIN_EVAL_BATCH_SIZE", "MODES",
+    "PIPELINES", "STUDY_NAME_RULE", "TOP_LEVEL", "DataSpec", "Fields", "HParams", "ModelSpec",
+    "OptimizerSpec", "Program", "ScheduleSpec", "StudySettings", "StudySpec", "TrainSpec",
+    "TrialSpec", "check_study_name", "resolve",
 ]  # fmt: skip

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
+import string
 from collections.abc import Mapping
 
-from jaxplay import designers, optim
+from jaxplay import config as config_lib
+from jaxplay import designers, models, optim, workloads
 from jaxplay.data.augment import AUGMENTATIONS
 from jaxplay.errors import ConfigError
 from jaxplay.values import is_int, is_real
@@ -22,6 +26,45 @@ DEFAULT_TRAIN_EVAL_EXAMPLES = 10_000
 # Evaluation batches: the playbook evaluates with batches at least as large as training ones;
 # 4096 keeps a small validation split in one batch (loops of matmuls are slow on XLA:CPU).
 MIN_EVAL_BATCH_SIZE = 4096
+# What a study file may set at its top level; anything else is read by nothing (a custom workload
+# reads its own fields from config.model and config.data, whose extra keys it keeps).
+TOP_LEVEL = (
+    "seed",
+    "workload",
+    "data",
+    "model",
+    "optimizer",
+    "schedule",
+    "train",
+    "study",
+    "search",
+)
+
+# Study names: the same rule on every store (Study.name is String(200) in SQLite and PostgreSQL)
+# and every filesystem, since a study's trials live in the folder <workdir>/<study.name>: no path
+# separators, nothing that climbs ('..'), no spaces, and short enough for '<name>-<action>' children
+# and the folders under it.
+STUDY_NAME_MAX = 100
+STUDY_NAME_RULE = (
+    f"1 to {STUDY_NAME_MAX} characters from A-Z, a-z, 0-9, '.', '_' and '-', starting with a "
+    "letter or digit"
+)
+_STUDY_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{STUDY_NAME_MAX - 1}}}")
+_STUDY_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
+
+# The trainer's step counter is an int32 (jaxplay.train.state), so a trial is at most this long.
+MAX_STEPS = 2**31 - 1
+# What train.step.run_period stacks for every step of a period: float32 each.
+PER_STEP_LOGS = ("loss", "grad_norm", "learning_rate")
+# A period's per-step arrays (its logs, and its inputs: example indices under the device pipeline,
+# the batches themselves under grain) are O(train.eval_every) and live on the device beside the
+# model, its optimizer state and its eval splits; the host builds the device pipeline's indices
+# from int64 permutations (a few times their size for a moment) and copies the logs back, and a
+# stack of trials holds one set per trial. 1 GiB keeps all of that well inside a laptop's or a
+# 16 GB accelerator's memory, while the device pipeline still allows periods of millions of steps
+# (about 2M at batch 128).
+PERIOD_BYTES_LIMIT = 1 << 30
+
 _STUDY_EXAMPLE = (
     "c.study = dict(name='my-study', objective='val/error', mode='min', "
     "algorithm='quasirandom', num_trials=16, seed=0)"
@@ -81,6 +124,161 @@ class _Section:
 
 
 _MISSING = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric field accepts: low to high, each end included or not."""
+
+    low: float
+    high: float = math.inf
+    example: str = ""
+    low_open: bool = False  # True: low itself is refused (a learning rate of 0)
+    high_open: bool = True  # True: high itself is refused (b1 = 1)
+    integer: bool = False
+    noun: str = ""  # what a value is, when it says more than the interval ('a rate')
+
+    def __contains__(self, value) -> bool:
+        if not (is_int(value) if self.integer else is_real(value)) or math.isnan(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    @property
+    def interval(self) -> str:
+        """'[0, 1)', '(0, inf)'."""
+        return (
+            f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+            f"{')' if self.high_open else ']'}"
+        )
+
+    @property
+    def words(self) -> str:
+        """'> 0', 'an int >= 1', 'in [0, 1)'."""
+        kind = "an int " if self.integer else ""
+        if math.isinf(self.high):
+            return f"{kind}{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{kind}in {self.interval}"
+
+    @property
+    def rule(self) -> str:
+        """What an error says a fixed value must be: 'must be > 0', 'a rate in [0, 1)'."""
+        return f"{self.noun} {self.words}" if self.noun else f"must be {self.words}"
+
+
+# The ranges of the training config's own numeric fields, the same for fixed values and search
+# bounds. Each end is why: Adam's bias correction divides by 1 - b^t (0 at b = 1), a momentum of 1
+# never forgets, eps and the learning rate divide or scale every update, a rate of 1 drops (or
+# smooths) everything.
+RANGES = {
+    "optimizer.learning_rate": Range(0, example="1e-3", low_open=True),
+    "optimizer.momentum": Range(0, 1, example="0.9"),
+    "optimizer.b1": Range(0, 1, example="0.9"),
+    "optimizer.b2": Range(0, 1, example="0.999"),
+    "optimizer.eps": Range(0, example="1e-8", low_open=True),
+    "optimizer.weight_decay": Range(0, example="1e-4"),
+    "model.dropout": Range(0, 1, example="0.1", noun="a rate"),
+    "train.grad_clip_norm": Range(0, example="1.0 (0 turns clipping off)"),
+    "train.label_smoothing": Range(0, 1, example="0.1", noun="a rate"),
+    "schedule.min_lr_factor": Range(0, 1, example="0.0", high_open=False),
+}
+
+
+def field_range(path: str, workload=workloads.DEFAULT, model_name=None) -> Range | None:
+    """The range of a numeric config field (a dotted path), or None when it has none here: the
+    training config's own fields (RANGES) and, for the built-in workload, the sizes of its model
+    families (jaxplay.models.MINIMUMS; a custom workload's model fields are its own)."""
+    if path in RANGES:
+        return RANGES[path]
+    section, _, field = path.partition(".")
+    if section == "model" and workload == workloads.DEFAULT:
+        minimum = models.MINIMUMS.get(model_name, {}).get(field)
+        if minimum is not None and field not in models.SEQUENCES:
+            return Range(minimum, integer=True, example=str(models.default(model_name, field)))
+    return None
+
+
+def check_value(path: str, value):
+    """value, when it is in the range of the field at `path`; else one line naming the field."""
+    bounds = field_range(path)
+    if bounds is not None and value not in bounds:
+        raise ConfigError(f"{path}: {bounds.rule} (got {value!r}); e.g. {bounds.example}")
+    return value
+
+
+def check_search_range(param, bounds: Range) -> None:
+    """Every value a search space can give lies in the field's range: min and max of a float or
+    int space (both can be drawn), each number of a discrete or categorical one."""
+    if param.space in ("float", "int"):
+        ends = [("min", param.min), ("max", param.max)]
+    else:
+        ends = [("value", v) for v in param.values if is_real(v)]
+    field = param.path.rsplit(".", 1)[-1]
+    for which, value in ends:
+        if value not in bounds:
+            raise ConfigError(
+                f"search.{param.path}: {which} {value!r} is outside {bounds.interval} "
+                f"({field} must be {bounds.words})"
+            )
+
+
+def check_study_name(name, field: str = "study.name", fix: str = "e.g. 'mnist1d-mlp-width'"):
+    """name, when it is a valid study name (STUDY_NAME_RULE); else one line naming `field`."""
+    if isinstance(name, str) and _STUDY_NAME.fullmatch(name):
+        return name
+    if not isinstance(name, str) or not name:
+        problem = f"must be a non-empty string (got {name!r})"
+    else:
+        shown = repr(name) if len(name) <= 40 else f"{name[:40]!r}..."
+        bad = sorted(set(name) - _STUDY_NAME_CHARS)
+        if len(name) > STUDY_NAME_MAX:
+            problem = f"{shown} is {len(name)} characters long, over {STUDY_NAME_MAX}"
+        elif bad:
+            problem = f"{shown} holds {', '.join(map(repr, bad))}"
+        else:
+            problem = f"{shown} must start with a letter or digit"
+    raise ConfigError(f"{field}: {problem}; a study name is {STUDY_NAME_RULE}; {fix}")
+
+
+def check_top_level(tree) -> None:
+    """A study file sets only TOP_LEVEL fields: a misspelt one would be silently ignored."""
+    for key in tree:
+        if key not in TOP_LEVEL:
+            raise ConfigError(
+                f"{key}: unknown top-level field{_did_you_mean(key, TOP_LEVEL)}; a study file "
+                f"sets {', '.join(TOP_LEVEL)}"
+            )
+
+
+def check_period_memory(train, data, example_bytes: int) -> None:
+    """Refuses a train.eval_every whose period's per-step arrays exceed PERIOD_BYTES_LIMIT:
+    PER_STEP_LOGS as float32 per step, plus its inputs: int32 example indices per step under the
+    device pipeline, the batch itself (example_bytes each) under grain."""
+    logs = 4 * len(PER_STEP_LOGS)
+    if data.pipeline == "device":
+        inputs, what = 4 * data.batch_size, f"{data.batch_size} int32 example indices"
+    else:
+        inputs = example_bytes * data.batch_size
+        what = f"a batch of {data.batch_size} x {example_bytes} bytes streamed by grain"
+    per_step = logs + inputs
+    largest = PERIOD_BYTES_LIMIT // per_step
+    if train.eval_every <= largest:
+        return
+    limit = f"{PERIOD_BYTES_LIMIT / 2**30:g} GiB"
+    held = f"{train.eval_every * per_step / 2**30:.3g} GiB"
+    parts = f"{per_step} bytes a step: {len(PER_STEP_LOGS)} float32 logs and {what}"
+    if largest < 1:
+        raise ConfigError(
+            f"data.batch_size: one step of a period takes {parts}, over the {limit} a period may "
+            "hold; lower data.batch_size"
+        )
+    fit = config_lib.nearest_divisors(train.steps, largest + 1)[0]
+    raise ConfigError(
+        f"train.eval_every: a period of {train.eval_every} steps holds {held} of per-step arrays "
+        f"({parts}), over the {limit} limit; use eval_every <= {largest}, a divisor of "
+        f"train.steps={train.steps} such as {fit}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,11 +367,7 @@ class StudySettings:
 
 def study_settings(tree) -> StudySettings:
     study = require_section(tree, "study", _STUDY_EXAMPLE)
-    name = required(study, "study", "name")
-    if not isinstance(name, str) or not name.strip():
-        raise ConfigError(
-            f"study.name: must be a non-empty string (got {name!r}); e.g. 'mnist1d-mlp-width'"
-        )
+    name = check_study_name(required(study, "study", "name"))
     objective = required(study, "study", "objective")
     if not isinstance(objective, str) or not objective.strip():
         raise ConfigError(
@@ -203,6 +397,14 @@ def study_settings(tree) -> StudySettings:
         )
     if num_trials is not None and (not is_int(num_trials) or num_trials < 1):
         raise ConfigError(f"study.num_trials: must be an int >= 1 (got {num_trials!r}); e.g. 16")
+    # Unknown keys after the required ones: a misspelt required key is named by `required`.
+    known = {f.name for f in dataclasses.fields(StudySettings)}
+    for key in study:
+        if key not in known:
+            raise ConfigError(
+                f"study.{key}: unknown field{_did_you_mean(key, known)}; study takes "
+                f"{', '.join(sorted(known))}"
+            )
     trials = study.get("trials") or ()
     return StudySettings(
         name=name,
@@ -247,9 +449,7 @@ def data_section(section) -> DataSpec:
 
 
 def model_section(section) -> ModelSpec:
-    dropout = section.get("dropout", 0.0)
-    if not is_real(dropout) or not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.dropout: a rate in [0, 1) (got {dropout})")
+    dropout = check_value("model.dropout", section.get("dropout", 0.0))
     return ModelSpec(
         name=section.get("name"),
         dropout=float(dropout),
@@ -267,13 +467,19 @@ def optimizer_section(section) -> OptimizerSpec:
     for key in section:
         if key not in allowed:
             raise ConfigError(
-                f"optimizer.{key}: {name!r} has no hyperparameter {key!r}; "
-                f"it takes {sorted(allowed - {'name'})}"
+                f"optimizer.{key}: {name!r} has no hyperparameter {key!r}"
+                f"{_did_you_mean(key, allowed)}; it takes {sorted(allowed - {'name'})}"
             )
     # Every trial carries every float hyperparameter; an optimizer's own defaults win over the
     # shared ones, and the study file's values over both.
     values = {**optim.HPARAM_DEFAULTS, **optim.OPTIMIZERS[name]}
-    values.update({k: float(v) for k, v in section.items() if k in optim.HPARAM_DEFAULTS})
+    values.update(
+        {
+            k: float(check_value(f"optimizer.{k}", v))
+            for k, v in section.items()
+            if k in optim.HPARAM_DEFAULTS
+        }
+    )
     return OptimizerSpec(
         name=name,
         nesterov=bool(section.get("nesterov", False)),
@@ -291,7 +497,8 @@ def schedule_section(section, steps: int) -> ScheduleSpec:
     for key in section:
         if key not in fields:
             raise ConfigError(
-                f"schedule.{key}: unknown field; a schedule takes {', '.join(fields)}"
+                f"schedule.{key}: unknown field{_did_you_mean(key, fields)}; a schedule takes "
+                f"{', '.join(fields)}"
             )
     warmup = section.get("warmup_steps", 0)
     if not 0 <= warmup < steps:
@@ -304,7 +511,8 @@ def schedule_section(section, steps: int) -> ScheduleSpec:
             "schedule.decay_steps: must be in [0, train.steps - warmup_steps = "
             f"{steps - warmup}] (got {decay}); 0 decays over every step after the warmup"
         )
-    return ScheduleSpec(name, warmup, decay, float(section.get("min_lr_factor", 0.0)))
+    floor = check_value("schedule.min_lr_factor", section.get("min_lr_factor", 0.0))
+    return ScheduleSpec(name, warmup, decay, float(floor))
 
 
 def train_section(section, batch_size: int) -> TrainSpec:
@@ -341,6 +549,8 @@ def train_section(section, batch_size: int) -> TrainSpec:
             "train.divergence_factor: must be > 1 (a trial is infeasible once its batch loss "
             "exceeds this multiple of the initial loss)"
         )
+    for key in ("grad_clip_norm", "label_smoothing"):
+        check_value(f"train.{key}", values[key])
     for key in ("checkpoint_every_secs", "grad_clip_norm", "label_smoothing", "divergence_factor"):
         values[key] = float(values[key])
     return TrainSpec(**values)

@@ -25,10 +25,11 @@ import ml_collections
 import numpy as np
 
 from jaxplay import config as config_lib
-from jaxplay import spaces
+from jaxplay import spaces, workloads
 from jaxplay.analysis import diagnostics
 from jaxplay.errors import ConfigError
-from jaxplay.tuning.derivation import Derivation, Option
+from jaxplay.spec.sections import field_range
+from jaxplay.tuning.derivation import Derivation, Option, stored_params
 from jaxplay.values import fmt
 
 # Narrowing keeps the span of the best quarter of the trials (at least 3), padded on each side by
@@ -67,7 +68,13 @@ def _refine(child, parent, opts) -> list[str]:
             continue
         widen = [end for end in ("lower", "upper") if (p.path, end) in edges]
         if widen:
-            lo, hi, why = *_widened(p, widen[0]), f"the best trials sit at its {widen[0]} edge"
+            bounds = field_range(
+                p.path,
+                child.get("workload", workloads.DEFAULT),
+                (child.get("model") or {}).get("name"),
+            )
+            lo, hi = _widened(p, widen[0], bounds)
+            why = f"the best trials sit at its {widen[0]} edge"
         elif len(top) >= NARROW_MIN_TOP:
             lo, hi = _narrowed(p, [t.params[p.path] for t in top])
             kept = (
@@ -103,10 +110,12 @@ def _refine(child, parent, opts) -> list[str]:
     return changes
 
 
-def _widened(p: spaces.Hyperparameter, end: str):
+def _widened(p: spaces.Hyperparameter, end: str, bounds=None):
     """(min, max) extended by WIDEN of the range at `end`, within what the hyperparameter allows:
     a log range stays positive; a linear range that lies in [0, 1] (a momentum, a dropout rate)
-    stays in [0, 1], and approaches 1 by halving the distance to it."""
+    stays in [0, 1], and approaches 1 by halving the distance to it; and the field's own range
+    (`bounds`, a jaxplay.spec.sections.Range) holds: an end it excludes is approached the same
+    way, one it includes is reached."""
     if p.scale == "log":
         factor = (p.max / p.min) ** WIDEN
         lo, hi = (p.min / factor, p.max) if end == "lower" else (p.min, p.max * factor)
@@ -117,6 +126,11 @@ def _widened(p: spaces.Hyperparameter, end: str):
             lo = max(lo, 0.0)
         if 0 <= p.min and p.max <= 1:
             hi = min(hi, p.max + 0.5 * (1 - p.max))
+    if bounds is not None:
+        if lo <= bounds.low if bounds.low_open else lo < bounds.low:
+            lo = (p.min + bounds.low) / 2 if bounds.low_open else bounds.low
+        if hi >= bounds.high if bounds.high_open else hi > bounds.high:
+            hi = (p.max + bounds.high) / 2 if bounds.high_open else bounds.high
     if p.space == "int":
         lo, hi = max(math.floor(lo), 1 if p.scale == "log" else -math.inf), math.ceil(hi)
         return int(lo), int(hi)
@@ -162,7 +176,7 @@ def _promote(child, parent, opts) -> list[str]:
     base_seed = int(child.get("seed", 0))
     parent_config = parent.record.get("config") or config_lib.to_tree(child)
     for t in top:
-        params = dict(t.params)
+        params = stored_params(parent, t)
         if schedule == "linear" and steps != round1:
             as_run = config_lib.apply(parent_config, params)  # the trial as round 1 ran it
             warmup = int(as_run["schedule"].get("warmup_steps", 0))
@@ -304,8 +318,9 @@ def _unstable_learning_rate(parent) -> tuple[float, list[str]]:
 def _fix_at_best(child, parent) -> list[str]:
     """Sets the parent's best trial's values in the child's base config (they become fixed)."""
     best = parent.feasible[0]
+    params = stored_params(parent, best)
     with child.unlocked():
-        for path, value in best.params.items():
+        for path, value in params.items():
             config_lib.set_path(child, path, value)
     shown = ", ".join(f"{k}={fmt(v)}" for k, v in best.params.items())
     return [f"fixed at the parent's best trial {best.index}: {shown}"]

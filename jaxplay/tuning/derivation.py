@@ -19,7 +19,8 @@ import ml_collections
 
 from jaxplay import config as config_lib
 from jaxplay import spaces
-from jaxplay.errors import ConfigError
+from jaxplay.errors import ConfigError, StoreError
+from jaxplay.spec.sections import check_study_name
 from jaxplay.values import fmt, is_int, is_real
 
 
@@ -83,10 +84,12 @@ def derive(
     parent_name: str,
     name: str | None = None,
     notes: str | None = None,
+    name_field: str = "--config.study.name",
 ) -> dict:
     """The child study's config (a JSON tree) of `parent` (a StudyData, or None for a derivation
     that reads no results) by `derivation`. The child is named `name`, else '<parent>-<action>';
-    its notes say what it is, plus `notes` when given."""
+    its notes say what it is, plus `notes` when given. `name_field` names where a name comes from
+    (the flag, or study.name of a study file) when it is not a valid study name."""
     action = derivation.name
     if derivation.reads_results:
         _check_parent(parent, derivation)
@@ -111,6 +114,15 @@ def derive(
         child.study.notes = f"{summary}; {notes}" if notes else summary
         if name is None:
             name = (derivation.child_name or _default_name(action))(parent_name, child)
+            # The parent's name plus a suffix can outgrow the rule the parent's name passed.
+            check_study_name(
+                name,
+                name_field,
+                fix=f"that is the name derived from the parent's; name the child with "
+                f"{name_field}=NAME",
+            )
+        else:
+            check_study_name(name, name_field)
         child.study.name = name
         link = {"study": parent_name, "action": action, **options, "changes": changes}
         child.study.parent = ml_collections.ConfigDict(link)
@@ -130,6 +142,28 @@ def _check_parent(parent, derivation: Derivation) -> None:
             f"--from_study {parent.name}: no feasible trial to start from; fix the parent's "
             "search space first (see its report)"
         )
+
+
+def stored_params(parent, trial) -> dict:
+    """A parent trial's values as the store holds them, checked before any reaches the child:
+    each must set a path the parent declares (its searched hyperparameters, or the paths its
+    manual trials list) and be a hyperparameter. The store is data, not code: a record that says
+    otherwise (a `workload` import path above all) was not written by the parent's sweep, and a
+    value read from it never picks the code to run."""
+    study = (parent.record.get("config") or {}).get("study") or {}
+    listed = study.get("trials") if isinstance(study.get("trials"), list) else []
+    declared = set(parent.space.paths) | {p for t in listed if isinstance(t, dict) for p in t}
+    for path in trial.params:
+        problem = config_lib.not_a_hyperparameter(path)
+        if problem is None and path not in declared:
+            problem = f"the study declares only {', '.join(sorted(declared)) or 'no values'}"
+        if problem:
+            raise StoreError(
+                f"--from_study {parent.name}: trial {trial.index}'s stored values set {path!r} "
+                f"({problem}); the record was not written by its sweep, so nothing is derived "
+                "from it"
+            )
+    return dict(trial.params)
 
 
 def _inherit_search(child, parent_config: dict) -> None:

@@ -51,7 +51,13 @@ def from_parent(
         store.close()
     if notes and notes == data.record.get("notes"):
         notes = None  # the study file describes its parent's question, not the child's
-    return derive(config, derivation, resolved, data, parent_name=parent, name=name, notes=notes)
+    # The child's name comes from the command line (or name=), or from a study file that
+    # declares its parent.
+    name_field = "--config.study.name" if where("name").startswith("--") else "study.name"
+    return derive(
+        config, derivation, resolved, data, parent_name=parent, name=name, notes=notes,
+        name_field=name_field,
+    )  # fmt: skip
 
 
 def check(action: str, options: Mapping, where=lambda key: f"--{key}") -> tuple:
