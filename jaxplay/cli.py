@@ -3,7 +3,10 @@
 and SIGTERM, the exit codes, the recorded command line and the compilation cache.
 
 Exit codes, for every command: 0 done, 1 done but the result needs attention (a failed trial,
-no estimate), 2 bad input (nothing ran), 130 interrupted (run the same command again to go on).
+no estimate) or the machine failed (a store that cannot be reached, a full disk: fix it and run the
+same command again), 2 bad input (nothing ran), 3 this worker is done but other workers still hold
+some of the study's trials, 130 interrupted (run the same command again to go on). Errors are one
+`error:` line; `--verbose` adds the traceback.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import shlex
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 
 from jaxplay import config as config_lib
 from jaxplay import store as store_lib
-from jaxplay.errors import ConfigError, StoreError
+from jaxplay.errors import ConfigError, EnvironmentFault, StoreError
 
+ENVIRONMENT = 1
 BAD_INPUT = 2
+OTHERS_RUNNING = 3
 INTERRUPTED = 130
 STORE_ENV = "JAXPLAY_STORE"
 _OVERRIDES = (
@@ -40,13 +46,15 @@ class _Parser(argparse.ArgumentParser):
 
 def parser(module: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
     """The parser of `python -m <module>`: --help shows the description, every flag and examples."""
-    return _Parser(
+    p = _Parser(
         prog=f"python -m {module}",
         description=description,
         epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
+    p.add_argument("--verbose", action="store_true", help="on an error, print its traceback too")
+    return p
 
 
 def add_study_file(p: argparse.ArgumentParser, what: str = "the study") -> None:
@@ -164,20 +172,37 @@ def study_file_path(args) -> str:
 
 def run(command: Callable[[list[str]], int], argv: list[str] | None, *, resumable: bool) -> int:
     """Runs a command's body with the shared exit codes: bad input (ConfigError, StoreError) is one
-    `error:` line and 2; Ctrl-C or SIGTERM is 130 (`resumable`: with how to continue)."""
+    `error:` line and 2; a failing machine or service (EnvironmentFault, OSError) one line and 1;
+    Ctrl-C or SIGTERM is 130 (`resumable`: with how to continue)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         with _sigterm_interrupts():
             return command(argv)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
+    except EnvironmentFault as e:
+        return _error(str(e), ENVIRONMENT, argv)
     except (ConfigError, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return BAD_INPUT
+        return _error(str(e), BAD_INPUT, argv)
+    except OSError as e:  # the filesystem: a read-only or full disk, a missing folder
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(
+            f"{where}{e.strerror or e} ({type(e).__name__}); fix it and run the same command again",
+            ENVIRONMENT,
+            argv,
+        )
     except KeyboardInterrupt:
         how = "finished trials are saved; run the same command again to continue."
         print(f"\ninterrupted{': ' + how if resumable else ''}", file=sys.stderr)
         return INTERRUPTED
+
+
+def _error(message: str, code: int, argv: list[str]) -> int:
+    """Prints `error: message` (and with --verbose the traceback being handled); returns code."""
+    if "--verbose" in argv:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxplay.errors import ConfigError, StoreError
+from jaxplay.errors import ConfigError, StoreError, StoreUnavailable
 
 
 def initialize(
@@ -108,9 +108,8 @@ def on_primary(fn, *, share: bool = True):
     if "error" in payload:
         if error is not None:
             raise error
-        kind = {"StoreError": StoreError, "ConfigError": ConfigError}.get(
-            payload["type"], RuntimeError
-        )
+        known = (StoreError, ConfigError, StoreUnavailable)
+        kind = {k.__name__: k for k in known}.get(payload["type"], RuntimeError)
         raise kind(f"process 0: {payload['error']}")
     return payload["ok"] if share else result
 
@@ -131,6 +130,11 @@ class PrimaryStore:
         "study_id",
         "claim",
         "log_metrics",
+        "has_study",
+        "check_study",
+        "pending",
+        "requeue_failed",
+        "held_elsewhere",
     )
 
     def __init__(self, store):

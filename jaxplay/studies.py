@@ -61,7 +61,7 @@ def _main(argv: list[str]) -> int:
     args = cli.parse(_parser(), argv)
     url = cli.store_url(args, must_exist=True)
     if args.command == "list":
-        store = store_lib.Store(url)
+        store = store_lib.Store(url, readonly=True)
         try:
             for name in store.study_names():
                 r = store.record(store.study_id(name))
@@ -74,7 +74,12 @@ def _main(argv: list[str]) -> int:
         return 0
     if args.command == "report":
         path = args.output or args.workdir
-        print(analysis.report(store=url, study=args.study, path=path))
+        try:
+            print(analysis.report(store=url, study=args.study, path=path))
+        except OSError as e:
+            raise OSError(
+                e.errno, f"{e.strerror}: cannot write the report there; pass --output FILE", path
+            ) from e
         return 0
     study = analysis.load(store=url, study=args.study)
     if args.command == "show":

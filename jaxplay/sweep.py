@@ -85,6 +85,8 @@ def _parser():
     p.add_argument("--max_trials", type=int, metavar="N",
                    help="stop after N trials in this run (rerun to continue)")  # fmt: skip
     cli.add_bool(p, "report", True, "print the playbook's diagnostics and write the HTML report")
+    cli.add_bool(p, "retry_failed", False, "put the study's failed trials back in the queue "
+                 "first; each resumes from its latest checkpoint")  # fmt: skip
     p.add_argument("--lease_secs", type=float, default=60.0, metavar="S",
                    help="a running trial whose worker has not renewed its lease for S seconds is "
                    "reclaimed by another worker and resumed from its checkpoint "
@@ -173,6 +175,7 @@ def _main(argv: list[str]) -> int:
         batch_trials=args.batch_trials,
         report=args.report,
         lease_s=args.lease_secs,
+        retry_failed=args.retry_failed,
     )
     # Infeasible trials are results; failed ones are bugs (their tracebacks are in the store).
     return 1 if record["status_counts"]["failed"] else 0

@@ -74,9 +74,13 @@ def parent_of(record: StudyRecord) -> dict | None:
     return ((record.get("config") or {}).get("study") or {}).get("parent") or None
 
 
-def last_line(text: str | None) -> str:
-    """The last line of an error message (the exception itself), '' for none."""
-    return text.strip().splitlines()[-1] if text and text.strip() else ""
+def error_summary(text: str | None) -> str:
+    """A recorded error in one line, '' for none: its first line ('Type: message', followed by the
+    traceback), or for a record of an older jaxplay (the traceback alone) its last line."""
+    lines = text.strip().splitlines() if text else []
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def format_record(record: StudyRecord) -> str:
@@ -114,7 +118,7 @@ def format_record(record: StudyRecord) -> str:
     lines.extend("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
     for t in record["trials"]:
         if t["status"] in ("infeasible", "failed") and t["error"]:
-            lines.append(f"trial {t['index']} {t['status']}: {last_line(t['error'])}")
+            lines.append(f"trial {t['index']} {t['status']}: {error_summary(t['error'])}")
     return "\n".join(lines)
 
 

@@ -155,7 +155,8 @@ def load(
     workdir: str | pathlib.Path | None = None, *, store: str | None = None, study: str | None = None
 ) -> StudyData:
     """Reads a study (the only one in the store unless `study` names it) and all its curves."""
-    db = store_lib.Store(store_lib.url_for(workdir, store, must_exist=True))
+    # Read-only: a finished study on read-only storage can still be shown and reported.
+    db = store_lib.Store(store_lib.url_for(workdir, store, must_exist=True), readonly=True)
     try:
         study_id = db.study_id(study)
         data = StudyData.from_record(db.record(study_id), db.study_curves(study_id))

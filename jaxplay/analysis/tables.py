@@ -35,7 +35,7 @@ def trial_rows(study: StudyData) -> list[dict]:
         row.update(
             {f"final {name}": (t.get("final_metrics") or {}).get(name) for name in metric_names}
         )
-        row["error"] = record_lib.last_line(t.get("error")) or None
+        row["error"] = record_lib.error_summary(t.get("error")) or None
         rows.append(row)
     return rows
 

@@ -1,6 +1,6 @@
-"""A study's plan: its trials (all up front, or as an adaptive designer creates them), each
-resolved and checked before anything trains, and how they run: one at a time, or stacked in
-groups that share one compiled program."""
+"""A study's plan: its trials (a window at a time, or as an adaptive designer creates them), each
+resolved and checked before it trains, and how they run: one at a time, or stacked in groups that
+share one compiled program."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ EXECUTORS = ("auto", "sequential", "batched")
 # time there. Running the batches one after another, not interleaved period by period, also keeps
 # each batch short enough that its checkpoints are written once, at its end.
 CPU_BATCH_TRIALS = 4
+# A non-adaptive study is designed, resolved and checked this many trials at a time: a study of
+# num_trials=100000 starts at once instead of planning every trial first, and a study of up to
+# WINDOW trials (nearly all) is still checked whole before anything trains.
+WINDOW = 256
 
 
 @dataclasses.dataclass
@@ -33,6 +37,12 @@ class Plan:
         """True for designers that suggest trials from the results so far (e.g. the GP)."""
         return getattr(self.designer, "adaptive", False)
 
+    def grow(self, end: int) -> None:
+        """A non-adaptive study's trials up to `end` (at most num_trials), designed and checked."""
+        end = min(end, self.num_trials)
+        if end > len(self.params):
+            self.extend(self.designer.suggest(len(self.params), end - len(self.params)))
+
     def extend(self, params: list[dict]) -> None:
         """Resolves and checks trials len(self.params).. and adds them."""
         for p in params:
@@ -45,14 +55,17 @@ class Plan:
 
 
 def plan(spec) -> Plan:
-    """Every trial of a non-adaptive study, resolved and checked before anything trains."""
+    """A study's plan; a non-adaptive study's first WINDOW trials resolved and checked (before
+    anything trains), the rest as the study reaches them (Plan.grow)."""
     designer = spec.designer()
     num_trials = spec.study.num_trials
     if num_trials is None:
         num_trials = designer.max_trials
     study_plan = Plan(spec, designer, num_trials)
     if not study_plan.adaptive:
-        study_plan.extend(designer.suggest(0, num_trials))
+        if designer.max_trials is not None:  # a grid or a list: refuse a num_trials past its end
+            designer.suggest(num_trials - 1, 1)
+        study_plan.grow(WINDOW)
     return study_plan
 
 

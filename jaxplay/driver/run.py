@@ -12,16 +12,18 @@ import importlib.metadata
 import pathlib
 import platform
 import subprocess
+import time
 import traceback
 from collections.abc import Callable
 
 from jaxplay import distributed, paths, train
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
-from jaxplay.driver.plan import Plan, choose_executor, default_batch_trials, plan, work_units
+from jaxplay.driver.plan import WINDOW, Plan, choose_executor, default_batch_trials, work_units
+from jaxplay.driver.plan import plan as plan_study
 from jaxplay.driver.progress import Progress
 from jaxplay.driver.worker import GracefulInterrupt, Lease, LeaseLost, dead_on_this_host, worker_id
-from jaxplay.errors import ConfigError
+from jaxplay.errors import ConfigError, EnvironmentFault, StoreUnavailable, describe
 from jaxplay.train import mesh
 
 PACKAGES = (
@@ -44,6 +46,7 @@ def run(
     batch_trials: int | None = None,
     report: bool = True,
     lease_s: float = 60.0,
+    retry_failed: bool = False,
 ) -> dict:
     """Runs (or continues) a study (a jaxplay.spec.StudySpec); returns its record.
 
@@ -51,7 +54,9 @@ def run(
     compiled program (at most `batch_trials` at once; default: driver.plan.default_batch_trials),
     'auto' batches on accelerators only. `max_trials_this_run` stops after that many trials (the
     rest stay pending). `report` prints the playbook's diagnostics and writes the HTML report into
-    the workdir at the end. A trial whose lease is older than `lease_s` is reclaimed.
+    the workdir at the end. A trial whose lease is older than `lease_s` is reclaimed; trials
+    other workers hold are waited for, so a run that returns leaves none running. `retry_failed`
+    puts failed trials back to pending first (each resumes from its latest checkpoint).
     """
     if batch_trials is not None and batch_trials < 1:
         raise ConfigError(f"--batch_trials: must be >= 1 (got {batch_trials})")
@@ -64,7 +69,7 @@ def run(
             "run it through python -m jaxplay.sweep (or jaxplay.sweep.run_study), which derives it"
         )
     executor, executor_reason = choose_executor(executor)
-    study_plan = plan(spec)
+    study_plan = plan_study(spec)
     study = spec.study
     workdir = paths.folder(workdir)
     url = store_lib.url_for(workdir, store_url)  # refuses a bucket without --store
@@ -87,6 +92,8 @@ def run(
                 f"study {study.name!r} derives from {parent['study']!r} "
                 f"(--lineage {parent['action']}):{changes}"
             )
+        if not store.has_study(study.name):
+            _refuse_lost_store(workdir, study.name, store_lib.redact(url))
         study_id = store.open_study(
             study.name,
             spec.hash(),
@@ -103,19 +110,24 @@ def run(
             executor_reason=executor_reason,
             **provenance(),
         )
-        store.add_trials(study_id, study_plan.params)
+        store.add_trials(study_id, study_plan.params)  # the first window: the rest as reached
         # A trial left 'running' by a dead process of this host resumes now; other hosts' trials
         # are reclaimed when their lease expires.
         stale = store.reset_running(study_id, dead_on_this_host)
         if stale:
             log(f"resuming interrupted trial(s) {stale} from their latest checkpoints")
+        if retry_failed:
+            requeued = store.requeue_failed(study_id)
+            log(
+                f"retrying failed trial(s) {requeued} from their latest checkpoints"
+                if requeued
+                else "--retry_failed: no trial of the study has failed"
+            )
         record = store.record(study_id)
-        todo = [
-            t["index"]
+        done = sum(
+            t["status"] != "pending" and t["index"] < study_plan.num_trials
             for t in record["trials"]
-            if t["status"] == "pending" and t["index"] < study_plan.num_trials
-        ]
-        done = len(record["trials"]) - len(todo)
+        )
         processes = (
             f"; {distributed.process_count()} processes train each trial together"
             if multihost
@@ -126,8 +138,6 @@ def run(
             f"objective {study.objective} ({study.mode}), designer {study.algorithm}, executor "
             f"{executor} ({executor_reason}), store {store_lib.redact(url)}{processes}"
         )
-        if max_trials_this_run is not None:
-            todo = todo[:max_trials_this_run]
         _Worker(
             store=store,
             study_id=study_id,
@@ -140,8 +150,9 @@ def run(
             batch_trials=batch_trials,
             lease_s=lease_s,
             budget=max_trials_this_run,
-        ).work(todo)
+        ).work()
         store.update_best(study_id)
+        store.check_study(study_id)
         record = store.record(study_id)
     finally:
         store.close()
@@ -172,25 +183,21 @@ class _Worker:
         self.lease = Lease(self.store, self.worker, self.lease_s)
         self.interrupt = GracefulInterrupt(self.progress.log)
 
-    def work(self, pending: list[int]) -> None:
-        """Runs the planned pending trials, then any trial whose worker died (lease expired) while
-        this one ran, and under an adaptive designer the new trials it suggests."""
+    def work(self) -> None:
+        """Runs the study's pending trials (a window at a time), then any trial whose worker died
+        (lease expired) while this one ran, and under an adaptive designer the new trials it
+        suggests; then waits for the trials other workers still hold."""
         adaptive = self.plan.adaptive
         with self.interrupt, self.lease:
             if not adaptive:
-                self._claim_and_run(self._units(pending))
+                for start in range(0, self.plan.num_trials, WINDOW):
+                    if self._spent():
+                        break
+                    self._claim_and_run(self._units(self._window(start)))
             parent_history = self._parent_history() if adaptive else []
-            while self.budget is None or self.ran < self.budget:
+            while not self._spent():
                 self._check_stop()
-                claimed = self.store.claim(
-                    self.study_id, self.worker, max_index=self.plan.num_trials, lease_s=self.lease_s
-                )
-                if claimed is not None:
-                    if not adaptive:
-                        self.progress.log(
-                            f"reclaimed trial {claimed[1]} (its worker stopped renewing its lease)"
-                        )
-                    self._run([claimed])
+                if self._reclaim():
                     continue
                 if not adaptive:
                     break
@@ -198,6 +205,75 @@ class _Worker:
                 if created is None:
                     break  # every trial of the study exists and none is left to claim
                 self._claim_and_run(self._units(created))
+            if not self._spent():
+                self._wait_for_others()
+
+    def _spent(self) -> bool:
+        return self.budget is not None and self.ran >= self.budget
+
+    def _window(self, start: int) -> list[int]:
+        """The pending trials of the window start..start+WINDOW, added to the store first (a
+        study's later windows are designed and checked only when it reaches them)."""
+        end = min(start + WINDOW, self.plan.num_trials)
+        self.plan.grow(end)
+        if start > 0:
+            self.store.add_trials(self.study_id, self.plan.params[start:end], start)
+        pending = self.store.pending(self.study_id, start, end)
+        return pending if self.budget is None else pending[: self.budget - self.ran]
+
+    def _reclaim(self) -> bool:
+        """Claims and runs one trial left claimable (pending, or its lease expired); whether it
+        did."""
+        claimed = self.store.claim(
+            self.study_id, self.worker, max_index=self.plan.num_trials, lease_s=self.lease_s
+        )
+        if claimed is None:
+            return False
+        if not self.plan.adaptive:
+            self.plan.grow(claimed[1] + 1)
+            self.progress.log(
+                f"reclaimed trial {claimed[1]} (its worker stopped renewing its lease)"
+            )
+        self._run([claimed])
+        return True
+
+    def _wait_for_others(self) -> None:
+        """Waits while other workers hold some of the study's trials: a live one finishes them, a
+        dead one's lease expires and this worker resumes them. A run that ends therefore leaves no
+        trial running, and its summary is the study's."""
+        announced: set = set()
+        while True:
+            held = [
+                h
+                for h in self.store.held_elsewhere(self.study_id, self.worker)
+                if h["index"] < self.plan.num_trials
+            ]
+            if not held:
+                return
+            fresh = [h for h in held if h["index"] not in announced]
+            if fresh:
+                announced.update(h["index"] for h in fresh)
+                holders = ", ".join(
+                    f"trial {h['index']} by {h['worker']} (lease renewed "
+                    f"{h['lease_age_s'] or 0:.0f} s ago)"
+                    for h in fresh
+                )
+                self.progress.log(
+                    f"waiting for {holders}; a lease not renewed for {self.lease_s:g} s is "
+                    "reclaimed and the trial resumed here (Ctrl-C stops waiting: the study stays "
+                    "incomplete until they finish)"
+                )
+            if self._reclaim():
+                continue
+            self._pause(min(self.lease_s / 3, 5.0))
+
+    def _pause(self, seconds: float) -> None:
+        """Sleeps, stopping at once on Ctrl-C or SIGTERM."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._check_stop()
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0)))
+        self._check_stop()
 
     def should_stop(self) -> bool:
         """A signal may reach one host only: all stop together."""
@@ -230,6 +306,9 @@ class _Worker:
         finally:
             self.lease.hold([])
         self.ran += len(claimed)
+        # A store replaced while the trials ran (the SQLite file is checked at every call) would
+        # otherwise take the next trials' results into nothing.
+        self.store.check_study(self.study_id)
 
     def _train(self, claimed: list) -> None:
         """Trains claimed trials (one, or a stack sharing a program) and records their outcomes.
@@ -271,6 +350,15 @@ class _Worker:
                 store.release(trial_id, worker=worker)
             store.update_best(self.study_id)
             raise
+        except EnvironmentFault:
+            # The machine or the store failed, not the trials (a full disk, a store gone or
+            # unreachable): they stay resumable, and the command stops with the reason.
+            for trial_id in ids:
+                try:
+                    store.release(trial_id, worker=worker)
+                except Exception:  # the store itself may be what failed: the next run resets it
+                    pass
+            raise
         except LeaseLost as e:
             # Its new owner resumes it from its checkpoint; this worker writes nothing more to it,
             # and the other trials of its stack go back to pending.
@@ -281,10 +369,13 @@ class _Worker:
                 store.release(trial_id, worker=worker)
             return
         except Exception as e:  # one broken trial must not end the study
-            error = "".join(traceback.format_exception(e))
+            # What it was first (the summary every view shows), then where.
+            error = describe(e) + "\n\n" + "".join(traceback.format_exception(e))
             for trial_id, index in zip(ids, indices):
                 store.finish(trial_id, "failed", worker=worker, error=error)
-                progress.done(index, "FAILED", f"{type(e).__name__}: {e}")
+                progress.done(
+                    index, "FAILED", f"{describe(e)} (rerun with --retry_failed to try it again)"
+                )
             store.update_best(self.study_id)
             return
         progress.finished_unit()
@@ -353,6 +444,26 @@ def _history(trials: list[dict]) -> list[dict]:
     return [
         {"params": t["params"], "status": t["status"], "value": t["best_value"]} for t in trials
     ]
+
+
+def _refuse_lost_store(workdir, name: str, url: str) -> None:
+    """A study that is not in the store but whose trials have checkpoints in the workdir: the
+    store was lost (deleted, emptied) or --store names another one. Starting afresh would train
+    over those checkpoints and fabricate records from them: refuse, and say how to recover."""
+    folder = paths.folder(workdir) / name
+    if not folder.exists():
+        return
+    trained = [
+        d.name for d in sorted(folder.glob("trial_*")) if any((d / "checkpoints").glob("[0-9]*"))
+    ]
+    if trained:
+        raise StoreUnavailable(
+            f"store {url} holds no study {name!r}, but {folder} holds checkpoints of its trials "
+            f"({', '.join(trained[:3])}{', ...' if len(trained) > 3 else ''}): the store was lost "
+            "or emptied, or --store names another one. Restore the store from a backup (or pass "
+            f"the --store that holds the study), or move {folder} aside to start the study afresh; "
+            "nothing was written"
+        )
 
 
 def _quiet(*_args) -> None:

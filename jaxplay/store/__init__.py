@@ -10,20 +10,25 @@ workers can share one study.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
+import tenacity
 from sqlalchemy import orm
 
-from jaxplay.errors import StoreError
+from jaxplay.errors import StoreError, StoreUnavailable, describe
+from jaxplay.store import engine as engine_lib
 from jaxplay.store.tables import STATUSES, Base, Metric, Probe, Study, Trial, now
-from jaxplay.store.urls import DB_NAME, default_url, redact, url_for
+from jaxplay.store.urls import DB_NAME, check_url, default_url, redact, url_for
 
 __all__ = [
-    "DB_NAME", "STATUSES", "Base", "Metric", "Probe", "Store", "Study", "Trial", "default_url",
-    "redact", "url_for",
+    "DB_NAME", "STATUSES", "Base", "Metric", "Probe", "Store", "Study", "Trial", "check_url",
+    "default_url", "redact", "url_for",
 ]  # fmt: skip
 
 
@@ -49,28 +54,85 @@ def _trial_dict(t: Trial) -> dict:
 ADDED_COLUMNS = {"trials": {"heartbeat_at"}}
 
 
-class Store:
-    """Reads and writes studies in one database."""
+def _resilient(method):
+    """A Store method whose database work is retried through Store._call."""
 
-    def __init__(self, url: str):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        return self._call(method, self, *args, **kwargs)
+
+    return wrapper
+
+
+class Store:
+    """Reads and writes studies in one database.
+
+    Every call retries passing faults (a restarting server, a dropped connection, a held lock) with
+    backoff for up to $JAXPLAY_STORE_RETRY_SECS (120 s), then raises StoreUnavailable naming the
+    store and the fix. `readonly`: the caller only reads (studies show, reports), so a SQLite file
+    on read-only storage is opened without writing to it."""
+
+    def __init__(self, url: str, *, readonly: bool = False, log=None):
+        check_url(url)  # a URL SQLAlchemy cannot parse is refused without being shown
         self.url = redact(url)  # for messages only (no password): connect with the URL you passed
-        kwargs = {}
-        if url.startswith("sqlite"):
-            # Several worker processes may share the file: wait for locks instead of failing.
-            kwargs["connect_args"] = {"timeout": 60}
-        self.engine = sa.create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        # Several workers may open a new store at once: the losers of the CREATE TABLE race see the
-        # tables on the next try.
-        _first_writer_wins(
-            lambda: Base.metadata.create_all(self.engine),
-            errors=(sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError),
-        )
-        self._check_schema()
+        self.retry_s = engine_lib.retry_seconds()
+        self.log = log or _stderr
+        self._file = engine_lib.sqlite_file(url)
+        if readonly and self._file is not None and not self._file.exists():
+            raise StoreError(f"store {self.url}: {self._file} does not exist")
+        # A reader opens a SQLite file it cannot write read-only; one it can write normally (an
+        # older store then gains its new columns as before).
+        self.readonly = readonly and self._file is not None and not _writable(self._file)
+        self.engine = engine_lib.create(url, readonly=self.readonly)
+        self._identity = None
         self.session = orm.sessionmaker(self.engine, expire_on_commit=False)
+        self._call(self._open, retry_s=min(self.retry_s, engine_lib.OPEN_RETRY_S))
+        self._identity = engine_lib.FileIdentity.of(self._file)
+
+    def _open(self) -> None:
+        if not self.readonly:
+            # Several workers may open a new store at once: the losers of the CREATE TABLE race
+            # see the tables on the next try.
+            _first_writer_wins(
+                lambda: Base.metadata.create_all(self.engine),
+                errors=(sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError),
+            )
+        self._check_schema()
+
+    def _call(self, fn, *args, retry_s: float | None = None, **kwargs):
+        """fn(*args, **kwargs), retried while it fails with a passing fault; a SQLite file that is
+        no longer the one opened stops it (what it would write would be lost)."""
+        started = time.monotonic()
+        budget = self.retry_s if retry_s is None else retry_s
+
+        def attempt():
+            if self._identity is not None:
+                self._identity.check(self.url)
+            return fn(*args, **kwargs)
+
+        def before_sleep(state):
+            if state.attempt_number == 1:
+                self.log(
+                    f"store {self.url}: {describe(state.outcome.exception())}; "
+                    f"retrying for up to {budget:.0f} s"
+                )
+
+        try:
+            return tenacity.Retrying(
+                retry=tenacity.retry_if_exception(engine_lib.transient),
+                wait=tenacity.wait_random_exponential(multiplier=0.2, max=10),
+                stop=tenacity.stop_after_delay(budget),
+                before_sleep=before_sleep,
+                reraise=True,
+            )(attempt)
+        except sa.exc.IntegrityError:
+            raise  # a unique row another worker wrote first: the caller decides
+        except sa.exc.DBAPIError as e:
+            raise engine_lib.unavailable(self.url, e, time.monotonic() - started) from e
 
     def _check_schema(self) -> None:
+        if self.readonly:
+            return  # a reader uses the columns it finds; writing them is a writer's job
         # create_all adds missing tables, never missing columns: a store written by an older
         # jaxplay would otherwise fail later with a bare "no such column" in the middle of a study.
         inspector = sa.inspect(self.engine)
@@ -100,6 +162,7 @@ class Store:
 
     # -- studies ---------------------------------------------------------------------------
 
+    @_resilient
     def open_study(self, name: str, config_hash: str, **fields) -> int:
         """Returns the id of study `name`, creating it; refuses another config under one name."""
         return _first_writer_wins(lambda: self._open_study(name, config_hash, **fields))
@@ -108,6 +171,14 @@ class Store:
         with self.session.begin() as s:
             study = s.scalar(sa.select(Study).where(Study.name == name))
             if study is None:
+                same = sa.func.lower(Study.name) == name.lower()
+                twin = s.scalar(sa.select(Study.name).where(same))
+                if twin is not None:
+                    raise StoreError(
+                        f"study.name: {name!r} differs from the store's study {twin!r} only in "
+                        "case; on a case-insensitive filesystem (macOS, Windows) their folders "
+                        "would be one: choose another name"
+                    )
                 study = Study(name=name, config_hash=config_hash, **fields)
                 s.add(study)
                 s.flush()
@@ -136,6 +207,7 @@ class Store:
                     setattr(study, key, fields[key])
             return study.id
 
+    @_resilient
     def study_id(self, name: str | None = None) -> int:
         """The id of study `name`, or of the only study in the store."""
         with self.session() as s:
@@ -150,11 +222,31 @@ class Store:
                 return row.id
         raise StoreError(f"no study named {name!r} in {self.url}; it has {[r.name for r in rows]}")
 
+    @_resilient
+    def has_study(self, name: str) -> bool:
+        """Whether the store holds study `name`."""
+        with self.session() as s:
+            return s.scalar(sa.select(Study.id).where(Study.name == name)) is not None
+
+    @_resilient
+    def check_study(self, study_id: int) -> None:
+        """Raises StoreUnavailable when the study's row is gone (its store was replaced or the
+        study deleted while this command ran): nothing written since would be kept."""
+        with self.session() as s:
+            if s.get(Study, study_id) is None:
+                raise StoreUnavailable(
+                    f"store {self.url}: the study being run is no longer in it (the store was "
+                    "replaced or the study deleted while this command ran); what happened since is "
+                    "not recorded, so this run stops here"
+                )
+
+    @_resilient
     def study_names(self) -> list[str]:
         """Names of all studies in the store, oldest first."""
         with self.session() as s:
             return list(s.scalars(sa.select(Study.name).order_by(Study.id)))
 
+    @_resilient
     def parents(self) -> dict[str, str | None]:
         """{study name: the name of the study it derives from (jaxplay.tuning), or None}, in one
         query of the configs (no trials)."""
@@ -165,6 +257,7 @@ class Store:
             for name, config in rows
         }
 
+    @_resilient
     def update_best(self, study_id: int) -> None:
         """Recomputes the study's best value from its completed trials."""
         with self.session.begin() as s:
@@ -185,6 +278,7 @@ class Store:
                 (best.index, best.best_value) if best else (None, None)
             )
 
+    @_resilient
     def record(self, study_id: int) -> dict:
         """The study and its trials as plain data (what `studies show --json` prints)."""
         with self.session() as s:
@@ -222,6 +316,7 @@ class Store:
 
     # -- trials ----------------------------------------------------------------------------
 
+    @_resilient
     def add_trials(self, study_id: int, params: list[dict], start: int = 0) -> int:
         """Adds trials start.. with these params, skipping indices that exist; returns how many
         were new."""
@@ -248,6 +343,7 @@ class Store:
             s.add_all(new)
             return len(new)
 
+    @_resilient
     def append_trials(self, study_id: int, params: list[dict], start: int) -> bool:
         """Adds trials start.. when the study has exactly `start` trials (an adaptive designer's
         next suggestions); False when another worker added trials first (ask the designer again)."""
@@ -265,6 +361,7 @@ class Store:
         except sa.exc.IntegrityError:  # a concurrent worker inserted the same index
             return False
 
+    @_resilient
     def reset_running(self, study_id: int, is_dead: Callable[[str], bool]) -> list[int]:
         """Puts trials whose worker `is_dead(worker)` (a crashed process) back to 'pending' at once,
         without waiting for their lease to expire; returns their indices."""
@@ -277,6 +374,52 @@ class Store:
                 t.status, t.worker = "pending", None
             return [t.index for t in dead]
 
+    @_resilient
+    def pending(self, study_id: int, start: int, end: int) -> list[int]:
+        """Indices start <= i < end of the study's pending trials, in order."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    sa.select(Trial.index)
+                    .where(Trial.study_id == study_id, Trial.status == "pending")
+                    .where(Trial.index >= start, Trial.index < end)
+                    .order_by(Trial.index)
+                )
+            )
+
+    @_resilient
+    def requeue_failed(self, study_id: int) -> list[int]:
+        """Puts the study's failed trials back to 'pending' (each resumes from its latest whole
+        checkpoint, if it has one); returns their indices."""
+        with self.session.begin() as s:
+            rows = s.scalars(
+                sa.select(Trial).where(Trial.study_id == study_id, Trial.status == "failed")
+            ).all()
+            for t in rows:
+                t.status, t.worker, t.error, t.finished_at = "pending", None, None, None
+            return sorted(t.index for t in rows)
+
+    @_resilient
+    def held_elsewhere(self, study_id: int, worker: str) -> list[dict]:
+        """The study's running trials held by other workers: [{index, worker, lease_age_s}]."""
+        with self.session() as s:
+            rows = s.execute(
+                sa.select(Trial.index, Trial.worker, Trial.heartbeat_at)
+                .where(Trial.study_id == study_id, Trial.status == "running")
+                .where(sa.or_(Trial.worker.is_(None), Trial.worker != worker))
+                .order_by(Trial.index)
+            ).all()
+        current = now()
+        return [
+            {
+                "index": index,
+                "worker": holder,
+                "lease_age_s": (current - beat).total_seconds() if beat else None,
+            }
+            for index, holder, beat in rows
+        ]
+
+    @_resilient
     def claim(
         self,
         study_id: int,
@@ -321,6 +464,7 @@ class Store:
                 if taken.rowcount == 1:
                     return row.id, row.index, row.params
 
+    @_resilient
     def heartbeat(self, worker: str, trial_ids: list[int]) -> int:
         """Renews `worker`'s lease on its running trials; returns how many it still holds."""
         if not trial_ids:
@@ -328,6 +472,7 @@ class Store:
         with self.session.begin() as s:
             return _renew(s, trial_ids, worker)
 
+    @_resilient
     def release(self, trial_id: int, worker: str | None = None) -> bool:
         """Returns an interrupted trial to 'pending' (its checkpoints let it resume). With `worker`,
         only while that worker still holds it; returns whether it did."""
@@ -341,6 +486,7 @@ class Store:
                 == 1
             )
 
+    @_resilient
     def finish(self, trial_id: int, status: str, worker: str | None = None, **fields) -> bool:
         """Records a trial's outcome: status, best_step, best_value, error, ... With `worker`, only
         while that worker still holds the trial (a worker whose lease was taken over must not
@@ -362,6 +508,7 @@ class Store:
                 == 1
             )
 
+    @_resilient
     def set_checkpoint_dir(self, trial_id: int, path: str) -> None:
         """Records where a trial's checkpoints live (known before it finishes)."""
         with self.session.begin() as s:
@@ -369,11 +516,13 @@ class Store:
 
     # -- probes ----------------------------------------------------------------------------
 
+    @_resilient
     def add_probe(self, study: str, kind: str, **fields) -> None:
         """Records a measurement of study `study`'s setup (config, result, device_kind, command)."""
         with self.session.begin() as s:
             s.add(Probe(study=study, kind=kind, **fields))
 
+    @_resilient
     def probes(self, study: str, kind: str | None = None) -> list[dict]:
         """The probes recorded for study `study`, newest first."""
         query = sa.select(Probe).where(Probe.study == study)
@@ -390,6 +539,7 @@ class Store:
 
     # -- metrics ---------------------------------------------------------------------------
 
+    @_resilient
     def log_metrics(
         self, trial_id: int, step: int, metrics: dict[str, float], worker: str | None = None
     ) -> bool:
@@ -403,14 +553,18 @@ class Store:
         with self.session.begin() as s:
             if worker is not None and _renew(s, [trial_id], worker) != 1:
                 return False
+            # A retried call whose first commit succeeded unseen must not log the step twice.
+            s.execute(sa.delete(Metric).where(Metric.trial_id == trial_id, Metric.step == step))
             s.execute(sa.insert(Metric), rows)
             return True
 
+    @_resilient
     def drop_metrics_after(self, trial_id: int, step: int) -> None:
         """Deletes metrics past `step` (a resumed trial logs them again)."""
         with self.session.begin() as s:
             s.execute(sa.delete(Metric).where(Metric.trial_id == trial_id, Metric.step > step))
 
+    @_resilient
     def study_curves(self, study_id: int) -> dict[int, dict[str, list[tuple[int, float | None]]]]:
         """Every trial's metrics in one query: {trial index: {name: [(step, value), ...]}}."""
         with self.session() as s:
@@ -425,6 +579,7 @@ class Store:
             out.setdefault(index, {}).setdefault(name, []).append((step, value))
         return out
 
+    @_resilient
     def curves(self, study_id: int, index: int) -> dict[str, list[tuple[int, float | None]]]:
         """A trial's metrics as {name: [(step, value), ...]} sorted by step."""
         with self.session() as s:
@@ -440,6 +595,14 @@ class Store:
         for name, step, value in rows:
             out.setdefault(name, []).append((step, value))
         return out
+
+
+def _writable(file) -> bool:
+    return os.access(file, os.W_OK) and os.access(file.parent, os.W_OK)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _first_writer_wins(write, attempts: int = 5, errors=(sa.exc.IntegrityError,)):

@@ -17,7 +17,7 @@ import ml_collections
 
 from jaxplay import store as store_lib
 from jaxplay.analysis.study import StudyData
-from jaxplay.errors import ConfigError, StoreError
+from jaxplay.errors import ConfigError, StoreError, StoreUnavailable
 from jaxplay.tuning.actions import ACTIONS
 from jaxplay.tuning.derivation import Derivation, derive
 from jaxplay.tuning.steps import STEPS
@@ -40,10 +40,12 @@ def from_parent(
     `options` are the action's settings as given (`where` names one in an error); the child is
     named `name`, else '<parent>-<action>', and its notes say what it is, plus `notes`."""
     derivation, resolved = check(action, options, where)
-    store = store_lib.Store(store_url)
+    store = store_lib.Store(store_url, readonly=True)  # the parent is only read
     try:
         try:
             parent_id = store.study_id(parent)
+        except StoreUnavailable:
+            raise  # the store failed, not the flag
         except StoreError as e:  # it names the studies there are
             raise ConfigError(f"--from_study: {e}") from None
         data = StudyData.from_record(store.record(parent_id), store.study_curves(parent_id))

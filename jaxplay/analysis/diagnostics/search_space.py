@@ -16,7 +16,7 @@ from jaxplay.analysis.diagnostics.common import (
     value_at,
 )
 from jaxplay.analysis.diagnostics.training_setup import clip_hint
-from jaxplay.analysis.record import last_line
+from jaxplay.analysis.record import error_summary
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.values import fmt
 
@@ -122,7 +122,7 @@ def check_infeasible_fraction(study: StudyData) -> list[Finding]:
             f"above {NO_PROGRESS_FRACTION:.0%} of its initial value)"
         )
     if crashed:
-        reason = last_line(crashed[0].error)
+        reason = error_summary(crashed[0].error)
         if reason:
             reason = f": {reason}" if len(crashed) == 1 else f"; trial {crashed[0].index}: {reason}"
         parts.append(f"{len(crashed)} crashed ({trial_list(crashed)}{reason})")
