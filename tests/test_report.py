@@ -175,6 +175,20 @@ def test_write_report_takes_a_directory_or_a_file(tmp_path, monkeypatch):
     assert named.parent == tmp_path and re.fullmatch(r"report-[A-Za-z0-9._-]+\.html", named.name)
 
 
+def test_report_names_never_collide_or_leave_the_folder():
+    def name_of(study_name):
+        study = example_study()
+        study.record["name"] = study_name
+        return report.report_name(study)
+
+    # Names recorded before study names were checked (a/b) get a digest: a-b keeps its own.
+    names = ["a/b", "a-b", "a-b-", "../../escaped", "dup", "dup/", "dup/."]
+    files = [name_of(n) for n in names]
+    assert len(set(files)) == len(names), files
+    assert all(re.fullmatch(r"report-[A-Za-z0-9._-]+\.html", f) for f in files), files
+    assert name_of("a-b") == "report-a-b.html"
+
+
 # ----------------------------------------------------------------------------------------------
 # In a browser.
 

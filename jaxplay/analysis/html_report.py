@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import html
 import io
 import math
@@ -426,8 +427,14 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
 
 
 def report_name(study: StudyData) -> str:
-    """The report's default file name: report-<study name with unsafe characters replaced>.html."""
-    return f"report-{re.sub(r'[^A-Za-z0-9._-]+', '-', study.name).strip('-.') or 'study'}.html"
+    """The report's default file name: report-<study name>.html. Study names are safe file names
+    (jaxplay.spec checks them); a name recorded before that rule gets its unsafe characters
+    replaced plus a digest of the name, so two names never share a report (a/b and a-b)."""
+    name = study.name
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        return f"report-{name}.html"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:80] or "study"
+    return f"report-{slug}-{hashlib.sha256(name.encode()).hexdigest()[:10]}.html"
 
 
 def write_report(
