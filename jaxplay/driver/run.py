@@ -145,7 +145,10 @@ def run(
             plan=study_plan,
             workdir=workdir,
             progress=Progress(study.objective, study.mode, log),
-            remaining=study_plan.num_trials - done,
+            remaining=min(
+                study_plan.num_trials - done,
+                study_plan.num_trials if max_trials_this_run is None else max_trials_this_run,
+            ),
             executor=executor,
             batch_trials=batch_trials,
             lease_s=lease_s,
