@@ -344,7 +344,13 @@ class _Worker:
         def on_period(step, reported):
             progress.period(step, steps, {indices[j]: m for j, m in reported.items()})
 
-        hooks = train.Hooks(on_eval, on_resume, on_period, self.should_stop)
+        def on_warning(j, message):  # a damaged checkpoint set aside, and what the trial does now
+            progress.log(f"  {message}" if len(ids) == 1 else f"  trial {indices[j]}: {message}")
+
+        hooks = train.Hooks(
+            on_eval=on_eval, on_resume=on_resume, on_period=on_period,
+            should_stop=self.should_stop, on_warning=on_warning,
+        )  # fmt: skip
         try:
             results = train.run_trials(trials, dirs, hooks)
         except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -21,6 +22,7 @@ import numpy as np
 
 from jaxplay import distributed, paths, workloads
 from jaxplay.checkpoints import TrialCheckpoints
+from jaxplay.errors import EnvironmentFault
 from jaxplay.train import feed as feed_lib
 from jaxplay.train import mesh as mesh_lib
 from jaxplay.train import state as state_lib
@@ -36,6 +38,9 @@ class Hooks:
     on_resume: Callable[[int, int], None] | None = None  # (i, step resumed from)
     on_period: Callable[[int, dict], None] | None = None  # (step, {i: metrics}) once a period
     should_stop: Callable[[], bool] | None = None  # true: checkpoint this period, then stop
+    # (i, message): a checkpoint that cannot be restored was set aside, and what the trial does
+    # instead (resumes from an earlier step, or starts again). None: a RuntimeWarning.
+    on_warning: Callable[[int, str], None] | None = None
 
 
 @dataclasses.dataclass
@@ -53,7 +58,9 @@ def run_trials(trials: list, trial_dirs: list, hooks: Hooks | None = None) -> li
     results in order. Each resumes from its latest checkpoint in its folder; trials whose
     checkpoints stand at different steps run as separate stacks. When `hooks.should_stop()` turns
     true (Ctrl-C), every unfinished trial checkpoints the current period and KeyboardInterrupt is
-    raised, so a rerun resumes exactly there."""
+    raised, so a rerun resumes exactly there. A checkpoint write that fails (a full disk) raises
+    CheckpointWriteError, a storage that cannot be read CheckpointReadError (both
+    jaxplay.errors.EnvironmentFault): the trials stay resumable from their last whole checkpoint."""
     hooks = hooks or Hooks()
     first = trials[0]
     for t in trials[1:]:
@@ -78,6 +85,9 @@ def run_trials(trials: list, trial_dirs: list, hooks: Hooks | None = None) -> li
                 on_resume=None
                 if hooks.on_resume is None
                 else functools.partial(hooks.on_resume, i),
+                on_warning=None
+                if hooks.on_warning is None
+                else functools.partial(hooks.on_warning, i),
             )
             runs.append(run)
             resumed = run.resume(state)
@@ -96,10 +106,28 @@ def run_trials(trials: list, trial_dirs: list, hooks: Hooks | None = None) -> li
             _Stack(graphdef, instance, program, data, stack, stacked, mesh).train(
                 runs, results, step, hooks
             )
-        return results
-    finally:
-        for run in runs:
+    except BaseException as error:
+        _close(runs, error)
+        raise
+    _close(runs)  # the last writes finish here: one that fails is the run's error
+    return results
+
+
+def _close(runs: list[TrialRun], error: BaseException | None = None) -> None:
+    """Closes every trial's checkpoints, waiting for their writes, even after one fails. A failed
+    write is raised; while another error is on its way out, only a storage failure replaces it
+    (the disk must be fixed first, and that error chains the other)."""
+    failures = []
+    for run in runs:
+        try:
             run.close()
+        except Exception as e:
+            failures.append(e)
+    storage = [f for f in failures if isinstance(f, EnvironmentFault)]
+    if storage:
+        raise storage[0]
+    if failures and error is None:
+        raise failures[0]
 
 
 class _Stack:
@@ -236,18 +264,21 @@ def train_and_evaluate(
     on_eval: Callable[[int, dict], None] | None = None,
     on_resume: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> TrialResult:
     """Trains one trial (a jaxplay.spec.TrialSpec, e.g. `spec.resolve(config).base`) to
     `train.steps`, evaluating every `train.eval_every` steps: run_trials with K = 1.
 
     Resumes from the latest checkpoint in `trial_dir` if there is one (`on_resume(step)` is called
     so the caller can drop metrics logged after it). `on_eval(step, metrics)` sees every
-    evaluation, including step 0.
+    evaluation, including step 0. `on_warning(message)` hears of a checkpoint that could not be
+    restored and was set aside (default: a RuntimeWarning).
     """
     hooks = Hooks(
         on_eval=None if on_eval is None else lambda i, step, metrics: on_eval(step, metrics),
         on_resume=None if on_resume is None else lambda i, step: on_resume(step),
         should_stop=should_stop,
+        on_warning=None if on_warning is None else lambda i, message: on_warning(message),
     )
     return run_trials([trial], [trial_dir], hooks)[0]
 
@@ -261,6 +292,8 @@ def evaluate_checkpoint(trial, trial_dir, step: int | None = None, split: str = 
     ckpt = TrialCheckpoints(
         paths.folder(trial_dir) / "checkpoints", keep_best=trial.train.keep_best, mode=trial.mode
     )
+    for note in ckpt.notes:  # a step whose metrics could not be read, set aside on opening
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
     try:
         step = ckpt.best_step() if step is None else step
         if step is None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import jax
 import numpy as np
 
-from jaxplay import paths
-from jaxplay.checkpoints import TrialCheckpoints
+from jaxplay import distributed, paths
+from jaxplay.checkpoints import TrialCheckpoints, short_description
+from jaxplay.errors import EnvironmentFault
 
 
 @dataclasses.dataclass
@@ -47,10 +49,11 @@ class TrialProgress:
 class TrialRun:
     """Drives one trial's bookkeeping; the host loop keeps one per trial of a stack."""
 
-    def __init__(self, trial, trial_dir, *, on_eval=None, on_resume=None):
+    def __init__(self, trial, trial_dir, *, on_eval=None, on_resume=None, on_warning=None):
         self.trial, self.program = trial, trial.program
         self.objective, self.mode = trial.objective, trial.mode
         self.on_eval, self.on_resume = on_eval, on_resume
+        self.on_warning = on_warning  # (message); None: a RuntimeWarning
         self.grad_clip_norm = trial.hparams.grad_clip_norm
         self.ckpt = TrialCheckpoints(
             paths.folder(trial_dir) / "checkpoints", mode=self.mode, keep_best=trial.train.keep_best
@@ -60,16 +63,50 @@ class TrialRun:
         self.last_metrics: dict = {}
 
     def resume(self, fresh_state):
-        """The state of the latest checkpoint, or None for a fresh start."""
-        latest = self.ckpt.latest_step()
-        if latest is None:
-            return None
-        state, meta = self.ckpt.restore(latest, jax.eval_shape(lambda: fresh_state))
-        self.progress = TrialProgress.from_meta(meta)
-        self.ckpt.restore_top(meta)
-        if self.on_resume:
-            self.on_resume(latest)
-        return state
+        """The state of the newest whole checkpoint, or None for a fresh start.
+
+        A checkpoint that cannot be restored (bytes damaged on disk, or written by a program whose
+        train state differs) is no resume point: it is set aside, the warning says why, and the
+        whole checkpoint before it is tried; with none left the trial starts again from step 0,
+        also said. The result is the same as an uninterrupted run's, only later. A storage that
+        fails to read (CheckpointReadError) stops the run instead: the checkpoint may be intact.
+        """
+        abstract = jax.eval_shape(lambda: fresh_state)
+        notes = list(self.ckpt.notes)
+        for step in sorted(self.ckpt.whole_steps(), reverse=True):
+            try:
+                state, meta = self.ckpt.restore(step, abstract)
+                progress = TrialProgress.from_meta(meta)
+                reason = None
+            except (EnvironmentFault, MemoryError):
+                raise  # the machine failed, not the checkpoint
+            except Exception as error:
+                reason = short_description(error)
+            # Every host of a multi-host job resumes from the same step.
+            if distributed.any_process(reason is not None):
+                aside = self.ckpt.set_aside(step)
+                notes.append(
+                    f"checkpoint step {step} in {self.ckpt.directory} cannot be restored "
+                    f"({reason or 'on another host'}): moved it to {aside}"
+                )
+                continue
+            self.progress = progress
+            self.ckpt.restore_top(meta)
+            self._warn(notes, f"resuming from step {step}")
+            if self.on_resume:
+                self.on_resume(step)
+            return state
+        self._warn(notes, "no whole checkpoint is left: the trial starts again from step 0")
+        return None
+
+    def _warn(self, notes: list[str], outcome: str) -> None:
+        """Reports each checkpoint set aside, the last one with what the trial does instead."""
+        for i, note in enumerate(notes):
+            message = f"{note}; {outcome}" if i == len(notes) - 1 else note
+            if self.on_warning:
+                self.on_warning(message)
+            else:
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def start(self, initial: dict) -> None:
         """Records the step-0 evaluation; its train loss is the divergence yardstick."""
