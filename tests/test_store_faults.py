@@ -3,6 +3,7 @@ sweep (and a rerun refuses to fabricate records), a store that never answers or 
 in one error line, a trial another worker holds is waited for, a failed trial can be retried, and
 a huge study starts at once."""
 
+import datetime
 import os
 import pathlib
 import socket
@@ -303,30 +304,31 @@ def test_a_trial_another_worker_holds_is_waited_for_then_reclaimed(tmp_path):
     sweep.run_study(c, tmp_path, log=lambda _: None, report=False, max_trials_this_run=0)
     other = store_lib.Store(url)
     sid = other.study_id(c.study.name)
-    # Another worker holds trial 1 and renews its lease until this one starts waiting for it;
-    # then it goes silent (it died on another host).
     trial_id, index, _ = other.claim(sid, "elsewhere:1", indices=[1])
     assert index == 1
-    silent = threading.Event()
 
-    def renew():
-        while not silent.wait(0.1):
-            other.heartbeat("elsewhere:1", [trial_id])
+    def lease_renewed(seconds_from_now: float):
+        # Another worker's lease as it stands: renewed in the future (held however slow this
+        # machine is) until this worker waits for it, then long ago (that worker died).
+        at = store_lib.tables.now() + datetime.timedelta(seconds=seconds_from_now)
+        with other.engine.begin() as connection:
+            connection.execute(
+                sa.update(store_lib.Trial)
+                .where(store_lib.Trial.id == trial_id)
+                .values(heartbeat_at=at)
+            )
 
-    renewing = threading.Thread(target=renew)
-    renewing.start()
+    lease_renewed(3600)
     lines = []
 
     def log(line):
         lines.append(line)
         if line.startswith("waiting for trial 1"):
-            silent.set()
+            lease_renewed(-3600)
 
     try:
         record = sweep.run_study(c, tmp_path, log=log, report=False, lease_s=1.0)
     finally:
-        silent.set()
-        renewing.join()
         other.close()
     text = "\n".join(lines)
     # Having trained trial 0, the worker did not call the study done: it waited for trial 1,
