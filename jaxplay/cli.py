@@ -4,9 +4,8 @@ and SIGTERM, the exit codes, the recorded command line and the compilation cache
 
 Exit codes, for every command: 0 done, 1 done but the result needs attention (a failed trial,
 no estimate) or the machine failed (a store that cannot be reached, a full disk: fix it and run the
-same command again), 2 bad input (nothing ran), 3 this worker is done but other workers still hold
-some of the study's trials, 130 interrupted (run the same command again to go on). Errors are one
-`error:` line; `--verbose` adds the traceback.
+same command again), 2 bad input (nothing ran), 130 interrupted (run the same command again to go
+on). Errors are one `error:` line; `--verbose` adds the traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from jaxplay.errors import ConfigError, EnvironmentFault, StoreError
 
 ENVIRONMENT = 1
 BAD_INPUT = 2
-OTHERS_RUNNING = 3
 INTERRUPTED = 130
 STORE_ENV = "JAXPLAY_STORE"
 _OVERRIDES = (
