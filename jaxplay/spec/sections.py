@@ -398,13 +398,7 @@ def study_settings(tree) -> StudySettings:
     if num_trials is not None and (not is_int(num_trials) or num_trials < 1):
         raise ConfigError(f"study.num_trials: must be an int >= 1 (got {num_trials!r}); e.g. 16")
     # Unknown keys after the required ones: a misspelt required key is named by `required`.
-    known = {f.name for f in dataclasses.fields(StudySettings)}
-    for key in study:
-        if key not in known:
-            raise ConfigError(
-                f"study.{key}: unknown field{_did_you_mean(key, known)}; study takes "
-                f"{', '.join(sorted(known))}"
-            )
+    refuse_unknown("study", study, {f.name for f in dataclasses.fields(StudySettings)})
     trials = study.get("trials") or ()
     return StudySettings(
         name=name,
@@ -493,13 +487,7 @@ def schedule_section(section, steps: int) -> ScheduleSpec:
         raise ConfigError(
             f"schedule.name: unknown schedule {name!r}; use one of {list(optim.SCHEDULES)}"
         )
-    fields = ("name", "warmup_steps", "decay_steps", "min_lr_factor")
-    for key in section:
-        if key not in fields:
-            raise ConfigError(
-                f"schedule.{key}: unknown field{_did_you_mean(key, fields)}; a schedule takes "
-                f"{', '.join(fields)}"
-            )
+    refuse_unknown("schedule", section, {"name", "warmup_steps", "decay_steps", "min_lr_factor"})
     warmup = section.get("warmup_steps", 0)
     if not 0 <= warmup < steps:
         raise ConfigError(
@@ -517,12 +505,7 @@ def schedule_section(section, steps: int) -> ScheduleSpec:
 
 def train_section(section, batch_size: int) -> TrainSpec:
     known = {f.name for f in dataclasses.fields(TrainSpec)}
-    for key in section:
-        if key not in known:
-            raise ConfigError(
-                f"train.{key}: unknown field{_did_you_mean(key, known)}; train takes "
-                f"{', '.join(sorted(known))}"
-            )
+    refuse_unknown("train", section, known)
     defaults = TrainSpec(steps=1, eval_every=1, eval_batch_size=1)
     values = {k: section.get(k, getattr(defaults, k)) for k in known}
     values["eval_batch_size"] = section.get("eval_batch_size", max(batch_size, MIN_EVAL_BATCH_SIZE))
@@ -579,6 +562,16 @@ def _int(section, section_name: str, key: str, default: int, minimum: int) -> in
     if not is_int(value) or value < minimum:
         raise ConfigError(f"{section_name}.{key}: must be an int >= {minimum} (got {value!r})")
     return int(value)
+
+
+def refuse_unknown(where: str, section, known) -> None:
+    """ConfigError for the first key of `section` not in `known`, with the nearest known one."""
+    for key in section:
+        if key not in known:
+            raise ConfigError(
+                f"{where}.{key}: unknown field{_did_you_mean(key, known)}; {where} takes "
+                f"{', '.join(sorted(known))}"
+            )
 
 
 def _did_you_mean(name, choices) -> str:
