@@ -186,6 +186,30 @@ def test_store_messages_never_show_the_password(tmp_path):
         store.close()
 
 
+def test_a_name_that_differs_only_in_case_is_refused(store):
+    _open(store, name="dup")
+    with pytest.raises(StoreError, match="'Dup' differs from the store's study 'dup' only in case"):
+        _open(store, name="Dup")
+
+
+def test_a_study_another_worker_creates_mid_open_is_no_case_twin(store, store_url):
+    # The race of several workers starting one study: another one commits the study between this
+    # worker's lookup by name and its look for a same-name-but-case twin.
+    other = store_lib.Store(store_url)
+    created = []
+
+    def create_first(conn, cursor, statement, *args):
+        if "lower(" in statement.lower() and not created:
+            created.append(_open(other, name="Race"))
+
+    sa.event.listen(store.engine, "before_cursor_execute", create_first)
+    try:
+        assert _open(store, name="Race") == created[0]
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", create_first)
+        other.close()
+
+
 def test_workers_starting_one_study_at_once_both_succeed(store_url):
     import threading
 

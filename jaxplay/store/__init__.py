@@ -171,8 +171,10 @@ class Store:
         with self.session.begin() as s:
             study = s.scalar(sa.select(Study).where(Study.name == name))
             if study is None:
+                # Another name only: a worker that created this very study a moment ago is no
+                # twin (the insert below then collides and the retry finds its study).
                 same = sa.func.lower(Study.name) == name.lower()
-                twin = s.scalar(sa.select(Study.name).where(same))
+                twin = s.scalar(sa.select(Study.name).where(same, Study.name != name))
                 if twin is not None:
                     raise StoreError(
                         f"study.name: {name!r} differs from the store's study {twin!r} only in "
