@@ -110,7 +110,9 @@ def run(
             executor_reason=executor_reason,
             **provenance(),
         )
-        store.add_trials(study_id, study_plan.params)  # the first window: the rest as reached
+        # The first window is recorded whatever this run then trains (even --max_trials 0); the
+        # worker adds later windows as it reaches them.
+        store.add_trials(study_id, study_plan.params)
         # A trial left 'running' by a dead process of this host resumes now; other hosts' trials
         # are reclaimed when their lease expires.
         stale = store.reset_running(study_id, dead_on_this_host)
@@ -219,7 +221,7 @@ class _Worker:
         study's later windows are designed and checked only when it reaches them)."""
         end = min(start + WINDOW, self.plan.num_trials)
         self.plan.grow(end)
-        if start > 0:
+        if start > 0:  # the first window was added when the run started
             self.store.add_trials(self.study_id, self.plan.params[start:end], start)
         pending = self.store.pending(self.study_id, start, end)
         return pending if self.budget is None else pending[: self.budget - self.ran]

@@ -128,7 +128,8 @@ class Store:
         except sa.exc.IntegrityError:
             raise  # a unique row another worker wrote first: the caller decides
         except sa.exc.DBAPIError as e:
-            raise engine_lib.unavailable(self.url, e, time.monotonic() - started) from e
+            waited = time.monotonic() - started
+            raise engine_lib.unavailable(self.url, e, waited, self._file) from e
 
     def _check_schema(self) -> None:
         if self.readonly:
@@ -636,11 +637,3 @@ def _renew(session, trial_ids: list[int], worker: str) -> int:
 def _finite(v):
     # SQL and JSON have no NaN/inf: store them as NULL (the trial's status and error say why).
     return float(v) if v is not None and math.isfinite(v) else None
-
-
-def _sqlite_pragmas(dbapi_connection, _record):
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers (studies show, a report) run while a sweep writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()

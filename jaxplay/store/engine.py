@@ -127,11 +127,12 @@ def transient(error: BaseException) -> bool:
     return not any(p in message for p in permanent)
 
 
-def unavailable(url: str, error: BaseException, waited: float) -> StoreUnavailable:
+def unavailable(
+    url: str, error: BaseException, waited: float, file: pathlib.Path | None = None
+) -> StoreUnavailable:
     """The error a command prints for a store it cannot use: what happened and the fix."""
     message = str(getattr(error, "orig", error)).lower()
     what = describe(error)
-    file = sqlite_file_of_redacted(url)
     if "password authentication failed" in message or "no pg_hba.conf entry" in message:
         fix = "the server refused the login: check the user and password of --store"
     elif "does not exist" in message and "database" in message:
@@ -162,13 +163,6 @@ def unavailable(url: str, error: BaseException, waited: float) -> StoreUnavailab
             "to retry)"
         )
     return StoreUnavailable(f"store {url}: {fix} ({what})")
-
-
-def sqlite_file_of_redacted(url: str) -> pathlib.Path | None:
-    try:
-        return sqlite_file(url)
-    except sa.exc.ArgumentError:
-        return None
 
 
 @dataclasses.dataclass(frozen=True)
