@@ -3,19 +3,25 @@
 Checks the study file, records the study in the store, asks the designer for the trials, then
 claims and trains them. Rerunning the same command continues the study: finished trials are kept,
 an interrupted one resumes from its checkpoint. With `--from_study PARENT --lineage ACTION` the
-study derives from another one in the same store (jaxplay.tuning.lineage). From Python:
+study derives from another one in the same store (jaxplay.tuning.lineage). `--dry_run` trains
+nothing and writes nothing: it says what the study would cost on this device. From Python:
 
     from jaxplay import config, sweep
     record = sweep.run_study(config.load('experiments/mnist1d_mlp.py'), 'runs/mnist1d_mlp')
+    forecast = sweep.forecast_study(config.load('experiments/mnist1d_mlp.py'), 'runs/mnist1d_mlp')
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from jaxplay import cli, distributed, driver, spec
+import jax
+
+from jaxplay import cli, devices, distributed, driver, spec
 from jaxplay import store as store_lib
 from jaxplay.errors import ConfigError
+from jaxplay.train import cost
 from jaxplay.tuning import lineage
 
 EXAMPLES = [
@@ -24,10 +30,38 @@ EXAMPLES = [
     "--config.study.num_trials=4",
     "python -m jaxplay.sweep --config experiments/mnist1d_mlp.py --workdir runs/mnist1d_mlp "
     "--from_study mnist1d-mlp-width --lineage promote --top_k 3 --steps_factor 4",
+    "python -m jaxplay.sweep --config experiments/mnist1d_cnn.py --workdir runs/cnn --dry_run "
+    "--executor batched --device_memory 16GB",
 ]
 
 
-def run_study(
+# run_study's and forecast_study's keywords that say how the study derives from a parent.
+DERIVATION = ("from_study", "lineage_action", "lineage_options", "name", "notes")
+
+
+def run_study(config, workdir, *, store_url: str | None = None, **kwargs) -> dict:
+    """Runs (or continues) the study a study file's config declares; returns its record.
+
+    With `from_study` the study derives from that study of the same store by `lineage_action`
+    (with its `lineage_options`), named `name` (else '<parent>-<action>') and described by `notes`
+    besides what it is; a config whose study.parent names a parent derives the same way. Every
+    other keyword is jaxplay.driver.run's (executor, batch_trials, max_trials_this_run, log, ...).
+    """
+    derivation = {k: kwargs.pop(k) for k in DERIVATION if k in kwargs}
+    study = resolve_study(config, workdir, store_url=store_url, **derivation)
+    return driver.run(study, workdir, store_url=store_url, **kwargs)
+
+
+def forecast_study(config, workdir=None, *, store_url: str | None = None, **kwargs):
+    """The dry run of the study run_study would run (a jaxplay.driver.Forecast): its program
+    groups, stack sizes, predicted memory, FLOPs and estimated time on this device. Nothing is
+    trained or written. Keywords: run_study's derivation ones, and jaxplay.driver.forecast's."""
+    derivation = {k: kwargs.pop(k) for k in DERIVATION if k in kwargs}
+    study = resolve_study(config, workdir, store_url=store_url, **derivation)
+    return driver.forecast(study, workdir, store_url=store_url, **kwargs)
+
+
+def resolve_study(
     config,
     workdir,
     *,
@@ -37,15 +71,9 @@ def run_study(
     lineage_options: dict | None = None,
     name: str | None = None,
     notes: str | None = None,
-    **kwargs,
-) -> dict:
-    """Runs (or continues) the study a study file's config declares; returns its record.
-
-    With `from_study` the study derives from that study of the same store by `lineage_action`
-    (with its `lineage_options`), named `name` (else '<parent>-<action>') and described by `notes`
-    besides what it is; a config whose study.parent names a parent derives the same way. Every
-    other keyword is jaxplay.driver.run's (executor, batch_trials, max_trials_this_run, log, ...).
-    """
+):
+    """The resolved study (jaxplay.spec.StudySpec) of a study file's config, derived from its
+    parent in the store when `from_study` or its study.parent names one."""
     if from_study is not None or config.study.get("parent"):
         if from_study is not None:
             options = lineage_options or {}
@@ -65,7 +93,7 @@ def run_study(
 
         # One process reads the parent for a multi-host job; every process gets the child.
         config = distributed.on_primary(derive)
-    return driver.run(spec.resolve(config), workdir, store_url=store_url, **kwargs)
+    return spec.resolve(config)
 
 
 def _parser():
@@ -82,6 +110,16 @@ def _parser():
     p.add_argument("--batch_trials", type=int, metavar="K",
                    help="at most K trials per batch (default: a whole group on accelerators, up "
                    f"to {driver.CPU_BATCH_TRIALS} on a CPU)")  # fmt: skip
+    p.add_argument("--device_memory", type=_size, metavar="BYTES",
+                   help="the device memory that stacks of trials are sized against, e.g. 16GB or "
+                   "80GiB (default: what the GPU or TPU reports; a CPU reports none, so its "
+                   "stacks are not sized by memory)")  # fmt: skip
+    p.add_argument("--device", type=int, metavar="N",
+                   help="train on GPU N only (an index among the GPUs this process sees, "
+                   "through CUDA_VISIBLE_DEVICES): one worker per GPU")  # fmt: skip
+    cli.add_bool(p, "dry_run", False, "train nothing and write nothing: print each program group, "
+                 "the stack size it would take, predicted memory, FLOPs per step and the "
+                 "estimated time of the study on this device")  # fmt: skip
     p.add_argument("--max_trials", type=int, metavar="N",
                    help="stop after N trials in this run (rerun to continue)")  # fmt: skip
     cli.add_bool(p, "report", True, "print the playbook's diagnostics and write the HTML report")
@@ -118,6 +156,14 @@ def _parser():
     return p
 
 
+def _size(text: str) -> int:
+    """--device_memory's value in bytes."""
+    try:
+        return cost.parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _lineage_options() -> list:
     """Every option of the lineage actions, once (seeds serves promote and rerun)."""
     seen = {}
@@ -152,31 +198,48 @@ def _main(argv: list[str]) -> int:
     overrides = dict(args.overrides)
     cli.quiet_libraries()
     cli.enable_compilation_cache()
-    # Before anything starts a jax backend.
-    distributed.initialize(
-        auto=args.distributed, coordinator=args.coordinator,
-        num_processes=args.num_processes, process_id=args.process_id,
-    )  # fmt: skip
-    record = run_study(
-        args.config,
-        args.workdir,
-        store_url=cli.store_flag(args),
-        from_study=args.from_study,
-        lineage_action=args.lineage,
-        lineage_options=given,
-        # On the command line the study file's name and notes are round 1's: a derived study is
-        # named after its parent unless --config.study.name names it.
-        name=args.config.study.name if "study.name" in overrides else None,
-        notes=args.config.study.get("notes") if "study.notes" in overrides else None,
-        command=cli.command_line("jaxplay.sweep", argv),
-        config_path=cli.study_file_path(args),
-        max_trials_this_run=args.max_trials,
-        executor=args.executor,
-        batch_trials=args.batch_trials,
-        report=args.report,
-        lease_s=args.lease_secs,
-        retry_failed=args.retry_failed,
-    )
+    # Before anything starts a jax backend: it reads the GPU selection and the memory policy once.
+    devices.select(args.device)
+    with devices.register() as registration:
+        devices.prepare_memory(sharing=bool(registration.sharers()))
+        distributed.initialize(
+            auto=args.distributed, coordinator=args.coordinator,
+            num_processes=args.num_processes, process_id=args.process_id,
+        )  # fmt: skip
+        # Asked once the backend is up: a worker may have joined meanwhile.
+        sharers = registration.sharers()
+        warning = devices.sharing_warning(sharers, jax.default_backend(), registration.selection)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        study = dict(
+            store_url=cli.store_flag(args),
+            from_study=args.from_study,
+            lineage_action=args.lineage,
+            lineage_options=given,
+            # On the command line the study file's name and notes are round 1's: a derived study
+            # is named after its parent unless --config.study.name names it.
+            name=args.config.study.name if "study.name" in overrides else None,
+            notes=args.config.study.get("notes") if "study.notes" in overrides else None,
+            executor=args.executor,
+            batch_trials=args.batch_trials,
+            device_memory=args.device_memory,
+            memory_share=devices.memory_share(sharers),
+        )
+        if args.dry_run:
+            forecast = forecast_study(args.config, args.workdir, log=print, **study)
+            print("\n".join(forecast.lines()))
+            return 0
+        record = run_study(
+            args.config,
+            args.workdir,
+            command=cli.command_line("jaxplay.sweep", argv),
+            config_path=cli.study_file_path(args),
+            max_trials_this_run=args.max_trials,
+            report=args.report,
+            lease_s=args.lease_secs,
+            retry_failed=args.retry_failed,
+            **study,
+        )
     # Infeasible trials are results; failed ones are bugs (their tracebacks are in the store).
     return 1 if record["status_counts"]["failed"] else 0
 

@@ -183,14 +183,14 @@ def test_work_units_group_by_program_and_split_by_batch_trials():
     c.search.model.width = spaces.discrete([16, 32], role="scientific")
     study_plan = driver.plan(spec.resolve(c))
     widths = [p["model.width"] for p in study_plan.params]
-    units = driver.work_units(study_plan, list(range(6)), "batched", 6)
+    units = driver.work_units(study_plan, list(range(6)), lambda trials: 6)
     assert sorted(i for u in units for i in u) == list(range(6))
     for unit in units:
         assert len({widths[i] for i in unit}) == 1
     assert len(units) == len(set(widths))
-    small = driver.work_units(study_plan, list(range(6)), "batched", 2)
+    small = driver.work_units(study_plan, list(range(6)), lambda trials: 2)
     assert max(len(u) for u in small) == 2 and sorted(i for u in small for i in u) == list(range(6))
-    assert driver.work_units(study_plan, [1, 3], "sequential", None) == [[1], [3]]
+    assert driver.work_units(study_plan, [1, 3], lambda trials: 1) == [[1], [3]]
 
 
 def test_batched_study_records_executor_and_resumes_a_half_finished_group(tmp_path):
@@ -233,10 +233,11 @@ def test_cpu_batches_default_to_small_equal_chunks_of_a_group(monkeypatch):
     assert driver.default_batch_trials(16) == 4 and driver.default_batch_trials(6) == 3
     assert driver.default_batch_trials(5) == 1 and driver.default_batch_trials(2) == 2
     study_plan = driver.plan(spec.resolve(float_only_study(num_trials=6)))
-    assert driver.work_units(study_plan, list(range(6)), "batched", None) == [[0, 1, 2], [3, 4, 5]]
+    stacks = driver.Batching("batched").size  # no --batch_trials, no device memory on a CPU
+    assert driver.work_units(study_plan, list(range(6)), stacks) == [[0, 1, 2], [3, 4, 5]]
     # The module (jaxplay.driver.plan is also the name of the function the package exports).
     monkeypatch.setattr(importlib.import_module("jaxplay.driver.plan"), "CPU_BATCH_TRIALS", 2)
-    assert driver.work_units(study_plan, list(range(6)), "batched", None) == [
+    assert driver.work_units(study_plan, list(range(6)), stacks) == [
         [0, 1],
         [2, 3],
         [4, 5],

@@ -101,17 +101,14 @@ def default_batch_trials(count: int) -> int:
     return max(d for d in range(1, min(count, CPU_BATCH_TRIALS) + 1) if count % d == 0)
 
 
-def work_units(
-    study_plan: Plan, pending: list[int], executor: str, batch_trials: int | None
-) -> list[list[int]]:
-    """Pending trial indices in the order they run: alone, or in batches sharing one program."""
-    if executor == "sequential":
-        return [[i] for i in pending]
+def work_units(study_plan: Plan, pending: list[int], stack_size) -> list[list[int]]:
+    """Pending trial indices in the order they run: in groups that share one compiled program,
+    each split into stacks of `stack_size(group's trials)` (1: one at a time)."""
     groups: dict = {}
     for i in pending:
         groups.setdefault(study_plan.trials[i].group_key, []).append(i)
     units = []
     for indices in groups.values():
-        size = batch_trials or default_batch_trials(len(indices))
+        size = stack_size([study_plan.trials[i] for i in indices])
         units.extend(indices[k : k + size] for k in range(0, len(indices), size))
     return sorted(units)

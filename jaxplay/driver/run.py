@@ -8,6 +8,7 @@ lease expired (its worker died) is reclaimed by another and resumed.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import importlib.metadata
 import pathlib
 import platform
@@ -19,12 +20,13 @@ from collections.abc import Callable
 from jaxplay import distributed, paths, train
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
+from jaxplay.driver import batching as batching_lib
 from jaxplay.driver.plan import WINDOW, Plan, choose_executor, default_batch_trials, work_units
 from jaxplay.driver.plan import plan as plan_study
 from jaxplay.driver.progress import Progress
 from jaxplay.driver.worker import GracefulInterrupt, Lease, LeaseLost, dead_on_this_host, worker_id
 from jaxplay.errors import ConfigError, EnvironmentFault, StoreUnavailable, describe
-from jaxplay.train import mesh
+from jaxplay.train import cost, mesh
 
 PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy", "scipy",
@@ -47,19 +49,22 @@ def run(
     report: bool = True,
     lease_s: float = 60.0,
     retry_failed: bool = False,
+    device_memory: int | None = None,
+    memory_share: float = 1.0,
 ) -> dict:
     """Runs (or continues) a study (a jaxplay.spec.StudySpec); returns its record.
 
     `executor`: 'sequential' trains one trial at a time, 'batched' stacks the trials that share a
     compiled program (at most `batch_trials` at once; default: driver.plan.default_batch_trials),
-    'auto' batches on accelerators only. `max_trials_this_run` stops after that many trials (the
+    'auto' batches on accelerators only. Where the device's memory is known (GPU, TPU) or given
+    as `device_memory` bytes, a stack holds at most the trials whose compiled period fits
+    `memory_share` of it (jaxplay.driver.batching); a stack that runs out of memory is halved and
+    resumed. `max_trials_this_run` stops after that many trials (the
     rest stay pending). `report` prints the playbook's diagnostics and writes the HTML report into
     the workdir at the end. A trial whose lease is older than `lease_s` is reclaimed; trials
     other workers hold are waited for, so a run that returns leaves none running. `retry_failed`
     puts failed trials back to pending first (each resumes from its latest checkpoint).
     """
-    if batch_trials is not None and batch_trials < 1:
-        raise ConfigError(f"--batch_trials: must be >= 1 (got {batch_trials})")
     if not lease_s > 0:
         raise ConfigError(f"--lease_secs: must be > 0 (got {lease_s}); e.g. 60")
     parent = spec.study.parent
@@ -69,6 +74,7 @@ def run(
             "run it through python -m jaxplay.sweep (or jaxplay.sweep.run_study), which derives it"
         )
     executor, executor_reason = choose_executor(executor)
+    stacking = batching_lib.Batching(executor, batch_trials, device_memory, memory_share)
     study_plan = plan_study(spec)
     study = spec.study
     workdir = paths.folder(workdir)
@@ -152,7 +158,7 @@ def run(
                 study_plan.num_trials if max_trials_this_run is None else max_trials_this_run,
             ),
             executor=executor,
-            batch_trials=batch_trials,
+            batching=stacking,
             lease_s=lease_s,
             budget=max_trials_this_run,
         ).work()
@@ -179,7 +185,7 @@ class _Worker:
     progress: Progress
     remaining: int  # trials of the study left when this run started
     executor: str
-    batch_trials: int | None
+    batching: batching_lib.Batching
     lease_s: float
     budget: int | None  # at most this many trials in this run (--max_trials)
     ran: int = 0
@@ -187,6 +193,7 @@ class _Worker:
     def __post_init__(self):
         self.lease = Lease(self.store, self.worker, self.lease_s)
         self.interrupt = GracefulInterrupt(self.progress.log)
+        self._announced: dict = {}  # group key -> the stack size last said and recorded
 
     def work(self) -> None:
         """Runs the study's pending trials (a window at a time), then any trial whose worker died
@@ -289,20 +296,64 @@ class _Worker:
             raise KeyboardInterrupt
 
     def _units(self, indices: list[int]) -> list[list[int]]:
-        return work_units(self.plan, indices, self.executor, self.batch_trials)
+        return work_units(self.plan, indices, self._stack_size)
+
+    def _stack_size(self, trials: list) -> int:
+        """The stack size of a group's pending `trials`; where the device's memory decided it, the
+        decision is said and recorded in the store (probe 'batching') once per group and size."""
+        decision = self.batching.decide(trials)
+        if decision.footprints:
+            self._announce(trials, decision, "fits the memory budget")
+        return decision.stack
+
+    def _announce(self, trials: list, decision, reason: str) -> None:
+        key = trials[0].group_key
+        if self._announced.get(key) == decision.stack:
+            return
+        self._announced[key] = decision.stack
+        stacking = self.batching
+        label = batching_lib.group_label(
+            trials[0], batching_lib.shaping_params(self.plan.spec, self.plan.trials)
+        )
+        self.progress.log(
+            batching_lib.describe(decision, label, len(trials), stacking.limit, stacking.source)
+        )
+        self.store.add_probe(
+            self.plan.spec.study.name,
+            "batching",
+            config={"group": label, "trials": len(trials), "cap": decision.cap},
+            result={
+                "stack": decision.stack,
+                "predicted_peak_bytes": decision.stack_bytes,
+                "per_trial_bytes": decision.per_trial_bytes,
+                "budget_bytes": decision.budget,
+                "limit_bytes": stacking.limit,
+                "source": stacking.source,
+                "reason": reason,
+            },
+            device_kind=mesh.device_kind(),
+            command="",
+        )
 
     def _claim_and_run(self, units: list[list[int]]) -> None:
-        for unit in units:
-            self._check_stop()
-            # Claim each trial: another worker sharing the store may have taken some.
-            claim = self.store.claim
-            claimed = [
-                c
-                for i in unit
-                if (c := claim(self.study_id, self.worker, indices=[i], lease_s=self.lease_s))
-            ]
-            if claimed:
-                self._run(claimed)
+        for planned in units:
+            # A stack of the group may have run out of memory since: later stacks are smaller.
+            trials = [self.plan.trials[i] for i in planned]
+            size = min(len(planned), self.batching.cap_after_shrink(trials))
+            for unit in (planned[k : k + size] for k in range(0, len(planned), size)):
+                self._claim_unit(unit)
+
+    def _claim_unit(self, unit: list[int]) -> None:
+        self._check_stop()
+        # Claim each trial: another worker sharing the store may have taken some.
+        claim = self.store.claim
+        claimed = [
+            c
+            for i in unit
+            if (c := claim(self.study_id, self.worker, indices=[i], lease_s=self.lease_s))
+        ]
+        if claimed:
+            self._run(claimed)
 
     def _run(self, claimed: list) -> None:
         self.lease.hold([c[0] for c in claimed])
@@ -353,6 +404,7 @@ class _Worker:
             on_eval=on_eval, on_resume=on_resume, on_period=on_period,
             should_stop=self.should_stop, on_warning=on_warning,
         )  # fmt: skip
+        out_of_memory = None
         try:
             results = train.run_trials(trials, dirs, hooks)
         except KeyboardInterrupt:
@@ -380,14 +432,16 @@ class _Worker:
                 store.release(trial_id, worker=worker)
             return
         except Exception as e:  # one broken trial must not end the study
-            # What it was first (the summary every view shows), then where.
-            error = describe(e) + "\n\n" + "".join(traceback.format_exception(e))
-            for trial_id, index in zip(ids, indices):
-                store.finish(trial_id, "failed", worker=worker, error=error)
-                progress.done(
-                    index, "FAILED", f"{describe(e)} (rerun with --retry_failed to try it again)"
-                )
-            store.update_best(self.study_id)
+            if cost.out_of_memory(e):
+                # Only the message: the traceback's frames hold the stack's device arrays, which
+                # must be freed before a smaller stack can fit.
+                out_of_memory = describe(e)
+            else:
+                self._failed(ids, indices, describe(e), traceback.format_exception(e))
+                return
+        if out_of_memory is not None:
+            gc.collect()
+            self._out_of_memory(claimed, trials, out_of_memory)
             return
         progress.finished_unit()
         objective = self.plan.spec.study.objective
@@ -412,6 +466,36 @@ class _Worker:
             progress.done(index, result.status, best + reason)
         store.update_best(self.study_id)
 
+    def _failed(self, ids: list, indices: list[int], summary: str, where: list[str]) -> None:
+        """Records trials as failed: what it was first (the summary every view shows), then
+        where."""
+        error = summary + ("\n\n" + "".join(where) if where else "")
+        for trial_id, index in zip(ids, indices):
+            self.store.finish(trial_id, "failed", worker=self.worker, error=error)
+            self.progress.done(
+                index, "FAILED", f"{summary} (rerun with --retry_failed to try it again)"
+            )
+        self.store.update_best(self.study_id)
+
+    def _out_of_memory(self, claimed: list, trials: list, message: str) -> None:
+        """A stack that ran out of device memory is halved (for the rest of the group too) and its
+        trials resume from their checkpoints; one trial alone that does not fit fails, saying
+        what it needs and what to change."""
+        indices = [index for _, index, _ in claimed]
+        if len(claimed) == 1:
+            why = self.batching.too_big(trials[0], message)
+            self._failed([claimed[0][0]], indices, f"DeviceOutOfMemory: {why}", [])
+            return
+        half = self.batching.shrink(trials, len(claimed))
+        self.progress.log(
+            f"out of device memory with {len(claimed)} trials stacked ({message}): halving to "
+            f"stacks of {half}; trials {indices} resume from their latest checkpoints"
+        )
+        decision = batching_lib.Decision(half, half, {}, self.batching.budget)
+        self._announce(trials, decision, f"out of memory with stacks of {len(claimed)}")
+        for k in range(0, len(claimed), half):
+            self._train(claimed[k : k + half])
+
     def _parent_history(self) -> list[dict]:
         """The finished parent's trials that seed an exploit study's designer (read once: they do
         not change)."""
@@ -435,7 +519,7 @@ class _Worker:
             if count <= 0:
                 return None
             if self.executor == "batched":
-                count = min(count, self.batch_trials or default_batch_trials(count))
+                count = min(count, self.batching.batch_trials or default_batch_trials(count))
             else:
                 count = 1
             if self.budget is not None:

@@ -253,6 +253,75 @@ class _Stack:
         return lambda j: jax.tree.map(lambda a: np.array(a[j]), on_host())  # a copy, not a view
 
 
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Seconds a stack of trials takes on this device (jaxplay.driver.forecast adds them up)."""
+
+    trials: int
+    init_first_s: float  # the first trial's init, its compilation included (once per model)
+    init_s: float  # each further trial's init
+    eval_first_s: float  # the step-0 evaluation, its compilation included (once per stack size)
+    eval_s: float  # each further step-0 evaluation
+    period_s: float  # one period of `eval_every` steps, compiled (and its evaluation)
+    save_s: float  # one trial's whole checkpoint, written and waited for
+
+
+def time_stack(trials: list, scratch) -> Timing:
+    """Times what a stack of `trials` (one group) costs here: init, the step-0 evaluation, and a
+    period after a first, untimed one, on the trials' real states and inputs; and one checkpoint
+    write into the folder `scratch`. Trains nothing that is kept."""
+    instance = workloads.bind(trials[0])
+    program = trials[0].program
+    stacked = len(trials) > 1
+    mesh = None if stacked else mesh_lib.data_mesh(program)
+    data = feed_lib.device_data(
+        instance.dataset, program, trials[0].train.train_eval_examples, mesh
+    )
+
+    def init(i, trial):
+        graphdef, state, hp, keys = state_lib.init_state(trial, instance, program)
+        jax.block_until_ready(state)
+        return graphdef, _Member(i, trial, state, True, hp, keys)
+
+    init_first_s, (graphdef, first) = _timed(init, 0, trials[0])
+    init_s, (_, again) = _timed(init, 0, trials[0])
+    members = [first] + [init(i, t)[1] for i, t in enumerate(trials[1:], 1)]
+    one_state = again.state
+    stack = _Stack(graphdef, instance, program, data, members, stacked, mesh)
+    eval_first_s, _ = _timed(lambda: jax.device_get(stack.evaluate(stack.state)))
+    eval_s, _ = _timed(lambda: jax.device_get(stack.evaluate(stack.state)))
+    feed = feed_lib.InputFeed(
+        trials[0].data, instance.dataset, program, [t.seed for t in trials], 0,
+        stacked=stacked, sharding=stack.batch_sharding,
+    )  # fmt: skip
+
+    def period():
+        stack.state, metrics, per_step = stack.period(
+            stack.state, stack.hp, stack.keys, feed.next(), stack.data
+        )
+        if program.pipeline != "device":
+            metrics = stack.evaluate(stack.state)
+        jax.device_get((metrics, per_step))
+
+    try:
+        period()
+        period_s, _ = _timed(period)
+    finally:
+        feed.close()
+    ckpt = TrialCheckpoints(paths.folder(scratch) / "checkpoints", keep_best=1, mode="min")
+    try:
+        save_s, _ = _timed(lambda: (ckpt.save(1, jax.device_get(one_state), 0.0, {}), ckpt.wait()))
+    finally:
+        ckpt.close()
+    return Timing(len(trials), init_first_s, init_s, eval_first_s, eval_s, period_s, save_s)
+
+
+def _timed(fn, *args):
+    started = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - started, out
+
+
 def _stack(trees):
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
 

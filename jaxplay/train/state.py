@@ -83,6 +83,7 @@ def _compiled_once(jitted, options_by_backend: dict):
             executable.append(jitted.lower(*args).compile(options))
         return executable[0](*args)
 
+    call.jitted = jitted  # for shapes alone (jax.eval_shape): an executable cannot be traced
     return call
 
 

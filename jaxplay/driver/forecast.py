@@ -1,0 +1,233 @@
+"""The dry run: what a study would cost on this device, before it trains a trial or writes one.
+
+Per program group (the trials that share one compiled program): how many of its trials are left,
+the stack size the sweep would take (jaxplay.driver.batching, with the same inputs), the
+predicted peak memory per trial and per stack and the FLOPs of a train step (XLA's analyses of the
+compiled period, jaxplay.train.cost), and seconds measured here: the compilations, a trial's
+init, the step-0 evaluation, one period of the stack after a first, untimed one, and one
+checkpoint write into a scratch folder that is deleted (jaxplay.train.loop.time_stack). The
+study's estimate adds these up the way the sweep spends them.
+
+    from jaxplay import config, driver, spec
+    forecast = driver.forecast(spec.resolve(config.load('experiments/mnist1d_mlp.py')))
+    print(forecast.seconds, forecast.groups[0].stack, forecast.groups[0].stack_bytes)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+
+import jax
+
+from jaxplay import store as store_lib
+from jaxplay.driver import batching as batching_lib
+from jaxplay.driver.plan import WINDOW, choose_executor
+from jaxplay.driver.plan import plan as plan_study
+from jaxplay.errors import ConfigError, StoreError
+from jaxplay.train import cost, loop, mesh
+from jaxplay.values import duration
+
+# A study of more trials than this is forecast from its first SAMPLE (their groups' shares).
+SAMPLE = 4 * WINDOW
+FINISHED = ("completed", "infeasible", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupForecast:
+    """One program group's share of the study."""
+
+    label: str  # the params that shape its program, and the program in words
+    trials: int  # its trials left to run
+    stack: int  # K: trials per stack (1: one at a time)
+    stacks: int  # how many stacks it runs as
+    trial_bytes: int  # predicted peak of one trial alone
+    stack_bytes: int  # predicted peak of a stack of K
+    flops_per_step: float | None  # one trial's train step
+    compile_s: float  # its programs' compilations (period, init, evaluation)
+    train_s: float  # init, evaluations and periods of all its stacks
+    checkpoint_s: float  # its trials' checkpoint writes
+    period_s: float  # one period of a stack, measured
+    decision: batching_lib.Decision
+
+    @property
+    def seconds(self) -> float:
+        """The group's estimated time."""
+        return self.compile_s + self.train_s + self.checkpoint_s
+
+
+@dataclasses.dataclass(frozen=True)
+class Forecast:
+    """A study's dry run: its groups and the estimated time of the trials left."""
+
+    study: str
+    device: str
+    executor: str
+    executor_reason: str
+    num_trials: int
+    finished: int
+    limit_bytes: int | None
+    source: str
+    budget_bytes: int | None
+    groups: list[GroupForecast]
+    sampled: int | None  # the trials the groups were measured on, when fewer than the study's
+
+    @property
+    def seconds(self) -> float:
+        """The estimated time of the trials left, compilations and checkpoints included."""
+        return sum(g.seconds for g in self.groups)
+
+    def lines(self) -> list[str]:
+        """The dry run as `python -m jaxplay.sweep --dry_run` prints it."""
+        left = self.num_trials - self.finished
+        out = [
+            f"dry run of study {self.study!r} on {self.device}: {left} trial(s) to run "
+            f"({self.finished} finished), executor {self.executor} ({self.executor_reason})"
+        ]
+        if self.limit_bytes is None:
+            out.append(
+                f"device memory: not reported on {self.device.split(':')[0]} (--device_memory "
+                "sets it); stacks are not sized by memory"
+            )
+        else:
+            out.append(
+                f"device memory: {cost.size(self.limit_bytes)} ({self.source}); a stack may fill "
+                f"{cost.size(self.budget_bytes)} ({cost.MARGIN:.0%} of this worker's share)"
+            )
+        if self.sampled:
+            out.append(
+                f"groups measured on the first {self.sampled} trials and scaled to the study's "
+                f"{self.num_trials}"
+            )
+        for g in self.groups:
+            flops = "-" if g.flops_per_step is None else f"{g.flops_per_step / 1e9:.3g} GFLOP"
+            out.append(
+                f"group {g.label}: {g.trials} trial(s) in {g.stacks} stack(s) of {g.stack}; "
+                f"peak memory {cost.size(g.trial_bytes)} per trial, "
+                f"{cost.size(g.stack_bytes)} per stack; {flops} per trial step; "
+                f"one period {g.period_s:.3g} s; about {duration(g.seconds)}"
+            )
+        compile_s = sum(g.compile_s for g in self.groups)
+        checkpoint_s = sum(g.checkpoint_s for g in self.groups)
+        out.append(
+            f"estimate: about {duration(self.seconds)} for {left} trial(s) (compilation "
+            f"{duration(compile_s)}, training and evaluation "
+            f"{duration(self.seconds - compile_s - checkpoint_s)}, checkpoints "
+            f"{duration(checkpoint_s)}); the report comes after. Nothing was trained or written."
+        )
+        return out
+
+
+def forecast(
+    spec,
+    workdir=None,
+    *,
+    store_url: str | None = None,
+    executor: str = "auto",
+    batch_trials: int | None = None,
+    device_memory: int | None = None,
+    memory_share: float = 1.0,
+    log=None,
+) -> Forecast:
+    """The dry run of a study (a jaxplay.spec.StudySpec); `workdir`/`store_url` name the store
+    whose finished trials are left out (read only: nothing is written). The other arguments are
+    jaxplay.driver.run's. `log(line)` hears of each group as it is measured."""
+    executor, reason = choose_executor(executor)
+    stacking = batching_lib.Batching(executor, batch_trials, device_memory, memory_share)
+    study_plan = plan_study(spec)
+    num_trials = study_plan.num_trials
+    sample = min(num_trials, SAMPLE)
+    if study_plan.adaptive:  # its first suggestions stand for the rest (no results yet)
+        study_plan.extend(study_plan.designer.suggest(0, sample, []))
+    else:
+        study_plan.grow(sample)
+    done = _finished(spec.study.name, workdir, store_url)
+    pending = [i for i in range(sample) if i not in done]
+    finished = len([i for i in done if i < num_trials])
+    scale = (num_trials - finished) / max(len(pending), 1) if sample < num_trials else 1.0
+    groups: dict = {}
+    for i in pending:
+        groups.setdefault(study_plan.trials[i].group_key, []).append(study_plan.trials[i])
+    shaping = batching_lib.shaping_params(spec, study_plan.trials[:sample])
+    out = []
+    with tempfile.TemporaryDirectory(prefix="jaxplay-dry-run-") as scratch:
+        for n, trials in enumerate(groups.values()):
+            label = batching_lib.group_label(trials[0], shaping)
+            if log:
+                log(f"measuring group {label} ({len(trials)} trials) ...")
+            out.append(_group(trials, label, stacking, scale, f"{scratch}/{n}"))
+    return Forecast(
+        study=spec.study.name,
+        device=mesh.device_kind(),
+        executor=executor,
+        executor_reason=reason,
+        num_trials=num_trials,
+        finished=finished,
+        limit_bytes=stacking.limit,
+        source=stacking.source,
+        budget_bytes=stacking.budget,
+        groups=out,
+        sampled=sample if sample < num_trials else None,
+    )
+
+
+def _group(trials: list, label: str, stacking, scale: float, scratch: str) -> GroupForecast:
+    """Measures one group and adds up its time."""
+    decision = stacking.decide(trials)
+    k = decision.stack
+    one, stack = cost.footprint(trials[0], 1), cost.footprint(trials[0], k)
+    timing = loop.time_stack(trials[:k], scratch)
+    count = max(1, round(len(trials) * scale))
+    full, rest = divmod(count, k)
+    stacks = full + (rest > 0)
+    program, train_spec = trials[0].program, trials[0].train
+    periods = math.ceil(program.steps / program.eval_every)
+    # A smaller last stack: on a CPU its period takes its share of the time; an accelerator
+    # runs a stack in about the time of one trial.
+    fraction = rest / k if jax.default_backend() == "cpu" else 1.0
+    stack_periods = (full + (fraction if rest else 0.0)) * periods
+    compile_s = (
+        stack.compile_s
+        + (stack.compile_s if rest else 0.0)  # the last stack's own size compiles too
+        + max(timing.init_first_s - timing.init_s, 0.0)
+        + max(timing.eval_first_s - timing.eval_s, 0.0)
+    )
+    train_s = count * timing.init_s + stacks * timing.eval_s + stack_periods * timing.period_s
+    # Best-N candidates wait in host memory: a trial writes its kept best and its latest at the
+    # end, and everything pending every checkpoint_every_secs.
+    every = train_spec.checkpoint_every_secs
+    due = periods if every <= 0 else int(periods * timing.period_s // every)
+    writes = min(periods, train_spec.keep_best) + 1 + min(due, periods)
+    return GroupForecast(
+        label=label,
+        trials=count,
+        stack=k,
+        stacks=stacks,
+        trial_bytes=one.peak_bytes,
+        stack_bytes=stack.peak_bytes,
+        flops_per_step=one.flops_per_step,
+        compile_s=compile_s,
+        train_s=train_s,
+        checkpoint_s=count * writes * timing.save_s,
+        period_s=timing.period_s,
+        decision=decision,
+    )
+
+
+def _finished(name: str, workdir, store_url: str | None) -> set[int]:
+    """The indices of the study's finished trials in its store, if the store and study exist."""
+    if workdir is None and store_url is None:
+        return set()
+    try:
+        url = store_lib.url_for(workdir, store_url, must_exist=True)
+        store = store_lib.Store(url, readonly=True)
+    except (ConfigError, StoreError):
+        return set()  # no store yet: every trial is to run
+    try:
+        if not store.has_study(name):
+            return set()
+        record = store.record(store.study_id(name))
+        return {t["index"] for t in record["trials"] if t["status"] in FINISHED}
+    finally:
+        store.close()
