@@ -18,10 +18,9 @@ import sys
 
 import jax
 
-from jaxplay import cli, devices, distributed, driver, spec
+from jaxplay import cli, devices, distributed, driver, spec, values
 from jaxplay import store as store_lib
 from jaxplay.errors import ConfigError
-from jaxplay.train import cost
 from jaxplay.tuning import lineage
 
 EXAMPLES = [
@@ -159,7 +158,7 @@ def _parser():
 def _size(text: str) -> int:
     """--device_memory's value in bytes."""
     try:
-        return cost.parse_size(text)
+        return values.parse_size(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

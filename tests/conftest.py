@@ -72,3 +72,11 @@ def chromium() -> str:
             )
         pytest.skip("headless Chromium not installed (apt-get install chromium)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def own_worker_registry(tmp_path, monkeypatch):
+    """Each test its own registry of live jaxplay workers (jaxplay.devices): sweeps that other
+    pytest processes run at the same time must not count as workers sharing this test's device
+    (they would halve its memory budget). A test's own worker processes inherit it."""
+    monkeypatch.setenv("JAXPLAY_WORKERS_DIR", str(tmp_path / "jaxplay-workers"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from factories import float_only_study, tiny_config
-from jaxplay import driver, spaces, spec, sweep
+from jaxplay import driver, spaces, spec, sweep, values
 from jaxplay.store import Store
 from jaxplay.train import cost
 from jaxplay.train import step as step_lib
@@ -251,6 +251,21 @@ def test_device_memory_flag_is_checked(tmp_path, value, message, capsys):
 
 
 def test_sizes_parse_and_print():
-    assert cost.parse_size("16GB") == 16 * 10**9 and cost.parse_size("512MiB") == 512 * 2**20
-    assert cost.parse_size("1.5e9") == 1_500_000_000
-    assert cost.size(3 * 2**30) == "3.0 GiB" and cost.size(100) == "100 B"
+    assert values.parse_size("16GB") == 16 * 10**9 and values.parse_size("512MiB") == 512 * 2**20
+    assert values.parse_size("1.5e9") == 1_500_000_000
+    assert values.size(3 * 2**30) == "3.0 GiB" and values.size(100) == "100 B"
+
+
+def test_the_report_says_how_memory_sized_the_stacks(tmp_path):
+    from jaxplay import analysis
+    from jaxplay.analysis import html_report
+
+    c = float_only_study(num_trials=2, **{"train.steps": 100})
+    limit = int(cost.footprint(spec.resolve(c).base, 2).peak_bytes / cost.MARGIN) + 1
+    sweep.run_study(
+        c, tmp_path, executor="batched", device_memory=limit, report=False, log=lambda s: None
+    )
+    page = html_report.render_html(analysis.load(workdir=tmp_path, study=c.study.name))
+    row = page[page.index("<th>Stacks</th>") :].split("</tr>")[0]
+    assert "2 per stack (fits the memory budget; predicted peak" in row
+    assert values.size(limit) in row and "--device_memory" in row

@@ -21,6 +21,7 @@ import re
 from jaxplay import paths
 from jaxplay.analysis import diagnostics, plots, throughput, variance
 from jaxplay.analysis.study import StudyData, TrialData
+from jaxplay.values import size
 
 # Only data: images and the inline style sheet may load; scripts never run, even if some
 # unescaped markup slipped in.
@@ -132,6 +133,9 @@ def _summary(study: StudyData) -> str:
             f"{_e(r.get('created_at') or '-')} / {_e(r.get('updated_at') or '-')}",
         ),
     ]
+    stacks = _stacks(study.probes)
+    if stacks:  # where the device's memory sized the stacks of trials
+        fields.insert(-1, ("Stacks", stacks))
     rows = "".join(f"<tr><th>{_e(label)}</th><td>{value}</td></tr>" for label, value in fields)
     space = [
         [
@@ -159,6 +163,24 @@ def _summary(study: StudyData) -> str:
         f'<section id="summary"><h2>Summary</h2><table class="fields">{rows}</table>'
         f"<h3>Search space</h3>{searched}</section>"
     )
+
+
+def _stacks(probes: list[dict]) -> str:
+    """How the batched executor stacked each group where the device's memory decided it: the
+    latest 'batching' probe per group (jaxplay.driver.batching)."""
+    latest: dict = {}
+    for p in probes:  # newest first
+        if p["kind"] == "batching":
+            latest.setdefault(p["config"]["group"], p)
+    parts = []
+    for group, p in latest.items():
+        r = p["result"]
+        parts.append(
+            f"{_e(group)}: {_e(r['stack'])} per stack ({_e(r['reason'])}; predicted peak "
+            f"{_e(size(r.get('predicted_peak_bytes')))}, budget {_e(size(r.get('budget_bytes')))} "
+            f"of {_e(size(r.get('limit_bytes')))}, {_e(r.get('source') or '-')})"
+        )
+    return "<br>".join(parts)
 
 
 def _diagnostics(findings: list) -> str:

@@ -17,6 +17,7 @@ import jax
 from jaxplay.driver.plan import default_batch_trials
 from jaxplay.errors import ConfigError
 from jaxplay.train import cost
+from jaxplay.values import size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,14 @@ class Batching:
             return None
         return int(self.limit * self.share * cost.MARGIN)
 
+    def explain_budget(self) -> str:
+        """The budget in words: '1.5 GiB (80% of 1.9 GiB, gpu memory)', with the share of a
+        device that other workers use too."""
+        share = "" if self.share == 1 else f" of this worker's share, 1/{round(1 / self.share)},"
+        return (
+            f"{size(self.budget)} ({cost.MARGIN:.0%}{share} of {size(self.limit)}, {self.source})"
+        )
+
     def decide(self, trials: list) -> Decision:
         """The stack size for a group's `trials` (TrialSpecs sharing one program)."""
         count = len(trials)
@@ -109,10 +118,10 @@ class Batching:
         """Why one trial alone does not fit, with the sizes involved and what to change."""
         program = trial.program
         try:
-            predicted = cost.size(cost.footprint(trial, 1).peak_bytes)
+            predicted = size(cost.footprint(trial, 1).peak_bytes)
         except Exception:  # the compilation itself is what ran out of memory
             predicted = "more than the device holds (its compilation ran out of memory)"
-        limit = cost.size(self.limit) if self.limit else "not reported"
+        limit = size(self.limit) if self.limit else "not reported"
         return (
             f"out of device memory with one trial: it needs {predicted} at its peak "
             f"(data.batch_size {program.batch_size}, model {trial.model.name or trial.workload}, "
@@ -122,16 +131,20 @@ class Batching:
         )
 
 
-def describe(decision: Decision, label: str, count: int, limit: int | None, source: str) -> str:
-    """One line on how a group is stacked and why (printed by the sweep and the dry run)."""
+def describe(decision: Decision, label: str, count: int, stacking: Batching) -> str:
+    """One line on how a group is stacked and why (printed by the sweep)."""
     line = f"group {label}: {count} trial(s), stacks of {decision.stack}"
     if decision.budget is None or not decision.footprints:
         return line
-    why = "all of them fit" if decision.stack == decision.cap else "the most that fit"
+    if decision.stack == decision.cap:
+        why = "all of them fit"
+    elif decision.stack_bytes > decision.budget:
+        why = "even one trial exceeds the budget: it may run out of memory"
+    else:
+        why = "the most that fit"
     return (
-        f"{line} ({why}): predicted peak {cost.size(decision.stack_bytes)} per stack, "
-        f"{cost.size(decision.per_trial_bytes)} per trial, budget {cost.size(decision.budget)} "
-        f"({cost.MARGIN:.0%} of {cost.size(limit)}, {source})"
+        f"{line} ({why}): predicted peak {size(decision.stack_bytes)} per stack, "
+        f"{size(decision.per_trial_bytes)} per trial, budget {stacking.explain_budget()}"
     )
 
 

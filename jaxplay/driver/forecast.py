@@ -27,7 +27,7 @@ from jaxplay.driver.plan import WINDOW, choose_executor
 from jaxplay.driver.plan import plan as plan_study
 from jaxplay.errors import ConfigError, StoreError
 from jaxplay.train import cost, loop, mesh
-from jaxplay.values import duration
+from jaxplay.values import duration, size
 
 # A study of more trials than this is forecast from its first SAMPLE (their groups' shares).
 SAMPLE = 4 * WINDOW
@@ -68,8 +68,8 @@ class Forecast:
     num_trials: int
     finished: int
     limit_bytes: int | None
-    source: str
     budget_bytes: int | None
+    budget: str  # the budget in words (jaxplay.driver.batching.Batching.explain_budget)
     groups: list[GroupForecast]
     sampled: int | None  # the trials the groups were measured on, when fewer than the study's
 
@@ -91,10 +91,7 @@ class Forecast:
                 "sets it); stacks are not sized by memory"
             )
         else:
-            out.append(
-                f"device memory: {cost.size(self.limit_bytes)} ({self.source}); a stack may fill "
-                f"{cost.size(self.budget_bytes)} ({cost.MARGIN:.0%} of this worker's share)"
-            )
+            out.append(f"device memory: a stack may fill {self.budget}")
         if self.sampled:
             out.append(
                 f"groups measured on the first {self.sampled} trials and scaled to the study's "
@@ -104,10 +101,16 @@ class Forecast:
             flops = "-" if g.flops_per_step is None else f"{g.flops_per_step / 1e9:.3g} GFLOP"
             out.append(
                 f"group {g.label}: {g.trials} trial(s) in {g.stacks} stack(s) of {g.stack}; "
-                f"peak memory {cost.size(g.trial_bytes)} per trial, "
-                f"{cost.size(g.stack_bytes)} per stack; {flops} per trial step; "
+                f"peak memory {size(g.trial_bytes)} per trial, "
+                f"{size(g.stack_bytes)} per stack; {flops} per trial step; "
                 f"one period {g.period_s:.3g} s; about {duration(g.seconds)}"
             )
+            if self.budget_bytes is not None and g.trial_bytes > self.budget_bytes:
+                out.append(
+                    f"  warning: one trial of this group needs {size(g.trial_bytes)}, more "
+                    f"than the budget: it may run out of memory and fail; use a smaller "
+                    "data.batch_size, train.compute_dtype='bfloat16' or a smaller model"
+                )
         compile_s = sum(g.compile_s for g in self.groups)
         checkpoint_s = sum(g.checkpoint_s for g in self.groups)
         out.append(
@@ -165,8 +168,8 @@ def forecast(
         num_trials=num_trials,
         finished=finished,
         limit_bytes=stacking.limit,
-        source=stacking.source,
         budget_bytes=stacking.budget,
+        budget=stacking.explain_budget() if stacking.limit else "",
         groups=out,
         sampled=sample if sample < num_trials else None,
     )

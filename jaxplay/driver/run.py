@@ -315,9 +315,7 @@ class _Worker:
         label = batching_lib.group_label(
             trials[0], batching_lib.shaping_params(self.plan.spec, self.plan.trials)
         )
-        self.progress.log(
-            batching_lib.describe(decision, label, len(trials), stacking.limit, stacking.source)
-        )
+        self.progress.log(batching_lib.describe(decision, label, len(trials), stacking))
         self.store.add_probe(
             self.plan.spec.study.name,
             "batching",

@@ -11,7 +11,6 @@ The compilations are the ones the run then needs: the in-process and on-disk cac
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import jax
@@ -198,32 +197,3 @@ def peak_bytes_in_use() -> int | None:
 def out_of_memory(error: BaseException) -> bool:
     """Whether `error` is a device that ran out of memory compiling or running a program."""
     return isinstance(error, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(error)
-
-
-def size(nbytes: float | None) -> str:
-    """Bytes for people: '1.5 GiB'."""
-    if nbytes is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(nbytes) < 1024 or unit == "TiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    raise AssertionError("unreachable")
-
-
-def parse_size(text: str) -> int:
-    """'16GB', '512MiB', '1.5e9' -> bytes; ValueError naming the accepted forms."""
-    units = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10,
-             "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
-    cleaned = text.strip().lower().replace(" ", "")
-    number = cleaned.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = cleaned[len(number) :]
-    try:
-        value = float(number) * units[unit]
-    except (KeyError, ValueError):
-        raise ValueError(
-            f"{text!r} is not a size; give bytes or a number with a unit, e.g. 16GB or 512MiB"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{text!r}: a size must be > 0, e.g. 16GB")
-    return int(value)
