@@ -3,15 +3,19 @@ data against the streamed grain pipeline (with the share of time spent waiting f
 
   python scripts/bench_workloads.py            # accelerator sizes (ResNet-18 at batch 256, ...)
   python scripts/bench_workloads.py --small    # the same, shrunk to run on a CPU in a minute
+  python scripts/bench_workloads.py --only resnet18-cifar --pipelines device --no-input \
+      --json /tmp/resnet.json                  # ResNet-18 f32 and bf16 only, figures as JSON
 
 Each row is one real trial (`train.train_and_evaluate`): the rate is measured over the periods
 after the first (so compilation is excluded) and includes each period's evaluation.
+--json PATH is rewritten after every row, so a run stopped by a time limit keeps the rows it had.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 
@@ -164,12 +168,29 @@ def measure_input(periods: int, every: int, small: bool) -> dict:
     }
 
 
+def write_json(path: str | None, figures: dict) -> None:
+    """Writes the figures so far, whole (a reader never sees half a file)."""
+    if path:
+        with open(path + ".tmp", "w") as f:
+            json.dump(figures, f, indent=1)
+        os.replace(path + ".tmp", path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="CPU-sized models and data")
-    parser.add_argument("--periods", type=int, default=4)
+    parser.add_argument("--periods", type=int, default=4, help="at least 3 (the first is skipped)")
     parser.add_argument("--every", type=int, default=50)
     parser.add_argument("--only", nargs="*", default=None, help="families to run")
+    parser.add_argument("--pipelines", nargs="+", choices=("device", "grain"), help="default: all")
+    parser.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), help="default: all")
+    parser.add_argument(
+        "--input",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the grain pipeline alone first (default: yes)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the rows here as JSON")
     args = parser.parse_args()
     import jax
 
@@ -177,14 +198,33 @@ def main():
         f"# {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}",
         flush=True,
     )
-    print(json.dumps(measure_input(args.periods, args.every, args.small)), flush=True)
+    figures = {
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "small": args.small,
+        "periods": args.periods,
+        "every": args.every,
+        "rows": [],
+    }
+    write_json(args.json, figures)
+    if args.input:
+        figures["rows"].append(measure_input(args.periods, args.every, args.small))
+        print(json.dumps(figures["rows"][-1]), flush=True)
+        write_json(args.json, figures)
     for family, pipeline, dtype in VARIANTS:
-        if args.only and family not in args.only:
+        if (
+            (args.only and family not in args.only)
+            or (args.pipelines and pipeline not in args.pipelines)
+            or (args.dtypes and dtype not in args.dtypes)
+        ):
             continue
         start = time.perf_counter()
         row = measure(family, pipeline, dtype, args.small, args.periods, args.every)
         row["wall_s"] = round(time.perf_counter() - start, 1)
         print(json.dumps(row), flush=True)
+        figures["rows"].append(row)
+        write_json(args.json, figures)
 
 
 if __name__ == "__main__":
