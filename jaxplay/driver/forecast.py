@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import tempfile
+import time
 
 import jax
 
@@ -32,6 +34,7 @@ from jaxplay.values import duration, size
 # A study of more trials than this is forecast from its first SAMPLE (their groups' shares).
 SAMPLE = 4 * WINDOW
 FINISHED = ("completed", "infeasible", "failed")
+STORE_CALLS_PER_TRIAL = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +49,7 @@ class GroupForecast:
     stack_bytes: int  # predicted peak of a stack of K
     flops_per_step: float | None  # one trial's train step
     compile_s: float  # its programs' compilations (period, init, evaluation)
-    train_s: float  # init, evaluations and periods of all its stacks
+    train_s: float  # init, evaluations and periods of all its stacks, and their store writes
     checkpoint_s: float  # its trials' checkpoint writes
     period_s: float  # one period of a stack, measured
     decision: batching_lib.Decision
@@ -155,11 +158,12 @@ def forecast(
     shaping = batching_lib.shaping_params(spec, study_plan.trials[:sample])
     out = []
     with tempfile.TemporaryDirectory(prefix="jaxplay-dry-run-") as scratch:
+        write_s = _store_write_s(scratch)
         for n, trials in enumerate(groups.values()):
             label = batching_lib.group_label(trials[0], shaping)
             if log:
                 log(f"measuring group {label} ({len(trials)} trials) ...")
-            out.append(_group(trials, label, stacking, scale, f"{scratch}/{n}"))
+            out.append(_group(trials, label, stacking, scale, write_s, f"{scratch}/{n}"))
     return Forecast(
         study=spec.study.name,
         device=mesh.device_kind(),
@@ -175,7 +179,9 @@ def forecast(
     )
 
 
-def _group(trials: list, label: str, stacking, scale: float, scratch: str) -> GroupForecast:
+def _group(
+    trials: list, label: str, stacking, scale: float, write_s: float, scratch: str
+) -> GroupForecast:
     """Measures one group and adds up its time."""
     decision = stacking.decide(trials)
     k = decision.stack
@@ -197,6 +203,9 @@ def _group(trials: list, label: str, stacking, scale: float, scratch: str) -> Gr
         + max(timing.eval_first_s - timing.eval_s, 0.0)
     )
     train_s = count * timing.init_s + stacks * timing.eval_s + stack_periods * timing.period_s
+    # Each evaluation of each trial is a store write, and so are its claim, checkpoint folder,
+    # result, best-value update and a few reads.
+    train_s += count * (periods + 1 + STORE_CALLS_PER_TRIAL) * write_s
     # Best-N candidates wait in host memory: a trial writes its kept best and its latest at the
     # end, and everything pending every checkpoint_every_secs.
     every = train_spec.checkpoint_every_secs
@@ -234,3 +243,26 @@ def _finished(name: str, workdir, store_url: str | None) -> set[int]:
         return {t["index"] for t in record["trials"] if t["status"] in FINISHED}
     finally:
         store.close()
+
+
+def _store_write_s(scratch: str) -> float:
+    """Seconds of one store write (an evaluation's metrics), timed on a SQLite store in the
+    scratch folder: what the default store costs on this machine's disk."""
+    store = store_lib.Store(f"sqlite:///{scratch}/store-probe.db")
+    try:
+        study = store.open_study(
+            "dry-run", "-", config_path="", config={}, notes="", objective="val/error",
+            mode="min", algorithm="-", seed=0, num_trials=1, command="", git_commit=None,
+            git_dirty=None, versions={}, device_kind="",
+        )  # fmt: skip
+        store.add_trials(study, [{}])
+        trial_id = store.claim(study, "dry-run", indices=[0])[0]
+        metrics = {f"metric/{i}": 0.5 for i in range(12)}
+        times = []
+        for step in range(5):
+            started = time.perf_counter()
+            store.log_metrics(trial_id, step, metrics, worker="dry-run")
+            times.append(time.perf_counter() - started)
+    finally:
+        store.close()
+    return statistics.median(times)
