@@ -107,8 +107,9 @@ def _parser():
                    "program run stacked in one vmapped program; auto (default): batched on "
                    "accelerators, sequential on CPU")  # fmt: skip
     p.add_argument("--batch_trials", type=int, metavar="K",
-                   help="at most K trials per batch (default: a whole group on accelerators, up "
-                   f"to {driver.CPU_BATCH_TRIALS} on a CPU)")  # fmt: skip
+                   help="at most K trials per batch (default: as many of a group as fit the "
+                   f"device's memory on accelerators, up to {driver.CPU_BATCH_TRIALS} on a "
+                   "CPU)")  # fmt: skip
     p.add_argument("--device_memory", type=_size, metavar="BYTES",
                    help="the device memory that stacks of trials are sized against, e.g. 16GB or "
                    "80GiB (default: what the GPU or TPU reports; a CPU reports none, so its "
