@@ -165,6 +165,43 @@ def test_a_streamed_trial_learns_resumes_exactly_and_batches_like_sequential(tmp
     )
 
 
+def test_a_streamed_period_sent_in_chunks_trains_exactly_as_in_one_call(tmp_path, monkeypatch):
+    c = _grain_study(**{"train.eval_every": 50})
+    c.search = dict(optimizer=dict(learning_rate=spaces.log(1e-3, 1e-2)))
+    study = spec.resolve(c)
+    trials = [study.base, study.trial({"optimizer.learning_rate": 2e-3, "seed": 1})]
+    dataset = workloads.bind(trials[0]).dataset
+    assert feed.chunk_steps(trials[0].program, dataset) == 50  # the whole period fits
+
+    def curves(folder):
+        seen = {}
+        results = train.run_trials(
+            trials,
+            [tmp_path / folder / str(i) for i in range(2)],
+            train.Hooks(on_eval=lambda i, step, m: seen.setdefault(i, {}).__setitem__(step, m)),
+        )
+        return results, seen
+
+    whole = curves("whole")
+    # Room for 10 steps' batches of this dataset: a period of 50 runs as 5 calls of 10.
+    step_bytes = c.data.batch_size * sum(
+        np.asarray(a[:1]).nbytes for a in (dataset.x_train, dataset.y_train)
+    )
+    monkeypatch.setattr(feed, "CHUNK_BYTES", 10 * step_bytes + step_bytes // 2)
+    assert feed.chunk_steps(trials[0].program, dataset) == 10
+    chunked = curves("chunked")
+    for i in range(2):
+        a, b = whole[0][i], chunked[0][i]
+        assert (a.status, a.best_step, a.steps_run) == (b.status, b.best_step, b.steps_run)
+        assert sorted(whole[1][i]) == sorted(chunked[1][i]) == [0, 50, 100]
+        for at, metrics in whole[1][i].items():
+            assert metrics.keys() == chunked[1][i][at].keys()
+            for name in {"train/batch_loss", "train/grad_norm", "val/loss", "train/loss"} & set(
+                metrics
+            ):
+                assert chunked[1][i][at][name] == pytest.approx(metrics[name], rel=1e-6), name
+
+
 def test_streamed_study_runs_from_the_sweep(tmp_path):
     c = _grain_study(**{"study.num_trials": 2})
     record = sweep.run_study(c, tmp_path, executor="batched", log=lambda s: None, report=False)

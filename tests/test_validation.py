@@ -2,6 +2,7 @@
 keys, out-of-range values and search bounds, periods too large to hold, and trial values that
 would pick the code to run."""
 
+import dataclasses
 import functools
 import getpass
 
@@ -305,17 +306,29 @@ def test_an_eval_every_whose_period_cannot_be_held_is_refused():
     spec.resolve(tiny_config(**{"train.steps": fit, "train.eval_every": fit}))
 
 
-def test_a_streamed_period_holds_its_batches():
+def test_a_streamed_period_is_sent_in_chunks_and_only_a_batch_too_big_is_refused():
+    from jaxplay.train import feed
+
     c = tiny_config(**{"train.steps": 2 * 10**6, "train.eval_every": 10**6})
     c.data.pipeline = "grain"
-    dataset = workloads.bind(spec.resolve(tiny_config()).base).dataset
+    trial = spec.resolve(c).base  # a period of a million streamed batches resolves: chunks
+    dataset = workloads.bind(trial).dataset
     example = sum(
         a.dtype.itemsize * int(np.prod(a.shape[1:])) for a in (dataset.x_train, dataset.y_train)
     )
-    per_step = 4 * len(sections.PER_STEP_LOGS) + c.data.batch_size * example
-    message = _resolve_error(c)
-    assert f"use eval_every <= {sections.PERIOD_BYTES_LIMIT // per_step}," in message
-    assert "streamed by grain" in message
+    chunk = feed.chunk_steps(trial.program, dataset)
+    assert 10**6 % chunk == 0 and chunk * c.data.batch_size * example <= feed.CHUNK_BYTES
+    assert (2 * chunk) * c.data.batch_size * example > feed.CHUNK_BYTES or 2 * chunk > 10**6
+    # ImageNet-sized examples: one batch of 8192 is over the limit (MNIST-1D has too few
+    # examples for such a batch, so the check is called with the example's size directly).
+    image = 224 * 224 * 3 + 4
+    resolved = spec.resolve(tiny_config(**{"data.pipeline": "grain"})).base
+    data = dataclasses.replace(resolved.data, batch_size=8192)
+    with pytest.raises(ConfigError) as refused:
+        sections.check_period_memory(resolved.train, data, image)
+    assert str(refused.value).startswith(f"data.batch_size: one batch of 8192 x {image} bytes")
+    assert "lower data.batch_size" in str(refused.value)
+    sections.check_period_memory(resolved.train, dataclasses.replace(data, batch_size=1024), image)
 
 
 def test_the_per_step_logs_are_what_a_period_stacks():

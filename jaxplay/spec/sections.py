@@ -56,13 +56,13 @@ _STUDY_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
 MAX_STEPS = 2**31 - 1
 # What train.step.run_period stacks for every step of a period: float32 each.
 PER_STEP_LOGS = ("loss", "grad_norm", "learning_rate")
-# A period's per-step arrays (its logs, and its inputs: example indices under the device pipeline,
-# the batches themselves under grain) are O(train.eval_every) and live on the device beside the
-# model, its optimizer state and its eval splits; the host builds the device pipeline's indices
-# from int64 permutations (a few times their size for a moment) and copies the logs back, and a
-# stack of trials holds one set per trial. 1 GiB keeps all of that well inside a laptop's or a
-# 16 GB accelerator's memory, while the device pipeline still allows periods of millions of steps
-# (about 2M at batch 128).
+# A period's per-step arrays (its logs, and under the device pipeline its inputs, example
+# indices; grain sends its batches in chunks of steps) are O(train.eval_every) and live on the
+# device beside the model, its optimizer state and its eval splits; the host builds the device
+# pipeline's indices from int64 permutations (a few times their size for a moment) and copies
+# the logs back, and a stack of trials holds one set per trial. 1 GiB keeps all of that well
+# inside a laptop's or a 16 GB accelerator's memory, while the device pipeline still allows
+# periods of millions of steps (about 2M at batch 128).
 PERIOD_BYTES_LIMIT = 1 << 30
 
 _STUDY_EXAMPLE = (
@@ -253,14 +253,22 @@ def check_top_level(tree) -> None:
 
 def check_period_memory(train, data, example_bytes: int) -> None:
     """Refuses a train.eval_every whose period's per-step arrays exceed PERIOD_BYTES_LIMIT:
-    PER_STEP_LOGS as float32 per step, plus its inputs: int32 example indices per step under the
-    device pipeline, the batch itself (example_bytes each) under grain."""
+    PER_STEP_LOGS as float32 per step, plus int32 example indices per step under the device
+    pipeline. Under grain the batches arrive in chunks of steps (jaxplay.train.feed.chunk_steps),
+    so only a single batch over the limit is refused."""
     logs = 4 * len(PER_STEP_LOGS)
     if data.pipeline == "device":
         inputs, what = 4 * data.batch_size, f"{data.batch_size} int32 example indices"
     else:
-        inputs = example_bytes * data.batch_size
-        what = f"a batch of {data.batch_size} x {example_bytes} bytes streamed by grain"
+        batch = example_bytes * data.batch_size
+        if batch > PERIOD_BYTES_LIMIT:
+            raise ConfigError(
+                f"data.batch_size: one batch of {data.batch_size} x {example_bytes} bytes streamed "
+                f"by grain takes {batch / 2**30:.3g} GiB, over the "
+                f"{PERIOD_BYTES_LIMIT / 2**30:g} GiB the device may be sent at once; lower "
+                "data.batch_size"
+            )
+        inputs, what = 0, "no inputs (grain streams them in chunks)"
     per_step = logs + inputs
     largest = PERIOD_BYTES_LIMIT // per_step
     if train.eval_every <= largest:

@@ -65,7 +65,7 @@ def _footprint(trial, k: int) -> Footprint:
         "step": jax.ShapeDtypeStruct((), np.int32),
     }
     data = feed_lib.device_data(instance.dataset, program, trial.train.train_eval_examples)
-    xs = _period_inputs(instance.dataset, program)
+    xs = _chunk_inputs(instance.dataset, program)
     stacked = k > 1
     sharding = mesh_lib.trial_sharding(k) if stacked else None
     per_trial_state = _shapes(state)
@@ -108,9 +108,9 @@ def _shapes(tree):
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
 
 
-def _period_inputs(dataset, program):
-    """The shapes of one period's inputs for one trial (jaxplay.train.feed.InputFeed)."""
-    steps, batch = program.eval_every, program.batch_size
+def _chunk_inputs(dataset, program):
+    """The shapes of one call's inputs for one trial (jaxplay.train.feed.InputFeed)."""
+    steps, batch = feed_lib.chunk_steps(program, dataset), program.batch_size
     if program.pipeline == "device":
         return jax.ShapeDtypeStruct((steps, batch), np.int32)
     x, y = (np.asarray(a[:1]) for a in (dataset.x_train, dataset.y_train))

@@ -16,6 +16,27 @@ import numpy as np
 from jaxplay.data import pipeline
 from jaxplay.train import mesh as mesh_lib
 
+# The streamed batches one call of the compiled period holds, per trial: under the grain pipeline
+# a period runs as calls of `chunk_steps` steps each (its evaluation once, at its end), so a long
+# period of large examples (ImageNet: 1251 steps of 1024 x 150 KB) never sits on the device whole.
+CHUNK_BYTES = 256 << 20
+
+
+def chunk_steps(program, dataset) -> int:
+    """Steps per call of the compiled period: the whole period under the device pipeline (its
+    inputs are example indices); under grain the largest divisor of train.eval_every whose
+    batches fit CHUNK_BYTES (at least one step)."""
+    if program.pipeline == "device":
+        return program.eval_every
+    example = sum(
+        np.dtype(a.dtype).itemsize * math.prod(a.shape[1:])
+        for a in (dataset.x_train, dataset.y_train)
+    )
+    most = max(CHUNK_BYTES // max(example * program.batch_size, 1), 1)
+    return max(
+        d for d in range(1, min(most, program.eval_every) + 1) if program.eval_every % d == 0
+    )
+
 
 def padded(x, y, batch, multiple: int = 8):
     """An eval split as (num_batches, batch, ...) arrays plus weights that are 0 on the padding
@@ -152,10 +173,11 @@ def evaluate_streamed(
 
 
 class InputFeed:
-    """Each period's training inputs for one trial or a stack of trials (one seed each):
-    example indices under the 'device' pipeline, device arrays of streamed batches under
-    'grain', prepared `data.prefetch` periods ahead. `input_metrics` reports the fraction of a
-    period spent waiting for input (always 0 for the device pipeline: nothing to wait for)."""
+    """Each period's training inputs for one trial or a stack of trials (one seed each), in
+    `chunks` calls of `chunk` steps (chunk_steps): example indices under the 'device' pipeline,
+    device arrays of streamed batches under 'grain', prepared `data.prefetch` chunks ahead.
+    `input_metrics` reports the fraction of a period spent waiting for input (always 0 for the
+    device pipeline: nothing to wait for)."""
 
     def __init__(
         self,
@@ -169,6 +191,8 @@ class InputFeed:
         sharding=None,
     ):
         self.program, self.seeds, self.step, self.stacked = program, seeds, start_step, stacked
+        self.chunk = chunk_steps(program, dataset)
+        self.chunks = program.eval_every // self.chunk
         self.num_train = len(dataset.x_train)
         self.sharding, self._feed = sharding, None
         if program.pipeline == "grain":
@@ -189,23 +213,23 @@ class InputFeed:
             ]
             self._feed = pipeline.PeriodFeed(
                 iterators,
-                program.eval_every,
+                self.chunk,
                 stacked=stacked,
                 depth=data_spec.prefetch,
                 sharding=sharding,
             )
 
     def next(self):
-        """The next period's inputs."""
+        """The next chunk's inputs."""
         p = self.program
         if self._feed is not None:
-            self.step += p.eval_every
+            self.step += self.chunk
             return self._feed.next()
         idx = [
-            batch_indices(s, self.step, p.eval_every, p.batch_size, self.num_train)
+            batch_indices(s, self.step, self.chunk, p.batch_size, self.num_train)
             for s in self.seeds
         ]
-        self.step += p.eval_every
+        self.step += self.chunk
         if self.stacked:
             return jax.device_put(np.stack(idx), self.sharding)
         return idx[0] if self.sharding is None else jax.device_put(idx[0], self.sharding)

@@ -199,13 +199,8 @@ class _Stack:
         try:
             while active:
                 started = time.perf_counter()
-                self.state, metrics, per_step = self.period(
-                    self.state, self.hp, self.keys, feed.next(), self.data
-                )
-                if program.pipeline != "device":
-                    metrics = self.evaluate(self.state)
+                metrics, per_step = self.run_period(feed)
                 step += program.eval_every
-                metrics, per_step = jax.device_get((metrics, per_step))
                 metrics.update(feed.input_metrics(time.perf_counter() - started))
                 # Saves are collective across the hosts of a multi-host job: process 0's clock
                 # decides when a write is due.
@@ -236,6 +231,23 @@ class _Stack:
                     raise KeyboardInterrupt(f"stopped at step {step}")
         finally:
             feed.close()
+
+    def run_period(self, feed) -> tuple[dict, dict]:
+        """One evaluation period: its chunks of steps (feed_lib.chunk_steps), then under grain the
+        streamed evaluation; the metrics and the per-step logs, on the host."""
+        chunks = []
+        for _ in range(feed.chunks):
+            self.state, metrics, per_step = self.period(
+                self.state, self.hp, self.keys, feed.next(), self.data
+            )
+            chunks.append(per_step)
+        if self.program.pipeline != "device":
+            metrics = self.evaluate(self.state)
+        metrics, chunks = jax.device_get((metrics, chunks))
+        if len(chunks) == 1:
+            return metrics, chunks[0]
+        steps_axis = 1 if self.stacked else 0
+        return metrics, {k: np.concatenate([c[k] for c in chunks], steps_axis) for k in chunks[0]}
 
     def _metrics(self, metrics: dict, j: int) -> dict:
         if not self.stacked:
@@ -297,12 +309,7 @@ def time_stack(trials: list, scratch) -> Timing:
     )  # fmt: skip
 
     def period():
-        stack.state, metrics, per_step = stack.period(
-            stack.state, stack.hp, stack.keys, feed.next(), stack.data
-        )
-        if program.pipeline != "device":
-            metrics = stack.evaluate(stack.state)
-        jax.device_get((metrics, per_step))
+        stack.run_period(feed)
 
     try:
         period()  # its first call may still set buffers up
