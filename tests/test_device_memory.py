@@ -10,6 +10,7 @@ import pytest
 
 from factories import float_only_study, tiny_config
 from jaxplay import driver, spaces, spec, sweep, values
+from jaxplay.errors import ConfigError
 from jaxplay.store import Store
 from jaxplay.train import cost
 from jaxplay.train import step as step_lib
@@ -269,3 +270,16 @@ def test_the_report_says_how_memory_sized_the_stacks(tmp_path):
     row = page[page.index("<th>Stacks</th>") :].split("</tr>")[0]
     assert "2 per stack (fits the memory budget; predicted peak" in row
     assert values.size(limit) in row and "--device_memory" in row
+
+
+def test_the_dry_run_halves_a_stack_that_runs_out_and_names_a_trial_that_never_fits(
+    tmp_path, monkeypatch
+):
+    c = float_only_study(num_trials=4, **{"train.steps": 100})
+    _device_that_holds(monkeypatch, 2)
+    forecast = sweep.forecast_study(c, executor="batched", batch_trials=4)
+    [group] = forecast.groups
+    assert (group.stack, group.stacks) == (2, 2)  # as the sweep would run it after halving
+    _device_that_holds(monkeypatch, 0)
+    with pytest.raises(ConfigError, match=r"out of device memory with one trial: it needs "):
+        sweep.forecast_study(c, executor="batched", batch_trials=4)

@@ -27,7 +27,7 @@ from jaxplay import store as store_lib
 from jaxplay.driver import batching as batching_lib
 from jaxplay.driver.plan import WINDOW, choose_executor
 from jaxplay.driver.plan import plan as plan_study
-from jaxplay.errors import ConfigError, StoreError
+from jaxplay.errors import ConfigError, StoreError, describe
 from jaxplay.train import cost, loop, mesh
 from jaxplay.values import duration, size
 
@@ -75,6 +75,7 @@ class Forecast:
     budget: str  # the budget in words (jaxplay.driver.batching.Batching.explain_budget)
     groups: list[GroupForecast]
     sampled: int | None  # the trials the groups were measured on, when fewer than the study's
+    adaptive: str | None = None  # the designer, when it suggests trials from results
 
     @property
     def seconds(self) -> float:
@@ -95,6 +96,11 @@ class Forecast:
             )
         else:
             out.append(f"device memory: a stack may fill {self.budget}")
+        if self.adaptive:
+            out.append(
+                f"designer {self.adaptive} suggests trials from the results so far: the groups "
+                "below are its first, exploratory suggestions"
+            )
         if self.sampled:
             out.append(
                 f"groups measured on the first {self.sampled} trials and scaled to the study's "
@@ -176,6 +182,7 @@ def forecast(
         budget=stacking.explain_budget() if stacking.limit else "",
         groups=out,
         sampled=sample if sample < num_trials else None,
+        adaptive=spec.study.algorithm if study_plan.adaptive else None,
     )
 
 
@@ -185,8 +192,20 @@ def _group(
     """Measures one group and adds up its time."""
     decision = stacking.decide(trials)
     k = decision.stack
+    while True:  # as the sweep would: a stack that runs out of memory is halved
+        try:
+            timing = loop.time_stack(trials[:k], scratch)
+            break
+        except Exception as e:
+            if not cost.out_of_memory(e):
+                raise
+            if k == 1:  # the study's trials of this group would fail: say why, and the fix
+                raise ConfigError(
+                    f"group {label}: {stacking.too_big(trials[0], describe(e))}"
+                ) from None
+        k = stacking.shrink(trials, k)
+        decision = dataclasses.replace(decision, stack=k)
     one, stack = cost.footprint(trials[0], 1), cost.footprint(trials[0], k)
-    timing = loop.time_stack(trials[:k], scratch)
     count = max(1, round(len(trials) * scale))
     full, rest = divmod(count, k)
     stacks = full + (rest > 0)
