@@ -234,3 +234,29 @@ def test_sharing_warning():
 def test_memory_share():
     assert devices.memory_share([]) == 1
     assert devices.memory_share([{"pid": 1, "devices": "0"}] * 3) == 0.25
+
+
+def test_the_sweep_plans_against_its_share_of_a_device_another_worker_uses(
+    registry, tmp_path, monkeypatch, capsys
+):
+    """The sweep's wiring: it registers, sets the memory policy before jax starts (here jax has
+    started, so only the variable is checked), and sizes stacks against its share."""
+    from jaxplay import sweep
+
+    for name in devices.MEMORY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    argv = ["--config", "experiments/mnist1d_mlp.py:smoke", "--workdir", str(tmp_path / "w"),
+            "--dry_run", "--executor", "batched", "--device_memory", "100MB"]  # fmt: skip
+    assert sweep.main(argv) == 0
+    alone = capsys.readouterr().out
+    assert "a stack may fill 76.3 MiB (80% of 95.4 MiB, --device_memory)" in alone
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert list(registry.iterdir()) == []  # the sweep's registration ends with it
+    child = start_worker(devices.ALL)
+    try:
+        assert sweep.main(argv) == 0
+    finally:
+        stop(child)
+    shared = capsys.readouterr()
+    assert "80% of this worker's share, 1/2, of 95.4 MiB" in shared.out
+    assert "warning" not in shared.err  # CPU workers share cores, not a memory pool
