@@ -1,10 +1,13 @@
-"""Read studies: `python -m jaxplay.studies list|show|report|compare|export --workdir DIR`.
+"""Read studies: `python -m jaxplay.studies list|show|report|compare|export|evaluate --workdir DIR`.
 
-list     the studies of a store, one line each
-show     the tracking fields and a table of trials, best first (--json: the whole record)
-report   the self-contained HTML report: plots, diagnostics, trials; prints its path
-compare  two studies side by side (--study A --other B, or --other_workdir for another store)
-export   every trial as CSV or JSON (--format, --output)
+list      the studies of a store, one line each
+show      the tracking fields and a table of trials, best first (--json: the whole record)
+report    the self-contained HTML report: plots, diagnostics, trials; prints its path
+compare   two studies side by side (--study A --other B, or --other_workdir for another store)
+export    every trial as CSV or JSON (--format, --output), or one trial as a study file of its
+          own, its values fixed (--format study)
+evaluate  the chosen trial (default: the best) scored once on the test set, from its best
+          checkpoint, and recorded as the study's final evaluation
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import sys
 from jaxplay import analysis, cli
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
+from jaxplay.errors import ConfigError
+from jaxplay.tuning import final
 
 EXAMPLES = [
     "python -m jaxplay.studies list --workdir runs/mnist1d_mlp",
     "python -m jaxplay.studies show --workdir runs/mnist1d_mlp --json",
     "python -m jaxplay.studies compare --workdir runs/mlp --study mnist1d-mlp-width "
     "--other mnist1d-mlp-width-refine",
+    "python -m jaxplay.studies evaluate --workdir runs/mnist1d_mlp",
+    "python -m jaxplay.studies export --workdir runs/mnist1d_mlp --format study --output best.py",
 ]
 _STUDY = "the study (needed when the store holds several)"
 
@@ -46,10 +53,28 @@ def _parser():
     c.add_argument("--other", required=True, metavar="NAME", help="the second study")
     c.add_argument("--other_workdir", metavar="DIR", help="its workdir, if not the same store")
     c.add_argument("--other_store", metavar="URL", help="its store, if not the same store")
-    c = command("export", "every trial as CSV or JSON")
-    c.add_argument("--format", choices=("csv", "json"), default="csv")
+    c = command("export", "every trial as CSV or JSON, or one trial as a study file")
+    c.add_argument("--format", choices=("csv", "json", "study"), default="csv",
+                   help="study: the trial (--trial, default the best) as a study file of its own, "
+                   "its values fixed, that python -m jaxplay.sweep runs as is")  # fmt: skip
     c.add_argument("--output", metavar="FILE", help="write there instead of standard output")
+    _trial_flags(c)
+    c = command("evaluate", "score the chosen trial's best checkpoint on the test set, once")
+    c.add_argument("--split", default="test", help="the split to score (default test)")
+    c.add_argument(
+        "--again",
+        action="store_true",
+        help="score the test set again (refused otherwise: the playbook scores it once)",
+    )
+    _trial_flags(c)
     return p
+
+
+def _trial_flags(c) -> None:
+    c.add_argument("--trial", type=int, metavar="N", help="the trial (default: the study's best)")
+    c.add_argument("--config", metavar="FILE[:ARG]",
+                   help="the study file, for a study that ran its own workload (its code is "
+                   "taken from there, never from the store)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +85,20 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     args = cli.parse(_parser(), argv)
     url = cli.store_url(args, must_exist=True)
+    if args.command == "evaluate":
+        result = final.evaluate(
+            url, args.study, args.trial, args.split, again=args.again,
+            config=getattr(args, "config", None),
+            command=cli.command_line("jaxplay.studies", argv),
+        )  # fmt: skip
+        print(record_lib.format_final(result))
+        return 0
+    if args.command == "export" and args.format == "study":
+        if not args.output:
+            raise ConfigError("--output: name the study file to write, e.g. --output best.py")
+        print(final.export_study_file(url, args.output, args.study, args.trial,
+                                      config=getattr(args, "config", None)))  # fmt: skip
+        return 0
     if args.command == "list":
         store = store_lib.Store(url, readonly=True)
         try:

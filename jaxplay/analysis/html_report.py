@@ -20,6 +20,7 @@ import re
 
 from jaxplay import paths
 from jaxplay.analysis import diagnostics, plots, throughput, variance
+from jaxplay.analysis import record as record_lib
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.values import size
 
@@ -133,6 +134,9 @@ def _summary(study: StudyData) -> str:
             f"{_e(r.get('created_at') or '-')} / {_e(r.get('updated_at') or '-')}",
         ),
     ]
+    final = r.get("final_evaluation")
+    if final:  # the chosen trial scored on the test set (studies evaluate): the study's number
+        fields.insert(3, ("Final", f"<strong>{_e(record_lib.format_final(final))}</strong>"))
     stacks = _stacks(study.probes)
     if stacks:  # where the device's memory sized the stacks of trials
         fields.insert(-1, ("Stacks", stacks))

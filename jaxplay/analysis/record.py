@@ -101,6 +101,8 @@ def format_record(record: StudyRecord) -> str:
         f"reproduce  {record['command']}",
         "",
     ]
+    if record.get("final_evaluation"):
+        lines.insert(4, f"final      {format_final(record['final_evaluation'])}")
     parent = parent_of(record)
     if parent:  # a derived study (jaxplay.tuning): where it comes from
         lines.insert(3, f"lineage    --lineage {parent.get('action')} of {parent.get('study')}")
@@ -120,6 +122,22 @@ def format_record(record: StudyRecord) -> str:
         if t["status"] in ("infeasible", "failed") and t["error"]:
             lines.append(f"trial {t['index']} {t['status']}: {error_summary(t['error'])}")
     return "\n".join(lines)
+
+
+def format_final(final: dict) -> str:
+    """A final evaluation in one line: the split, the trial and step, its metrics, once-only."""
+    metrics = ", ".join(f"{k} {format_value(v)}" for k, v in sorted(final["metrics"].items()))
+    once = (
+        " (scored once: the playbook keeps the test set for the end)"
+        if final["split"] == "test" and not final.get("again")
+        else " (the test set scored again)"
+        if final["split"] == "test"
+        else ""
+    )
+    return (
+        f"{final['split']} set, trial {final['trial']} at step {final['step']}: {metrics}, "
+        f"{final['when']}{once}"
+    )
 
 
 def format_value(v) -> str:

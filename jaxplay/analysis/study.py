@@ -162,6 +162,10 @@ def load(
         data = StudyData.from_record(db.record(study_id), db.study_curves(study_id))
         data.family = _family(db, data.name)
         data.probes = db.probes(data.name)
+        finals = [p["result"] for p in data.probes if p["kind"] == "final_evaluation"]
+        # The study's final number (jaxplay.tuning.final): the latest evaluation, test first.
+        tests = [f for f in finals if f.get("split") == "test"]
+        data.record["final_evaluation"] = (tests or finals or [None])[0]
         return data
     finally:
         db.close()
