@@ -4,6 +4,7 @@ the step, loss, objective, speed and ETAs (for a batch: its best trial), then ea
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 
@@ -36,18 +37,20 @@ class Progress:
         if not reported:
             return
         now = time.perf_counter()
-        if self.mark is None:
-            # The first period includes compiling the program: say so rather than report a
-            # misleadingly low speed; later lines measure from here.
+        first = self.mark is None
+        if first:
+            # The first period includes compiling the program (and the step-0 evaluation): its
+            # speed says nothing of training, so the speed and the ETAs wait for the next one.
             self.mark = (step, now)
-            rate, note = (step - self.first_step) / max(now - self.t0, 1e-9), " (incl. compile)"
-        else:
-            rate, note = (step - self.mark[0]) / max(now - self.mark[1], 1e-9), ""
+        rate = 0.0 if first else (step - self.mark[0]) / max(now - self.mark[1], 1e-9)
         eta = (steps - step) / max(rate, 1e-9)
-        if self.unit_times:
-            per_trial = sum(t for t, _ in self.unit_times) / sum(n for _, n in self.unit_times)
-        else:
-            per_trial = (now - self.t0 + eta) / self.count
+        # A trial's time: the median of the finished units' per-trial times (the compilation
+        # makes only the first unit of a program slow), else this unit's training rate.
+        per_trial = (
+            statistics.median(t / n for t, n in self.unit_times)
+            if self.unit_times
+            else (steps - self.first_step) / max(rate, 1e-9)
+        )
         eta_study = eta + per_trial * (self.remaining - self.count)
         sign = 1 if self.mode == "min" else -1
         finite = {
@@ -68,10 +71,14 @@ class Progress:
         if "train/input_wait_fraction" in m:  # streamed input: how long training waited for it
             speed += f", input wait {m['train/input_wait_fraction']:.0%}"
         loss = m.get("train/batch_loss", math.nan)
+        timing = (
+            "compiling: speed and ETA from the next period"
+            if first
+            else f"{speed}  ETA {duration(eta)} (study {duration(eta_study)})"
+        )
         self.log(
             f"  step {step:>{len(str(steps))}}/{steps}{who}  loss {loss:.4f}"
-            f"  {self.objective} {m.get(self.objective, math.nan):.4f}  {speed}{note}"
-            f"  ETA {duration(eta)} (study {duration(eta_study)})"
+            f"  {self.objective} {m.get(self.objective, math.nan):.4f}  {timing}"
         )
 
     def finished_unit(self):
