@@ -25,6 +25,9 @@ mkdir -p "$out"
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
+elif ! python3 -c "import jaxplay, ml_collections, grain" 2>/dev/null; then
+  # A user's machine with a network: jaxplay and what it needs, from the project's own files.
+  python3 -m pip install -q -e .
 fi
 export PYTHONPATH=$PWD:$PWD/tests:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 python3 scripts/accelerator_check.py --out "$out" \
