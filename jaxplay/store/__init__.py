@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import tenacity
 from sqlalchemy import orm
 
-from jaxplay.errors import StoreError, StoreUnavailable, describe
+from jaxplay.errors import ConfigError, StoreError, StoreUnavailable, describe
 from jaxplay.store import engine as engine_lib
 from jaxplay.store.tables import STATUSES, Base, Metric, Probe, Study, Trial, now
 from jaxplay.store.urls import DB_NAME, check_url, default_url, redact, url_for
@@ -192,6 +192,8 @@ class Store:
                     f"(only study.num_trials and study.notes may change when continuing a study); "
                     f"set a new study.name or use another --workdir"
                 )
+            if "num_trials" in fields:
+                _leave_out_beyond(s, study, fields["num_trials"])
             # Continuing: the latest invocation's command, notes and trial count are the record.
             for key in (
                 "num_trials",
@@ -598,6 +600,24 @@ class Store:
         for name, step, value in rows:
             out.setdefault(name, []).append((step, value))
         return out
+
+
+def _leave_out_beyond(session, study: Study, num_trials: int) -> None:
+    """A study continued with fewer trials: the trials past the new count that never started are
+    deleted (they are no longer part of it, rather than pending for ever); one that started
+    (it ran, or holds a checkpoint) refuses the change, before anything is recorded."""
+    beyond = session.scalars(
+        sa.select(Trial).where(Trial.study_id == study.id, Trial.index >= num_trials)
+    ).all()
+    started = sorted(t.index for t in beyond if t.status != "pending" or t.started_at)
+    if started:
+        raise ConfigError(
+            f"study.num_trials: {num_trials} would leave out trial(s) {started} of study "
+            f"{study.name!r}, which already ran; use study.num_trials >= {started[-1] + 1} (or "
+            "a new study.name to start another study)"
+        )
+    for t in beyond:
+        session.delete(t)
 
 
 def _writable(file) -> bool:
