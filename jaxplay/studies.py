@@ -19,7 +19,6 @@ from jaxplay import analysis, cli
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
 from jaxplay.errors import ConfigError
-from jaxplay.tuning import final
 
 EXAMPLES = [
     "python -m jaxplay.studies list --workdir runs/mnist1d_mlp",
@@ -85,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     args = cli.parse(_parser(), argv)
     url = cli.store_url(args, must_exist=True)
+    if args.command in ("evaluate", "export") and (
+        args.command == "evaluate" or args.format == "study"
+    ):
+        # jax and the trainer: imported only by the commands that rebuild a trial, so that
+        # list, show and the exports answer at once.
+        from jaxplay.tuning import final
     if args.command == "evaluate":
         result = final.evaluate(
             url, args.study, args.trial, args.split, again=args.again,
@@ -102,14 +107,10 @@ def _main(argv: list[str]) -> int:
     if args.command == "list":
         store = store_lib.Store(url, readonly=True)
         try:
-            for name in store.study_names():
-                r = store.record(store.study_id(name))
-                best = record_lib.format_value(r["best_value"])
-                print(
-                    f"{name}  {r['num_trials']} trials  best {r['objective']} {best}  {r['notes']}"
-                )
+            records = [store.record(store.study_id(name)) for name in store.study_names()]
         finally:
             store.close()
+        print(record_lib.format_list(records))
         return 0
     if args.command == "report":
         path = args.output or args.workdir

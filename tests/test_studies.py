@@ -100,7 +100,12 @@ def test_cli_list_show_export_compare_report(two_studies, capsys, tmp_path):
         assert code == 0, out.err
         return out.out
 
-    assert [line.split()[0] for line in cli("list").splitlines()] == ["round-1", "round-2"]
+    header, *lines = cli("list").splitlines()
+    assert header.split()[:5] == ["study", "trials", "finished", "running", "pending"]
+    assert [line.split()[:5] for line in lines] == [
+        ["round-1", "3", "3", "0", "0"],
+        ["round-2", "2", "2", "0", "0"],
+    ]
     assert "round-2" in cli("show", "--study=round-2")
     rows = list(csv.DictReader(io.StringIO(cli("export", "--study=round-1"))))
     assert len(rows) == 3 and all(r["status"] == "completed" for r in rows)
@@ -127,3 +132,20 @@ def test_cli_errors_name_the_problem(two_studies, tmp_path, capsys):
         == 2
     )
     assert "no study named 'round-9'" in capsys.readouterr().err
+
+
+def test_list_show_and_export_answer_without_starting_jax(two_studies):
+    """`studies list|show|export` read the store only: no jax import on their path (it costs
+    seconds; scripts/bench_studies.py times them)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from jaxplay import studies\n"
+        "for argv in (['list'], ['show', '--study=round-1'], ['export', '--study=round-1']):\n"
+        f"    assert studies.main([*argv, '--workdir={two_studies}']) == 0\n"
+        "print('jax' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"

@@ -124,6 +124,31 @@ def format_record(record: StudyRecord) -> str:
     return "\n".join(lines)
 
 
+def format_list(records: list[dict]) -> str:
+    """The studies of a store, one line each under a header (`studies list`): how many trials
+    finished, how many are running (a study still going shows it), the best value, the notes."""
+    header = ["study", "trials", "finished", "running", "pending", "best", "notes"]
+    rows = []
+    for r in records:
+        counts = r["status_counts"]
+        finished = sum(counts.get(s, 0) for s in ("completed", "infeasible", "failed"))
+        best = f"{r['objective']} {format_value(r['best_value'])}"
+        rows.append([r["name"], str(r["num_trials"]), str(finished), str(counts.get("running", 0)),
+                     str(counts.get("pending", 0)), best, r["notes"] or "-"])  # fmt: skip
+    if not rows:
+        return "no studies in this store"
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i in (0, 5) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row[:-1], widths))
+        )
+        + "  "
+        + row[-1]
+        for row in [header, *rows]
+    )
+
+
 def format_final(final: dict) -> str:
     """A final evaluation in one line: the split, the trial and step, its metrics, once-only."""
     metrics = ", ".join(f"{k} {format_value(v)}" for k, v in sorted(final["metrics"].items()))
