@@ -262,3 +262,17 @@ def test_parents_names_each_studys_parent_from_its_config(store):
     _open(store, "r1")
     _open(store, "r1-round2", config={"study": {"parent": {"study": "r1", "action": "promote"}}})
     assert store.parents() == {"r1": None, "r1-round2": "r1"}
+
+
+def test_times_are_iso_8601_with_their_zone_to_the_second(store):
+    study = _open(store)
+    store.add_trials(study, [{"x": 1}])
+    trial_id, _, _ = store.claim(study, "w", indices=[0])
+    store.finish(trial_id, "completed", worker="w", best_step=1, best_value=0.5, steps_run=1)
+    record = store.record(study)
+    import datetime as dt
+
+    for text in (record["created_at"], record["updated_at"], record["trials"][0]["started_at"],
+                 record["trials"][0]["finished_at"]):  # fmt: skip
+        moment = dt.datetime.fromisoformat(text)
+        assert text.endswith("+00:00") and moment.microsecond == 0 and "." not in text

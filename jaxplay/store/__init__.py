@@ -45,8 +45,8 @@ def _trial_dict(t: Trial) -> dict:
         "error": t.error,
         "worker": t.worker,
         "final_metrics": t.final_metrics,
-        "started_at": t.started_at.isoformat() if t.started_at else None,
-        "finished_at": t.finished_at.isoformat() if t.finished_at else None,
+        "started_at": _when(t.started_at),
+        "finished_at": _when(t.finished_at),
     }
 
 
@@ -313,8 +313,8 @@ class Store:
                 "device_kind": study.device_kind,
                 "executor": study.executor,
                 "executor_reason": study.executor_reason,
-                "created_at": study.created_at.isoformat(),
-                "updated_at": study.updated_at.isoformat(),
+                "created_at": _when(study.created_at),
+                "updated_at": _when(study.updated_at),
                 "config": study.config,
                 "trials": [_trial_dict(t) for t in trials],
             }
@@ -538,7 +538,7 @@ class Store:
             return [
                 {"kind": p.kind, "config": p.config, "result": p.result,
                  "device_kind": p.device_kind, "command": p.command,
-                 "created_at": p.created_at.isoformat()}
+                 "created_at": _when(p.created_at)}
                 for p in rows
             ]  # fmt: skip
 
@@ -618,6 +618,13 @@ def _leave_out_beyond(session, study: Study, num_trials: int) -> None:
         )
     for t in beyond:
         session.delete(t)
+
+
+def _when(moment: dt.datetime | None) -> str | None:
+    """A stored time (UTC, kept without a zone) as ISO 8601 with its zone, to the second."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=dt.UTC, microsecond=0).isoformat()
 
 
 def _writable(file) -> bool:
