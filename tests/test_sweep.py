@@ -193,7 +193,7 @@ def test_changed_config_in_the_same_workdir_is_refused(tmp_path):
     c = float_only_study(num_trials=1)
     sweep.run_study(c, tmp_path, log=lambda s: None)
     c.optimizer.b2 = 0.99
-    with pytest.raises(StoreError, match="different config"):
+    with pytest.raises(StoreError, match=r"different config \(optimizer\.b2: 0\.999 -> 0\.99\)"):
         sweep.run_study(c, tmp_path, log=lambda s: None)
 
 

@@ -187,10 +187,15 @@ class Store:
                 s.flush()
                 return study.id
             if study.config_hash != config_hash:
+                changed = _changed_paths(study.config or {}, fields.get("config") or {})
+                shown = ", ".join(changed[:3]) + (
+                    f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+                )
                 raise StoreError(
-                    f"study {name!r} already exists in {self.url} with a different config "
-                    f"(only study.num_trials and study.notes may change when continuing a study); "
-                    f"set a new study.name or use another --workdir"
+                    f"study {name!r} already exists in {self.url} with a different config"
+                    + (f" ({shown})" if shown else "")
+                    + "; only study.num_trials and study.notes may change when continuing a "
+                    "study: set a new study.name or use another --workdir"
                 )
             if "num_trials" in fields:
                 _leave_out_beyond(s, study, fields["num_trials"])
@@ -618,6 +623,20 @@ def _leave_out_beyond(session, study: Study, num_trials: int) -> None:
         )
     for t in beyond:
         session.delete(t)
+
+
+def _changed_paths(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'path: old -> new' for each leaf of two config trees that differs (study.num_trials and
+    study.notes may change)."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed_paths(a, b, f"{path}.")
+        elif a != b and path not in ("study.num_trials", "study.notes"):
+            out.append(f"{path}: {a!r} -> {b!r}")
+    return out
 
 
 def _when(moment: dt.datetime | None) -> str | None:
