@@ -1,5 +1,6 @@
 """The max_train_steps learning-rate sweep: the derived study, the estimate, the CLI end to end."""
 
+import dataclasses
 import math
 import pathlib
 
@@ -169,7 +170,8 @@ def test_estimate_picks_the_fastest_fit_across_learning_rates():
     ]
     assert result.recommendation() == (
         "max_train_steps ~ 300 (learning rate 0.01 reached train/error <= 0 at "
-        "step 300); set train.steps=300 in the study"
+        "step 300); set train.steps=300 in the study, with a train.eval_every that divides it "
+        "(e.g. train.eval_every=30)"
     )
     table = result.table()
     assert "step 300" in table and "<- fastest" in table and "0.001" in table
@@ -356,3 +358,15 @@ def test_cli_bad_input_exits_2_with_the_field_named(tmp_path, capsys, extra, mes
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "w" / "jaxplay.db").exists()
+
+
+def test_the_recommended_steps_come_with_an_eval_every_the_sweep_accepts():
+    """525 steps (a fit step between evaluations of 150) with an eval_every that divides it."""
+    from jaxplay.tuning import fit
+
+    result = fit.Estimate("s", "train/error", 0.0, 1500, 75, (), None, None)
+    fastest = fit.TrialFit(index=0, learning_rate=0.01, status="completed", fit_step=525,
+                           fit_value=0.0, best_value=0.0, best_step=525)  # fmt: skip
+    text = dataclasses.replace(result, fastest=fastest, trials=(fastest,)).recommendation()
+    every = int(text.rsplit("train.eval_every=", 1)[1].rstrip(")"))
+    assert "set train.steps=525" in text and 525 % every == 0 and 1 < every < 525

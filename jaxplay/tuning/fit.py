@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from jaxplay import config as config_lib
 from jaxplay.errors import ConfigError
 from jaxplay.values import fmt
 
@@ -73,9 +74,12 @@ class Estimate:
                 "criterion (e.g. --fit_threshold 0.01)"
             )
         s = self.fastest.fit_step
+        # The sweep refuses an eval_every that does not divide train.steps: name one that does.
+        every = config_lib.divisor_near(s, s / 10)
         return (
             f"max_train_steps ~ {s} (learning rate {fmt(self.fastest.learning_rate, 3)} reached "
-            f"{self.criterion()} at step {s}); set train.steps={s} in the study"
+            f"{self.criterion()} at step {s}); set train.steps={s} in the study, with a "
+            f"train.eval_every that divides it (e.g. train.eval_every={every})"
         )
 
     def table(self) -> str:
