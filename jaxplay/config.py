@@ -16,6 +16,7 @@ import inspect
 import json
 import math
 import os
+import traceback
 from collections.abc import Mapping
 
 import ml_collections
@@ -73,7 +74,8 @@ def load(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
         f"jaxplay_study_{os.path.splitext(os.path.basename(path))[0]}", path
     )
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    with _study_file_errors(path):
+        module_spec.loader.exec_module(module)
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
         raise ConfigError(
@@ -88,7 +90,8 @@ def load(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
             f"{spec}: get_config{inspect.signature(get_config)} cannot take the argument "
             f"{arg!r}; define get_config(arg=None)"
         ) from None
-    config = get_config(*args)
+    with _study_file_errors(path):
+        config = get_config(*args)
     if isinstance(config, Mapping) and not isinstance(config, ml_collections.ConfigDict):
         config = ml_collections.ConfigDict(config)
     if not isinstance(config, ml_collections.ConfigDict):
@@ -102,6 +105,31 @@ def load(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
         create = key.startswith("search.") and _is_section(value) and "space" in value
         set_path(config, key, value, create=create)
     return config
+
+
+@contextlib.contextmanager
+def _study_file_errors(path: str):
+    """An error raised by the study file's own code as one line at its line (the traceback,
+    through ml_collections' internals, is kept for --verbose)."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as e:
+        where = path
+        if isinstance(e, SyntaxError) and e.lineno:
+            where = f"{path}:{e.lineno}"
+        else:
+            lines = [f.lineno for f in traceback.extract_tb(e.__traceback__)
+                     if os.path.abspath(f.filename) == os.path.abspath(path)]  # fmt: skip
+            if lines:
+                where = f"{path}:{lines[-1]}"
+        message = str(e).strip().strip("'\"").splitlines()[0] if str(e).strip() else ""
+        raise ConfigError(
+            f"{where}: the study file raised {type(e).__name__}"
+            + (f": {message}" if message else "")
+            + "; fix the study file (--verbose shows the traceback)"
+        ) from e
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:

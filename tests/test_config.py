@@ -354,3 +354,30 @@ def test_config_hash_custom_ignore(study_path):
     assert study_config.config_hash(a, ignore=("train.steps",)) == study_config.config_hash(
         b, ignore=("train.steps",)
     )
+
+
+@pytest.mark.parametrize(
+    "body, line, message",
+    [
+        (
+            "import ml_collections\ndef get_config(arg=None):\n"
+            "    c = ml_collections.ConfigDict()\n"
+            "    c.model = dict(width=1)\n    c.model.other = c.model.nope\n    return c\n",
+            5,
+            "raised AttributeError: nope",
+        ),
+        ("def get_config(arg=None)\n    return 1\n", 1, "raised SyntaxError: expected ':'"),
+        ("import no_such_module_here\n", 1, "raised ModuleNotFoundError: No module named"),
+    ],
+)
+def test_an_error_in_the_study_file_is_one_line_at_its_line(tmp_path, capsys, body, line, message):
+    from jaxplay import sweep
+
+    path = tmp_path / "study.py"
+    path.write_text(body)
+    assert sweep.main(["--config", str(path), "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --config: {path}:{line}: the study file {message}")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sweep.main(["--config", str(path), "--workdir", str(tmp_path / "w"), "--verbose"]) == 2
+    assert "Traceback" in capsys.readouterr().err  # --verbose keeps it
