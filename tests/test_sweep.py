@@ -16,6 +16,7 @@ from factories import float_only_study, tiny_config
 from jaxplay import cli, driver, spaces, spec, sweep, workloads
 from jaxplay import config as config_lib
 from jaxplay.errors import ConfigError, StoreError
+from jaxplay.store import Store
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -370,3 +371,31 @@ def test_a_bucket_workdir_keeps_its_url_and_asks_for_a_store(tmp_path):
     with pytest.raises(ConfigError, match=r"--workdir gs://bucket/w: .*pass --store postgresql://"):
         sweep.run_study(tiny_config(), "gs://bucket/w", report=False)
     assert not (pathlib.Path.cwd() / "gs:").exists()
+
+
+def test_the_record_keeps_the_git_state_of_the_study_files_own_repository(tmp_path, capsys):
+    repo = tmp_path / "my-research"
+    repo.mkdir()
+    c = float_only_study(num_trials=1, **{"train.steps": 100})
+    study_file = repo / "study.py"
+    study_file.write_text(
+        "import ml_collections\n"
+        f"def get_config(arg=None):\n    return ml_collections.ConfigDict({c.to_dict()!r})\n"
+    )
+    git = ["git", "-C", str(repo), "-c", "user.email=r@example.org", "-c", "user.name=r"]
+    for command in (["init", "-q"], ["add", "study.py"], ["commit", "-q", "-m", "study"]):
+        subprocess.run([*git, *command], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    argv = ["--config", str(study_file), "--workdir", str(tmp_path / "w"), "--report=false"]
+    assert sweep.main(argv) == 0
+    store = Store(f"sqlite:///{tmp_path}/w/jaxplay.db", readonly=True)
+    record = store.record(store.study_id())
+    store.close()
+    assert record["study_git_commit"] == head.strip() and record["study_git_dirty"] is False
+    assert f"study file git {head.strip()}" in capsys.readouterr().out
+    with open(study_file, "a") as f:
+        f.write("# an uncommitted note\n")
+    assert sweep.main(argv) == 0
+    store = Store(f"sqlite:///{tmp_path}/w/jaxplay.db", readonly=True)
+    assert store.record(store.study_id())["study_git_dirty"] is True
+    store.close()

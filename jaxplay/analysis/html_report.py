@@ -106,6 +106,10 @@ def _summary(study: StudyData) -> str:
         if r.get("git_dirty")
         else ""
     )
+    if r.get("study_git_commit"):
+        dirty += f"; the study file's repository: git <code>{_e(r['study_git_commit'])}</code>" + (
+            " (dirty)" if r.get("study_git_dirty") else ""
+        )
     fields = [
         ("Notes", _e(r.get("notes") or "-")),
         (

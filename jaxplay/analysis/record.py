@@ -44,6 +44,8 @@ class StudyRecord(TypedDict):
     command: str
     git_commit: str | None
     git_dirty: bool | None
+    study_git_commit: str | None  # the study file's own repository, where it is one
+    study_git_dirty: bool | None
     versions: dict
     device_kind: str
     executor: str
@@ -90,6 +92,10 @@ def format_record(record: StudyRecord) -> str:
     if record["best_trial"] is not None:
         best += f" (trial {record['best_trial']})"
     dirty = " (dirty)" if record["git_dirty"] else ""
+    study_code = ""
+    if record.get("study_git_commit"):
+        study_dirty = " (dirty)" if record.get("study_git_dirty") else ""
+        study_code = f"; study file git {record['study_git_commit']}{study_dirty}"
     versions = record["versions"]
     lines = [
         f"study      {record['name']}  ({record['num_trials']} trials: {counts})",
@@ -97,7 +103,7 @@ def format_record(record: StudyRecord) -> str:
         f"notes      {record['notes'] or '-'}",
         f"objective  {record['objective']} ({record['mode']}), {best}",
         f"code       git {record['git_commit'] or '?'}{dirty}, jax {versions.get('jax')}, "
-        f"flax {versions.get('flax')}, {record['device_kind']}",
+        f"flax {versions.get('flax')}, {record['device_kind']}{study_code}",
         f"reproduce  {record['command']}",
         "",
     ]

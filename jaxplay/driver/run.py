@@ -114,7 +114,7 @@ def run(
             command=command,
             executor=executor,
             executor_reason=executor_reason,
-            **provenance(),
+            **provenance(config_path),
         )
         # The first window is recorded whatever this run then trains (even --max_trials 0); the
         # worker adds later windows as it reaches them.
@@ -568,30 +568,42 @@ def trial_dir(workdir, study_name: str, index: int) -> pathlib.Path:
     return paths.folder(workdir) / study_name / f"trial_{index:04d}"
 
 
-def provenance() -> dict:
-    """What ran: library versions, device, and the git state of the jaxplay checkout."""
+def provenance(config_path: str = "") -> dict:
+    """What ran: library versions, device, the git state of the jaxplay checkout and of the
+    study file's own repository (a researcher's code lives there, not in jaxplay)."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    repo = pathlib.Path(__file__).resolve().parent.parent.parent
-    commit = dirty = None
-    try:
-        git = ["git", "-C", str(repo)]
-        commit = _output([*git, "rev-parse", "HEAD"]).strip() or None
-        if commit:
-            status = _output([*git, "status", "--porcelain", "--untracked-files=no"])
-            dirty = bool(status.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass  # not a git checkout (an installed wheel): the versions above identify the code
+    # Not a git checkout (an installed wheel): the versions above identify jaxplay's code.
+    commit, dirty = _git_state(pathlib.Path(__file__).resolve().parent.parent.parent)
+    study_commit, study_dirty = (
+        _git_state(pathlib.Path(config_path).resolve().parent) if config_path else (None, None)
+    )
     return {
         "versions": versions,
         "git_commit": commit,
         "git_dirty": dirty,
+        "study_git_commit": study_commit,
+        "study_git_dirty": study_dirty,
         "device_kind": mesh.device_kind(),
     }
+
+
+def _git_state(folder) -> tuple[str | None, bool | None]:
+    """(HEAD commit, uncommitted changes to tracked files) of the git repository holding
+    `folder`; (None, None) outside one."""
+    try:
+        git = ["git", "-C", str(folder)]
+        commit = _output([*git, "rev-parse", "HEAD"]).strip() or None
+        if commit is None:
+            return None, None
+        status = _output([*git, "status", "--porcelain", "--untracked-files=no"])
+        return commit, bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
 
 
 def _output(command: list[str]) -> str:

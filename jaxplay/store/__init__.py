@@ -51,7 +51,7 @@ def _trial_dict(t: Trial) -> dict:
 
 
 # Nullable columns added after the first schema; an older store gains them when opened.
-ADDED_COLUMNS = {"trials": {"heartbeat_at"}}
+ADDED_COLUMNS = {"trials": {"heartbeat_at"}, "studies": {"study_git_commit", "study_git_dirty"}}
 
 
 def _resilient(method):
@@ -206,6 +206,8 @@ class Store:
                 "command",
                 "git_commit",
                 "git_dirty",
+                "study_git_commit",
+                "study_git_dirty",
                 "versions",
                 "device_kind",
                 "executor",
@@ -314,6 +316,8 @@ class Store:
                 "command": study.command,
                 "git_commit": study.git_commit,
                 "git_dirty": study.git_dirty,
+                "study_git_commit": study.study_git_commit,
+                "study_git_dirty": study.study_git_dirty,
                 "versions": study.versions,
                 "device_kind": study.device_kind,
                 "executor": study.executor,

@@ -39,6 +39,9 @@ class Study(Base):
     command: orm.Mapped[str] = orm.mapped_column(sa.Text)
     git_commit: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
     git_dirty: orm.Mapped[bool | None]
+    # The repository of the study file itself (a researcher's own code), where it is one.
+    study_git_commit: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    study_git_dirty: orm.Mapped[bool | None]
     versions: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
     device_kind: orm.Mapped[str] = orm.mapped_column(sa.String(200))
     executor: orm.Mapped[str] = orm.mapped_column(sa.String(50), default="sequential")
