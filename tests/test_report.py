@@ -197,6 +197,10 @@ window.addEventListener('load', () => {
   const images = [...document.images];
   document.body.dataset.images = images.length;
   document.body.dataset.broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).length;
+  const figures = [...document.querySelectorAll('.figures figure:not(.wide)')];
+  document.body.dataset.figures = figures.length;
+  document.body.dataset.rows = new Set(
+    figures.map(f => f.parentElement.id + Math.round(f.getBoundingClientRect().top))).size;
 });
 </script>"""
 
@@ -210,6 +214,7 @@ def _dump_dom(chromium: str, page, tmp_path) -> str:
             "--no-sandbox",
             "--disable-gpu",
             "--dump-dom",
+            "--window-size=1600,1200",
             "--virtual-time-budget=5000",
             f"--user-data-dir={tmp_path / 'chromium-profile'}",
             page.as_uri(),
@@ -236,10 +241,13 @@ def test_chromium_shows_every_image(chromium, tmp_path):
         )
     )
     body = re.search(r"<body[^>]*>", _dump_dom(chromium, probe, tmp_path)).group(0)
-    counts = dict(re.findall(r'data-(images|broken)="(\d+)"', body))
+    counts = dict(re.findall(r'data-(images|broken|figures|rows)="(\d+)"', body))
     assert counts, f"the probe script did not run: {body}"
     assert int(counts["images"]) == page.count("<img ") == 7
     assert int(counts["broken"]) == 0
+    # The plots use the page's width: on a 1600-pixel window a row holds two or more (one grid
+    # for every plot; a heading per kind of plot ended a row after each kind's one or two).
+    assert 2 * int(counts["rows"]) <= int(counts["figures"]), counts  # two or more a row
 
 
 def test_chromium_runs_no_payload(chromium, tmp_path):

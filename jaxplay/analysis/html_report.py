@@ -33,7 +33,7 @@ SEVERITIES = ("warning", "info")
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; \
 margin: 0 auto;
-       max-width: 1100px; padding: 0 20px 40px; }
+       max-width: 1800px; padding: 0 20px 40px; }
 h1 { margin: 24px 0 4px; font-size: 26px; } h2 { margin-top: 32px; border-bottom: 1px solid #ddd; }
 h3 { margin-top: 20px; }
 nav a { margin-right: 14px; } .notes { color: #555; font-style: italic; margin-top: 0; }
@@ -55,8 +55,9 @@ font-weight: 600;
 .finding { border-left: 4px solid #2c7fb8; background: #f7fafd; padding: 6px 12px; margin: 10px 0; }
 .finding.warning { border-color: #c0392b; background: #fdf6f5; }
 .finding p { margin: 4px 0; } .ok { color: #2e8b57; font-weight: 600; }
-.figures { display: flex; flex-wrap: wrap; gap: 0 28px; }
-figure { margin: 14px 0 26px; flex: 0 1 520px; } figure.wide { flex-basis: 100%; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); \
+gap: 0 28px; }
+figure { margin: 14px 0 26px; } figure.wide { grid-column: 1 / -1; }
 figure img { width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 13px; }
 details summary { cursor: pointer; color: #555; font-size: 12px; }
@@ -287,24 +288,24 @@ def _png(fig) -> str:
 
 
 def _plots(study: StudyData) -> str:
-    sections: dict[str, list[str]] = {}
+    """Every plot in one grid that uses the page's width (a heading per kind of plot would end a
+    row after each kind's one or two plots): each caption names its kind."""
+    figures = []
     for name, caption, fig in plots.figures(study):
         wide = (
             ' class="wide"' if fig.get_figwidth() > 7 else ""
         )  # two-panel plots get the full width
         data = _png(fig)
         fig.clear()  # the page holds the PNG now; free the artists before the next plot is drawn
-        sections.setdefault(name, []).append(
+        figures.append(
             f'<figure{wide}><img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
+            f"<figcaption><strong>{_e(name)}</strong>: {_e(caption)}</figcaption></figure>"
         )
-    parts = [
-        f'<h3>{_e(name)}</h3><div class="figures">{"".join(figs)}</div>'
-        for name, figs in sections.items()
-    ]
-    if not parts:
-        parts.append("<p>No plots yet: the study has no finished trial with a result.</p>")
-    return f'<section id="plots"><h2>Plots</h2>{"".join(parts)}</section>'
+    if not figures:
+        body = "<p>No plots yet: the study has no finished trial with a result.</p>"
+    else:
+        body = f'<div class="figures">{"".join(figures)}</div>'
+    return f'<section id="plots"><h2>Plots</h2>{body}</section>'
 
 
 def _lineage(study: StudyData) -> str:
@@ -427,7 +428,7 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
     """The study's report as one self-contained HTML page (diagnostics computed unless given)."""
     if findings is None:
         findings = diagnostics.diagnose(study)
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     lineage, speed = _lineage(study), _throughput(study)
     nav = " ".join(
         f'<a href="#{a}">{label}</a>'
