@@ -23,7 +23,9 @@ from jaxplay.errors import ConfigError
 from jaxplay.values import is_int, is_real
 
 ROLES = ("scientific", "nuisance")
-SCALES = ("linear", "log")
+# 'reverse_log': uniform in log(1 - value), for values just below 1 (momentum, Adam's betas,
+# an EMA decay): 0.9, 0.99 and 0.999 are equally likely. Floats only.
+SCALES = ("linear", "log", "reverse_log")
 SPACES = ("float", "int", "discrete", "categorical")
 
 _KEYS = {
@@ -35,6 +37,7 @@ _KEYS = {
 _CONSTRUCTORS = {
     ("float", "linear"): "linear",
     ("float", "log"): "log",
+    ("float", "reverse_log"): "reverse_log",
     ("int", "linear"): "int_linear",
     ("int", "log"): "int_log",
 }
@@ -62,6 +65,18 @@ def log(min, max, *, role="nuisance"):
     return {
         "space": "float",
         "scale": "log",
+        "min": _as_float(min),
+        "max": _as_float(max),
+        "role": role,
+    }
+
+
+def reverse_log(min, max, *, role="nuisance"):
+    """A float below 1 searched uniformly in log(1 - value) between min and max (max < 1): the
+    usual scale of momentum-like values, where 0.9, 0.99 and 0.999 are equally likely."""
+    return {
+        "space": "float",
+        "scale": "reverse_log",
         "min": _as_float(min),
         "max": _as_float(max),
         "role": role,
@@ -119,14 +134,28 @@ class Hyperparameter:
         """True for a continuous float hyperparameter."""
         return self.space == "float"
 
+    def warp(self, value: float) -> float:
+        """A number on the axis its scale is uniform on: value (linear), log(value) (log),
+        -log(1 - value) (reverse_log, increasing with value); -inf or inf outside its domain."""
+        if self.scale == "log":
+            return math.log(value) if value > 0 else -math.inf
+        if self.scale == "reverse_log":
+            return -math.log(1 - value) if value < 1 else math.inf
+        return value
+
+    def unwarp(self, t: float) -> float:
+        """The inverse of warp."""
+        if self.scale == "log":
+            return math.exp(t)
+        if self.scale == "reverse_log":
+            return 1 - math.exp(-t)
+        return t
+
     def from_unit(self, u: float):
         """Maps u in [0, 1) to a value of this hyperparameter (a plain Python scalar)."""
         if self.space == "float":
-            if self.scale == "log":
-                lo, hi = math.log(self.min), math.log(self.max)
-                value = math.exp(lo + u * (hi - lo))
-            else:
-                value = self.min + u * (self.max - self.min)
+            lo, hi = self.warp(self.min), self.warp(self.max)
+            value = self.unwarp(lo + u * (hi - lo))
             # exp(log(x)) and u * (max - min) can land one ulp outside the range.
             return float(_clip(value, self.min, self.max))
         if self.space == "int":
@@ -160,10 +189,9 @@ class Hyperparameter:
             lo, hi, x = self.min, self.max + 1, value + 0.5
         else:
             lo, hi, x = self.min, self.max, value
-        if self.scale == "log":
-            if x <= 0:
-                return -math.inf
-            lo, hi, x = math.log(lo), math.log(hi), math.log(x)
+        lo, hi, x = self.warp(lo), self.warp(hi), self.warp(x)
+        if math.isinf(x):
+            return x
         return (x - lo) / (hi - lo)
 
     def grid(self, n: int) -> list:
@@ -174,8 +202,7 @@ class Hyperparameter:
             raise ValueError(f"{self.path}: a grid needs at least 2 points per number (got {n})")
         if self.space == "int" and self.max - self.min + 1 <= n:
             return list(range(self.min, self.max + 1))
-        spaced = np.geomspace if self.scale == "log" else np.linspace
-        points = spaced(self.min, self.max, n)
+        points = [self.unwarp(t) for t in np.linspace(self.warp(self.min), self.warp(self.max), n)]
         if self.space == "float":
             return [float(p) for p in points]
         return sorted({int(round(p)) for p in points})
@@ -328,8 +355,9 @@ def _parse_range(where, space, decl):
     scale = decl.get("scale")
     if scale is None:
         raise ConfigError(f"{where}: scale is missing; set scale='linear' or scale='log'")
-    if scale not in SCALES:
-        raise ConfigError(f"{where}: unknown scale {scale!r}; use 'linear' or 'log'")
+    if scale not in SCALES or (space, scale) not in _CONSTRUCTORS:
+        known = "'linear', 'log' or 'reverse_log'" if space == "float" else "'linear' or 'log'"
+        raise ConfigError(f"{where}: unknown scale {scale!r} for a {space} space; use {known}")
     example = f"spaces.{_CONSTRUCTORS[space, scale]}(min, max)"
     bounds = {}
     for name in ("min", "max"):
@@ -363,6 +391,11 @@ def _parse_range(where, space, decl):
         fix = "a min >= 1" if space == "int" else "a positive min"
         raise ConfigError(
             f"{where}: log scale needs min > 0 (got {decl['min']!r}); use {fix} or scale='linear'"
+        )
+    if scale == "reverse_log" and hi >= 1:
+        raise ConfigError(
+            f"{where}: reverse_log scale needs max < 1 (got {decl['max']!r}); it is uniform in "
+            "log(1 - value), e.g. spaces.reverse_log(0.9, 0.999)"
         )
     return scale, lo, hi
 

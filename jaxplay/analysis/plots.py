@@ -170,6 +170,12 @@ def _setup_x(ax, p: Hyperparameter, categories: list | None) -> None:
         ax.set_xscale("log")  # matplotlib's log axis labels ticks in scientific notation (10^-3)
         pad = (p.max / p.min) ** 0.04
         ax.set_xlim(p.min / pad, p.max * pad)
+    elif p.scale == "reverse_log":  # even steps in log(1 - value): 0.9, 0.99, 0.999
+        warp, unwarp = np.vectorize(p.warp, otypes=[float]), np.vectorize(p.unwarp, otypes=[float])
+        ax.set_xscale("function", functions=(warp, unwarp))
+        lo, hi = p.warp(p.min), p.warp(p.max)
+        pad = 0.04 * (hi - lo)
+        ax.set_xlim(p.unwarp(lo - pad), p.unwarp(hi + pad))
     else:
         pad = 0.04 * (p.max - p.min)
         ax.set_xlim(p.min - pad, p.max + pad)
@@ -247,13 +253,12 @@ def isolation_groups(study: StudyData, path: str, buckets: int = 8) -> list[dict
     else:
         if buckets < 1:
             raise ValueError(f"buckets: must be >= 1 (got {buckets})")
-        scale = np.log if p.scale == "log" else (lambda v: np.asarray(v, dtype=float))
-        lo, hi = float(scale(p.min)), float(scale(p.max))
-        unit = [float(scale(t.params[path])) for t in trials]
+        lo, hi = p.warp(p.min), p.warp(p.max)
+        unit = [p.warp(t.params[path]) for t in trials]
         which = [min(max(int((u - lo) / (hi - lo) * buckets), 0), buckets - 1) for u in unit]
         members = [[t for t, b in zip(trials, which) if b == i] for i in range(buckets)]
         grid = np.linspace(lo, hi, buckets + 1)
-        edges = np.exp(grid) if p.scale == "log" else grid
+        edges = np.array([p.unwarp(g) for g in grid])
         labels = [
             f"{short_label(float(a))}-{short_label(float(b))}"
             for a, b in zip(edges[:-1], edges[1:])
@@ -277,7 +282,7 @@ def isolation_groups(study: StudyData, path: str, buckets: int = 8) -> list[dict
 
 def _centre(p: Hyperparameter, edges: tuple[float, float]) -> float:
     """The middle of a bucket on the parameter's scale."""
-    return float(np.sqrt(edges[0] * edges[1]) if p.scale == "log" else np.mean(edges))
+    return float(p.unwarp((p.warp(edges[0]) + p.warp(edges[1])) / 2))
 
 
 def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:

@@ -46,6 +46,10 @@ class TPEDesigner:
 
     def _distribution(self, p):
         d = self.optuna.distributions
+        if p.space == "float" and p.scale == "reverse_log":
+            # Optuna has no such scale: it samples the axis the scale is uniform on,
+            # -log(1 - value), and _plain maps the point back.
+            return d.FloatDistribution(p.warp(p.min), p.warp(p.max))
         if p.space == "float":
             return d.FloatDistribution(p.min, p.max, log=p.scale == "log")
         if p.space == "int":
@@ -65,7 +69,7 @@ class TPEDesigner:
         for trial in history:
             if self.space.to_unit(trial["params"]) is None:
                 continue  # outside the space (a parent's trial before a refinement)
-            params = {p: trial["params"][p] for p in self.distributions}
+            params = {p.path: self._to_optuna(p, trial["params"][p.path]) for p in self.space}
             value = trial.get("value")
             if trial["status"] == "completed" and value is not None and math.isfinite(value):
                 frozen = optuna.trial.create_trial(
@@ -88,7 +92,14 @@ class TPEDesigner:
         out = {}
         for p in self.space:
             value = params[p.path]
+            if p.space == "float" and p.scale == "reverse_log":
+                value = float(min(max(p.unwarp(value), p.min), p.max))
             out[p.path] = (
                 float(value) if p.space == "float" else int(value) if p.space == "int" else value
             )
         return out
+
+    @staticmethod
+    def _to_optuna(p, value):
+        """A trial's value on the axis optuna samples it on (see _distribution)."""
+        return p.warp(value) if p.space == "float" and p.scale == "reverse_log" else value

@@ -116,9 +116,13 @@ def _widened(p: spaces.Hyperparameter, end: str, bounds=None):
     stays in [0, 1], and approaches 1 by halving the distance to it; and the field's own range
     (`bounds`, a jaxplay.spec.sections.Range) holds: an end it excludes is approached the same
     way, one it includes is reached."""
-    if p.scale == "log":
-        factor = (p.max / p.min) ** WIDEN
-        lo, hi = (p.min / factor, p.max) if end == "lower" else (p.min, p.max * factor)
+    if p.scale in ("log", "reverse_log"):
+        # WIDEN of the range on the axis its scale is uniform on (log(value), log(1 - value)):
+        # a log range stays positive, a reverse_log one below 1.
+        lo, hi = p.warp(p.min), p.warp(p.max)
+        width = WIDEN * (hi - lo)
+        lo, hi = (lo - width, hi) if end == "lower" else (lo, hi + width)
+        lo, hi = p.unwarp(lo), p.unwarp(hi)
     else:
         width = WIDEN * (p.max - p.min)
         lo, hi = (p.min - width, p.max) if end == "lower" else (p.min, p.max + width)
