@@ -327,3 +327,32 @@ def test_axis_plot_draws_a_trial_that_never_trained_as_infeasible():
         len(_collection(fig, "Feasible").get_offsets()) == 1
         and len(_collection(fig, "Top 3").get_offsets()) == 3
     )
+
+
+def test_sampling_density_only_for_a_search_of_enough_trials():
+    search = {"optimizer": {"learning_rate": spaces.log(1e-4, 1e-1)}}
+
+    def study(n):
+        trials = [
+            {"params": {"optimizer.learning_rate": 10 ** (-4 + 3 * i / n)},
+             "curves": {"val/error": [(100, 0.5 - 0.01 * i), (1000, 0.4 - 0.01 * i)]}}
+            for i in range(n)
+        ]  # fmt: skip
+        return constructed_study(search, trials)
+
+    sections = lambda s: {name for name, _, _ in plots.figures(s)}  # noqa: E731
+    assert "Sampling density" not in sections(study(3))  # a promoted study's few trials
+    assert "Sampling density" not in sections(study(plots.SAMPLING_MIN_TRIALS - 1))
+    assert "Sampling density" in sections(study(plots.SAMPLING_MIN_TRIALS))
+    fixed = constructed_study({}, [{"params": {}, "curves": {"val/error": [(100, 0.5)]}}] * 9)
+    assert "Sampling density" not in sections(fixed)  # nothing searched: nothing to sample
+
+
+def test_a_curve_label_has_no_bare_colon_when_nothing_was_searched():
+    study = constructed_study(
+        {}, [{"params": {}, "curves": {"val/error": [(100, 0.5), (1000, 0.4)]}}]
+    )
+    fig = next(f for name, _, f in plots.figures(study) if name == "Training curves")
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    labels = [t.get_text() for legend in legends for t in legend.texts]
+    assert labels and not any(label.rstrip().endswith(":") for label in labels), labels

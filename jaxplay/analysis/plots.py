@@ -349,6 +349,10 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
 # Every plot of a study.
 
 
+# The fewest finished trials of a search whose sampling density (best of k) is drawn.
+SAMPLING_MIN_TRIALS = 8
+
+
 def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
     """(section, caption, figure) for every plot of the study that has data to show."""
     objective = study.objective
@@ -387,15 +391,18 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
             lambda: curves_plot(study),
         )
     )
-    plots.append(
-        (
-            "Sampling density",
-            f"Best {objective} that studies of k trials drawn from this one would have found. Wide "
-            "boxes at the full budget mean a luckier or unluckier study would have concluded "
-            "differently: run more trials before trusting small differences.",
-            lambda: best_of_k_plot(study),
+    # Studies of k trials drawn from this one say something only of a search of several trials:
+    # not of a promoted or rerun study's few fixed configurations.
+    if len(study.space) and len(study.finished) >= SAMPLING_MIN_TRIALS:
+        plots.append(
+            (
+                "Sampling density",
+                f"Best {objective} that studies of k trials drawn from this one would have "
+                "found. Wide boxes at the full budget mean a luckier or unluckier study would "
+                "have concluded differently: run more trials before trusting small differences.",
+                lambda: best_of_k_plot(study),
+            )
         )
-    )
     out = []
     for section, caption, draw in plots:
         try:

@@ -136,7 +136,7 @@ def curves_plot(study: StudyData, top: int = 3) -> Figure:
                 color=color,
                 lw=2,
                 zorder=3,
-                label=safe_text(f"trial {t.index} ({t.best_value:.4g}): {brief_params(study, t)}"),
+                label=safe_text(_curve_label(study, t)),
             )
             if metric == study.objective and t.best_step is not None:
                 ax.plot(
@@ -202,6 +202,12 @@ def default_ks(n: int) -> list[int]:
     if n <= 20:
         return list(range(1, n + 1))
     return sorted({int(round(k)) for k in np.geomspace(1, n, 15)} | {n})
+
+
+def _curve_label(study, t) -> str:
+    """'trial 3 (0.2810): lr=0.003', without the colon when nothing was searched."""
+    values = brief_params(study, t)
+    return f"trial {t.index} ({t.best_value:.4g})" + (f": {values}" if values else "")
 
 
 def best_of_k(
