@@ -202,7 +202,12 @@ class Hyperparameter:
             raise ValueError(f"{self.path}: a grid needs at least 2 points per number (got {n})")
         if self.space == "int" and self.max - self.min + 1 <= n:
             return list(range(self.min, self.max + 1))
-        points = [self.unwarp(t) for t in np.linspace(self.warp(self.min), self.warp(self.max), n)]
+        if self.scale == "reverse_log":
+            ends = np.linspace(self.warp(self.min), self.warp(self.max), n)
+            points = [self.unwarp(t) for t in ends]
+        else:  # the same points as ever (a grid study's recorded trials must stay its trials)
+            spaced = np.geomspace if self.scale == "log" else np.linspace
+            points = spaced(self.min, self.max, n)
         if self.space == "float":
             return [float(p) for p in points]
         return sorted({int(round(p)) for p in points})
@@ -357,7 +362,10 @@ def _parse_range(where, space, decl):
         raise ConfigError(f"{where}: scale is missing; set scale='linear' or scale='log'")
     if scale not in SCALES or (space, scale) not in _CONSTRUCTORS:
         known = "'linear', 'log' or 'reverse_log'" if space == "float" else "'linear' or 'log'"
-        raise ConfigError(f"{where}: unknown scale {scale!r} for a {space} space; use {known}")
+        article = "an" if space == "int" else "a"
+        raise ConfigError(
+            f"{where}: unknown scale {scale!r} for {article} {space} space; use {known}"
+        )
     example = f"spaces.{_CONSTRUCTORS[space, scale]}(min, max)"
     bounds = {}
     for name in ("min", "max"):

@@ -12,6 +12,7 @@ from jaxplay import spaces
 from jaxplay.analysis import diagnostics
 from jaxplay.analysis.diagnostics import CHECKS, diagnose
 from jaxplay.analysis.study import TrialData
+from jaxplay.values import fmt
 
 STEPS, EVERY = 1000, 100
 LR, B1 = "optimizer.learning_rate", "optimizer.b1"
@@ -727,3 +728,30 @@ def test_adam_budget_of_an_exploit_study_counts_its_parents_trials():
     study.record["config"]["study"] = {"parent": {"study": "round-1", "action": "exploit"}}
     study.family = [{"name": "round-1", "trials": [{}] * 12}]
     assert found(study, "adam_budget") == []  # 8 + the 12 that seed the GP
+
+
+def test_clipping_action_raises_the_clip_of_the_trial_that_clipped_above_its_value():
+    """The GRU study's false advice: 'raise train.grad_clip_norm ... e.g. 0.4388' with a clip of
+    1.0, taken from a slow trial that never clipped. The numbers now come from the trial that
+    clipped and point up."""
+    heavy = _clipped({LR: lr(0.5)}, [0.9, 0.95, 0.9], norms=(1.5, 2.5, 3.5, 2.0, 3.0))
+    calm = _clipped({LR: lr(0.2)}, [0.0, 0.0, 0.0], norms=(0.3, 0.4, 0.45))
+    study = constructed_study(LR_SPACE, [calm, heavy], fixed={"train": {"steps": 1000,
+                              "eval_every": 100, "grad_clip_norm": 1.0}})  # fmt: skip
+    [finding] = found(study, "clipping")
+    p90 = float(np.percentile([1.5, 2.5, 3.5, 2.0, 3.0], 90))
+    assert f"raise train.grad_clip_norm from 1 to about {fmt(p90)}" in finding.action
+    assert f"of trial {finding.trials[0]}'s gradient norm" in finding.action and p90 > 1.0
+
+
+def test_late_variance_never_judges_the_start_of_a_short_run_or_a_steady_fall():
+    """The README workload's 4 evaluations (0.274, 0.0224, 0.0145, 0.0136) were called 'noise
+    102% of the level' late in training: the window reached back to step 0."""
+    curve = [(0, 0.274), (100, 0.0224), (200, 0.0145), (300, 0.0136)]
+    short = trial({LR: 3e-3}, val=curve, train=[(s, 1.0 - v) for s, v in curve])
+    study = constructed_study(LR_SPACE, [short], steps=300)
+    assert found(study, "late_variance") == []
+    # A steady fall late in a long run is no noise either, however steep.
+    falling = [(100 * i, 0.5 * 0.8**i) for i in range(21)]
+    steady = trial({LR: 3e-3}, val=falling, train=[(s, 2 * v) for s, v in falling])
+    assert found(constructed_study(LR_SPACE, [steady], steps=2000), "late_variance") == []

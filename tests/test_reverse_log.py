@@ -40,7 +40,7 @@ def test_equal_mass_per_decade_of_one_minus_the_value():
     [
         (spaces.reverse_log(0.9, 1.0), "reverse_log scale needs max < 1 (got 1.0)"),
         ({"space": "int", "scale": "reverse_log", "min": 1, "max": 3},
-         "unknown scale 'reverse_log' for a int space; use 'linear' or 'log'"),
+         "unknown scale 'reverse_log' for an int space; use 'linear' or 'log'"),
     ],
 )  # fmt: skip
 def test_bad_reverse_log_declarations_are_named(decl, message):

@@ -160,7 +160,7 @@ LR = "search.optimizer.learning_rate"
         ),
         (
             {"space": "float", "scale": "lg", "min": 0.1, "max": 1.0},
-            [f"{LR}: unknown scale 'lg'; use 'linear' or 'log'"],
+            [f"{LR}: unknown scale 'lg' for a float space; use 'linear', 'log' or 'reverse_log'"],
         ),
         (
             {"space": "float", "min": 0.1, "max": 1.0},

@@ -43,6 +43,8 @@ def position(p: spaces.Hyperparameter, value) -> float | None:
         return p.values.index(value) / (len(p.values) - 1)
     if p.space not in ("float", "int") or not is_number(value) or not p.max > p.min:
         return None
+    if p.scale == "log":  # as a ratio: exact at the values value_at gives
+        return math.log(value / p.min) / math.log(p.max / p.min) if value > 0 else None
     t = p.warp(value)  # the axis its scale is uniform on
     if math.isinf(t):
         return None
@@ -53,6 +55,8 @@ def value_at(p: spaces.Hyperparameter, u: float):
     """The value of p at position u of its range (the inverse of position)."""
     if p.space == "discrete":
         return p.values[round(u * (len(p.values) - 1))]
+    if p.scale == "log":
+        return p.min * (p.max / p.min) ** u
     lo, hi = p.warp(p.min), p.warp(p.max)
     return p.unwarp(lo + u * (hi - lo))
 

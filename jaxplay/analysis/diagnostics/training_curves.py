@@ -45,6 +45,9 @@ REGULARIZERS = (
 # at least 4 evals so that the noise estimate rests on 3 eval-to-eval changes.
 LATE_FRACTION = 0.25
 LATE_MIN_POINTS = 4
+# The late window must lie in the second half of training: with few evaluations the "last 4" would
+# reach back to the start (step 0, the untrained model), where a curve falls fastest.
+LATE_START = 0.5
 # Late noise is high when the eval-to-eval noise exceeds 10% of the objective's level: at that size
 # two trials 10% apart can swap ranks depending on which eval they stopped on.
 LATE_NOISE_RELATIVE = 0.1
@@ -137,10 +140,17 @@ def check_late_variance(study: StudyData) -> list[Finding]:
     differences / sqrt 2) above LATE_NOISE_RELATIVE of the level (see _level)."""
     noisy = []
     for t in study.feasible[:TOP_K]:
-        _, values = finite(t, study.objective)
+        steps, values = finite(t, study.objective)
+        steps, values = steps[steps > 0], values[steps > 0]  # step 0 is never late
+        length = _length(study, t)
         if len(values) < LATE_MIN_POINTS:
             continue
-        tail = values[-_late_count(len(values)) :]
+        k = _late_count(len(values))
+        if length and steps[-k] < LATE_START * length:
+            continue  # too few evaluations for a window late in training
+        tail = values[-k:]
+        if (np.diff(tail) <= 0).all() or (np.diff(tail) >= 0).all():
+            continue  # a steady trend, however steep, is no eval-to-eval noise
         noise, level = _noise(tail), _level(study, tail)
         if level > 0 and noise > LATE_NOISE_RELATIVE * level:
             noisy.append((t, noise, level, len(tail)))

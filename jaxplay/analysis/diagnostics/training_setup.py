@@ -126,11 +126,31 @@ def check_clipping(study: StudyData) -> list[Finding]:
             "warning",
             f"Gradient clipping cuts {worst:.0%} of the updates",
             detail,
-            "lower the learning rate instead, or raise train.grad_clip_norm to just above the "
-            f"typical gradient norm{clip_hint(study)}",
+            "lower the learning rate instead, or raise train.grad_clip_norm "
+            + _raise_clip(study, trial),
             tuple(t.index for _, t in heavy),
         )
     ]
+
+
+def _raise_clip(study: StudyData, t: TrialData) -> str:
+    """How far to raise the clip of trial `t`, the one that clipped most: to its own
+    CLIP_PERCENTILE gradient norm, which lies above its clip when most updates were cut."""
+    threshold, current = clip_threshold(t), _clip_norm(study, t)
+    if threshold is None or current is None or not threshold > current:
+        return "to just above the typical gradient norm"
+    return (
+        f"from {fmt(current)} to about {fmt(threshold)} (the {CLIP_PERCENTILE}th percentile of "
+        f"trial {t.index}'s gradient norm)"
+    )
+
+
+def _clip_norm(study: StudyData, t: TrialData) -> float | None:
+    """The trial's train.grad_clip_norm: its own value when searched, else the study's."""
+    value = t.params.get("train.grad_clip_norm")
+    if value is None:
+        value = ((study.record.get("config") or {}).get("train") or {}).get("grad_clip_norm")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def clip_threshold(t: TrialData) -> float | None:
