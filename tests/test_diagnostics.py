@@ -191,11 +191,19 @@ def test_boundary_names_the_lower_edge_of_a_linear_and_the_upper_edge_of_an_int_
     [
         [0.85, 0.92, 0.95, 0.3],  # the best trial is just inside the outer 10%
         [0.95, 0.92],  # only 2 feasible trials so far: too early to tell
-        [0.95, 0.5, 0.4, 0.3],  # only the best trial is at the edge, not a majority of the top 3
     ],
 )
 def test_boundary_is_quiet_when_the_best_trials_are_not_at_an_edge(positions):
     assert found(lr_study(positions), "boundary") == []
+
+
+@pytest.mark.parametrize("best, end", [(0.03, "lower"), (0.97, "upper")])
+def test_the_best_trial_alone_at_either_edge_is_said_as_information(best, end):
+    """A best learning rate at the lower edge went unflagged: only the best trial was there."""
+    [f] = found(lr_study([best, 0.5, 0.4, 0.3]), "boundary")
+    assert f.severity == "info" and f.trials == (0,)
+    assert f.title == f"The best trial sits at the {end} edge of {LR}"
+    assert ("lower min" if end == "lower" else "raise max") in f.action
 
 
 def test_boundary_ignores_discrete_params():

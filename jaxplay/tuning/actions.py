@@ -53,7 +53,7 @@ def _refine(child, parent, opts) -> list[str]:
     edges = {
         (f.param, "lower" if "lower" in f.title else "upper")
         for f in diagnostics.check_boundary(parent)
-        if f.param
+        if f.param and f.severity == "warning"  # a best trial alone at an edge may be chance
     }
     changes = []
     feasible = parent.feasible

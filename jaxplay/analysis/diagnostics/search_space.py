@@ -48,8 +48,9 @@ NO_PROGRESS_FRACTION = 0.9
 def check_boundary(study: StudyData) -> list[Finding]:
     """Best trials near an edge of a float/int range: the best trial and a majority of the top 3
     feasible trials (3 needed) lie in the outer EDGE_FRACTION (10%) of the range on its scale ->
-    widen it that way. When diverged trials concentrate at that same end, the finding says so
-    (item 35)."""
+    widen it that way (a warning). The best trial there alone is said too, as information: by
+    chance it lands at a given edge one time in ten. When diverged trials concentrate at that same
+    end, the finding says so (item 35)."""
     findings = []
     top = study.feasible[:TOP_K]
     if len(top) < TOP_K:
@@ -63,7 +64,10 @@ def check_boundary(study: StudyData) -> list[Finding]:
             continue
         for end in ("lower", "upper"):
             at_edge = [t for t, u in placed if _beyond(u, end, EDGE_FRACTION)]
-            if not _beyond(placed[0][1], end, EDGE_FRACTION) or len(at_edge) <= len(placed) / 2:
+            if not _beyond(placed[0][1], end, EDGE_FRACTION):
+                continue
+            if len(at_edge) <= len(placed) / 2:
+                findings.append(_best_alone_at_edge(study, p, top[0], end))
                 continue
             values = ", ".join(f"trial {t.index} ({fmt(t.params[p.path])})" for t in at_edge)
             bound, verb = (p.min, "lower min") if end == "lower" else (p.max, "raise max")
@@ -100,6 +104,24 @@ def check_boundary(study: StudyData) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _best_alone_at_edge(study: StudyData, p, best: TrialData, end: str) -> Finding:
+    """The best trial in the outer EDGE_FRACTION at `end`, the next best not: worth a look."""
+    bound, verb = (p.min, "lower min") if end == "lower" else (p.max, "raise max")
+    return Finding(
+        "boundary",
+        "info",
+        f"The best trial sits at the {end} edge of {p.path}",
+        f"Trial {best.index}, the best by {study.objective}, has {p.path}="
+        f"{fmt(best.params[p.path])}, in the {end} {EDGE_FRACTION:.0%} of the range "
+        f"[{fmt(p.min)}, {fmt(p.max)}] on its {p.scale} scale; the next best trials are not "
+        "there, so it may be chance (a best trial lands at a given edge one time in ten).",
+        f"consider widening the range {'downward' if end == 'lower' else 'upward'} ({verb}, now "
+        f"{fmt(bound)}); if more of the best trials gather there, the playbook says to",
+        (best.index,),
+        p.path,
+    )
 
 
 def check_infeasible_fraction(study: StudyData) -> list[Finding]:
