@@ -527,9 +527,13 @@ def test_late_variance_is_quiet_for_small_wiggles_and_outside_the_top_3():
 
 
 def test_not_converged_fires_when_every_top_trial_is_best_in_the_last_quarter():
-    study = lr_study([0.5, 0.4, 0.6, 0.3])
-    for t, step in zip(study.trials, (1000, 800, 900, 100)):
-        t.best_step = step
+    study = constructed_study(
+        LR_SPACE,
+        [
+            good({LR: lr(u)}, 0.01 * i, best_at=step)
+            for i, (u, step) in enumerate(((0.5, 1000), (0.4, 800), (0.6, 900), (0.3, 100)))
+        ],
+    )
     [f] = found(study, "not_converged")
     assert (f.severity, f.trials) == ("warning", (0, 1, 2)) and "train longer" in f.action
     assert "trial 1 at step 800 of 1000" in f.detail
@@ -763,3 +767,29 @@ def test_late_variance_never_judges_the_start_of_a_short_run_or_a_steady_fall():
     falling = [(100 * i, 0.5 * 0.8**i) for i in range(21)]
     steady = trial({LR: 3e-3}, val=falling, train=[(s, 2 * v) for s, v in falling])
     assert found(constructed_study(LR_SPACE, [steady], steps=2000), "late_variance") == []
+
+
+def test_not_converged_and_overfitting_need_more_than_the_noise_and_exclude_each_other():
+    """A trial called both overfit and still improving while its error moved by 5-11 examples of
+    500, inside the noise: a late best by a wiggle on a flat curve is neither."""
+    wiggle = [0.30, 0.312, 0.298, 0.31, 0.296, 0.308, 0.294]  # +-6 examples of 500, flat
+    flat = [(0, 0.9), (100, 0.5), (200, 0.35), (300, 0.31)] + [
+        (400 + 100 * i, v) for i, v in enumerate(wiggle)
+    ]
+    trials = [trial({LR: lr(u)}, val=flat, train=decay(2.3, 0.05)) for u in (0.5, 0.4, 0.6)]
+    study = constructed_study(LR_SPACE, trials)
+    assert found(study, "not_converged") == []  # its late best (step 1000) is a wiggle
+    # A trial that rises clearly after its best is overfit, and then not "still improving".
+    rising = [(0, 0.9), (100, 0.4), (200, 0.3), (300, 0.25), (400, 0.2), (500, 0.15),
+              (600, 0.1), (700, 0.1), (800, 0.16), (900, 0.2), (1000, 0.24)]  # fmt: skip
+    t = trial({LR: lr(0.5)}, val=rising, train=decay(2.3, 0.05))
+    study = constructed_study(LR_SPACE, [t, good({LR: lr(0.4)}, 0.2), good({LR: lr(0.3)}, 0.3)])
+    assert [f.severity for f in found(study, "overfitting")] == ["warning"]
+    assert found(study, "not_converged") == []
+
+
+def test_a_trial_that_never_trained_is_not_called_overfit():
+    stuck = [(0, 2.30), (100, 2.29), (200, 2.31), (300, 2.30), (400, 2.30), (500, 2.31)]
+    val = [(0, 0.9), (100, 0.88), (200, 0.9), (300, 0.91), (400, 0.92), (500, 0.93)]
+    study = constructed_study(LR_SPACE, [trial({LR: lr(0.9)}, val=val, train=stuck)], steps=500)
+    assert found(study, "overfitting") == []

@@ -17,6 +17,7 @@ from jaxplay.analysis.diagnostics.common import (
     trial_list,
     value_at,
 )
+from jaxplay.analysis.diagnostics.search_space import never_trained
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.values import fmt
 
@@ -55,6 +56,10 @@ LATE_NOISE_RELATIVE = 0.1
 # => too many steps; consistently in the last 25% => train longer and retune the decay schedule.
 SATURATED_FRACTION = 0.1
 NOT_CONVERGED_FRACTION = 0.75
+# "Still improving" also needs the improvement over the last 25% (best value against the value
+# when that stretch began) to exceed twice the eval-to-eval noise of the late evaluations: a best
+# step that lands late by a noise wiggle on a flat curve is no sign of more to gain.
+NOT_CONVERGED_NOISE_MULTIPLE = 2.0
 # Training loss "rising": every eval in the last 25% of training lies above the curve's minimum by
 # more than 10% of that minimum and 10% of the total decrease from the first eval, so a late wiggle
 # or a spike the run recovered from does not count.
@@ -182,7 +187,7 @@ def check_not_converged(study: StudyData) -> list[Finding]:
     """Still improving at the end: every one of the top 3 trials has its best step in the last 25%
     of train.steps (at or after NOT_CONVERGED_FRACTION) -> more steps or a retuned schedule."""
     top = [t for t in study.feasible[:TOP_K] if t.best_step is not None and _length(study, t)]
-    late = [t for t in top if t.best_step >= NOT_CONVERGED_FRACTION * _length(study, t)]
+    late = [t for t in top if _still_improving(study, t)]
     if not top or len(late) < len(top):
         return []
     return [
@@ -267,11 +272,29 @@ def check_train_loss_rising(study: StudyData) -> list[Finding]:
     ]
 
 
-def _overfit(study: StudyData, t: TrialData) -> str | None:
-    """How a trial overfits, in words, or None when it does not (rule in check_overfitting)."""
+def _still_improving(study: StudyData, t: TrialData) -> bool:
+    """Best step in the last 25% of training, by more than the noise (NOT_CONVERGED_*), and not
+    rising again after it (an overfitting trial is not still improving)."""
+    length = _length(study, t)
+    if t.best_step is None or not length or t.best_step < NOT_CONVERGED_FRACTION * length:
+        return False
+    if _overfit(study, t):
+        return False
     steps, values = finite(t, study.objective)
     sign = 1 if study.mode == "min" else -1
-    if len(values) < OVERFIT_MIN_AFTER + 1:
+    before = values[steps <= NOT_CONVERGED_FRACTION * length]
+    if not len(before):
+        return True
+    gain = sign * (float(before[-1]) - float(np.min(sign * values) * sign))
+    return gain > NOT_CONVERGED_NOISE_MULTIPLE * _noise(values[-_late_count(len(values)) :])
+
+
+def _overfit(study: StudyData, t: TrialData) -> str | None:
+    """How a trial overfits, in words, or None when it does not (rule in check_overfitting). A
+    trial that never trained (search_space.never_trained) does not overfit: it never fit."""
+    steps, values = finite(t, study.objective)
+    sign = 1 if study.mode == "min" else -1
+    if len(values) < OVERFIT_MIN_AFTER + 1 or never_trained(t):
         return None
     b = int(np.argmin(sign * values))
     after = values[b + 1 :]
