@@ -793,3 +793,25 @@ def test_a_trial_that_never_trained_is_not_called_overfit():
     val = [(0, 0.9), (100, 0.88), (200, 0.9), (300, 0.91), (400, 0.92), (500, 0.93)]
     study = constructed_study(LR_SPACE, [trial({LR: lr(0.9)}, val=val, train=stuck)], steps=500)
     assert found(study, "overfitting") == []
+
+
+def test_a_trial_that_never_trained_has_one_status_in_every_view():
+    """Tables said 'completed' with no problem, the diagnostics '50% infeasible (never trained)'
+    and the plots drew red crosses: one status now, with why."""
+    import json
+
+    from jaxplay import analysis
+    from jaxplay.analysis import record as record_lib
+
+    stuck = trial({LR: lr(0.95)}, val=[(s, 0.9) for s in range(0, 1001, 100)],
+                  train=[(s, 2.3 - 1e-5 * s) for s in range(0, 1001, 100)])  # fmt: skip
+    study = constructed_study(LR_SPACE, [good({LR: lr(0.5)}), good({LR: lr(0.3)}, 0.1), stuck])
+    [t] = [t for t in study.trials if t.index == 2]
+    assert t.status == "infeasible" and t.error.startswith("never trained: train/loss stayed")
+    shown = record_lib.format_record(study.record)
+    assert "2 completed, 1 infeasible" in shown and "trial 2 infeasible: never trained" in shown
+    exported = {r["trial"]: r for r in json.loads(analysis.export(study, "json"))["trials"]}
+    assert exported[2]["status"] == "infeasible"
+    [f] = found(study, "infeasible_fraction")
+    assert "1 never trained (trial 2" in f.detail and "diverged" not in f.detail
+    assert found(study, "overfitting") == []

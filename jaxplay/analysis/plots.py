@@ -18,7 +18,6 @@ import textwrap
 import numpy as np
 from matplotlib.figure import Figure
 
-from jaxplay.analysis import diagnostics
 from jaxplay.analysis.plots_curves import (
     MAX_LABEL,
     TOP_COLORS,
@@ -201,9 +200,9 @@ def axis_plot(study: StudyData, path: str) -> Figure:
     cap = infeasible_cap(study)
     trials = [t for t in study.finished if p.path in t.params]
     categories = _categories(p, trials) if p.space in ("discrete", "categorical") else None
-    # A completed trial that never trained is infeasible too (the diagnostics say so): a red x.
-    feasible = {t.index for t in study.feasible if not diagnostics.never_trained(t)}
-    top = [t for t in study.feasible if t.index in feasible][:3]
+    # A completed trial that never trained is infeasible too (jaxplay.analysis.study): a red x.
+    feasible = {t.index for t in study.feasible}
+    top = study.feasible[:3]
     top_ids = {t.index for t in top}
     fig = new_figure()
     ax = fig.add_subplot()

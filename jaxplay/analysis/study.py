@@ -17,6 +17,14 @@ from jaxplay import config as config_lib
 from jaxplay import spaces
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
+from jaxplay.values import fmt
+
+# The playbook's infeasible trials include those that "get really bad loss values" (item 33), not
+# only NaNs: a completed trial whose training loss never fell below 90% of its step-0 value did not
+# train at all (e.g. Adam at a learning rate so high that it sits at chance level without a NaN).
+# Every view of the study (tables, JSON, plots, diagnostics) shows it as infeasible, with why.
+NO_PROGRESS_FRACTION = 0.9
+TRAIN_LOSS_METRICS = ("train/loss", "train/batch_loss")
 
 
 @dataclasses.dataclass
@@ -31,6 +39,7 @@ class TrialData:
     steps_run: int | None = None
     error: str | None = None
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=dict)
+    untrained: bool = False  # completed, but it never trained: shown as infeasible (see above)
 
     @property
     def feasible(self) -> bool:
@@ -148,7 +157,37 @@ class StudyData:
                     curves=arrays,
                 )
             )
+        for t in trials:
+            _mark_untrained(t, record)
         return cls(record=record, space=space, fixed=fixed, trials=trials)
+
+
+def _mark_untrained(t: TrialData, record: dict) -> None:
+    """A completed trial whose training loss never fell below NO_PROGRESS_FRACTION of its step-0
+    value becomes infeasible in this view, its record's entry too (so show, --json and the report
+    agree with the tables, plots and diagnostics); the store keeps what the trainer recorded."""
+    if t.status != "completed":
+        return
+    for name in TRAIN_LOSS_METRICS:
+        steps, values = t.curve(name)
+        keep = ~np.isnan(values)
+        steps, values = steps[keep], values[keep]
+        if len(values):
+            break
+    if len(values) < 2 or steps[0] != 0 or values[1:].min() < NO_PROGRESS_FRACTION * values[0]:
+        return
+    t.status, t.untrained = "infeasible", True
+    t.error = (
+        f"never trained: {name} stayed above {NO_PROGRESS_FRACTION:.0%} of its step-0 value "
+        f"{fmt(float(values[0]))} (lowest {fmt(float(values[1:].min()))})"
+    )
+    for entry in record.get("trials", []):
+        if entry["index"] == t.index and entry["status"] == "completed":
+            entry.update(status="infeasible", error=t.error)
+            counts = record.get("status_counts")
+            if counts:
+                counts["completed"] -= 1
+                counts["infeasible"] = counts.get("infeasible", 0) + 1
 
 
 def load(

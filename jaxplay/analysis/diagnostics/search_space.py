@@ -11,13 +11,12 @@ from jaxplay.analysis.diagnostics.common import (
     TOP_K,
     Finding,
     position,
-    train_loss,
     trial_list,
     value_at,
 )
 from jaxplay.analysis.diagnostics.training_setup import clip_hint
 from jaxplay.analysis.record import error_summary
-from jaxplay.analysis.study import StudyData, TrialData
+from jaxplay.analysis.study import NO_PROGRESS_FRACTION, StudyData, TrialData
 from jaxplay.values import fmt
 
 # "Near a boundary" = in the outer 10% of the range on the hyperparameter's own scale (log scale for
@@ -39,10 +38,6 @@ ADJACENT_MAX_GAP = 0.2
 # A wide learning-rate range routinely loses a third of its trials to divergence (the playbook's
 # "good" search space in Fig 1 does), so only "a very large fraction" (more than half) is a warning.
 INFEASIBLE_WARNING_FRACTION = 0.5
-# The playbook's infeasible trials include those that "get really bad loss values" (item 33), not
-# only NaNs: a completed trial whose training loss never fell below 90% of its step-0 value did not
-# train at all (e.g. Adam at a learning rate so high that it sits at chance level without a NaN).
-NO_PROGRESS_FRACTION = 0.9
 
 
 def check_boundary(study: StudyData) -> list[Finding]:
@@ -128,12 +123,12 @@ def check_infeasible_fraction(study: StudyData) -> list[Finding]:
     """Share of finished trials that are infeasible (diverged, crashed, or completed without
     training: NO_PROGRESS_FRACTION): info when any, warning when more than
     INFEASIBLE_WARNING_FRACTION (half) -> adjust the search space, look for bugs."""
-    untrained = [t for t in study.trials if never_trained(t)]
-    finished, bad = study.finished, study.infeasible + untrained
+    finished, bad = study.finished, study.infeasible
     if not finished or not bad:
         return []
+    untrained = [t for t in bad if never_trained(t)]
     fraction = len(bad) / len(finished)
-    diverged = [t for t in bad if t.status == "infeasible"]
+    diverged = [t for t in bad if t.status == "infeasible" and not never_trained(t)]
     crashed = [t for t in bad if t.status == "failed"]
     parts = []
     if diverged:
@@ -244,14 +239,9 @@ def check_infeasible_at_edge(study: StudyData) -> list[Finding]:
 
 
 def never_trained(t: TrialData) -> bool:
-    """Infeasible though completed: a trial whose training loss never fell below
-    NO_PROGRESS_FRACTION of its step-0 value."""
-    if t.status != "completed":
-        return False
-    _, steps, values = train_loss(t)
-    return (
-        len(values) >= 2 and steps[0] == 0 and values[1:].min() >= NO_PROGRESS_FRACTION * values[0]
-    )
+    """Completed without training: its training loss never fell below NO_PROGRESS_FRACTION of its
+    step-0 value, so every view shows it as infeasible (jaxplay.analysis.study)."""
+    return t.untrained
 
 
 def _beyond(u: float, end: str, fraction: float) -> bool:
