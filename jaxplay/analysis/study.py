@@ -24,6 +24,7 @@ from jaxplay.values import fmt
 # train at all (e.g. Adam at a learning rate so high that it sits at chance level without a NaN).
 # Every view of the study (tables, JSON, plots, diagnostics) shows it as infeasible, with why.
 NO_PROGRESS_FRACTION = 0.9
+# The training-loss metrics a trial may log, in the order TrialData.train_loss looks for them.
 TRAIN_LOSS_METRICS = ("train/loss", "train/batch_loss")
 
 
@@ -53,6 +54,20 @@ class TrialData:
     def curve(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of a metric; empty arrays when the trial never logged it."""
         return self.curves.get(name, (np.zeros(0, int), np.zeros(0)))
+
+    def finite(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """A metric's (steps, values) without its missing (NaN) or infinite points."""
+        steps, values = self.curve(name)
+        keep = np.isfinite(values)
+        return steps[keep], values[keep]
+
+    def train_loss(self) -> tuple[str, np.ndarray, np.ndarray]:
+        """(name, steps, values) of the training loss: train/loss, else train/batch_loss (may be
+        empty)."""
+        name = next(
+            (m for m in TRAIN_LOSS_METRICS if len(self.finite(m)[1])), TRAIN_LOSS_METRICS[0]
+        )
+        return (name, *self.finite(name))
 
 
 @dataclasses.dataclass
@@ -168,12 +183,7 @@ def _mark_untrained(t: TrialData, record: dict) -> None:
     agree with the tables, plots and diagnostics); the store keeps what the trainer recorded."""
     if t.status != "completed":
         return
-    for name in TRAIN_LOSS_METRICS:
-        steps, values = t.curve(name)
-        keep = ~np.isnan(values)
-        steps, values = steps[keep], values[keep]
-        if len(values):
-            break
+    name, steps, values = t.train_loss()
     if len(values) < 2 or steps[0] != 0 or values[1:].min() < NO_PROGRESS_FRACTION * values[0]:
         return
     t.status, t.untrained = "infeasible", True

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from jaxplay.analysis.diagnostics.common import TOP_K, TRAIN_LOSS_METRICS, Finding
+from jaxplay.analysis.diagnostics.common import TOP_K, Finding
 from jaxplay.analysis.diagnostics.search_space import (
     ADJACENT_MAX_GAP,
     CONCENTRATION_QUANTILE,
@@ -62,7 +62,7 @@ from jaxplay.analysis.diagnostics.training_setup import (
     check_input_bound,
     clip_threshold,
 )
-from jaxplay.analysis.study import StudyData
+from jaxplay.analysis.study import TRAIN_LOSS_METRICS, StudyData
 
 # Every check, by name, in the order diagnose() runs them (and lists findings of equal severity).
 REGISTRY: dict[str, Callable[[StudyData], list[Finding]]] = {

@@ -17,8 +17,6 @@ from jaxplay.analysis.study import TrialData
 # boundary check waits for 3 feasible trials: with fewer, a study that has just started would be
 # flagged whenever its first trial happened to land near an edge.
 TOP_K = 3
-# The training-loss metrics a trial may log, in the order train_loss looks for them.
-TRAIN_LOSS_METRICS = ("train/loss", "train/batch_loss")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,17 +64,13 @@ def is_number(x) -> bool:
 
 
 def finite(t: TrialData, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A metric's (steps, values) without its missing (NaN) or infinite points."""
-    steps, values = t.curve(name)
-    keep = np.isfinite(values)
-    return steps[keep], values[keep]
+    """A metric's (steps, values) without its missing or infinite points (TrialData.finite)."""
+    return t.finite(name)
 
 
 def train_loss(t: TrialData) -> tuple[str, np.ndarray, np.ndarray]:
-    """(name, steps, values) of the trial's training loss: train/loss, else train/batch_loss (may be
-    empty)."""
-    name = next((m for m in TRAIN_LOSS_METRICS if len(finite(t, m)[1])), TRAIN_LOSS_METRICS[0])
-    return (name, *finite(t, name))
+    """The trial's training loss as (name, steps, values) (TrialData.train_loss)."""
+    return t.train_loss()
 
 
 def trial_list(trials: list[TrialData]) -> str:
