@@ -139,3 +139,16 @@ def constructed_study(
         "trials": records,
     }
     return StudyData.from_record(record, curves)
+
+
+def write_study_file(path, config) -> str:
+    """Writes `config` (a ConfigDict) as a study file at `path`; returns the path as a string,
+    for `--config`."""
+    import pathlib
+
+    path = pathlib.Path(path)
+    path.write_text(
+        "import ml_collections\n"
+        f"def get_config(arg=None):\n    return ml_collections.ConfigDict({config.to_dict()!r})\n"
+    )
+    return str(path)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from factories import float_only_study, tiny_config
+from factories import float_only_study, tiny_config, write_study_file
 from jaxplay import driver, spaces, spec, sweep, values
 from jaxplay.errors import ConfigError
 from jaxplay.store import Store
@@ -159,7 +159,8 @@ def test_a_trial_too_big_for_the_device_fails_with_the_sizes_and_the_study_goes_
         return period
 
     monkeypatch.setattr(step_lib, "period_fn", period_fn)
-    argv = ["--config", _study_file(tmp_path, c), "--workdir", str(tmp_path / "w"),
+    study_file = write_study_file(tmp_path / "study.py", c)
+    argv = ["--config", study_file, "--workdir", str(tmp_path / "w"),
             "--executor", "batched", "--report=false"]  # fmt: skip
     assert sweep.main(argv) == 1  # done, but a trial needs attention
     out = capsys.readouterr().out
@@ -177,15 +178,6 @@ def test_a_trial_too_big_for_the_device_fails_with_the_sizes_and_the_study_goes_
     assert "FAILED" in out and "--retry_failed" in out
 
 
-def _study_file(tmp_path, c) -> str:
-    path = tmp_path / "study.py"
-    path.write_text(
-        "import ml_collections\n"
-        f"def get_config(arg=None):\n    return ml_collections.ConfigDict({c.to_dict()!r})\n"
-    )
-    return str(path)
-
-
 GROUP = re.compile(r"^group (\[.*?\]) \(.*?\): (\d+) trial\(s\)")
 
 
@@ -194,7 +186,7 @@ def test_dry_run_writes_nothing_and_its_groups_are_the_sweeps(tmp_path, capsys):
     c.search.model = dict(
         width=spaces.discrete([24, 48], role="scientific"), dropout=spaces.linear(0.0, 0.3)
     )
-    study_file = _study_file(tmp_path, c)
+    study_file = write_study_file(tmp_path / "study.py", c)
     trial = spec.resolve(c).trial({"model.width": 48, "model.dropout": 0.1})
     limit = int(cost.footprint(trial, 2).peak_bytes / cost.MARGIN) + 1
     workdir = tmp_path / "w"

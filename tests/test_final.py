@@ -6,21 +6,12 @@ import types
 
 import pytest
 
-from factories import float_only_study
+from factories import float_only_study, write_study_file
 from jaxplay import analysis, spec, studies, sweep, train
 from jaxplay.analysis import html_report
 from jaxplay.errors import ConfigError
 from jaxplay.store import Store
 from jaxplay.tuning import final
-
-
-def _study_file(folder, c) -> str:
-    path = folder / "study.py"
-    path.write_text(
-        "import ml_collections\n"
-        f"def get_config(arg=None):\n    return ml_collections.ConfigDict({c.to_dict()!r})\n"
-    )
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def finished(tmp_path_factory):
     c = float_only_study(num_trials=3, **{"train.steps": 100})
     c.study.name = "final-test"
     workdir = folder / "w"
-    argv = ["--config", _study_file(folder, c), "--workdir", str(workdir),
+    argv = ["--config", write_study_file(folder / "study.py", c), "--workdir", str(workdir),
             "--executor", "sequential", "--report=false"]  # fmt: skip
     assert sweep.main(argv) == 0
     return folder, workdir, c

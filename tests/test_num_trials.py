@@ -2,7 +2,7 @@
 count that never started leave the study, and lowering past trials that ran is refused before
 anything is recorded; a study so shrunk is a parent lineage accepts."""
 
-from factories import float_only_study
+from factories import float_only_study, write_study_file
 from jaxplay import analysis, sweep
 
 
@@ -14,11 +14,7 @@ def _argv(study_file, workdir, trials, *extra):
 def test_lowering_and_raising_num_trials_on_a_started_study(tmp_path, capsys):
     c = float_only_study(num_trials=6, **{"train.steps": 100})
     c.study.name = "shrink"
-    study_file = tmp_path / "study.py"
-    study_file.write_text(
-        "import ml_collections\n"
-        f"def get_config(arg=None):\n    return ml_collections.ConfigDict({c.to_dict()!r})\n"
-    )
+    study_file = write_study_file(tmp_path / "study.py", c)
     workdir = tmp_path / "w"
     first = _argv(study_file, workdir, 6, "--max_trials", "3")
     assert sweep.main(first) == 0

@@ -12,7 +12,7 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from factories import float_only_study, tiny_config
+from factories import float_only_study, tiny_config, write_study_file
 from jaxplay import cli, driver, spaces, spec, sweep, workloads
 from jaxplay import config as config_lib
 from jaxplay.errors import ConfigError, StoreError
@@ -377,11 +377,7 @@ def test_the_record_keeps_the_git_state_of_the_study_files_own_repository(tmp_pa
     repo = tmp_path / "my-research"
     repo.mkdir()
     c = float_only_study(num_trials=1, **{"train.steps": 100})
-    study_file = repo / "study.py"
-    study_file.write_text(
-        "import ml_collections\n"
-        f"def get_config(arg=None):\n    return ml_collections.ConfigDict({c.to_dict()!r})\n"
-    )
+    study_file = write_study_file(repo / "study.py", c)
     git = ["git", "-C", str(repo), "-c", "user.email=r@example.org", "-c", "user.name=r"]
     for command in (["init", "-q"], ["add", "study.py"], ["commit", "-q", "-m", "study"]):
         subprocess.run([*git, *command], check=True)
