@@ -84,26 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     args = cli.parse(_parser(), argv)
     url = cli.store_url(args, must_exist=True)
-    if args.command in ("evaluate", "export") and (
-        args.command == "evaluate" or args.format == "study"
-    ):
-        # jax and the trainer: imported only by the commands that rebuild a trial, so that
-        # list, show and the exports answer at once.
-        from jaxplay.tuning import final
-    if args.command == "evaluate":
-        result = final.evaluate(
-            url, args.study, args.trial, args.split, again=args.again,
-            config=getattr(args, "config", None),
-            command=cli.command_line("jaxplay.studies", argv),
-        )  # fmt: skip
-        print(record_lib.format_final(result))
-        return 0
-    if args.command == "export" and args.format == "study":
-        if not args.output:
-            raise ConfigError("--output: name the study file to write, e.g. --output best.py")
-        print(final.export_study_file(url, args.output, args.study, args.trial,
-                                      config=getattr(args, "config", None)))  # fmt: skip
-        return 0
+    if args.command == "evaluate" or (args.command == "export" and args.format == "study"):
+        return _final(args, url, argv)
     if args.command == "list":
         store = store_lib.Store(url, readonly=True)
         try:
@@ -143,6 +125,24 @@ def _main(argv: list[str]) -> int:
             print(args.output)
         else:
             sys.stdout.write(text)
+    return 0
+
+
+def _final(args, url: str, argv: list[str]) -> int:
+    """evaluate, and export --format study: the commands that rebuild a trial. jax and the trainer
+    are imported here only, so that list, show and the other exports answer at once."""
+    from jaxplay.tuning import final
+
+    if args.command == "evaluate":
+        result = final.evaluate(
+            url, args.study, args.trial, args.split, again=args.again, config=args.config,
+            command=cli.command_line("jaxplay.studies", argv),
+        )  # fmt: skip
+        print(record_lib.format_final(result))
+        return 0
+    if not args.output:
+        raise ConfigError("--output: name the study file to write, e.g. --output best.py")
+    print(final.export_study_file(url, args.output, args.study, args.trial, config=args.config))
     return 0
 
 
