@@ -47,11 +47,17 @@ def _trial_dict(t: Trial) -> dict:
         "final_metrics": t.final_metrics,
         "started_at": _when(t.started_at),
         "finished_at": _when(t.finished_at),
+        "step": t.step,
+        "step_at": _when(t.step_at),
+        "steps_per_second": t.steps_per_second,
     }
 
 
 # Nullable columns added after the first schema; an older store gains them when opened.
-ADDED_COLUMNS = {"trials": {"heartbeat_at"}, "studies": {"study_git_commit", "study_git_dirty"}}
+ADDED_COLUMNS = {
+    "trials": {"heartbeat_at", "step", "step_at", "steps_per_second"},
+    "studies": {"study_git_commit", "study_git_dirty"},
+}
 
 
 def _resilient(method):
@@ -72,7 +78,7 @@ class Store:
     store and the fix. `readonly`: the caller only reads (studies show, reports), so a SQLite file
     on read-only storage is opened without writing to it."""
 
-    def __init__(self, url: str, *, readonly: bool = False, log=None):
+    def __init__(self, url: str, *, readonly: bool = False, never_writes: bool = False, log=None):
         check_url(url)  # a URL SQLAlchemy cannot parse is refused without being shown
         self.url = redact(url)  # for messages only (no password): connect with the URL you passed
         self.retry_s = engine_lib.retry_seconds()
@@ -82,7 +88,11 @@ class Store:
             raise StoreError(f"store {self.url}: {self._file} does not exist")
         # A reader opens a SQLite file it cannot write read-only; one it can write normally (an
         # older store then gains its new columns as before).
-        self.readonly = readonly and self._file is not None and not _writable(self._file)
+        # `never_writes` (the dashboard): the database itself refuses writes, whatever the caller
+        # does: SQLite opens the file read-only, PostgreSQL runs read-only transactions.
+        self.readonly = never_writes or (
+            readonly and self._file is not None and not _writable(self._file)
+        )
         self.engine = engine_lib.create(url, readonly=self.readonly)
         self._identity = None
         self.session = orm.sessionmaker(self.engine, expire_on_commit=False)
@@ -268,6 +278,81 @@ class Store:
             name: (((config or {}).get("study") or {}).get("parent") or {}).get("study")
             for name, config in rows
         }
+
+    @_resilient
+    def overview(self) -> list[dict]:
+        """Every study in a few columns, oldest first, in two queries (no trials, no metrics):
+        name, notes, objective, mode, best value and trial, status counts, parent study and
+        lineage action, when it was created and last changed (its row, a trial's start, lease
+        renewal or end)."""
+        with self.session() as s:
+            studies = s.scalars(sa.select(Study).order_by(Study.id)).all()
+            per_status = s.execute(
+                sa.select(
+                    Trial.study_id,
+                    Trial.status,
+                    sa.func.count(),
+                    sa.func.max(Trial.heartbeat_at),
+                    sa.func.max(Trial.finished_at),
+                ).group_by(Trial.study_id, Trial.status)
+            ).all()
+        counts: dict[int, dict] = {}
+        latest: dict[int, dt.datetime] = {}
+        for study_id, status, n, beat, finished in per_status:
+            counts.setdefault(study_id, {})[status] = n
+            moments = [m for m in (latest.get(study_id), beat, finished) if m is not None]
+            if moments:
+                latest[study_id] = max(moments)
+        rows = []
+        for st in studies:
+            parent = ((st.config or {}).get("study") or {}).get("parent") or {}
+            updated = max(st.updated_at, latest.get(st.id, st.updated_at))
+            rows.append(
+                {
+                    "name": st.name,
+                    "notes": st.notes,
+                    "objective": st.objective,
+                    "mode": st.mode,
+                    "algorithm": st.algorithm,
+                    "num_trials": st.num_trials,
+                    "best_value": st.best_value,
+                    "best_trial": st.best_trial,
+                    "status_counts": {k: counts.get(st.id, {}).get(k, 0) for k in STATUSES},
+                    "parent": parent.get("study"),
+                    "action": parent.get("action"),
+                    "created_at": _when(st.created_at),
+                    "updated_at": _when(updated),
+                }
+            )
+        return rows
+
+    @_resilient
+    def version(self, study_id: int) -> str:
+        """A token that changes whenever what a study shows changes (a trial's status or speed, a
+        new evaluation, its best): a watcher polls it and reloads the study only then."""
+        with self.session() as s:
+            metrics = s.execute(
+                sa.select(sa.func.count(Metric.id), sa.func.max(Metric.id))
+                .join(Trial, Metric.trial_id == Trial.id)
+                .where(Trial.study_id == study_id)
+            ).one()
+            trials = s.execute(
+                sa.select(
+                    Trial.status,
+                    sa.func.count(),
+                    sa.func.max(Trial.step_at),
+                    sa.func.max(Trial.finished_at),
+                )
+                .where(Trial.study_id == study_id)
+                .group_by(Trial.status)
+                .order_by(Trial.status)
+            ).all()
+            study = s.execute(
+                sa.select(Study.updated_at, Study.best_value).where(Study.id == study_id)
+            ).one_or_none()
+        return repr(
+            (tuple(metrics), [tuple(map(str, row)) for row in trials], study and tuple(study))
+        )
 
     @_resilient
     def update_best(self, study_id: int) -> None:
@@ -570,6 +655,7 @@ class Store:
             # A retried call whose first commit succeeded unseen must not log the step twice.
             s.execute(sa.delete(Metric).where(Metric.trial_id == trial_id, Metric.step == step))
             s.execute(sa.insert(Metric), rows)
+            _note_progress(s.get(Trial, trial_id), step)
             return True
 
     @_resilient
@@ -577,6 +663,12 @@ class Store:
         """Deletes metrics past `step` (a resumed trial logs them again)."""
         with self.session.begin() as s:
             s.execute(sa.delete(Metric).where(Metric.trial_id == trial_id, Metric.step > step))
+            # Its next period compiles again: no speed until one that does not has been timed.
+            s.execute(
+                sa.update(Trial)
+                .where(Trial.id == trial_id)
+                .values(step=max(step, 0), step_at=None, steps_per_second=None)
+            )
 
     @_resilient
     def study_curves(self, study_id: int) -> dict[int, dict[str, list[tuple[int, float | None]]]]:
@@ -682,6 +774,21 @@ def _renew(session, trial_ids: list[int], worker: str) -> int:
         .where(Trial.id.in_(trial_ids), *_held_by(worker))
         .values(heartbeat_at=now())
     ).rowcount
+
+
+def _note_progress(trial: Trial | None, step: int) -> None:
+    """Records a trial's latest evaluated step and its training speed since the previous one. A
+    period that began at step 0 or right after a (re)start (step_at cleared) included compiling
+    the program, so it gives no speed: the speed waits for the next period, as the progress
+    lines do."""
+    if trial is None:
+        return
+    at = now()
+    if trial.step_at is not None and trial.step and step > trial.step:
+        seconds = (at - trial.step_at).total_seconds()
+        if seconds > 0:
+            trial.steps_per_second = (step - trial.step) / seconds
+    trial.step, trial.step_at = step, at
 
 
 def _finite(v):

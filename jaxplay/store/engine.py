@@ -85,7 +85,7 @@ def create(url: str, *, readonly: bool) -> sa.engine.Engine:
     if backend == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_setup(readonly))
     elif backend == "postgresql":
-        sa.event.listen(engine, "connect", _postgres_setup)
+        sa.event.listen(engine, "connect", _postgres_setup(readonly))
     return engine
 
 
@@ -101,11 +101,16 @@ def _sqlite_setup(readonly: bool):
     return setup
 
 
-def _postgres_setup(dbapi_connection, _record):
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"SET statement_timeout = {POSTGRES_STATEMENT_TIMEOUT_MS}")
-    cursor.close()
-    dbapi_connection.commit()
+def _postgres_setup(readonly: bool):
+    def setup(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET statement_timeout = {POSTGRES_STATEMENT_TIMEOUT_MS}")
+        if readonly:
+            cursor.execute("SET default_transaction_read_only = on")
+        cursor.close()
+        dbapi_connection.commit()
+
+    return setup
 
 
 def transient(error: BaseException) -> bool:

@@ -76,6 +76,11 @@ class Trial(Base):
     checkpoint_dir: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     final_metrics: orm.Mapped[dict | None] = orm.mapped_column(sa.JSON)
+    # Where a running trial is, for anyone watching (jaxplay.dashboard): its latest evaluated step,
+    # when it was logged, and the training speed over the last period that compiled nothing.
+    step: orm.Mapped[int | None]
+    step_at: orm.Mapped[dt.datetime | None]
+    steps_per_second: orm.Mapped[float | None]
 
 
 class Metric(Base):
