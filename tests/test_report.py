@@ -40,7 +40,9 @@ FINDINGS = [
 def _trial_rows(page: str) -> list[int]:
     """Trial indices in the order of the trials table's rows (the only rows that open with a
     number)."""
-    return [int(i) for i in re.findall(r'<tr(?: class="best")?><td class="num">(\d+)</td>', page)]
+    rows = re.findall(r'<tr(?: class="best")? id="trial-(\d+)"><td class="num">(\d+)</td>', page)
+    assert all(a == b for a, b in rows)  # each row's id names its own trial
+    return [int(i) for i, _ in rows]
 
 
 def test_report_has_every_section_finding_trial_and_fixed_value():
@@ -78,7 +80,8 @@ def test_report_has_every_section_finding_trial_and_fixed_value():
     )
     assert sorted(_trial_rows(page)) == [t.index for t in study.trials]
     assert _trial_rows(page)[:3] == [t.index for t in study.feasible[:3]]  # best first
-    assert f'<tr class="best"><td class="num">{study.feasible[0].index}</td>' in page
+    best = study.feasible[0].index
+    assert f'<tr class="best" id="trial-{best}"><td class="num">{best}</td>' in page
     assert "ValueError: out of memory" in page and "loss is NaN at step 300" in page
     for path in study.space.paths:
         assert f"<th>{path}</th>" in page

@@ -19,7 +19,7 @@ import pathlib
 import re
 
 from jaxplay import paths
-from jaxplay.analysis import diagnostics, plots, throughput, variance
+from jaxplay.analysis import diagnostics, throughput, variance
 from jaxplay.analysis import record as record_lib
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.values import size
@@ -77,13 +77,22 @@ def _num(value) -> str:
 
 
 def _table(
-    header: list[str], rows: list[list[str]], cls: str = "", highlight: int | None = None
+    header: list[str],
+    rows: list[list[str]],
+    cls: str = "",
+    highlight: int | None = None,
+    row_ids: list[str] | None = None,
 ) -> str:
     """A table from already-escaped cell HTML (header cells are escaped here); row `highlight`
-    is marked."""
+    is marked; `row_ids` (plain identifiers) let a page link to a row."""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join(
-        ('<tr class="best">' if i == highlight else "<tr>") + "".join(cells) + "</tr>"
+        "<tr"
+        + (' class="best"' if i == highlight else "")
+        + (f' id="{_e(row_ids[i])}"' if row_ids else "")
+        + ">"
+        + "".join(cells)
+        + "</tr>"
         for i, cells in enumerate(rows)
     )
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -272,6 +281,7 @@ def _trials(study: StudyData) -> str:
         rows,
         "trials",
         highlight=next((i for i, t in enumerate(order) if t.index == best), None),
+        row_ids=[f"trial-{t.index}" for t in order],
     )
     return (
         '<section id="trials"><h2>Trials</h2>'
@@ -290,6 +300,8 @@ def _png(fig) -> str:
 def _plots(study: StudyData) -> str:
     """Every plot in one grid that uses the page's width (a heading per kind of plot would end a
     row after each kind's one or two plots): each caption names its kind."""
+    from jaxplay.analysis import plots  # matplotlib: the live dashboard shows the rest without it
+
     figures = []
     for name, caption, fig in plots.figures(study):
         wide = (
@@ -424,24 +436,29 @@ def _fixed(study: StudyData) -> str:
 # The page.
 
 
-def render_html(study: StudyData, findings: list | None = None) -> str:
-    """The study's report as one self-contained HTML page (diagnostics computed unless given)."""
+def sections(study: StudyData, findings: list | None = None) -> list[tuple[str, str, str]]:
+    """(anchor, label, HTML) of every section but the plots, in page order (diagnostics computed
+    unless given): the report's body, which the live dashboard (jaxplay.dashboard) shows too."""
     if findings is None:
         findings = diagnostics.diagnose(study)
+    parts = [
+        ("summary", "Summary", _summary(study)),
+        ("lineage", "Lineage", _lineage(study)),
+        ("diagnostics", f"Diagnostics ({len(findings)})", _diagnostics(findings)),
+        ("trials", "Trials", _trials(study)),
+        ("plots", "Plots", None),
+        ("throughput", "Throughput", _throughput(study)),
+        ("fixed", "Fixed hyperparameters", _fixed(study)),
+    ]
+    return [(anchor, label, body) for anchor, label, body in parts if body != ""]
+
+
+def render_html(study: StudyData, findings: list | None = None) -> str:
+    """The study's report as one self-contained HTML page (diagnostics computed unless given)."""
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    lineage, speed = _lineage(study), _throughput(study)
-    nav = " ".join(
-        f'<a href="#{a}">{label}</a>'
-        for a, label in (
-            ("summary", "Summary"),
-            *((("lineage", "Lineage"),) if lineage else ()),
-            ("diagnostics", f"Diagnostics ({len(findings)})"),
-            ("trials", "Trials"),
-            ("plots", "Plots"),
-            *((("throughput", "Throughput"),) if speed else ()),
-            ("fixed", "Fixed hyperparameters"),
-        )
-    )
+    parts = sections(study, findings)
+    nav = " ".join(f'<a href="#{anchor}">{_e(label)}</a>' for anchor, label, _ in parts)
+    body = "\n".join(_plots(study) if html is None else html for _, _, html in parts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -450,8 +467,7 @@ def render_html(study: StudyData, findings: list | None = None) -> str:
         f"<style>{STYLE}</style></head>\n<body>"
         f"<header><h1>Study {_e(study.name)}</h1>"
         f'<p class="notes">{_e(study.record.get("notes") or "")}</p><nav>{nav}</nav></header>\n'
-        f"{_summary(study)}\n{lineage}\n{_diagnostics(findings)}\n{_trials(study)}\n"
-        f"{_plots(study)}\n{speed}\n{_fixed(study)}\n"
+        f"{body}\n"
         f"<footer>Written by jaxplay on {now}. The study itself lives in its store; rerun "
         "<code>python -m jaxplay.studies report</code> for a fresh copy.</footer>\n</body></html>\n"
     )

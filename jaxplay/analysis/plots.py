@@ -18,21 +18,28 @@ import textwrap
 import numpy as np
 from matplotlib.figure import Figure
 
-from jaxplay.analysis.plots_curves import (
+from jaxplay.analysis.plot_data import (
     MAX_LABEL,
-    TOP_COLORS,
+    SAMPLING_MIN_TRIALS,
     NothingToPlot,
     best_of_k,
-    best_of_k_plot,
-    curves_plot,
+    categories_of,
     default_ks,
     infeasible_cap,
+    isolation_groups,
+    searched,
+    short_label,
+    x_positions,
+)
+from jaxplay.analysis.plots_curves import (
+    TOP_COLORS,
+    best_of_k_plot,
+    curves_plot,
     new_figure,
     outside_legend,
     safe_text,
-    short_label,
 )
-from jaxplay.analysis.study import StudyData, TrialData
+from jaxplay.analysis.study import StudyData
 from jaxplay.spaces import Hyperparameter
 
 __all__ = [
@@ -61,16 +68,6 @@ INFEASIBLE = dict(color="tab:red", marker="x", s=40, linewidths=1.5, zorder=3)
 # Helpers of the axis and isolation plots.
 
 
-def _param(study: StudyData, path: str) -> Hyperparameter:
-    for p in study.space:
-        if p.path == path:
-            return p
-    raise ValueError(
-        f"{path!r} is not a searched hyperparameter of study {study.name!r}; "
-        f"searched: {', '.join(study.space.paths) or 'none'}"
-    )
-
-
 def _objective_label(study: StudyData) -> str:
     better = "lower" if study.mode == "min" else "higher"
     return safe_text(f"best {study.objective} over training\n({better} is better)")
@@ -94,38 +91,6 @@ def _draw_cap(ax, study: StudyData, cap: float) -> None:
         va="bottom" if above else "top",
         color="tab:red",
         fontsize=8,
-    )
-
-
-def _categories(p: Hyperparameter, trials: list[TrialData]) -> list:
-    """The values of a discrete or categorical parameter in axis order (values outside the
-    declared space, e.g. from an earlier version of the study, go last)."""
-    values = list(p.values)
-    for t in trials:
-        if p.path in t.params and _category_index(values, t.params[p.path], p.space) is None:
-            values.append(t.params[p.path])
-    return values
-
-
-def _category_index(values: list, value, space: str) -> int | None:
-    for i, v in enumerate(values):
-        # Categorical 1, 1.0 and True are different choices; discrete 256 and 256.0 are not.
-        if v == value and (space == "discrete" or type(v) is type(value)):
-            return i
-    return None
-
-
-def _jitter(index: int) -> float:
-    """A small deterministic horizontal offset so trials sharing a category do not hide each
-    other."""
-    return ((index * 0.618034) % 1.0 - 0.5) * 0.3
-
-
-def _x_positions(p: Hyperparameter, trials: list[TrialData], categories: list | None) -> np.ndarray:
-    if categories is None:
-        return np.array([float(t.params[p.path]) for t in trials])
-    return np.array(
-        [_category_index(categories, t.params[p.path], p.space) + _jitter(t.index) for t in trials]
     )
 
 
@@ -196,10 +161,10 @@ def _setup_x(ax, p: Hyperparameter, categories: list | None) -> None:
 
 def axis_plot(study: StudyData, path: str) -> Figure:
     """Best objective of each trial against one searched hyperparameter (playbook Fig 1)."""
-    p = _param(study, path)
+    p = searched(study, path)
     cap = infeasible_cap(study)
     trials = [t for t in study.finished if p.path in t.params]
-    categories = _categories(p, trials) if p.space in ("discrete", "categorical") else None
+    categories = categories_of(p, trials) if p.space in ("discrete", "categorical") else None
     # A completed trial that never trained is infeasible too (jaxplay.analysis.study): a red x.
     feasible = {t.index for t in study.feasible}
     top = study.feasible[:3]
@@ -215,7 +180,7 @@ def axis_plot(study: StudyData, path: str) -> Figure:
     for group, style, label in groups:
         if group:
             y = [t.best_value if t.index in feasible else cap for t in group]
-            ax.scatter(_x_positions(p, group, categories), y, label=label, **style)
+            ax.scatter(x_positions(p, group, categories), y, label=label, **style)
     unfinished = len(study.trials) - len(study.finished)
     ax.set_title(
         safe_text(
@@ -236,49 +201,6 @@ def axis_plot(study: StudyData, path: str) -> Figure:
 # Isolation plot.
 
 
-def isolation_groups(study: StudyData, path: str, buckets: int = 8) -> list[dict]:
-    """The isolation plot's data: per value (discrete/categorical) or per equal-width bucket on the
-    parameter's scale (numbers), the finished trials in it and the best feasible one."""
-    p = _param(study, path)
-    trials = [t for t in study.finished if p.path in t.params]
-    if p.space in ("discrete", "categorical"):
-        categories = _categories(p, trials)
-        members = [
-            [t for t in trials if _category_index(categories, t.params[path], p.space) == i]
-            for i in range(len(categories))
-        ]
-        labels = [short_label(v) for v in categories]
-        edges = None
-    else:
-        if buckets < 1:
-            raise ValueError(f"buckets: must be >= 1 (got {buckets})")
-        lo, hi = p.warp(p.min), p.warp(p.max)
-        unit = [p.warp(t.params[path]) for t in trials]
-        which = [min(max(int((u - lo) / (hi - lo) * buckets), 0), buckets - 1) for u in unit]
-        members = [[t for t, b in zip(trials, which) if b == i] for i in range(buckets)]
-        grid = np.linspace(lo, hi, buckets + 1)
-        edges = np.array([p.unwarp(g) for g in grid])
-        labels = [
-            f"{short_label(float(a))}-{short_label(float(b))}"
-            for a, b in zip(edges[:-1], edges[1:])
-        ]
-    groups = []
-    for i, group in enumerate(members):
-        ids = {t.index for t in group}
-        feasible = [t for t in study.feasible if t.index in ids]
-        groups.append(
-            dict(
-                position=i,
-                label=labels[i],
-                trials=group,
-                best=feasible[0] if feasible else None,
-                feasible=len(feasible),
-                edges=None if edges is None else (edges[i], edges[i + 1]),
-            )
-        )
-    return groups
-
-
 def _centre(p: Hyperparameter, edges: tuple[float, float]) -> float:
     """The middle of a bucket on the parameter's scale."""
     return float(p.unwarp((p.warp(edges[0]) + p.warp(edges[1])) / 2))
@@ -287,7 +209,7 @@ def _centre(p: Hyperparameter, edges: tuple[float, float]) -> float:
 def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
     """Best trial per value of a (scientific) hyperparameter with the nuisance ones optimized away
     (playbook "isolation plots", Fig 2); numbers are bucketed into `buckets` equal-width bins."""
-    p = _param(study, path)
+    p = searched(study, path)
     cap = infeasible_cap(study)
     groups = isolation_groups(study, path, buckets)
     categorical = p.space in ("discrete", "categorical")
@@ -346,10 +268,6 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
 
 # ----------------------------------------------------------------------------------------------
 # Every plot of a study.
-
-
-# The fewest finished trials of a search whose sampling density (best of k) is drawn.
-SAMPLING_MIN_TRIALS = 8
 
 
 def figures(study: StudyData) -> list[tuple[str, str, Figure]]:

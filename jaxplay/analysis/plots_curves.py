@@ -16,7 +16,32 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from jaxplay.analysis.plot_data import (
+    MAX_LABEL,
+    NothingToPlot,
+    best_of_k,
+    default_ks,
+    infeasible_cap,
+    short_label,
+    train_metric,
+)
 from jaxplay.analysis.study import StudyData, TrialData
+
+__all__ = [
+    "MAX_LABEL",
+    "TOP_COLORS",
+    "NothingToPlot",
+    "best_of_k",
+    "best_of_k_plot",
+    "curves_plot",
+    "default_ks",
+    "infeasible_cap",
+    "new_figure",
+    "outside_legend",
+    "safe_text",
+    "short_label",
+    "train_metric",
+]
 
 TOP_COLORS = (
     "tab:green",
@@ -27,11 +52,6 @@ TOP_COLORS = (
     "tab:olive",
     "tab:cyan",
 )
-MAX_LABEL = 18  # characters of a category tick label before it is shortened
-
-
-class NothingToPlot(ValueError):
-    """The study has no data this plot can show yet (e.g. no feasible trial)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -47,24 +67,6 @@ def safe_text(value) -> str:
     """A user string safe for matplotlib: '$' would otherwise start mathtext (and can fail to
     parse)."""
     return str(value).replace("$", r"\$")
-
-
-def short_label(value) -> str:
-    """A parameter value as a short label (long ones keep both ends: names often differ at the
-    end)."""
-    text = f"{value:.3g}" if isinstance(value, float) else str(value)
-    half = (MAX_LABEL - 1) // 2
-    return text if len(text) <= MAX_LABEL else f"{text[:half]}…{text[-half:]}"
-
-
-def infeasible_cap(study: StudyData) -> float:
-    """The y value infeasible trials are drawn at: a little beyond the worst feasible value."""
-    values = [t.best_value for t in study.feasible]
-    if not values:
-        raise NothingToPlot(f"study {study.name!r} has no feasible trial yet")
-    lo, hi = min(values), max(values)
-    margin = 0.1 * (hi - lo) or 0.1 * abs(hi) or 0.1
-    return hi + margin if study.mode == "min" else lo - margin
 
 
 def outside_legend(fig: Figure, ax) -> None:
@@ -91,20 +93,10 @@ def brief_params(study: StudyData, t: TrialData) -> str:
 # Training curves.
 
 
-def _train_metric(study: StudyData) -> str | None:
-    """The training counterpart of the objective (train/error for val/error), else the training
-    loss."""
-    suffix = study.objective.split("/", 1)[-1]
-    for name in (f"train/{suffix}", "train/loss", "train/batch_loss"):
-        if any(len(t.curve(name)[0]) for t in study.trials):
-            return name
-    return None
-
-
 def curves_plot(study: StudyData, top: int = 3) -> Figure:
     """Training and validation curves of every trial, the best `top` in colour (playbook
     "Examining the training curves"); infeasible trials dashed and muted."""
-    train = _train_metric(study)
+    train = train_metric(study)
     if train is None and not any(len(t.curve(study.objective)[0]) for t in study.trials):
         raise NothingToPlot(f"study {study.name!r} has no logged curves yet")
     best = study.feasible[:top]
@@ -197,39 +189,10 @@ def curves_plot(study: StudyData, top: int = 3) -> Figure:
 # Best-of-k bootstrap.
 
 
-def default_ks(n: int) -> list[int]:
-    """Budgets to simulate: every k up to 20 trials, about 15 spread on a log scale beyond."""
-    if n <= 20:
-        return list(range(1, n + 1))
-    return sorted({int(round(k)) for k in np.geomspace(1, n, 15)} | {n})
-
-
 def _curve_label(study, t) -> str:
     """'trial 3 (0.2810): lr=0.003', without the colon when nothing was searched."""
     values = brief_params(study, t)
     return f"trial {t.index} ({t.best_value:.4g})" + (f": {values}" if values else "")
-
-
-def best_of_k(
-    study: StudyData, ks: list[int] | None = None, repeats: int = 1000, seed: int = 0
-) -> dict[int, np.ndarray]:
-    """{k: best objective of each of `repeats` simulated studies of k trials drawn with replacement
-    from the finished ones}; a simulated study that drew no feasible trial gets the plots' cap."""
-    pool = study.finished
-    if not pool or not study.feasible:
-        raise NothingToPlot(f"study {study.name!r} has no feasible trial yet")
-    ks = ks or default_ks(len(pool))
-    # An infeasible trial is a budget slot that returned nothing: a real study of k trials would
-    # have paid for it too, so it stays in the pool as a draw without a value (NaN) instead of
-    # being dropped, which would flatter small budgets.
-    values = np.array([t.best_value if t.feasible else math.nan for t in pool])
-    rng = np.random.default_rng(seed)
-    draws = values[rng.integers(0, len(pool), size=(repeats, max(ks)))]
-    # One draw matrix for every k (the study of k trials is the first k columns): the best-of-k of
-    # each simulated study can only improve as k grows, so the curve has no resampling wiggles.
-    running = (np.fmin if study.mode == "min" else np.fmax).accumulate(draws, axis=1)
-    running = np.where(np.isnan(running), infeasible_cap(study), running)
-    return {k: running[:, k - 1] for k in ks}
 
 
 def best_of_k_plot(study: StudyData, repeats: int = 1000, seed: int = 0) -> Figure:

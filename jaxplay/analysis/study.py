@@ -207,17 +207,21 @@ def load(
     # Read-only: a finished study on read-only storage can still be shown and reported.
     db = store_lib.Store(store_lib.url_for(workdir, store, must_exist=True), readonly=True)
     try:
-        study_id = db.study_id(study)
-        data = StudyData.from_record(db.record(study_id), db.study_curves(study_id))
-        data.family = _family(db, data.name)
-        data.probes = db.probes(data.name)
-        finals = [p["result"] for p in data.probes if p["kind"] == "final_evaluation"]
-        # The study's final number (jaxplay.tuning.final): the latest evaluation, test first.
-        tests = [f for f in finals if f.get("split") == "test"]
-        data.record["final_evaluation"] = (tests or finals or [None])[0]
-        return data
+        return read(db, db.study_id(study))
     finally:
         db.close()
+
+
+def read(db: store_lib.Store, study_id: int) -> StudyData:
+    """A study of an open store with its curves, relatives, probes and final evaluation."""
+    data = StudyData.from_record(db.record(study_id), db.study_curves(study_id))
+    data.family = _family(db, data.name)
+    data.probes = db.probes(data.name)
+    finals = [p["result"] for p in data.probes if p["kind"] == "final_evaluation"]
+    # The study's final number (jaxplay.tuning.final): the latest evaluation, test first.
+    tests = [f for f in finals if f.get("split") == "test"]
+    data.record["final_evaluation"] = (tests or finals or [None])[0]
+    return data
 
 
 def _family(db: store_lib.Store, name: str) -> list[dict]:
