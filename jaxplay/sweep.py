@@ -123,6 +123,9 @@ def _parser():
     p.add_argument("--max_trials", type=int, metavar="N",
                    help="stop after N trials in this run (rerun to continue)")  # fmt: skip
     cli.add_bool(p, "report", True, "print the playbook's diagnostics and write the HTML report")
+    cli.add_bool(p, "tensorboard", True, "write TensorBoard event files (each trial's curves "
+                 "in its folder, the study's HParams table): tensorboard --logdir "
+                 "WORKDIR")  # fmt: skip
     cli.add_bool(p, "retry_failed", False, "put the study's failed trials back in the queue "
                  "first; each resumes from its latest checkpoint")  # fmt: skip
     p.add_argument("--lease_secs", type=float, default=60.0, metavar="S",
@@ -236,6 +239,7 @@ def _main(argv: list[str]) -> int:
             config_path=cli.study_file_path(args),
             max_trials_this_run=args.max_trials,
             report=args.report,
+            tensorboard=args.tensorboard,
             lease_s=args.lease_secs,
             retry_failed=args.retry_failed,
             **study,

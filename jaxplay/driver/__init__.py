@@ -1,7 +1,8 @@
 """The sweep driver: a resolved study's plan (plan), how it runs trial by trial or in stacks, this
 worker's claims, leases and stops (worker), how many trials a stack holds (batching), what it
-prints (progress), `run`, which records the study, claims its trials and trains them (run), and
-`forecast`, the dry run that says what a study would cost here (forecast).
+prints (progress), the TensorBoard event files it writes (events), `run`, which records the study,
+claims its trials and trains them (run), and `forecast`, the dry run that says what a study would
+cost here (forecast).
 
     from jaxplay import config, driver, spec
     record = driver.run(spec.resolve(config.load('experiments/mnist1d_mlp.py')), 'runs/mlp')

@@ -21,6 +21,7 @@ from jaxplay import distributed, paths, train
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
 from jaxplay.driver import batching as batching_lib
+from jaxplay.driver import events as events_lib
 from jaxplay.driver.plan import WINDOW, Plan, choose_executor, default_batch_trials, work_units
 from jaxplay.driver.plan import plan as plan_study
 from jaxplay.driver.progress import Progress
@@ -51,6 +52,7 @@ def run(
     retry_failed: bool = False,
     device_memory: int | None = None,
     memory_share: float = 1.0,
+    tensorboard: bool = True,
 ) -> dict:
     """Runs (or continues) a study (a jaxplay.spec.StudySpec); returns its record.
 
@@ -64,6 +66,9 @@ def run(
     the workdir at the end. A trial whose lease is older than `lease_s` is reclaimed; trials
     other workers hold are waited for, so a run that returns leaves none running. `retry_failed`
     puts failed trials back to pending first (each resumes from its latest checkpoint).
+    `tensorboard` writes TensorBoard event files as the trials train (jaxplay.driver.events): each
+    trial's evaluations in its folder, the study's HParams summary in the study's folder, so
+    `tensorboard --logdir WORKDIR` shows the curves and the HParams table; process 0 alone writes.
     """
     if not lease_s > 0:
         raise ConfigError(f"--lease_secs: must be > 0 (got {lease_s}); e.g. 60")
@@ -91,6 +96,7 @@ def run(
     primary_store = distributed.on_primary(lambda: store_lib.Store(url), share=False)
     store = distributed.PrimaryStore(primary_store) if multihost else primary_store
     worker = worker or worker_id()
+    events = None
     try:
         if parent:
             changes = "".join(f"\n  {change}" for change in parent["changes"])
@@ -132,6 +138,15 @@ def run(
                 else "--retry_failed: no trial of the study has failed"
             )
         record = store.record(study_id)
+        events = events_lib.StudyEvents(
+            study_dir(workdir, study.name),
+            spec,
+            curves=lambda index: store.curves(study_id, index),
+            log=log,
+            enabled=tensorboard and distributed.is_primary(),
+        )
+        # Earlier runs' metric names: the study's HParams summary is complete from the start.
+        events.metrics_seen(name for t in record["trials"] for name in t["final_metrics"] or {})
         done = sum(
             t["status"] != "pending" and t["index"] < study_plan.num_trials
             for t in record["trials"]
@@ -161,11 +176,14 @@ def run(
             batching=stacking,
             lease_s=lease_s,
             budget=max_trials_this_run,
+            events=events,
         ).work()
         store.update_best(study_id)
         store.check_study(study_id)
         record = store.record(study_id)
     finally:
+        if events is not None:
+            events.close()
         store.close()
     log(record_lib.format_record(record))
     if report and distributed.is_primary():
@@ -188,6 +206,7 @@ class _Worker:
     batching: batching_lib.Batching
     lease_s: float
     budget: int | None  # at most this many trials in this run (--max_trials)
+    events: events_lib.StudyEvents  # TensorBoard's event files (off: it writes nothing)
     ran: int = 0
 
     def __post_init__(self):
@@ -368,14 +387,23 @@ class _Worker:
         """Trains claimed trials (one, or a stack sharing a program) and records their outcomes.
         Every write is fenced by this worker's lease: a trial taken over is left to its new
         owner."""
-        store, progress, worker = self.store, self.progress, self.worker
+        indices = [index for _, index, _ in claimed]
+        name = self.plan.spec.study.name
+        dirs = [trial_dir(self.workdir, name, index) for index in indices]
+        for (trial_id, index, params), directory in zip(claimed, dirs):
+            self.store.set_checkpoint_dir(trial_id, str(directory / "checkpoints"))
+            self.events.claim(index, directory, params)
+        try:
+            self._train_stack(claimed, dirs)
+        finally:
+            self.events.release(indices)  # those left unfinished: a resume rewrites their runs
+
+    def _train_stack(self, claimed: list, dirs: list) -> None:
+        """_train's work, in the trials' folders `dirs`."""
+        store, progress, worker, events = self.store, self.progress, self.worker, self.events
         ids = [trial_id for trial_id, _, _ in claimed]
         indices = [index for _, index, _ in claimed]
         trials = [self.plan.trials[index] for index in indices]
-        name = self.plan.spec.study.name
-        dirs = [trial_dir(self.workdir, name, index) for index in indices]
-        for trial_id, directory in zip(ids, dirs):
-            store.set_checkpoint_dir(trial_id, str(directory / "checkpoints"))
         progress.start(indices, [params for _, _, params in claimed], self.remaining - self.ran)
         steps = trials[0].train.steps
 
@@ -387,12 +415,17 @@ class _Worker:
                 raise LeaseLost(
                     f"trial {indices[j]} was taken over by another worker at step {step}"
                 )
+            if step == 0:
+                events.start(indices[j])
+            events.scalars(indices[j], step, metrics)
 
         def on_resume(j, step):
             store.drop_metrics_after(ids[j], step)
+            events.start(indices[j], resumed=True)  # its run again, from the store, up to `step`
             progress.resumed(indices[j], step)
 
         def on_period(step, reported):
+            events.flush()
             progress.period(step, steps, {indices[j]: m for j, m in reported.items()})
 
         def on_warning(j, message):  # a damaged checkpoint set aside, and what the trial does now
@@ -455,6 +488,7 @@ class _Worker:
                     "result is that worker's"
                 )
                 continue
+            events.end(index, result.status)
             best = (
                 "no finite value"
                 if result.best_value is None
@@ -469,7 +503,8 @@ class _Worker:
         where."""
         error = summary + ("\n\n" + "".join(where) if where else "")
         for trial_id, index in zip(ids, indices):
-            self.store.finish(trial_id, "failed", worker=self.worker, error=error)
+            if self.store.finish(trial_id, "failed", worker=self.worker, error=error) is not False:
+                self.events.end(index, "failed")
             self.progress.done(
                 index, "FAILED", f"{summary} (rerun with --retry_failed to try it again)"
             )
@@ -563,9 +598,14 @@ def _quiet(*_args) -> None:
     """The log of processes other than 0 in a multi-host job."""
 
 
+def study_dir(workdir, study_name: str) -> pathlib.Path:
+    """The folder of a study's trials (and of its TensorBoard HParams summary)."""
+    return paths.folder(workdir) / study_name
+
+
 def trial_dir(workdir, study_name: str, index: int) -> pathlib.Path:
-    """Where a trial's checkpoints live."""
-    return paths.folder(workdir) / study_name / f"trial_{index:04d}"
+    """Where a trial's checkpoints (and its TensorBoard event files) live."""
+    return study_dir(workdir, study_name) / f"trial_{index:04d}"
 
 
 def provenance(config_path: str = "") -> dict:
