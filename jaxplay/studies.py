@@ -1,4 +1,4 @@
-"""Read studies: `python -m jaxplay.studies list|show|report|compare|export|evaluate --workdir DIR`.
+"""Read studies: `python -m jaxplay.studies COMMAND --workdir DIR` (or --store URL).
 
 list      the studies of a store, one line each
 show      the tracking fields and a table of trials, best first (--json: the whole record)
@@ -8,10 +8,12 @@ export    every trial as CSV or JSON (--format, --output), or one trial as a stu
           own, its values fixed (--format study)
 evaluate  the chosen trial (default: the best) scored once on the test set, from its best
           checkpoint, and recorded as the study's final evaluation
+serve     the live dashboard: a read-only web app over the store while sweeps write to it
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -27,6 +29,7 @@ EXAMPLES = [
     "--other mnist1d-mlp-width-refine",
     "python -m jaxplay.studies evaluate --workdir runs/mnist1d_mlp",
     "python -m jaxplay.studies export --workdir runs/mnist1d_mlp --format study --output best.py",
+    "python -m jaxplay.studies serve --workdir runs/mnist1d_mlp",
 ]
 _STUDY = "the study (needed when the store holds several)"
 
@@ -66,6 +69,17 @@ def _parser():
         help="score the test set again (refused otherwise: the playbook scores it once)",
     )
     _trial_flags(c)
+    c = command("serve", "the live dashboard: every study of the store, followed as it runs",
+                study_help=None)  # fmt: skip
+    c.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 "
+                   "lets other machines in, with no password)")  # fmt: skip
+    c.add_argument(
+        "--port",
+        type=int,
+        default=6007,
+        help="port (default 6007, beside TensorBoard's 6006; 0: any free port)",
+    )
     return p
 
 
@@ -86,6 +100,8 @@ def _main(argv: list[str]) -> int:
     url = cli.store_url(args, must_exist=True)
     if args.command == "evaluate" or (args.command == "export" and args.format == "study"):
         return _final(args, url, argv)
+    if args.command == "serve":
+        return _serve(args, url)
     if args.command == "list":
         store = store_lib.Store(url, readonly=True)
         try:
@@ -125,6 +141,38 @@ def _main(argv: list[str]) -> int:
             print(args.output)
         else:
             sys.stdout.write(text)
+    return 0
+
+
+def _serve(args, url: str) -> int:
+    """Serves the dashboard until Ctrl-C, which is how it is meant to stop (exit 0)."""
+    from jaxplay.dashboard import Dashboard
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port: {args.port} is not a port; use 1-65535, or 0 for any free one")
+    try:
+        server = Dashboard(url, args.host, args.port)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"--port {args.port}: already in use (another dashboard or TensorBoard?); pass "
+                "--port N, or --port 0 for any free one"
+            ) from e
+        raise ConfigError(
+            f"--host {args.host}: cannot listen there ({e.strerror or e}); use an address of this "
+            "machine: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from e
+    print(
+        f"jaxplay dashboard on {server.url} (store {server.store_text}, read-only); "
+        "Ctrl-C stops it",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the databases a store test runs against, headless Chromium for the report."""
+"""Shared fixtures: the databases a store test runs against, headless Chromium for the report and
+the dashboard."""
 
 import os
 import shutil
@@ -72,6 +73,28 @@ def chromium() -> str:
             )
         pytest.skip("headless Chromium not installed (apt-get install chromium)")
     return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium):
+    """Headless Chromium driven through chromedriver (selenium), for pages with scripts: skips
+    without chromedriver, except under CI=true (.ci/run installs Debian's chromium-driver)."""
+    driver_path = shutil.which("chromedriver")
+    if not driver_path:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromedriver is not installed; .ci/run installs it (chromium-driver)")
+        pytest.skip("chromedriver not installed (apt-get install chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1400,1000"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    yield driver
+    driver.quit()
 
 
 @pytest.fixture(autouse=True)

@@ -34,6 +34,10 @@ NOT_RUN = {
     "127.0.0.1 run the same flags in tests/test_multihost.py",
     "scripts/tpu_vm.sh": "creates TPU VMs with gcloud (and its block's store is theirs): "
     "tests/test_tpu_vm.py runs it against a fake gcloud",
+    "tensorboard --logdir": "a server that runs until stopped: tests/test_tensorboard.py reads "
+    "the event files it shows with TensorBoard's own reader",
+    "python -m jaxplay.studies serve": "a server that runs until Ctrl-C: tests/test_dashboard.py "
+    "serves the same app and drives it in headless Chromium",
 }
 
 

@@ -1,0 +1,366 @@
+// The jaxplay dashboard's page script: draws a study's plots with Plotly from the JSON the
+// server embedded, follows the study (polls its version token, then fetches what changed), and
+// makes the trials table sortable and filterable. Every string from the store arrives
+// HTML-escaped by the server (jaxplay/dashboard/data.py), ready for Plotly and for innerHTML.
+"use strict";
+
+const COLORS = { feasible: "#1f77b4", top: "#2ca02c", infeasible: "#d62728",
+                 running: "#d68910", other: "#8c8c8c" };
+const TOP_COLORS = ["#2ca02c", "#9467bd", "#ff7f0e"];
+const CONFIG = { displaylogo: false, responsive: true };
+const POLL_MS = 2000;      // a running study: new evaluations appear within about this
+const IDLE_POLL_MS = 10000; // a study with nothing running or pending
+
+function plotDiv(id, wide) {
+  let div = document.getElementById(id);
+  if (!div) {
+    const figure = document.createElement("figure");
+    if (wide) figure.className = "wide";
+    div = document.createElement("div");
+    div.id = id;
+    div.className = wide ? "plot wide" : "plot";
+    figure.appendChild(div);
+    document.getElementById("figures").appendChild(figure);
+  }
+  return div;
+}
+
+// Titles left of the tool bar, legends below the axis title.
+function layout(title, rest) {
+  return { title: { text: title, font: { size: 13 }, x: 0.01, xanchor: "left" },
+           margin: { t: 46, r: 10, b: 100 }, hovermode: "closest",
+           legend: { orientation: "h", y: -0.32, x: 0 }, ...rest };
+}
+
+function bestLabel(p) {
+  return `best ${p.objective} (${p.mode === "min" ? "lower" : "higher"} is better)`;
+}
+
+function axisPlot(p, axis, i) {
+  const div = plotDiv(`axis-${i}`, false);
+  const traces = [];
+  for (const [kind, symbol, size, name] of [
+    ["feasible", "circle", 8, "feasible trials"], ["top", "star", 14, "top 3 trials"],
+    ["infeasible", "x", 9, "infeasible trials (at a cap)"]]) {
+    const pts = axis.points.filter((q) => q.kind === kind);
+    if (!pts.length) continue;
+    traces.push({
+      type: "scatter", mode: "markers", name,
+      x: pts.map((q) => q.x), y: pts.map((q) => q.y), customdata: pts.map((q) => q.trial),
+      hovertext: pts.map((q) => p.text[q.trial]), hoverinfo: "text",
+      marker: { color: COLORS[kind], symbol, size, line: { width: kind === "top" ? 1 : 0 } },
+    });
+  }
+  const shapes = [];
+  if (axis.bounds) {
+    for (const b of axis.bounds) {
+      shapes.push({ type: "line", xref: "x", yref: "paper", x0: b, x1: b, y0: 0, y1: 1,
+                    line: { dash: "dash", color: "#555", width: 1 } });
+    }
+  }
+  if (p.cap !== null && axis.points.some((q) => q.kind === "infeasible")) {
+    shapes.push({ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: p.cap, y1: p.cap,
+                  line: { dash: "dot", color: COLORS.infeasible, width: 1 } });
+  }
+  const xaxis = { title: { text: axis.path }, type: axis.log ? "log" : "linear" };
+  if (axis.categories) {
+    xaxis.tickvals = axis.categories.map((_, k) => k);
+    xaxis.ticktext = axis.categories;
+  }
+  const unfinished = axis.unfinished ? ` (${axis.unfinished} unfinished not shown)` : "";
+  const title = `${axis.path} (${axis.role}): ${axis.points.length} finished trials${unfinished}`;
+  Plotly.react(div, traces, layout(title, {
+    xaxis, yaxis: { title: { text: bestLabel(p) } }, shapes,
+  }), CONFIG);
+  return div;
+}
+
+function isolationPlot(p, iso, i) {
+  const div = plotDiv(`isolation-${i}`, false);
+  const over = iso.over.length ? iso.over.join(", ") : "no nuisance hyperparameters";
+  const xaxis = { title: { text: iso.path }, type: iso.log ? "log" : "linear" };
+  if (iso.categories) {
+    xaxis.tickvals = iso.categories.map((_, k) => k);
+    xaxis.ticktext = iso.categories;
+  }
+  Plotly.react(div, [{
+    type: "scatter", mode: iso.connect ? "lines+markers+text" : "markers+text",
+    x: iso.points.map((q) => q.x), y: iso.points.map((q) => q.y),
+    text: iso.points.map((q) => q.label), textposition: "top center",
+    customdata: iso.points.map((q) => q.trial), hovertext: iso.points.map((q) => q.text),
+    hoverinfo: "text", marker: { size: 9, color: COLORS.feasible }, name: "best trial",
+  }], layout(`Isolation: ${iso.path}, best trial over ${over}`, {
+    xaxis, yaxis: { title: { text: bestLabel(p) } }, showlegend: false,
+  }), CONFIG);
+  return div;
+}
+
+// Many trials' curves in a handful of traces (null between trials): a page with 500 trials
+// draws as fast as one with 5.
+function joined(p, trials, key) {
+  const x = [], y = [], text = [], ids = [];
+  for (const t of trials) {
+    const c = t[key];
+    for (let k = 0; k < c.steps.length; k++) {
+      x.push(c.steps[k]); y.push(c.values[k]); text.push(p.text[t.trial]); ids.push(t.trial);
+    }
+    x.push(null); y.push(null); text.push(""); ids.push(null);
+  }
+  return { x, y, hovertext: text, customdata: ids };
+}
+
+function curvesPlot(p) {
+  const c = p.curves;
+  if (!c.trials.some((t) => t.objective.steps.length || t.train.steps.length)) return null;
+  const div = plotDiv("curves", true);
+  const groups = [
+    ["other trials", (t) => t.rank === null && !["infeasible", "failed", "running"].includes(t.status),
+     { color: COLORS.other, width: 1 }],
+    ["running", (t) => t.status === "running" && t.rank === null, { color: COLORS.running, width: 1.5 }],
+    ["infeasible", (t) => ["infeasible", "failed"].includes(t.status),
+     { color: COLORS.infeasible, width: 1, dash: "dash" }],
+  ];
+  const traces = [];
+  for (const [panel, key, axis] of [[1, "train", "x"], [2, "objective", "x2"]]) {
+    const yaxis = panel === 1 ? "y" : "y2";
+    for (const [name, keep, line] of groups) {
+      const members = c.trials.filter(keep);
+      if (!members.length) continue;
+      traces.push({ type: "scatter", mode: "lines", name, legendgroup: name, showlegend: panel === 2,
+                    line, opacity: name === "other trials" ? 0.6 : 0.9, hoverinfo: "text",
+                    xaxis: axis, yaxis, ...joined(p, members, key) });
+    }
+    for (const t of c.trials.filter((t) => t.rank !== null).sort((a, b) => a.rank - b.rank)) {
+      traces.push({ type: "scatter", mode: "lines", name: `trial ${t.trial} (top ${t.rank + 1})`,
+                    legendgroup: `top${t.rank}`, showlegend: panel === 2,
+                    line: { color: TOP_COLORS[t.rank % 3], width: 2.5 }, hoverinfo: "text",
+                    xaxis: axis, yaxis, ...joined(p, [t], key) });
+    }
+  }
+  const title = `Training curves of ${c.trials.length} trials, the best ${p.top.length} in colour`;
+  Plotly.react(div, traces, layout(title, {
+    grid: { rows: 1, columns: 2, pattern: "independent" },
+    xaxis: { title: { text: "step" } }, xaxis2: { title: { text: "step" } },
+    yaxis: { title: { text: `training: ${c.train || "not logged"}` } },
+    yaxis2: { title: { text: `validation: ${c.objective}` } },
+  }), CONFIG);
+  return div;
+}
+
+function bestOfKPlot(p) {
+  const b = p.best_of_k;
+  if (!b) return null;
+  const div = plotDiv("best-of-k", false);
+  const x = b.k.map(String);
+  Plotly.react(div, [{
+    type: "box", name: "best of k", x, q1: b.q1, median: b.median, q3: b.q3,
+    lowerfence: b.min, upperfence: b.max, marker: { color: COLORS.feasible }, hoverinfo: "all",
+  }, {
+    type: "scatter", mode: "lines", x, y: x.map(() => b.best), name: `best of all ${b.finished}`,
+    line: { dash: "dash", color: COLORS.top },
+  }], layout(`Is the study sampled densely enough? (bootstrap of ${b.finished} trials)`, {
+    xaxis: { title: { text: "number of trials k" }, type: "category" },
+    yaxis: { title: { text: `best ${p.objective} of k trials` } },
+  }), CONFIG);
+  return div;
+}
+
+function select(trial, html) {
+  const panel = document.getElementById("selected");
+  panel.innerHTML = html;  // the server escaped every user string of a hover label
+  panel.classList.add("shown");
+  document.querySelectorAll("tr.selected").forEach((r) => r.classList.remove("selected"));
+  const row = document.getElementById(`trial-${trial}`);
+  if (row) { row.classList.add("selected"); row.scrollIntoView({ block: "center" }); }
+}
+
+function draw(p) {
+  const divs = [];
+  p.axis.forEach((a, i) => divs.push(axisPlot(p, a, i)));
+  p.isolation.forEach((a, i) => divs.push(isolationPlot(p, a, i)));
+  divs.push(curvesPlot(p), bestOfKPlot(p));
+  for (const div of divs) {
+    if (!div || div.dataset.clicks) continue;
+    div.dataset.clicks = "1";
+    div.on("plotly_click", (e) => {
+      const pt = e.points[0];
+      if (pt && pt.customdata !== null && pt.customdata !== undefined) {
+        const text = Array.isArray(pt.data.hovertext) ? pt.data.hovertext[pt.pointIndex] : "";
+        select(pt.customdata, text);
+      }
+    });
+  }
+  if (!divs.some((d) => d)) {
+    document.getElementById("figures").textContent = "No plots yet: no trial has logged an evaluation.";
+  }
+  running(p);
+  const evaluations = document.getElementById("evaluations");
+  evaluations.dataset.count = p.evaluations;
+  evaluations.textContent = `${p.evaluations} evaluations`;
+}
+
+function duration(s) {
+  if (s === null || s === undefined) return "-";
+  if (s < 90) return `${Math.round(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+function running(p) {
+  const box = document.getElementById("running-table");
+  box.textContent = "";
+  if (!p.running.length) {
+    const pending = p.counts.pending;
+    box.textContent = pending ? `None running; ${pending} pending.` : "None running.";
+    return;
+  }
+  const table = document.createElement("table");
+  const head = table.createTHead().insertRow();
+  for (const h of ["trial", "step", "steps/s", "ETA", "last evaluation", "worker", "hyperparameters"]) {
+    const th = document.createElement("th"); th.textContent = h; head.appendChild(th);
+  }
+  const body = table.createTBody();
+  for (const r of p.running) {
+    const row = body.insertRow();
+    const rate = r.steps_per_second === null ? "compiling or first period" : r.steps_per_second.toFixed(1);
+    const cells = [r.trial, r.step === null ? "-" : `${r.step} / ${r.steps}`, rate,
+                   duration(r.eta_s), r.since_s === null ? "-" : `${duration(r.since_s)} ago`,
+                   r.worker || "-", r.params];
+    // Numbers, and strings the server escaped (hyperparameters, worker).
+    for (const c of cells) row.insertCell().innerHTML = c;
+  }
+  box.appendChild(table);
+}
+
+// The trials table: click a header to sort (numbers as numbers), type to filter rows.
+const tableState = { column: null, descending: false, filter: "" };
+
+function cellValue(row, column) {
+  const text = row.cells[column] ? row.cells[column].textContent.trim() : "";
+  const number = Number(text);
+  return text !== "" && text !== "-" && !Number.isNaN(number) ? number : text.toLowerCase();
+}
+
+function applyTable() {
+  const table = document.querySelector("#trials table.trials");
+  if (!table) return;
+  const body = table.tBodies[0];
+  const rows = Array.from(body.rows);
+  if (tableState.column !== null) {
+    const sign = tableState.descending ? -1 : 1;
+    rows.sort((a, b) => {
+      const x = cellValue(a, tableState.column), y = cellValue(b, tableState.column);
+      if (typeof x === typeof y) return (x < y ? -1 : x > y ? 1 : 0) * sign;
+      return typeof x === "number" ? -1 : 1;  // numbers before text ("-") either way
+    });
+    rows.forEach((r) => body.appendChild(r));
+  }
+  const words = tableState.filter.toLowerCase().split(/\s+/).filter(Boolean);
+  for (const r of rows) {
+    const text = r.textContent.toLowerCase();
+    r.hidden = !words.every((w) => text.includes(w));
+  }
+  table.querySelectorAll("th").forEach((th, k) => {
+    th.classList.add("sortable");
+    th.classList.toggle("sorted-asc", k === tableState.column && !tableState.descending);
+    th.classList.toggle("sorted-desc", k === tableState.column && tableState.descending);
+  });
+}
+
+function setUpTable() {
+  const table = document.querySelector("#trials table.trials");
+  if (!table || table.dataset.ready) return;
+  table.dataset.ready = "1";
+  const input = document.createElement("input");
+  input.type = "search"; input.className = "filter"; input.value = tableState.filter;
+  input.placeholder = "filter trials: completed, 0.003, overfit...";
+  input.setAttribute("aria-label", "filter trials");
+  input.addEventListener("input", () => { tableState.filter = input.value; applyTable(); });
+  table.parentNode.insertBefore(input, table);
+  table.querySelectorAll("th").forEach((th, k) => th.addEventListener("click", () => {
+    tableState.descending = tableState.column === k ? !tableState.descending : false;
+    tableState.column = k;
+    applyTable();
+  }));
+  applyTable();
+}
+
+async function follow(live) {
+  let version = live.dataset.version;
+  let delay = POLL_MS;
+  const state = document.getElementById("state");
+  for (;;) {
+    await new Promise((r) => setTimeout(r, delay));
+    try {
+      const now = await (await fetch(`${live.dataset.api}/version`, { cache: "no-store" })).json();
+      if (now.version !== version) {
+        const update = await (await fetch(live.dataset.api, { cache: "no-store" })).json();
+        version = update.version;
+        for (const [part, html] of Object.entries(update.parts)) {
+          const box = document.querySelector(`[data-part="${part}"]`);
+          if (box) box.innerHTML = html;  // rendered and escaped by the server
+        }
+        draw(update.payload);
+        setUpTable();
+        const c = update.payload.counts;
+        delay = c.running || c.pending ? POLL_MS : IDLE_POLL_MS;
+      }
+      live.classList.remove("lost");
+      state.textContent = `live, checked ${new Date().toLocaleTimeString()}`;
+    } catch (err) {
+      live.classList.add("lost");
+      state.textContent = `cannot reach the dashboard (${err.message}); retrying`;
+    }
+  }
+}
+
+async function followHome(live) {
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 5000));
+    try {
+      const html = await (await fetch(live.dataset.refresh, { cache: "no-store" })).text();
+      // Keep a half-made comparison choice: only the study table and tree are replaced.
+      const home = document.getElementById("home");
+      const chosen = Array.from(home.querySelectorAll("select")).map((s) => s.value);
+      home.innerHTML = html;  // rendered and escaped by the server
+      home.querySelectorAll("select").forEach((s, k) => { if (chosen[k]) s.value = chosen[k]; });
+      live.classList.remove("lost");
+    } catch (err) {
+      live.classList.add("lost");
+    }
+  }
+}
+
+function compare() {
+  const data = JSON.parse(document.getElementById("compare").textContent);
+  Plotly.react("best-so-far", data.studies.map((s) => ({
+    type: "scatter", mode: "lines+markers", name: s.name, x: s.n, y: s.best,
+    hovertemplate: "%{y} after %{x} trials",
+  })), {
+    xaxis: { title: { text: "finished trials" } },
+    yaxis: { title: { text: `best ${data.studies[0].objective} so far` } },
+    margin: { t: 20 }, legend: { orientation: "h" },
+  }, CONFIG);
+}
+
+// When the page was drawn, in ms since navigation began (scripts/bench_dashboard.py reads it).
+function ready() {
+  document.body.dataset.ready = String(Math.max(1, Math.round(performance.now())));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const payload = document.getElementById("payload");
+  const live = document.getElementById("live");
+  if (payload) {
+    draw(JSON.parse(payload.textContent));
+    setUpTable();
+    ready();
+    follow(live);
+  } else if (document.getElementById("compare")) {
+    compare();
+    ready();
+  } else {
+    ready();
+    if (live && live.dataset.refresh) followHome(live);
+  }
+});
