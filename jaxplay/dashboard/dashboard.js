@@ -7,7 +7,12 @@
 const COLORS = { feasible: "#1f77b4", top: "#2ca02c", infeasible: "#d62728",
                  running: "#d68910", other: "#8c8c8c" };
 const TOP_COLORS = ["#2ca02c", "#9467bd", "#ff7f0e"];
-const CONFIG = { displaylogo: false, responsive: true };
+// A short tool bar (zoom, pan, reset, save), upright at the right so it never covers a title.
+const CONFIG = {
+  displaylogo: false, responsive: true,
+  modeBarButtonsToRemove: ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d",
+                           "hoverClosestCartesian", "hoverCompareCartesian", "toggleSpikelines"],
+};
 const POLL_MS = 2000;      // a running study: new evaluations appear within about this
 const IDLE_POLL_MS = 10000; // a study with nothing running or pending
 
@@ -28,7 +33,7 @@ function plotDiv(id, wide) {
 // Titles left of the tool bar, legends below the axis title.
 function layout(title, rest) {
   return { title: { text: title, font: { size: 13 }, x: 0.01, xanchor: "left" },
-           margin: { t: 46, r: 10, b: 100 }, hovermode: "closest",
+           margin: { t: 46, r: 40, b: 100 }, hovermode: "closest", modebar: { orientation: "v" },
            legend: { orientation: "h", y: -0.32, x: 0 }, ...rest };
 }
 
@@ -63,9 +68,10 @@ function axisPlot(p, axis, i) {
                   line: { dash: "dot", color: COLORS.infeasible, width: 1 } });
   }
   const xaxis = { title: { text: axis.path }, type: axis.log ? "log" : "linear" };
-  if (axis.categories) {
+  if (axis.categories) {  // every value of the space, tried or not
     xaxis.tickvals = axis.categories.map((_, k) => k);
     xaxis.ticktext = axis.categories;
+    xaxis.range = [-0.5, axis.categories.length - 0.5];
   }
   const unfinished = axis.unfinished ? ` (${axis.unfinished} unfinished not shown)` : "";
   const title = `${axis.path} (${axis.role}): ${axis.points.length} finished trials${unfinished}`;
@@ -82,6 +88,7 @@ function isolationPlot(p, iso, i) {
   if (iso.categories) {
     xaxis.tickvals = iso.categories.map((_, k) => k);
     xaxis.ticktext = iso.categories;
+    xaxis.range = [-0.5, iso.categories.length - 0.5];
   }
   Plotly.react(div, [{
     type: "scatter", mode: iso.connect ? "lines+markers+text" : "markers+text",
