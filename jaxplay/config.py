@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import ml_collections
 import numpy as np
 
+from jaxplay import spaces
 from jaxplay.errors import ConfigError
 from jaxplay.spaces import SearchSpace
 from jaxplay.values import is_int
@@ -168,11 +169,52 @@ def _base(config) -> dict:
 
 def apply(config, params: dict[str, object]):
     """A deep copy of config (a ConfigDict or a JSON tree) with each dotted path set to a trial's
-    value."""
+    value. A value at a section's path chooses its branch (jaxplay.spaces.branches): a branch other
+    than the config's own starts the section afresh as {name: branch}; then each namespaced value
+    `section[branch].field` sets `section.field`."""
     config = copy.deepcopy(config)
     for path, value in params.items():
-        set_path(config, path, value)
+        if spaces.BRANCH_PATH.fullmatch(path):
+            continue
+        section = _section_at(config, path)
+        if section is not None and isinstance(value, str):
+            if section.get("name") != value:
+                _replace(config, path, {"name": value})
+        else:
+            set_path(config, path, value)
+    for path, value in params.items():
+        match = spaces.BRANCH_PATH.fullmatch(path)
+        if match is None:
+            continue
+        chosen = params.get(match["section"])
+        if chosen != match["branch"]:
+            raise ConfigError(
+                f"{path}: a value of branch {match['branch']!r}, but the trial's "
+                f"{match['section']} is {chosen!r}; a branch's values go with its own trials"
+            )
+        set_path(config, f"{match['section']}.{match['field']}", value, create=True)
     return config
+
+
+def _section_at(config, path: str):
+    """The section at a dotted path, or None when the path holds a value or does not exist."""
+    node = config
+    for key in path.split("."):
+        if not _is_section(node) or key not in node:
+            return None
+        node = node[key]
+    return node if _is_section(node) else None
+
+
+def _replace(config, path: str, section: dict) -> None:
+    """Replaces the section at `path` (a branch other than the base config's own)."""
+    *parents, key = path.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    with _unlocked(node):
+        config_dict = isinstance(node, ml_collections.ConfigDict)
+        node[key] = ml_collections.ConfigDict(section) if config_dict else section
 
 
 def set_path(config, path: str, value, create: bool = False) -> None:
@@ -283,8 +325,14 @@ def _unlocked(node):
 
 def fixed_hyperparameters(config, space: SearchSpace) -> dict[str, object]:
     """Dotted path -> value of every base-config leaf that the study does not search."""
-    searched = set(space.paths)
-    return {path: value for path, value in _leaves(_base(config), "") if path not in searched}
+    searched = set(space.paths) | space.config_paths
+    # A section whose branch is searched has no fixed values: each branch brings its own.
+    switched = tuple(f"{path}." for path in space.switches)
+    return {
+        path: value
+        for path, value in _leaves(_base(config), "")
+        if path not in searched and not path.startswith(switched)
+    }
 
 
 def _leaves(node, prefix):

@@ -5,6 +5,16 @@ spaces.log(1e-4, 1e-1)` means each trial sets `c.optimizer.learning_rate`. Every
 hyperparameter is 'scientific' or 'nuisance'; everything not searched is fixed (playbook
 "Identifying scientific, nuisance, and fixed hyperparameters").
 
+Conditional hyperparameters (playbook items 27 and 97): `c.search.optimizer =
+spaces.branches(adam=dict(...), sgd=dict(...))` makes the optimizer section one of several
+branches, each with hyperparameters of its own. The choice is a categorical hyperparameter at the
+section's path (`optimizer`: 'adam' or 'sgd', scientific by default), and each branch's
+hyperparameters are different hyperparameters even where their names agree:
+`optimizer[adam].learning_rate` and `optimizer[sgd].learning_rate` have ranges of their own and
+exist only in their branch's trials. A branch may also fix values (`nesterov=True`); they ride
+with its trials' values. A trial of another branch than the base config's starts that section
+afresh: `{name: branch}` plus the branch's values, the optimizer's own defaults for the rest.
+
 Declarations are plain dicts so that they live inside the ConfigDict and can be changed from the
 command line (`--config.search.optimizer.learning_rate.max=0.3`). For the same reason the
 constructors do not validate: `parse` does, after any overrides were applied.
@@ -12,8 +22,10 @@ constructors do not validate: `parse` does, after any overrides were applied.
 
 import dataclasses
 import difflib
+import itertools
 import math
 import numbers
+import re
 from collections.abc import Iterator, Mapping
 
 import ml_collections
@@ -108,6 +120,25 @@ def categorical(values, *, role="nuisance"):
     return {"space": "categorical", "values": tuple(values), "role": role}
 
 
+def branches(*, role="scientific", **choices):
+    """A section that is one of several branches (conditional hyperparameters): each keyword names
+    a value of the section's `name` and maps to that branch's search tree, whose leaves are spaces
+    (searched in that branch only) or plain values (fixed in that branch). E.g.
+    `c.search.optimizer = spaces.branches(adam=dict(learning_rate=spaces.log(1e-4, 1e-2)),
+    sgd=dict(learning_rate=spaces.log(1e-2, 1.0), momentum=spaces.reverse_log(0.8, 0.99),
+    nesterov=True))`. The choice of branch is `role` (scientific by default: the question)."""
+    return {"space": "branches", "role": role, "choices": {k: dict(v) for k, v in choices.items()}}
+
+
+# A branch's own hyperparameter or fixed value: `<section>[<branch>].<field>`.
+BRANCH_PATH = re.compile(r"(?P<section>[^\[\]]+)\[(?P<branch>[^\[\]]+)\]\.(?P<field>.+)")
+
+
+def branch_path(section: str, branch, field: str) -> str:
+    """The namespaced path of a field of one branch: 'optimizer[sgd].momentum'."""
+    return f"{section}[{branch}].{field}"
+
+
 def _as_float(x):
     """float(x) for plain numbers; anything else is left for parse to report."""
     return float(x) if is_real(x) else x
@@ -128,6 +159,24 @@ class Hyperparameter:
     max: float | int | None = None
     values: tuple | None = None
     role: str = "nuisance"
+    # A branch's hyperparameter: (the switch's path, the branch it belongs to); None otherwise.
+    when: tuple | None = None
+    # The config path it sets, where that differs from `path` (a branch's: optimizer.momentum).
+    target: str | None = None
+
+    @property
+    def config_path(self) -> str:
+        """The dotted config path a trial's value of it sets."""
+        return self.target or self.path
+
+    @property
+    def declared_at(self) -> tuple[str, ...]:
+        """The keys of its declaration in the search tree (a branch's lies under its choices)."""
+        if self.when is None:
+            return tuple(self.path.split("."))
+        section, branch = self.when
+        field = self.config_path[len(section) + 1 :]
+        return (*section.split("."), "choices", branch, *field.split("."))
 
     @property
     def is_float(self) -> bool:
@@ -220,31 +269,70 @@ def _clip(value, lo, hi):
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
-    """The searched hyperparameters in the order the search tree lists them."""
+    """The searched hyperparameters in the order the search tree lists them (a branch switch
+    before its branches' hyperparameters)."""
 
     # ConfigDict sorts its keys, so inside a config that order is alphabetical per level; either
     # way it is deterministic, which is all the designers need.
     params: tuple[Hyperparameter, ...] = ()
+    # Values a branch fixes: (switch path, branch, namespaced path, value).
+    fixed: tuple = ()
+    # The paths of the sections chosen among branches (their switches' paths).
+    switches: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "fixed", tuple(self.fixed))
+        object.__setattr__(self, "switches", tuple(self.switches))
 
     @property
     def paths(self) -> tuple[str, ...]:
-        """Dotted config paths of the searched hyperparameters."""
+        """Dotted paths of the searched hyperparameters (a branch's namespaced)."""
         return tuple(p.path for p in self.params)
 
+    @property
+    def config_paths(self) -> frozenset[str]:
+        """The config paths the searched hyperparameters set (a branch's under its section)."""
+        return frozenset(p.config_path for p in self.params)
+
+    @property
+    def conditional(self) -> bool:
+        """True when a section is chosen among branches (spaces.branches)."""
+        return bool(self.switches)
+
+    @staticmethod
+    def active(p: Hyperparameter, params: Mapping) -> bool:
+        """Whether p exists in a trial with these values: always, or when its branch is chosen."""
+        return p.when is None or params.get(p.when[0]) == p.when[1]
+
+    def complete(self, params: dict) -> dict:
+        """A trial's values with the fixed values of its chosen branches added."""
+        for switch, branch, path, value in self.fixed:
+            if params.get(switch) == branch:
+                params.setdefault(path, value)
+        return params
+
     def from_unit(self, u) -> dict[str, object]:
-        """Dotted path -> value for a point u of the unit cube (one coordinate per param)."""
+        """Dotted path -> value for a point u of the unit cube (one coordinate per param); the
+        coordinates of branches not chosen are ignored."""
         if len(u) != len(self.params):
             raise ValueError(f"need {len(self.params)} coordinates, got {len(u)}")
-        return {p.path: p.from_unit(float(x)) for p, x in zip(self.params, u)}
+        out: dict[str, object] = {}
+        for p, x in zip(self.params, u):
+            if self.active(p, out):
+                out[p.path] = p.from_unit(float(x))
+        return self.complete(out)
 
     def to_unit(self, params: dict) -> list[float] | None:
         """The unit-cube point of a trial's values (inverse of from_unit), or None when a value lies
-        outside this space (e.g. a parent study's trial outside a refined space)."""
+        outside this space (e.g. a parent study's trial outside a refined space). A hyperparameter
+        of a branch the trial did not take sits at the middle, 0.5, for every such trial: the
+        GP then sees one well-defined point per trial."""
         u = []
         for p in self.params:
+            if not self.active(p, params):
+                u.append(0.5)
+                continue
             if p.path not in params:
                 return None
             x = p.to_unit(params[p.path])
@@ -252,6 +340,21 @@ class SearchSpace:
                 return None
             u.append(x)
         return u
+
+    def grid(self, points_per_float: int) -> list[dict[str, object]]:
+        """Every combination of each hyperparameter's grid, in search-space order; each branch
+        enumerates only its own hyperparameters."""
+        out, seen = [], set()
+        for values in itertools.product(*(p.grid(points_per_float) for p in self.params)):
+            trial: dict[str, object] = {}
+            for p, value in zip(self.params, values):
+                if self.active(p, trial):
+                    trial[p.path] = value
+            key = tuple((k, type(v), v) for k, v in trial.items())
+            if key not in seen:
+                seen.add(key)
+                out.append(self.complete(trial))
+        return out
 
     def by_role(self, role: str) -> tuple[Hyperparameter, ...]:
         """The hyperparameters with the given role ('scientific' or 'nuisance')."""
@@ -279,13 +382,81 @@ def parse(search, base=None) -> SearchSpace:
             f"search: must be a tree of spaces that mirrors the config (got {search!r}); "
             "e.g. c.search = dict(optimizer=dict(learning_rate=spaces.log(1e-4, 1e-1)))"
         )
-    params = []
+    params, fixed, switches = [], [], []
     for path, declaration in _declarations(search, ""):
+        if declaration["space"] == "branches":
+            switch, branch_params, branch_fixed = _parse_branches(path, declaration, base)
+            params += [switch, *branch_params]
+            fixed += branch_fixed
+            switches.append(path)
+            continue
         param = _parse_one(path, declaration)
         if base is not None:
             _check_against_base(param, base)
         params.append(param)
-    return SearchSpace(tuple(params))
+    return SearchSpace(tuple(params), tuple(fixed), tuple(switches))
+
+
+def _parse_branches(section: str, decl, base) -> tuple[Hyperparameter, list, list]:
+    """The switch (a categorical at the section's path), each branch's hyperparameters and each
+    branch's fixed values."""
+    where = f"search.{section}"
+    unknown = sorted(set(decl.keys()) - {"space", "role", "choices"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} for spaces.branches; use role only")
+    choices = decl.get("choices")
+    if not _is_section(choices) or len(choices) < 2:
+        raise ConfigError(
+            f"{where}: spaces.branches needs two or more branches, e.g. spaces.branches("
+            "adam=dict(learning_rate=spaces.log(1e-4, 1e-2)), sgd=dict(...))"
+        )
+    if base is not None:
+        node = base
+        for key in section.split("."):
+            node = node.get(key) if _is_section(node) else None
+        if not _is_section(node) or "name" not in node:
+            raise ConfigError(
+                f"{where}: spaces.branches chooses the {section} section's `name`, so the base "
+                f"config needs c.{section} = dict(name=..., ...) (one of {list(choices)})"
+            )
+    switch = Hyperparameter(
+        section,
+        "categorical",
+        values=tuple(choices),
+        role=_parse_role(where, decl.get("role", "scientific")),
+    )
+    params, fixed = [], []
+    for branch, tree in choices.items():
+        if not _is_section(tree):
+            raise ConfigError(
+                f"{where}.{branch}: a branch is a dict of spaces and fixed values (got {tree!r})"
+            )
+        for field, value in _branch_leaves(tree, ""):
+            path = branch_path(section, branch, field)
+            if field == "name":
+                raise ConfigError(
+                    f"search.{path}: the branch's name is its key ({branch!r}); drop the field"
+                )
+            if _is_section(value) and "space" in value:
+                if value["space"] == "branches":
+                    raise ConfigError(f"search.{path}: branches inside a branch are not supported")
+                param = _parse_one(path, value)
+                params.append(
+                    dataclasses.replace(param, when=(section, branch), target=f"{section}.{field}")
+                )
+            else:
+                fixed.append((section, branch, path, value))
+    return switch, params, fixed
+
+
+def _branch_leaves(node, prefix):
+    """(field path, value) of a branch's tree: its spaces and its fixed values."""
+    for key, child in node.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if _is_section(child) and "space" not in child:
+            yield from _branch_leaves(child, path)
+        elif child is not None:
+            yield path, child
 
 
 def _is_section(node) -> bool:

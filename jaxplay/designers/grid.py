@@ -4,22 +4,19 @@ The playbook accepts grid search only in 1-2 dimensions; it is here for those st
 scientific hyperparameter with a handful of values). The seed is ignored: a grid has one order.
 """
 
-import itertools
-import math
-
 from jaxplay.errors import ConfigError
 from jaxplay.spaces import SearchSpace
 
 
 class GridDesigner:
-    """The cartesian product of each hyperparameter's grid, in search-space order."""
+    """The cartesian product of each hyperparameter's grid, in search-space order (a branch's
+    hyperparameters only in its own trials: jaxplay.spaces.branches)."""
 
     def __init__(self, space: SearchSpace, seed: int, points_per_float: int = 5):
         self.space = space
         self.seed = seed
-        self._grids = [p.grid(points_per_float) for p in space]
-        self.max_trials = math.prod(len(g) for g in self._grids)  # 1 for an empty space
-        self._points = None
+        self._points = space.grid(points_per_float)
+        self.max_trials = len(self._points)  # 1 for an empty space
 
     def suggest(self, start: int, count: int) -> list[dict[str, object]]:
         """Dotted path -> value for trials start .. start + count - 1."""
@@ -30,8 +27,4 @@ class GridDesigner:
                 f"study.num_trials: grid has only {self.max_trials} points; set num_trials <= "
                 f"{self.max_trials} or None"
             )
-        if self._points is None:
-            self._points = list(itertools.product(*self._grids))
-        return [
-            dict(zip(self.space.paths, values)) for values in self._points[start : start + count]
-        ]
+        return [dict(point) for point in self._points[start : start + count]]

@@ -69,28 +69,50 @@ class TPEDesigner:
         for trial in history:
             if self.space.to_unit(trial["params"]) is None:
                 continue  # outside the space (a parent's trial before a refinement)
-            params = {p.path: self._to_optuna(p, trial["params"][p.path]) for p in self.space}
+            # A conditional space's trial holds its own branch's hyperparameters only: Optuna
+            # takes trials over different sets of parameters (its define-by-run spaces).
+            active = [p for p in self.space if self.space.active(p, trial["params"])]
+            params = {p.path: self._to_optuna(p, trial["params"][p.path]) for p in active}
+            distributions = {p.path: self.distributions[p.path] for p in active}
             value = trial.get("value")
             if trial["status"] == "completed" and value is not None and math.isfinite(value):
                 frozen = optuna.trial.create_trial(
-                    params=params, distributions=self.distributions, value=value
+                    params=params, distributions=distributions, value=value
                 )
             elif trial["status"] in ("running", "pending"):
                 frozen = optuna.trial.create_trial(
-                    params=params, distributions=self.distributions, state=state.RUNNING
+                    params=params, distributions=distributions, state=state.RUNNING
                 )
             else:
                 frozen = optuna.trial.create_trial(
-                    params=params, distributions=self.distributions, state=state.FAIL
+                    params=params, distributions=distributions, state=state.FAIL
                 )
             study.add_trial(frozen)
         # Each asked trial stays RUNNING in the study, so the next ask treats it as pending.
-        return [self._plain(study.ask(self.distributions).params) for _ in range(count)]
+        return [self._ask(study) for _ in range(count)]
 
-    def _plain(self, params: dict) -> dict[str, object]:
+    def _ask(self, study) -> dict[str, object]:
+        """One suggestion, define-by-run: a branch's hyperparameters are asked for only when the
+        trial takes that branch, so TPE models each branch on its own trials."""
+        trial = study.ask()
+        out: dict[str, object] = {}
+        for p in self.space:
+            if self.space.active(p, out):
+                out.update(self._plain({p.path: self._suggest(trial, p)}, [p]))
+        return self.space.complete(out)
+
+    def _suggest(self, trial, p):
+        d = self.distributions[p.path]
+        if isinstance(d, self.optuna.distributions.FloatDistribution):
+            return trial.suggest_float(p.path, d.low, d.high, log=d.log)
+        if isinstance(d, self.optuna.distributions.IntDistribution):
+            return trial.suggest_int(p.path, d.low, d.high, log=d.log)
+        return trial.suggest_categorical(p.path, d.choices)
+
+    def _plain(self, params: dict, space) -> dict[str, object]:
         """Optuna's values as the plain Python scalars of the space, in search-space order."""
         out = {}
-        for p in self.space:
+        for p in space:
             value = params[p.path]
             if p.space == "float" and p.scale == "reverse_log":
                 value = float(min(max(p.unwarp(value), p.min), p.max))

@@ -179,7 +179,7 @@ class StudySpec:
     def searched(self) -> frozenset:
         """Dotted paths of the searched hyperparameters (and of manually listed ones)."""
         listed = {path for trial in self.study.trials for path in trial}
-        return frozenset(self.space.paths) | frozenset(listed)
+        return frozenset(self.space.paths) | self.space.config_paths | frozenset(listed)
 
     def trial(self, params: Mapping) -> TrialSpec:
         """The base config with a trial's values, checked as the base was. A value may set a
@@ -242,8 +242,25 @@ def resolve(config) -> StudySpec:
         raise ConfigError(
             f"study.num_trials: {what} {limit} points; set num_trials <= {limit} or None"
         )
+    _check_branches(spec)
     trial = _trial(tree, study, spec.searched, {})
     return dataclasses.replace(spec, base=trial)
+
+
+def _check_branches(spec: StudySpec) -> None:
+    """Each branch of a conditional space (jaxplay.spaces.branches) resolves to a valid training
+    config, checked now rather than when a trial first takes it: a trial at the middle of the
+    branch's ranges, with its fixed values."""
+    space = spec.space
+    for switch in (p for p in space if p.path in space.switches):
+        members = [q for q in space if q.when and q.when[0] == switch.path]
+        for branch in switch.values:
+            params = {switch.path: branch}
+            params.update({q.path: q.from_unit(0.5) for q in members if q.when[1] == branch})
+            try:
+                spec.trial(space.complete(params))
+            except ConfigError as e:
+                raise ConfigError(f"search.{switch.path} branch {branch!r}: {e}") from None
 
 
 def _check_manual_trials(tree, trials) -> None:
@@ -279,10 +296,10 @@ def _check_search(space: spaces.SearchSpace, tree) -> None:
     model_name = model.get("name") if isinstance(model, Mapping) else None
     workload = tree.get("workload", workloads.DEFAULT)
     for param in space:
-        problem = config_lib.not_a_hyperparameter(param.path)
+        problem = config_lib.not_a_hyperparameter(param.config_path)
         if problem:
             raise ConfigError(f"search.{param.path}: {problem}; it cannot be searched")
-        bounds = field_range(param.path, workload, model_name)
+        bounds = field_range(param.config_path, workload, model_name)
         if bounds is not None:
             check_search_range(param, bounds)
 

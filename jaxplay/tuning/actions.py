@@ -57,7 +57,6 @@ def _refine(child, parent, opts) -> list[str]:
     }
     changes = []
     feasible = parent.feasible
-    top = feasible[: max(NARROW_MIN_TOP, math.ceil(NARROW_TOP_FRACTION * len(feasible)))]
     for p in parent.space:
         if p.space not in ("float", "int"):
             continue
@@ -75,7 +74,7 @@ def _refine(child, parent, opts) -> list[str]:
             )
             lo, hi = _widened(p, widen[0], bounds)
             why = f"the best trials sit at its {widen[0]} edge"
-        elif len(top) >= NARROW_MIN_TOP:
+        elif len(top := _top_with(p, feasible)) >= NARROW_MIN_TOP:
             lo, hi = _narrowed(p, [t.params[p.path] for t in top])
             kept = (
                 p.to_unit(hi) - p.to_unit(lo)
@@ -97,7 +96,7 @@ def _refine(child, parent, opts) -> list[str]:
             )
             continue
         node = child.search
-        for key in p.path.split("."):
+        for key in p.declared_at:
             node = node[key]
         node["min"], node["max"] = lo, hi
         changes.append(f"{p.path}: [{fmt(p.min)}, {fmt(p.max)}] -> [{fmt(lo)}, {fmt(hi)}] ({why})")
@@ -108,6 +107,13 @@ def _refine(child, parent, opts) -> list[str]:
             "trials or continue with --lineage exploit"
         )
     return changes
+
+
+def _top_with(p: spaces.Hyperparameter, feasible: list) -> list:
+    """The best trials that set p (all of them, or those of its branch: spaces.branches), as many
+    as refine narrows around."""
+    mine = [t for t in feasible if p.path in t.params]
+    return mine[: max(NARROW_MIN_TOP, math.ceil(NARROW_TOP_FRACTION * len(mine)))]
 
 
 def _widened(p: spaces.Hyperparameter, end: str, bounds=None):
@@ -299,6 +305,14 @@ def warmup_grid(steps: int) -> list[int]:
 
 def _unstable_learning_rate(parent) -> tuple[float, list[str]]:
     """The smallest learning rate at which a parent trial diverged, and the words for it."""
+    per_branch = [p.path for p in parent.space if p.when and p.target == "optimizer.learning_rate"]
+    if per_branch:
+        raise ConfigError(
+            f"--from_study {parent.name}: its learning rate is a different hyperparameter in each "
+            f"branch ({', '.join(per_branch)}), so no one rate is unstable; derive from a study "
+            "of one optimizer (e.g. --lineage promote, or a study file exported with studies "
+            "export --format study)"
+        )
     if "optimizer.learning_rate" not in parent.space.paths:
         raise ConfigError(
             f"--from_study {parent.name}: it does not search optimizer.learning_rate, so it shows "

@@ -153,6 +153,7 @@ def stored_params(parent, trial) -> dict:
     study = (parent.record.get("config") or {}).get("study") or {}
     listed = study.get("trials") if isinstance(study.get("trials"), list) else []
     declared = set(parent.space.paths) | {p for t in listed if isinstance(t, dict) for p in t}
+    declared |= {path for _, _, path, _ in parent.space.fixed}  # a branch's fixed values
     for path in trial.params:
         problem = config_lib.not_a_hyperparameter(path)
         if problem is None and path not in declared:

@@ -47,12 +47,13 @@ def check_boundary(study: StudyData) -> list[Finding]:
     chance it lands at a given edge one time in ten. When diverged trials concentrate at that same
     end, the finding says so (item 35)."""
     findings = []
-    top = study.feasible[:TOP_K]
-    if len(top) < TOP_K:
-        return []
     for p in study.space:
         if p.space not in ("float", "int"):
             continue  # a discrete or categorical list has no "beyond" to widen into
+        # A branch's hyperparameter is judged on that branch's best trials (spaces.branches).
+        top = [t for t in study.feasible if p.path in t.params][:TOP_K]
+        if len(top) < TOP_K:
+            continue
         placed = [(t, position(p, t.params.get(p.path))) for t in top]
         placed = [(t, u) for t, u in placed if u is not None]
         if len(placed) < TOP_K or placed[0][0] is not top[0]:

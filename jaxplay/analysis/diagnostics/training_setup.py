@@ -44,7 +44,7 @@ def check_adam_budget(study: StudyData) -> list[Finding]:
     supported = [path for minimum, path in ADAM_BUDGET if budget >= minimum]
     table = ", ".join(_short(path) for path in supported)
     findings = []
-    if "optimizer.learning_rate" not in study.space.paths:
+    if "optimizer.learning_rate" not in study.space.config_paths:
         findings.append(
             Finding(
                 "adam_budget",
@@ -186,7 +186,8 @@ def _trials_above(
 
 def _is_adam_study(study: StudyData) -> bool:
     """True when every trial trains with Adam, NAdam or AdamW (fixed, or all searched choices)."""
-    name = next((p for p in study.space if p.path == "optimizer.name"), None)
+    # The optimizer searched by name, or chosen among branches (spaces.branches at "optimizer").
+    name = next((p for p in study.space if p.path in ("optimizer.name", "optimizer")), None)
     names = name.values if name is not None else [_optimizer(study)]
     return bool(names) and all(n in ADAM_FAMILY for n in names)
 
