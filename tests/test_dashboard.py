@@ -396,3 +396,32 @@ def _evaluations(workdir, url) -> int:
         return 0
     finally:
         store.close()
+
+
+def test_browser_study_page_counts_near_best_trials_and_draws_best_steps(browser, tmp_path):
+    """The axis plots count the trials near the best (playbook item 36) and the best-step plot
+    (item 51) draws each feasible trial against the 10% and 25% lines, hovering to its trial."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url = store_lib.default_url(tmp_path)
+    # Best 0.3: 5% of it (0.015) holds 0.3 and 0.31; every best step is the last of 100 steps.
+    write_study(url, "steps", [0.3, 0.31, 0.5, 0.35, "failed"])
+    with served(url) as base:
+        _ready(browser, base + "study/steps")
+        title = browser.find_element(By.CSS_SELECTOR, "#axis-0 .gtitle").text
+        assert "5 finished trials" in title and "2 within 0.015 of the best" in title
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#axis-0 .shapelayer path")) >= 1
+        title = browser.find_element(By.CSS_SELECTOR, "#best-step .gtitle").text
+        assert title == "Best step of 4 feasible trials: 4 in the last 25%, 0 in the first 10%"
+        labels = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#best-step .annotation")]
+        assert "first 10%: saturated early" in labels and "last 25%: still improving" in labels
+        points = browser.find_elements(By.CSS_SELECTOR, "#best-step .scatterlayer .point")
+        assert len(points) == 4
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", points[0])
+        ActionChains(browser).move_to_element(points[0]).perform()
+        hover = "#best-step .hoverlayer .hovertext"
+        label = WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, hover))
+        label = label[0].text
+        assert re.search(r"trial \d+", label) and "best step 100 of 100 (100% of training)" in label

@@ -123,6 +123,7 @@ def test_figures_cover_every_plot_and_render(study):
     assert sections.count("Axis plots") == 4
     assert sections.count("Isolation plots") == 1  # one scientific hyperparameter
     assert sections.count("Training curves") == 1 and sections.count("Sampling density") == 1
+    assert sections.count("Best step") == 1
     for section, caption, fig in figs:
         assert caption and _render(fig).startswith(b"\x89PNG")
         assert fig.legends, f"{section} figure has no legend"

@@ -90,7 +90,8 @@ def test_report_has_every_section_finding_trial_and_fixed_value():
     for path in ("model.depth", "data.batch_size", "train.steps", "seed"):
         assert f"<code>{path}</code>" in fixed
     assert "optimizer.learning_rate" not in fixed  # searched, not fixed
-    assert page.count('src="data:image/png;base64,') == 7  # 4 axis, 1 isolation, curves, best-of-k
+    # 4 axis, 1 isolation, curves, best step, best-of-k
+    assert page.count('src="data:image/png;base64,') == 8
 
 
 def test_report_is_self_contained_without_javascript():
@@ -246,7 +247,7 @@ def test_chromium_shows_every_image(chromium, tmp_path):
     body = re.search(r"<body[^>]*>", _dump_dom(chromium, probe, tmp_path)).group(0)
     counts = dict(re.findall(r'data-(images|broken|figures|rows)="(\d+)"', body))
     assert counts, f"the probe script did not run: {body}"
-    assert int(counts["images"]) == page.count("<img ") == 7
+    assert int(counts["images"]) == page.count("<img ") == 8
     assert int(counts["broken"]) == 0
     # The plots use the page's width: on a 1600-pixel window a row holds two or more (one grid
     # for every plot; a heading per kind of plot ended a row after each kind's one or two).
@@ -288,8 +289,9 @@ def test_report_of_a_trained_study(tmp_path):
     assert path == tmp_path / "report-tiny.html"
     page = path.read_text()
     assert sorted(_trial_rows(page)) == [0, 1, 2]
-    # 4 axis plots (nothing scientific) and the curves; 3 trials are too few for best-of-k.
-    assert page.count('src="data:image/png;base64,') == 5
+    # 4 axis plots (nothing scientific), the curves and the best step; 3 trials are too few for
+    # best-of-k.
+    assert page.count('src="data:image/png;base64,') == 6
     assert (
         '<section id="diagnostics">' in page
         and "model.width" in page[page.index('<section id="fixed">') :]

@@ -1,15 +1,19 @@
 """The data of the playbook's plots, without drawing them: which trials go where on an axis or
-isolation plot, the cap infeasible trials are drawn at, the best-of-k bootstrap. The report's
+isolation plot, the cap infeasible trials are drawn at, which trials are near the best, each
+trial's best step as a fraction of its length, the best-of-k bootstrap. The report's
 matplotlib plots (jaxplay.analysis.plots) and the live dashboard (jaxplay.dashboard) both draw from
 here, so a point means the same on both; importing it loads no plotting library.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
+from jaxplay.analysis import variance
+from jaxplay.analysis.diagnostics import NOT_CONVERGED_FRACTION, SATURATED_FRACTION
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.spaces import Hyperparameter
 
@@ -17,6 +21,17 @@ MAX_LABEL = 18  # characters of a category tick label before it is shortened
 
 # The fewest finished trials of a search whose sampling density (best of k) is drawn.
 SAMPLING_MIN_TRIALS = 8
+
+# Without a measured trial noise, a trial is near the best when it is within 5% of the best value's
+# distance from a perfect result (see near_best). The diagnostics take the same 5% of the level as
+# the smallest change of a curve worth a verdict (OVERFIT_RELATIVE); the retrain noise measured on
+# the quickstart (DESIGN.md: up to 0.008 val/error around 0.3) is of this size too.
+NEAR_BEST_RELATIVE = 0.05
+
+# The playbook's best-step rule for train.steps, as the diagnostics apply it: best steps in the
+# first 10% of training mean far more steps than needed, in the last 25% that it should be longer.
+EARLY_FRACTION = SATURATED_FRACTION
+LATE_FRACTION = NOT_CONVERGED_FRACTION
 
 
 class NothingToPlot(ValueError):
@@ -163,3 +178,109 @@ def best_of_k(
     running = (np.fmin if study.mode == "min" else np.fmax).accumulate(draws, axis=1)
     running = np.where(np.isnan(running), infeasible_cap(study), running)
     return {k: running[:, k - 1] for k in ks}
+
+
+# ----------------------------------------------------------------------------------------------
+# Near-best trials (playbook "Not sampling enough points in the search space": how many points are
+# in the "good" region).
+
+
+@dataclasses.dataclass(frozen=True)
+class NearBest:
+    """The feasible trials within `epsilon` of the best value, best first, and how epsilon was
+    derived (`source`, in words)."""
+
+    best: float
+    epsilon: float
+    bound: float  # the worst value still near the best: best + epsilon (min) or best - epsilon
+    trials: tuple[int, ...]
+    source: str
+    measured: bool  # epsilon comes from a measured trial noise, not from NEAR_BEST_RELATIVE
+
+    @property
+    def count(self) -> int:
+        return len(self.trials)
+
+    def describe(self) -> str:
+        """The criterion in words: 'within 0.015 of the best (how epsilon was derived)'."""
+        return f"within {self.epsilon:.2g} of the best ({self.source})"
+
+
+def _level(study: StudyData, value: float) -> float:
+    """A value's distance from a perfect result: 1 - value for a maximized score within [0, 1] (an
+    accuracy: it gets the same epsilon as its error rate), else |value| (a loss, an error rate)."""
+    if study.mode == "max" and 0 <= value <= 1:
+        return 1 - value
+    return abs(value)
+
+
+def near_best(study: StudyData) -> NearBest | None:
+    """The trials whose best value a difference of epsilon or less separates from the best one;
+    None before any trial is feasible.
+
+    Epsilon is the trial noise when the study's lineage measured it (a `--lineage rerun` of it, or
+    it is one): variance.Noise.threshold, the smallest difference of two single runs that the seed
+    alone makes unlikely, so a near-best trial cannot be told from the best by one run each.
+    Otherwise it is NEAR_BEST_RELATIVE of the best value's distance from a perfect result."""
+    feasible = study.feasible
+    if not feasible:
+        return None
+    best = feasible[0].best_value
+    noise = variance.trial_noise([*study.family, study.record], {study.name})
+    if noise is not None:
+        epsilon = noise.threshold
+        source = (
+            f"{variance.DIFFERENCE_Z:.2f} x the trial noise std {noise.std:.2g} measured by "
+            f"{', '.join(noise.sources)} over {noise.n} seeds"
+            + (", a rough estimate" if noise.n < variance.FEW_SAMPLES else "")
+        )
+    else:
+        epsilon = NEAR_BEST_RELATIVE * _level(study, best)
+        perfect = 1 if study.mode == "max" and 0 <= best <= 1 else 0
+        source = (
+            f"{NEAR_BEST_RELATIVE:.0%} of the best value's distance from {perfect}, as no trial "
+            "noise is measured: --lineage rerun measures it"
+        )
+    bound = best + epsilon if study.mode == "min" else best - epsilon
+    # A tiny tolerance: a trial exactly at the bound is near, whatever the float rounding.
+    slack = 1e-12 * max(abs(best), abs(bound), 1.0)
+    trials = tuple(t.index for t in feasible if abs(t.best_value - best) <= epsilon + slack)
+    return NearBest(best, epsilon, bound, trials, source, noise is not None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Best step (playbook "Deciding how long to train": plot the step that retrospective checkpoint
+# selection finds, to refine train.steps).
+
+
+def trial_length(study: StudyData, t: TrialData) -> int | None:
+    """The steps a trial was to train: its own train.steps when the search set one, else the
+    study's, else the steps it ran."""
+    return t.params.get("train.steps") or study.train_steps or t.steps_run
+
+
+def zone(fraction: float) -> str | None:
+    """'early' (best step in the first EARLY_FRACTION of training), 'late' (in the last
+    1 - LATE_FRACTION) or None."""
+    if fraction <= EARLY_FRACTION:
+        return "early"
+    if fraction >= LATE_FRACTION:
+        return "late"
+    return None
+
+
+def best_steps(study: StudyData) -> list[dict]:
+    """Each feasible trial with a best step, best first: trial, step, steps (its length),
+    fraction (step / steps) and zone ('early', 'late' or None)."""
+    out = []
+    for t in study.feasible:
+        steps = trial_length(study, t)
+        if t.best_step is None or not steps:
+            continue
+        fraction = t.best_step / steps
+        out.append(
+            dict(trial=t, step=t.best_step, steps=steps, fraction=fraction, zone=zone(fraction))
+        )
+    if not out:
+        raise NothingToPlot(f"study {study.name!r} has no feasible trial with a best step yet")
+    return out

@@ -7,7 +7,8 @@ with `fig.savefig('x.png')`; `figures(study)` gives every plot of a study with a
 Conventions shared by the plots (playbook "Identifying bad search space boundaries", Fig 1):
 a trial's y value is the best objective it reached over training; infeasible trials (diverged or
 failed) are red x pinned at a capped y just beyond the worst feasible value, so they stay visible
-without stretching the axis; the top 3 trials are green stars.
+without stretching the axis; the top 3 trials are green stars; a green band marks the values near
+the best (plot_data.near_best) and the other trials in it are light green.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jaxplay.analysis.plot_data import (
+    EARLY_FRACTION,
+    LATE_FRACTION,
     MAX_LABEL,
     SAMPLING_MIN_TRIALS,
     NothingToPlot,
@@ -27,13 +30,19 @@ from jaxplay.analysis.plot_data import (
     default_ks,
     infeasible_cap,
     isolation_groups,
+    near_best,
     searched,
     short_label,
     x_positions,
 )
 from jaxplay.analysis.plots_curves import (
+    FEASIBLE,
+    INFEASIBLE,
+    NEAR,
+    TOP,
     TOP_COLORS,
     best_of_k_plot,
+    best_step_plot,
     curves_plot,
     new_figure,
     outside_legend,
@@ -46,23 +55,21 @@ __all__ = [
     "FEASIBLE",
     "INFEASIBLE",
     "MAX_LABEL",
+    "NEAR",
     "TOP",
     "TOP_COLORS",
     "NothingToPlot",
     "axis_plot",
     "best_of_k",
     "best_of_k_plot",
+    "best_step_plot",
     "curves_plot",
     "default_ks",
     "figures",
     "isolation_groups",
     "isolation_plot",
+    "near_best",
 ]
-
-FEASIBLE = dict(color="tab:blue", marker="o", s=28, alpha=0.8, zorder=3)
-TOP = dict(color="tab:green", marker="*", s=190, edgecolors="black", linewidths=0.6, zorder=4)
-INFEASIBLE = dict(color="tab:red", marker="x", s=40, linewidths=1.5, zorder=3)
-
 
 # ----------------------------------------------------------------------------------------------
 # Helpers of the axis and isolation plots.
@@ -169,25 +176,43 @@ def axis_plot(study: StudyData, path: str) -> Figure:
     feasible = {t.index for t in study.feasible}
     top = study.feasible[:3]
     top_ids = {t.index for t in top}
+    near = near_best(study)
+    near_ids = set(near.trials) - top_ids
     fig = new_figure()
     ax = fig.add_subplot()
     _setup_x(ax, p, categories)
     groups = (
-        ([t for t in trials if t.index in feasible - top_ids], FEASIBLE, "Feasible trials"),
+        ([t for t in trials if t.index in feasible - top_ids - near_ids], FEASIBLE,
+         "Feasible trials"),
+        ([t for t in trials if t.index in near_ids], NEAR, "Near-best trials"),
         ([t for t in trials if t.index in top_ids], TOP, f"Top {len(top)} trials"),
         ([t for t in trials if t.index not in feasible], INFEASIBLE, "Infeasible trials"),
-    )
+    )  # fmt: skip
     for group, style, label in groups:
         if group:
             y = [t.best_value if t.index in feasible else cap for t in group]
             ax.scatter(x_positions(p, group, categories), y, label=label, **style)
+    # The "good" region the playbook asks to count points in: from the best to epsilon beyond it.
+    ax.axhspan(
+        min(near.best, near.bound),
+        max(near.best, near.bound),
+        color="tab:green",
+        alpha=0.12,
+        lw=0,
+        zorder=0,
+        label=f"Within {near.epsilon:.2g} of the best",
+    )
+    count = sum(t.index in near.trials for t in trials)
     unfinished = len(study.trials) - len(study.finished)
     ax.set_title(
         safe_text(
-            f"{path}: {len(trials)} finished trials"
-            + (f" ({unfinished} unfinished not shown)" if unfinished else "")
+            textwrap.fill(
+                f"{path}: {len(trials)} finished trials, {count} within {near.epsilon:.2g} of "
+                "the best" + (f" ({unfinished} unfinished not shown)" if unfinished else ""),
+                70,
+            )
         ),
-        fontsize=11,
+        fontsize=11 if len(path) < 30 and not unfinished else 10,
     )
     ax.set_ylabel(_objective_label(study))
     ax.grid(alpha=0.3)
@@ -273,6 +298,13 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
 def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
     """(section, caption, figure) for every plot of the study that has data to show."""
     objective = study.objective
+    near = near_best(study)
+    near_text = (
+        f" The green band holds the trials {near.describe()}: the title counts them; one lone "
+        "trial in it means the good region is barely sampled."
+        if near
+        else ""
+    )
     plots = []
     for p in study.space:
         plots.append(
@@ -281,7 +313,7 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
                 f"{p.path} ({p.role}): each finished trial's best {objective} over training. Best "
                 "trials next to a dashed search bound mean the range should be widened; red x are "
                 "infeasible trials (diverged, crashed or never trained), drawn at a cap above the "
-                "worst feasible value.",
+                "worst feasible value." + near_text,
                 lambda p=p: axis_plot(study, p.path),
             )
         )
@@ -306,6 +338,19 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
             "trials for validation curves that rise again (overfitting), still falling at the end "
             "(more steps may help), noisy ends, and a training loss that increases (a bug).",
             lambda: curves_plot(study),
+        )
+    )
+    plots.append(
+        (
+            "Best step",
+            f"The step of each feasible trial's best {objective} (the checkpoint retrospective "
+            "selection keeps) as a fraction of its train.steps, against that value; the top 3 "
+            f"starred. Best steps gathered in the last {1 - LATE_FRACTION:.0%} (top band) mean "
+            "the trials were still improving: train longer and retune the decay schedule. Best "
+            f"steps always in the first {EARLY_FRACTION:.0%} (bottom band) mean train.steps is "
+            "far higher than needed. Never tune train.steps per trial: change it for the whole "
+            "next study.",
+            lambda: best_step_plot(study),
         )
     )
     # Studies of k trials drawn from this one say something only of a search of several trials:

@@ -1,4 +1,5 @@
-"""The playbook's training-curve and best-of-k plots of a study, and the helpers every plot shares
+"""The playbook's training-curve, best-step and best-of-k plots of a study, and the helpers every
+plot shares
 (figure, label text, the cap infeasible trials are drawn at, legend); `jaxplay.analysis.plots` holds
 the search-space plots and `figures()`, and re-exports everything public here.
 
@@ -17,9 +18,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from jaxplay.analysis.plot_data import (
+    EARLY_FRACTION,
+    LATE_FRACTION,
     MAX_LABEL,
     NothingToPlot,
     best_of_k,
+    best_steps,
     default_ks,
     infeasible_cap,
     short_label,
@@ -28,11 +32,17 @@ from jaxplay.analysis.plot_data import (
 from jaxplay.analysis.study import StudyData, TrialData
 
 __all__ = [
+    "FEASIBLE",
+    "INFEASIBLE",
     "MAX_LABEL",
+    "NEAR",
+    "TOP",
     "TOP_COLORS",
     "NothingToPlot",
     "best_of_k",
     "best_of_k_plot",
+    "best_step_plot",
+    "best_steps",
     "curves_plot",
     "default_ks",
     "infeasible_cap",
@@ -52,6 +62,12 @@ TOP_COLORS = (
     "tab:olive",
     "tab:cyan",
 )
+
+# How a trial is drawn on every scatter plot: feasible, near the best, top 3, infeasible.
+FEASIBLE = dict(color="tab:blue", marker="o", s=28, alpha=0.8, zorder=3)
+NEAR = dict(color="#98df8a", marker="o", s=34, edgecolors="tab:green", linewidths=0.8, zorder=3)
+TOP = dict(color="tab:green", marker="*", s=190, edgecolors="black", linewidths=0.6, zorder=4)
+INFEASIBLE = dict(color="tab:red", marker="x", s=40, linewidths=1.5, zorder=3)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -182,6 +198,66 @@ def curves_plot(study: StudyData, top: int = 3) -> Figure:
         ),
         fontsize=10,
     )
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Best step.
+
+
+def best_step_plot(study: StudyData, top: int = 3) -> Figure:
+    """Each feasible trial's best step as a fraction of its train.steps against its best objective,
+    with the playbook's 10% and 25% rules for train.steps as bands (playbook "Deciding how long to
+    train": plot the step retrospective checkpoint selection finds)."""
+    points = best_steps(study)
+    top_ids = {t.index for t in study.feasible[:top]}
+    fig = new_figure()
+    ax = fig.add_subplot()
+    ax.axhspan(-0.05, EARLY_FRACTION, color="tab:orange", alpha=0.12, lw=0, zorder=0)
+    ax.axhspan(LATE_FRACTION, 1.05, color="tab:purple", alpha=0.10, lw=0, zorder=0)
+    for y, label in (
+        (EARLY_FRACTION, f"first {EARLY_FRACTION:.0%}: saturated early"),
+        (LATE_FRACTION, f"last {1 - LATE_FRACTION:.0%}: still improving"),
+    ):
+        ax.axhline(y, color="0.35", ls="--", lw=1, zorder=1)
+        ax.annotate(
+            label,
+            xy=(0, y),
+            xycoords=("axes fraction", "data"),
+            xytext=(4, -3 if y == EARLY_FRACTION else 3),
+            textcoords="offset points",
+            va="top" if y == EARLY_FRACTION else "bottom",
+            fontsize=8,
+            color="0.25",
+        )
+    for keep, style, label in (
+        (lambda q: q["trial"].index not in top_ids, FEASIBLE, "Feasible trials"),
+        (lambda q: q["trial"].index in top_ids, TOP, f"Top {min(top, len(points))} trials"),
+    ):
+        group = [q for q in points if keep(q)]
+        if group:
+            ax.scatter(
+                [q["trial"].best_value for q in group],
+                [q["fraction"] for q in group],
+                label=label,
+                **style,
+            )
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_yticks([0, EARLY_FRACTION, 0.25, 0.5, LATE_FRACTION, 1.0])
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    better = "lower" if study.mode == "min" else "higher"
+    ax.set_xlabel(safe_text(f"best {study.objective} over training ({better} is better)"))
+    ax.set_ylabel("best step / train.steps")
+    late = sum(q["zone"] == "late" for q in points)
+    early = sum(q["zone"] == "early" for q in points)
+    ax.set_title(
+        f"Best step of {len(points)} feasible trials: {late} in the last "
+        f"{1 - LATE_FRACTION:.0%}, {early} in the first {EARLY_FRACTION:.0%}",
+        fontsize=10,
+    )
+    ax.margins(x=0.08)
+    ax.grid(alpha=0.3)
+    outside_legend(fig, ax)
     return fig
 
 

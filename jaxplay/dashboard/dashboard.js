@@ -4,7 +4,7 @@
 // HTML-escaped by the server (jaxplay/dashboard/data.py), ready for Plotly and for innerHTML.
 "use strict";
 
-const COLORS = { feasible: "#1f77b4", top: "#2ca02c", infeasible: "#d62728",
+const COLORS = { feasible: "#1f77b4", top: "#2ca02c", near: "#98df8a", infeasible: "#d62728",
                  running: "#d68910", other: "#8c8c8c" };
 const TOP_COLORS = ["#2ca02c", "#9467bd", "#ff7f0e"];
 // A short tool bar (zoom, pan, reset, save), upright at the right so it never covers a title.
@@ -43,20 +43,30 @@ function bestLabel(p) {
 
 function axisPlot(p, axis, i) {
   const div = plotDiv(`axis-${i}`, false);
+  const near = p.near_best;
   const traces = [];
   for (const [kind, symbol, size, name] of [
-    ["feasible", "circle", 8, "feasible trials"], ["top", "star", 14, "top 3 trials"],
-    ["infeasible", "x", 9, "infeasible trials (at a cap)"]]) {
+    ["feasible", "circle", 8, "feasible trials"], ["near", "circle", 9, "near-best trials"],
+    ["top", "star", 14, "top 3 trials"], ["infeasible", "x", 9, "infeasible trials (at a cap)"]]) {
     const pts = axis.points.filter((q) => q.kind === kind);
     if (!pts.length) continue;
+    const edge = kind === "top" ? { width: 1 } : kind === "near" ? { width: 1, color: COLORS.top }
+      : { width: 0 };
     traces.push({
       type: "scatter", mode: "markers", name,
       x: pts.map((q) => q.x), y: pts.map((q) => q.y), customdata: pts.map((q) => q.trial),
-      hovertext: pts.map((q) => p.text[q.trial]), hoverinfo: "text",
-      marker: { color: COLORS[kind], symbol, size, line: { width: kind === "top" ? 1 : 0 } },
+      hovertext: pts.map((q) => p.text[q.trial] +
+        (near && near.trials.includes(q.trial) ? `<br>${near.text}` : "")),
+      hoverinfo: "text", marker: { color: COLORS[kind], symbol, size, line: edge },
     });
   }
   const shapes = [];
+  // The good region (playbook: how many points are in it): from the best to epsilon beyond it.
+  if (near) {
+    shapes.push({ type: "rect", xref: "paper", yref: "y", x0: 0, x1: 1, y0: near.best,
+                  y1: near.bound, fillcolor: COLORS.top, opacity: 0.12, line: { width: 0 },
+                  layer: "below" });
+  }
   if (axis.bounds) {
     for (const b of axis.bounds) {
       shapes.push({ type: "line", xref: "x", yref: "paper", x0: b, x1: b, y0: 0, y1: 1,
@@ -67,16 +77,20 @@ function axisPlot(p, axis, i) {
     shapes.push({ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: p.cap, y1: p.cap,
                   line: { dash: "dot", color: COLORS.infeasible, width: 1 } });
   }
-  const xaxis = { title: { text: axis.path }, type: axis.log ? "log" : "linear" };
+  // No zero line: at a category axis's first value or a range's 0 it reads as a search bound.
+  const xaxis = { title: { text: axis.path }, type: axis.log ? "log" : "linear", zeroline: false };
   if (axis.categories) {  // every value of the space, tried or not
     xaxis.tickvals = axis.categories.map((_, k) => k);
     xaxis.ticktext = axis.categories;
     xaxis.range = [-0.5, axis.categories.length - 0.5];
   }
   const unfinished = axis.unfinished ? ` (${axis.unfinished} unfinished not shown)` : "";
-  const title = `${axis.path} (${axis.role}): ${axis.points.length} finished trials${unfinished}`;
+  // The count of the good region on a line of its own: the first is long already.
+  const close = near ? `<br>${axis.near} within ${near.epsilon_text} of the best` : "";
+  const title = `${axis.path} (${axis.role}): ${axis.points.length} finished trials${unfinished}${close}`;
   Plotly.react(div, traces, layout(title, {
     xaxis, yaxis: { title: { text: bestLabel(p) } }, shapes,
+    margin: { t: near ? 62 : 46, r: 40, b: 100 },
   }), CONFIG);
   return div;
 }
@@ -84,7 +98,7 @@ function axisPlot(p, axis, i) {
 function isolationPlot(p, iso, i) {
   const div = plotDiv(`isolation-${i}`, false);
   const over = iso.over.length ? iso.over.join(", ") : "no nuisance hyperparameters";
-  const xaxis = { title: { text: iso.path }, type: iso.log ? "log" : "linear" };
+  const xaxis = { title: { text: iso.path }, type: iso.log ? "log" : "linear", zeroline: false };
   if (iso.categories) {
     xaxis.tickvals = iso.categories.map((_, k) => k);
     xaxis.ticktext = iso.categories;
@@ -154,6 +168,49 @@ function curvesPlot(p) {
   return div;
 }
 
+// Each trial's best step as a fraction of its train.steps, with the playbook's 10% and 25% rules.
+function bestStepPlot(p) {
+  const b = p.best_step;
+  if (!b) return null;
+  const div = plotDiv("best-step", false);
+  const traces = [];
+  for (const [kind, symbol, size, name] of [
+    ["feasible", "circle", 8, "feasible trials"], ["top", "star", 14, "top 3 trials"]]) {
+    const pts = b.points.filter((q) => q.kind === kind);
+    if (!pts.length) continue;
+    traces.push({
+      type: "scatter", mode: "markers", name,
+      x: pts.map((q) => q.x), y: pts.map((q) => q.y), customdata: pts.map((q) => q.trial),
+      hovertext: pts.map((q) => `${p.text[q.trial]}<br>best step ${q.step} of ${q.steps} ` +
+                                `(${Math.round(100 * q.y)}% of training)`),
+      hoverinfo: "text",
+      marker: { color: COLORS[kind], symbol, size, line: { width: kind === "top" ? 1 : 0 } },
+    });
+  }
+  const band = (y0, y1, color) => ({ type: "rect", xref: "paper", yref: "y", x0: 0, x1: 1, y0, y1,
+                                     fillcolor: color, opacity: 0.12, line: { width: 0 },
+                                     layer: "below" });
+  const line = (y) => ({ type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: y, y1: y,
+                         line: { dash: "dash", color: "#555", width: 1 } });
+  const pct = (v) => `${Math.round(100 * v)}%`;
+  const label = (y, text, below) => ({ xref: "paper", yref: "y", x: 0.01, y, text,
+                                       showarrow: false, xanchor: "left",
+                                       yanchor: below ? "top" : "bottom",
+                                       font: { size: 11, color: "#444" } });
+  const title = `Best step of ${b.points.length} feasible trials: ${b.counts.late} in the last ` +
+                `${pct(1 - b.late)}, ${b.counts.early} in the first ${pct(b.early)}`;
+  Plotly.react(div, traces, layout(title, {
+    xaxis: { title: { text: bestLabel(p) } },
+    yaxis: { title: { text: "best step / train.steps" }, range: [-0.05, 1.05], tickformat: ".0%",
+             tickvals: [0, b.early, 0.25, 0.5, b.late, 1], zeroline: false },
+    shapes: [band(-0.05, b.early, "#ff7f0e"), band(b.late, 1.05, "#9467bd"),
+             line(b.early), line(b.late)],
+    annotations: [label(b.early, `first ${pct(b.early)}: saturated early`, true),
+                  label(b.late, `last ${pct(1 - b.late)}: still improving`, false)],
+  }), CONFIG);
+  return div;
+}
+
 function bestOfKPlot(p) {
   const b = p.best_of_k;
   if (!b) return null;
@@ -185,7 +242,7 @@ function draw(p) {
   const divs = [];
   p.axis.forEach((a, i) => divs.push(axisPlot(p, a, i)));
   p.isolation.forEach((a, i) => divs.push(isolationPlot(p, a, i)));
-  divs.push(curvesPlot(p), bestOfKPlot(p));
+  divs.push(curvesPlot(p), bestStepPlot(p), bestOfKPlot(p));
   for (const div of divs) {
     if (!div || div.dataset.clicks) continue;
     div.dataset.clicks = "1";

@@ -58,6 +58,7 @@ def payload(study: StudyData, now: dt.datetime | None = None) -> dict:
     except plots.NothingToPlot:
         cap = None
     top = [t.index for t in study.feasible[:TOP]]
+    near = plots.near_best(study)
     return {
         "name": _e(study.name),
         "objective": _e(study.objective),
@@ -69,9 +70,11 @@ def payload(study: StudyData, now: dt.datetime | None = None) -> dict:
         "running": running(study, now),
         # Each trial's hover label once: every point names its trial.
         "text": {t.index: hover(study, t) for t in study.trials},
-        "axis": [_axis(study, p, cap, top) for p in study.space],
+        "near_best": _near_best(near),
+        "axis": [_axis(study, p, cap, top, near) for p in study.space],
         "isolation": [_isolation(study, p) for p in study.space.by_role("scientific")],
         "curves": _curves(study, top),
+        "best_step": _best_step(study, top),
         "best_of_k": _best_of_k(study),
     }
 
@@ -109,17 +112,42 @@ def running(study: StudyData, now: dt.datetime | None = None) -> list[dict]:
     return out
 
 
-def _axis(study: StudyData, p, cap: float | None, top: list[int]) -> dict:
+def _near_best(near: plots.NearBest | None) -> dict | None:
+    """The trials near the best (playbook item 36: how many points are in the good region), the
+    band they lie in and how its width epsilon was derived."""
+    if near is None:
+        return None
+    return {
+        "best": near.best,
+        "bound": near.bound,
+        "epsilon": near.epsilon,
+        "epsilon_text": _e(f"{near.epsilon:.2g}"),
+        "text": _e(near.describe()),
+        "measured": near.measured,
+        "trials": list(near.trials),
+    }
+
+
+def _axis(
+    study: StudyData, p, cap: float | None, top: list[int], near: plots.NearBest | None
+) -> dict:
     """An axis plot (playbook Fig 1): each finished trial's best objective against one searched
-    hyperparameter; infeasible trials at the cap, the best ones starred."""
+    hyperparameter; infeasible trials at the cap, the best ones starred, those near the best
+    apart."""
     trials = [t for t in study.finished if p.path in t.params]
     categorical = p.space in ("discrete", "categorical")
     categories = plots.categories_of(p, trials) if categorical else None
+    close = set(near.trials) if near else set()
     points = []
     if cap is not None:
         xs = plots.x_positions(p, trials, categories) if trials else []
         for t, x in zip(trials, xs):
-            kind = "top" if t.index in top else "feasible" if t.feasible else "infeasible"
+            kind = (
+                "top" if t.index in top
+                else "near" if t.index in close
+                else "feasible" if t.feasible
+                else "infeasible"
+            )  # fmt: skip
             y = t.best_value if t.feasible else cap
             points.append({"trial": t.index, "x": float(x), "y": y, "kind": kind})
     return {
@@ -129,6 +157,7 @@ def _axis(study: StudyData, p, cap: float | None, top: list[int]) -> dict:
         "bounds": None if categorical else [p.min, p.max],
         "categories": None if categories is None else [_e(fmt(v)) for v in categories],
         "unfinished": len(study.trials) - len(study.finished),
+        "near": sum(t.index in close for t in trials),
         "points": points,
     }
 
@@ -178,6 +207,31 @@ def _curves(study: StudyData, top: list[int]) -> dict:
             entry[key] = {"steps": [int(s) for s in steps], "values": _series(values)}
         trials.append(entry)
     return {"train": train and _e(train), "objective": _e(study.objective), "trials": trials}
+
+
+def _best_step(study: StudyData, top: list[int]) -> dict | None:
+    """Each feasible trial's best step as a fraction of its train.steps against its best objective,
+    and the playbook's 10% and 25% rules (item 51)."""
+    try:
+        points = plots.best_steps(study)
+    except plots.NothingToPlot:
+        return None
+    return {
+        "early": plots.EARLY_FRACTION,
+        "late": plots.LATE_FRACTION,
+        "counts": {z: sum(q["zone"] == z for q in points) for z in ("early", "late")},
+        "points": [
+            {
+                "trial": q["trial"].index,
+                "x": q["trial"].best_value,
+                "y": q["fraction"],
+                "step": int(q["step"]),
+                "steps": int(q["steps"]),
+                "kind": "top" if q["trial"].index in top else "feasible",
+            }
+            for q in points
+        ],
+    }
 
 
 def _best_of_k(study: StudyData) -> dict | None:
