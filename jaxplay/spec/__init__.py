@@ -84,6 +84,7 @@ class HParams:
     momentum: float
     b1: float
     b2: float
+    rho: float
     eps: float
     weight_decay: float
     warmup_steps: float
@@ -139,6 +140,7 @@ class TrialSpec:
             momentum=o.momentum,
             b1=o.b1,
             b2=o.b2,
+            rho=o.rho,
             eps=o.eps,
             weight_decay=o.weight_decay,
             warmup_steps=float(s.warmup_steps),

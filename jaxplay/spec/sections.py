@@ -168,14 +168,15 @@ class Range:
 
 
 # The ranges of the training config's own numeric fields, the same for fixed values and search
-# bounds. Each end is why: Adam's bias correction divides by 1 - b^t (0 at b = 1), a momentum of 1
-# never forgets, eps and the learning rate divide or scale every update, a rate of 1 drops (or
-# smooths) everything.
+# bounds. Each end is why: Adam's bias correction divides by 1 - b^t (0 at b = 1), a momentum (or
+# RMSProp's rho) of 1 never forgets, eps and the learning rate divide or scale every update, a
+# rate of 1 drops (or smooths) everything.
 RANGES = {
     "optimizer.learning_rate": Range(0, example="1e-3", low_open=True),
     "optimizer.momentum": Range(0, 1, example="0.9"),
     "optimizer.b1": Range(0, 1, example="0.9"),
     "optimizer.b2": Range(0, 1, example="0.999"),
+    "optimizer.rho": Range(0, 1, example="0.9"),
     "optimizer.eps": Range(0, example="1e-8", low_open=True),
     "optimizer.weight_decay": Range(0, example="1e-4"),
     "model.dropout": Range(0, 1, example="0.1", noun="a rate"),
@@ -327,6 +328,7 @@ class OptimizerSpec:
     b2: float
     eps: float
     weight_decay: float
+    rho: float = optim.HPARAM_DEFAULTS["rho"]  # RMSProp's decay of the squared-gradient average
     nesterov: bool = False
 
 
@@ -485,7 +487,10 @@ def optimizer_section(section) -> OptimizerSpec:
     return OptimizerSpec(
         name=name,
         nesterov=bool(section.get("nesterov", False)),
-        **{f: values[f] for f in ("learning_rate", "momentum", "b1", "b2", "eps", "weight_decay")},
+        **{
+            f: values[f]
+            for f in ("learning_rate", "momentum", "b1", "b2", "rho", "eps", "weight_decay")
+        },
     )
 
 
