@@ -140,6 +140,19 @@ class StudyEvents:
         if step > 0:  # the step-0 evaluation has no training metrics yet
             self.metrics_seen(metrics)
 
+    def steps(self, index: int, last_step: int, series: dict) -> None:
+        """Every step of a period ({name: values of steps last_step - n + 1 .. last_step}): the
+        per-step series of a trial with train.log_every_step."""
+        if not self.on:
+            return
+        for name, values in series.items():
+            first = last_step - len(values) + 1
+            for k, value in enumerate(values):
+                if not self.on:  # a write failed: event files are off for the rest of the run
+                    return
+                event = self._scalars_event(first + k, {name: value})
+                self._io("writing event files", self._writers[index].write_event, event)
+
     def flush(self) -> None:
         """Makes the evaluations written so far visible to a running TensorBoard."""
         for writer in list(self._writers.values()):

@@ -419,6 +419,14 @@ class _Worker:
                 events.start(indices[j])
             events.scalars(indices[j], step, metrics)
 
+        def on_steps(j, step, series):  # every step of the period (train.log_every_step)
+            values = {name: [float(v) for v in array] for name, array in series.items()}
+            if not store.log_steps(ids[j], step, values, worker=worker):
+                raise LeaseLost(
+                    f"trial {indices[j]} was taken over by another worker at step {step}"
+                )
+            events.steps(indices[j], step, values)
+
         def on_resume(j, step):
             store.drop_metrics_after(ids[j], step)
             events.start(indices[j], resumed=True)  # its run again, from the store, up to `step`
@@ -432,7 +440,7 @@ class _Worker:
             progress.log(f"  {message}" if len(ids) == 1 else f"  trial {indices[j]}: {message}")
 
         hooks = train.Hooks(
-            on_eval=on_eval, on_resume=on_resume, on_period=on_period,
+            on_eval=on_eval, on_steps=on_steps, on_resume=on_resume, on_period=on_period,
             should_stop=self.should_stop, on_warning=on_warning,
         )  # fmt: skip
         out_of_memory = None

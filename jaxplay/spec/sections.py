@@ -356,6 +356,9 @@ class TrainSpec:
     train_eval_examples: int = DEFAULT_TRAIN_EVAL_EXAMPLES
     compute_dtype: str = "float32"
     divergence_factor: float = 100.0  # infeasible once a batch loss exceeds this x the initial loss
+    # Keep every step's training loss and gradient norm in the store, not only each period's
+    # summary (the early-instability probe, --lineage probe, turns it on).
+    log_every_step: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,6 +547,10 @@ def train_section(section, batch_size: int) -> TrainSpec:
         raise ConfigError(
             "train.divergence_factor: must be > 1 (a trial is infeasible once its batch loss "
             "exceeds this multiple of the initial loss)"
+        )
+    if not isinstance(values["log_every_step"], bool):
+        raise ConfigError(
+            f"train.log_every_step: must be True or False (got {values['log_every_step']!r})"
         )
     for key in ("grad_clip_norm", "label_smoothing"):
         check_value(f"train.{key}", values[key])

@@ -653,9 +653,42 @@ class Store:
             if worker is not None and _renew(s, [trial_id], worker) != 1:
                 return False
             # A retried call whose first commit succeeded unseen must not log the step twice.
-            s.execute(sa.delete(Metric).where(Metric.trial_id == trial_id, Metric.step == step))
+            s.execute(
+                sa.delete(Metric).where(
+                    Metric.trial_id == trial_id, Metric.step == step, Metric.name.in_(metrics)
+                )
+            )
             s.execute(sa.insert(Metric), rows)
             _note_progress(s.get(Trial, trial_id), step)
+            return True
+
+    @_resilient
+    def log_steps(
+        self, trial_id: int, last_step: int, series: dict, worker: str | None = None
+    ) -> bool:
+        """Appends per-step values of one period ({name: values of steps last_step - n + 1 ..
+        last_step}), e.g. every step's training loss for the early-instability probe; fenced by
+        `worker`'s lease like log_metrics. NaN/inf are stored as NULL."""
+        rows = [
+            {"trial_id": trial_id, "step": last_step - len(values) + 1 + i, "name": name,
+             "value": _finite(float(v))}
+            for name, values in series.items()
+            for i, v in enumerate(values)
+        ]  # fmt: skip
+        if not rows:
+            return True
+        first = min(r["step"] for r in rows)
+        with self.session.begin() as s:
+            if worker is not None and _renew(s, [trial_id], worker) != 1:
+                return False
+            s.execute(
+                sa.delete(Metric).where(
+                    Metric.trial_id == trial_id,
+                    Metric.step.between(first, last_step),
+                    Metric.name.in_(series),
+                )
+            )
+            s.execute(sa.insert(Metric), rows)
             return True
 
     @_resilient

@@ -35,6 +35,8 @@ class Hooks:
     """What the caller sees of training. Trials are named by their position in the list."""
 
     on_eval: Callable[[int, int, dict], None] | None = None  # (i, step, metrics), step 0 too
+    # (i, last step, {name: per-step values of the period}) for trials with train.log_every_step
+    on_steps: Callable[[int, int, dict], None] | None = None
     on_resume: Callable[[int, int], None] | None = None  # (i, step resumed from)
     on_period: Callable[[int, dict], None] | None = None  # (step, {i: metrics}) once a period
     should_stop: Callable[[], bool] | None = None  # true: checkpoint this period, then stop
@@ -82,6 +84,7 @@ def run_trials(trials: list, trial_dirs: list, hooks: Hooks | None = None) -> li
                 trial,
                 directory,
                 on_eval=None if hooks.on_eval is None else functools.partial(hooks.on_eval, i),
+                on_steps=None if hooks.on_steps is None else functools.partial(hooks.on_steps, i),
                 on_resume=None
                 if hooks.on_resume is None
                 else functools.partial(hooks.on_resume, i),

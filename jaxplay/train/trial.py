@@ -49,10 +49,15 @@ class TrialProgress:
 class TrialRun:
     """Drives one trial's bookkeeping; the host loop keeps one per trial of a stack."""
 
-    def __init__(self, trial, trial_dir, *, on_eval=None, on_resume=None, on_warning=None):
+    def __init__(
+        self, trial, trial_dir, *, on_eval=None, on_steps=None, on_resume=None, on_warning=None
+    ):
         self.trial, self.program = trial, trial.program
         self.objective, self.mode = trial.objective, trial.mode
         self.on_eval, self.on_resume = on_eval, on_resume
+        # Every step's training loss and gradient norm, kept where the study asks for them (the
+        # early-instability probe): a period's mean hides a spike that recovers within it.
+        self.on_steps = on_steps if trial.train.log_every_step else None
         self.on_warning = on_warning  # (message); None: a RuntimeWarning
         self.grad_clip_norm = trial.hparams.grad_clip_norm
         self.ckpt = TrialCheckpoints(
@@ -131,6 +136,9 @@ class TrialRun:
         # Saved with the checkpoint: a run killed after the final checkpoint, before the store
         # heard, still reports the final metrics when rerun (see finished).
         progress.last_metrics = {k: v if math.isfinite(v) else None for k, v in metrics.items()}
+        if self.on_steps:
+            self.on_steps(step, {name: np.asarray(per_step[key], float)
+                                 for name, key in STEP_SERIES.items()})  # fmt: skip
         if self.on_eval:
             self.on_eval(step, metrics)
         value = metrics[self.objective]
@@ -179,16 +187,25 @@ def diverged(losses: np.ndarray, start: int, limit: float) -> str | None:
     return f"training loss diverged at step {start + i + 1}: {what}"
 
 
+# The per-step series a trial with train.log_every_step keeps: metric name -> per-step array.
+STEP_SERIES = {"train/step_loss": "loss", "train/step_grad_norm": "grad_norm"}
+
+
 def period_summary(per_step: dict, grad_clip_norm: float) -> dict:
-    """Per-period train metrics from the per-step arrays: mean batch loss, grad norms, clipping."""
+    """Per-period train metrics from the per-step arrays: mean batch loss, grad norms (the mean,
+    the median, the 90th percentile and the largest of the period's steps: the playbook picks a
+    clipping threshold from the 90th percentile of the per-step norms), clipping."""
     norms = per_step["grad_norm"]
     clip = float(grad_clip_norm)
     finite = np.isfinite(per_step["loss"])
+    p50, p90 = np.quantile(norms, (0.5, 0.9)) if np.isfinite(norms).all() else (np.nan, np.nan)
     return {
         "train/batch_loss": float(np.mean(per_step["loss"][finite]))
         if finite.any()
         else float("nan"),
         "train/grad_norm": float(np.mean(norms)),
+        "train/grad_norm_p50": float(p50),
+        "train/grad_norm_p90": float(p90),
         "train/grad_norm_max": float(np.max(norms)),
         "train/clip_fraction": float(np.mean(norms > clip)) if clip > 0 else 0.0,
         "train/learning_rate": float(per_step["learning_rate"][-1]),

@@ -13,6 +13,9 @@
            grid of warmup lengths up to 10% of train.steps ("How to apply learning rate warmup")
   clip     the best trial at that unstable learning rate, over gradient-clipping thresholds around
            the 90th percentile of the best trial's gradient norms ("Gradient clipping")
+  probe    the best trial at 1x, 2x, 5x and 10x its learning rate for the first `steps` steps,
+           every step's training loss kept: early instability that sparse evaluations miss
+           ("Identifying unstable workloads")
 
 Each edits the child config in place and returns its changes in words (jaxplay.tuning.derivation).
 """
@@ -47,6 +50,9 @@ WIDEN = 0.5
 CLIP_MULTIPLES = (0.25, 0.5, 1.0, 2.0)
 # "The largest feasible [warmup] shouldn't be more than 10% of max_train_steps".
 WARMUP_MAX_FRACTION = 0.1
+# The probe's learning rates as multiples of the best trial's: 1x is the reference, 2x the
+# playbook's early-instability check, 5x and 10x its check for whether warmup is needed.
+PROBE_FACTORS = (1.0, 2.0, 5.0, 10.0)
 
 
 def _refine(child, parent, opts) -> list[str]:
@@ -260,6 +266,49 @@ def _warmup(child, parent, opts) -> list[str]:
     ]
 
 
+def _probe(child, parent, opts) -> list[str]:
+    """The early-instability probe (playbook "Identifying unstable workloads"): the parent's best
+    trial at PROBE_FACTORS x its learning rate, for the first `steps` steps, every step's training
+    loss kept; analysis.diagnostics.check_early_instability reads them."""
+    best = parent.feasible[0]
+    key = _learning_rate_key(parent, best)
+    steps = int(opts["steps"])
+    warmup = int(child.schedule.get("warmup_steps", 0))
+    if warmup >= steps:
+        raise ConfigError(
+            f"--steps: the probe's {steps} steps would end inside the parent's warmup "
+            f"(schedule.warmup_steps={warmup}); pass --steps above {warmup}"
+        )
+    lr = float(best.params.get(key, child.optimizer.get("learning_rate")))
+    trials = [{**best.params, key: lr * factor} for factor in PROBE_FACTORS]
+    with child.unlocked():
+        child.train.steps = steps
+        child.train.eval_every = config_lib.divisor_near(steps, steps / 10)
+        child.train.log_every_step = True
+        # The first steps of a long decay run at the peak rate: the probe holds it there.
+        child.schedule.name = "constant"
+        child.schedule.decay_steps = 0
+        child.search = ml_collections.ConfigDict()
+        child.study.algorithm = "manual"
+        child.study.trials = trials
+        child.study.num_trials = len(trials)
+    factors = ", ".join(f"{f:g}x" for f in PROBE_FACTORS)
+    return [
+        f"trials: the parent's best trial {best.index} at {factors} its {key}={fmt(lr)}",
+        f"train.steps: {steps}, every step's training loss and gradient norm kept "
+        "(train.log_every_step)",
+        "schedule: constant at the peak after the parent's warmup (the first steps of a long "
+        "decay run at the peak anyway)",
+    ]
+
+
+def _learning_rate_key(parent, best) -> str:
+    """The path of the best trial's learning rate: its branch's own (spaces.branches), else
+    optimizer.learning_rate."""
+    own = [path for path in best.params if path.endswith("].learning_rate")]
+    return own[0] if own else "optimizer.learning_rate"
+
+
 def _clip(child, parent, opts) -> list[str]:
     unstable, changes = _unstable_learning_rate(parent)
     best = parent.feasible[0]
@@ -405,6 +454,15 @@ ACTIONS = {
             ),
             child_name=lambda parent, child: f"{parent}-seed{child.study.seed}",
             needs_feasible=False,
+        ),
+        Derivation(
+            "probe",
+            "the best trial at 1x, 2x, 5x, 10x its learning rate for the first steps, every "
+            "step's loss kept: early instability",
+            _probe,
+            lambda parent, o, child: f"early-instability probe of {parent}'s best trial",
+            options=(Option("steps", int, 500, "training steps of each probe trial",
+                            minimum=10),),  # fmt: skip
         ),
         Derivation(
             "warmup",

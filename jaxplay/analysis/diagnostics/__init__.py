@@ -9,8 +9,9 @@ a named constant next to the check that uses it, with the reason for its value. 
 finished trials, so a study that is still running can be diagnosed at any time.
 
 The checks live in modules by what they look at: `search_space` (boundary, infeasible trials),
-`training_curves` (the best trials' curves), `training_setup` (Adam's trial budget, the input
-pipeline, gradient clipping); `common` holds what they share. Every public name is re-exported
+`training_curves` (the best trials' curves), `instability` (the early-instability probe's
+per-step losses), `training_setup` (Adam's trial budget, the input pipeline, gradient clipping);
+`common` holds what they share. Every public name is re-exported
 here, and `REGISTRY` lists the checks in the order `diagnose` runs them.
 """
 
@@ -19,6 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from jaxplay.analysis.diagnostics.common import TOP_K, Finding
+from jaxplay.analysis.diagnostics.instability import (
+    LIMITING_FACTOR,
+    SPIKE_FACTOR,
+    SPIKE_WINDOW,
+    STEP_LOSS,
+    check_early_instability,
+)
 from jaxplay.analysis.diagnostics.search_space import (
     ADJACENT_MAX_GAP,
     CONCENTRATION_QUANTILE,
@@ -74,6 +82,7 @@ REGISTRY: dict[str, Callable[[StudyData], list[Finding]]] = {
     "not_converged": check_not_converged,
     "saturated_early": check_saturated_early,
     "train_loss_rising": check_train_loss_rising,
+    "early_instability": check_early_instability,
     "adam_budget": check_adam_budget,
     "input_bound": check_input_bound,
     "clipping": check_clipping,
@@ -101,6 +110,7 @@ __all__ = [
     "INFEASIBLE_WARNING_FRACTION",
     "INPUT_WAIT_WARNING",
     "LATE_FRACTION",
+    "LIMITING_FACTOR",
     "LATE_MIN_POINTS",
     "LATE_NOISE_RELATIVE",
     "MIN_DIVERGED",
@@ -114,6 +124,9 @@ __all__ = [
     "SATURATED_FRACTION",
     "SCIENTIFIC_BUCKETS",
     "SEVERITIES",
+    "SPIKE_FACTOR",
+    "SPIKE_WINDOW",
+    "STEP_LOSS",
     "TOP_K",
     "TRAIN_LOSS_METRICS",
     "TRAIN_RISE_OF_DECREASE",
@@ -121,6 +134,7 @@ __all__ = [
     "Finding",
     "check_adam_budget",
     "check_boundary",
+    "check_early_instability",
     "check_clipping",
     "check_infeasible_at_edge",
     "check_infeasible_fraction",

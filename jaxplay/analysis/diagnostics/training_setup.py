@@ -155,9 +155,19 @@ def _clip_norm(study: StudyData, t: TrialData) -> float | None:
 
 def clip_threshold(t: TrialData) -> float | None:
     """The playbook's gradient-clipping threshold for a trial: the CLIP_PERCENTILE (90th) percentile
-    of its logged gradient norms; None when it logged none."""
-    norms = finite(t, "train/grad_norm")[1]
-    return float(np.percentile(norms, CLIP_PERCENTILE)) if len(norms) else None
+    of its per-step gradient norms; None when it logged none. Exact where every step's norm was
+    kept (train.log_every_step); otherwise the median of the periods' own 90th percentiles
+    (train/grad_norm_p90: exact when the periods share one distribution of norms), and for a
+    store written before those were logged, the percentile of the periods' mean norms."""
+    for metric, summarize in (
+        ("train/step_grad_norm", lambda v: np.percentile(v, CLIP_PERCENTILE)),
+        ("train/grad_norm_p90", np.median),
+        ("train/grad_norm", lambda v: np.percentile(v, CLIP_PERCENTILE)),
+    ):
+        norms = finite(t, metric)[1]
+        if len(norms):
+            return float(summarize(norms))
+    return None
 
 
 def clip_hint(study: StudyData) -> str:
