@@ -1,5 +1,5 @@
 """Studies as tables: `export` (every trial as CSV or JSON) and `compare` (two studies side by side,
-e.g. round 1 against round 2)."""
+e.g. round 1 against round 2, each tagged with the batch size it was tuned at)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ import json
 
 from jaxplay.analysis import diagnostics, variance
 from jaxplay.analysis import record as record_lib
+from jaxplay.analysis.diagnostics.batch_size import (
+    BATCH_SIZE,
+    batch_size_of,
+    searched_batch_sizes,
+)
 from jaxplay.analysis.study import StudyData
 from jaxplay.values import cell
 
@@ -63,9 +68,18 @@ def _space_text(p) -> str:
     return f"{p.space} {list(p.values)} ({p.role})"
 
 
+def _batch_size_text(record: dict) -> str:
+    """The batch size a study was tuned at: '128', or '64 (best trial; searched 32, 64, 128)'."""
+    searched = searched_batch_sizes(record)
+    if not searched:
+        return cell(batch_size_of(record))
+    return f"{cell(batch_size_of(record))} (best trial; searched {', '.join(map(str, searched))})"
+
+
 def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
-    """Two studies side by side: outcome, best trial, search spaces, differing fixed values, and
-    (with `findings`) each study's diagnostics."""
+    """Two studies side by side: outcome, best trial, the batch size each was tuned at, search
+    spaces, differing fixed values, (with `findings`) each study's diagnostics, and whether their
+    difference is fair (batch sizes) and beyond the noise."""
     rows = [
         ("study", a.name, b.name),
         ("notes", a.record["notes"] or "-", b.record["notes"] or "-"),
@@ -85,6 +99,7 @@ def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
             ),
         ),
         ("train.steps", lambda s: cell(s.train_steps)),
+        ("batch size", lambda s: _batch_size_text(s.record)),
         ("algorithm", lambda s: f"{s.record['algorithm']} seed {s.record['seed']}"),
     ):
         rows.append((label, fn(a), fn(b)))
@@ -112,6 +127,7 @@ def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
             and path not in spaces_a
             and path not in spaces_b
             and not path.startswith("study.")
+            and path != BATCH_SIZE  # its own row above
         ):
             rows.append((f"fixed {path}", cell(va), cell(vb)))
     width = [max(len(str(r[i])) for r in rows) for i in range(3)]
@@ -124,6 +140,10 @@ def compare(a: StudyData, b: StudyData, findings: bool = True) -> str:
             )
             lines.extend(f"  [{f.severity}] {f.title}" for f in found)
     records = {r["name"]: r for r in [*a.family, *b.family, a.record, b.record]}
+    stale = variance.batch_size_lines(a.record, b.record, list(records.values()))
+    if stale:
+        lines.append("\nWas each tuned at its own batch size? (playbook: re-tune after a change)")
+        lines.extend(f"  {line}" for line in stale)
     noise = variance.verdict(a.record, b.record, list(records.values()))
     if noise:
         lines.append(

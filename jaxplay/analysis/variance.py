@@ -9,6 +9,13 @@ variance of both". `--lineage rerun` measures the first, `--lineage reseed` the 
 jaxplay.tuning.actions); this module reads them from the studies' records and states whether a
 difference exceeds them.
 
+A difference is also only fair between studies tuned at the same batch size: "changing the batch
+size requires re-tuning most hyperparameters" (it "typically requires starting the tuning process
+all over again"). Every study is tagged with the batch size its result was tuned at
+(`diagnostics.batch_size.batch_size_of`); `batch_size_lines` and `difference_text` say when two
+differ and which study's tuning is stale, and a rerun or reseed at another batch size than its
+parent's is not counted as noise (it measures the batch size too).
+
 A difference of two noisy results has sqrt(2) times the noise of one, and about 95% of a normal
 noise lies within 2 standard deviations: a difference is "beyond the noise" when it exceeds
 2 * sqrt(2) * std. With only 2 or 3 samples the std is itself uncertain, which the text says.
@@ -20,13 +27,26 @@ import dataclasses
 import math
 import statistics
 
+from jaxplay import spaces
+from jaxplay.analysis.diagnostics.batch_size import (
+    LEARNING_RATE,
+    batch_sensitive,
+    batch_size_of,
+    config_path,
+    sensitive_text,
+    tunes_every_trial,
+)
 from jaxplay.analysis.record import parent_of
+from jaxplay.errors import ConfigError
 
 # 95% of a normal difference of two independent results lies within 2 * sqrt(2) * std.
 DIFFERENCE_Z = 2.0 * math.sqrt(2.0)
 # Below this many samples a std estimate is rough (the relative error of a sample std from n
 # normal samples is about 1 / sqrt(2(n - 1)): 50% at n = 3).
 FEW_SAMPLES = 4
+# Derivations that search the parent's space afresh instead of reusing its results (best trials,
+# narrowed ranges, GP observations): a study derived by one at another batch size is re-tuned.
+FRESH_ACTIONS = ("reseed", "steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +89,14 @@ def trial_noise(records: list[dict], names: set[str]) -> Noise | None:
     """The spread of a rerun study (--lineage rerun) of one of `names`, or of a rerun among them;
     the one with the most seeds."""
     found = []
+    by_name = {r["name"]: r for r in records}
     for r in records:
         parent = parent_of(r)
         if (
             parent
             and parent.get("action") == "rerun"
             and (parent.get("study") in names or r["name"] in names)
+            and not _other_batch_size(r, by_name.get(parent.get("study")))
         ):
             values = best_values(r)
             if len(values) >= 2:
@@ -101,7 +123,10 @@ def study_noise(records: list[dict], name: str) -> Noise | None:
     group = [root] + [
         r["name"]
         for r in records
-        if (p := parent_of(r)) and p.get("action") == "reseed" and p.get("study") == root
+        if (p := parent_of(r))
+        and p.get("action") == "reseed"
+        and p.get("study") == root
+        and not _other_batch_size(r, by_name.get(root))
     ]
     bests = []
     for n in group:
@@ -156,9 +181,11 @@ def verdict(a: dict, b: dict, records: list[dict]) -> list[str]:
 def difference_text(a: dict, b: dict, records: list[dict]) -> str:
     """One cell for a table of related studies: how much better or worse b's best is than a's, and
     whether that exceeds the trial and study variance known for them (e.g. '0.012 better: beyond
-    trial noise (0.0093)')."""
+    trial noise (0.0093)'), after a word on their batch sizes when they were tuned at different
+    ones."""
+    note = _batch_size_note(a, b, records)
     if a["objective"] != b["objective"] or a["best_value"] is None or b["best_value"] is None:
-        return "-"
+        return note or "-"
     diff = b["best_value"] - a["best_value"]
     better = (diff < 0) == (a["mode"] == "min")
     verdicts = []
@@ -170,8 +197,10 @@ def difference_text(a: dict, b: dict, records: list[dict]) -> str:
             where = "beyond" if abs(diff) > noise.threshold else "within"
             verdicts.append(f"{where} {noise.kind} noise ({noise.threshold:.2g})")
     what = "the same" if diff == 0 else f"{abs(diff):.4g} {'better' if better else 'worse'}"
-    return f"{what}: " + (
-        ", ".join(verdicts) if verdicts else "noise not measured (--lineage rerun, reseed)"
+    return (
+        (f"{note}; " if note else "")
+        + f"{what}: "
+        + (", ".join(verdicts) if verdicts else "noise not measured (--lineage rerun, reseed)")
     )
 
 
@@ -179,3 +208,172 @@ def _joint_study_noise(records: list[dict], a: str, b: str) -> Noise | None:
     """The study variance of a or of b, whichever rests on more studies."""
     found = [n for n in (study_noise(records, a), study_noise(records, b)) if n is not None]
     return max(found, key=lambda n: n.n, default=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch sizes: tuning done at one is stale at another.
+
+
+@dataclasses.dataclass(frozen=True)
+class Retuning:
+    """How a study's result relates to the batch size it was tuned at."""
+
+    name: str
+    batch_size: int
+    searched: tuple[str, ...]  # the batch-sensitive config paths it searched itself
+    learning_rate: bool  # optimizer.learning_rate is a nuisance hyperparameter of every trial
+    # The nearest ancestor at another batch size whose results it reuses through its lineage
+    # (best trials, narrowed ranges, GP observations), the actions between, and what it reuses.
+    stale_from: str | None = None
+    stale_batch_size: int | None = None
+    via: tuple[str, ...] = ()
+    inherited: tuple[str, ...] = ()
+
+    @property
+    def retuned(self) -> bool:
+        """Tuned at its own batch size: it searched the learning rate and reuses nothing stale."""
+        return self.learning_rate and self.stale_from is None
+
+    def describe(self) -> str:
+        """One line on how far its tuning holds at its batch size."""
+        if self.stale_from is not None:
+            what = sensitive_text(self.inherited) or "its optimizer and regularization values"
+            return (
+                f"{self.name} reuses what {self.stale_from} tuned at batch size "
+                f"{self.stale_batch_size} (--lineage {', then '.join(self.via)}): {what} are "
+                f"stale at {self.batch_size}."
+            )
+        if self.learning_rate:
+            return (
+                f"{self.name} searched {sensitive_text(self.searched)} at its own batch size "
+                f"{self.batch_size}."
+            )
+        searched = f" (it searched {sensitive_text(self.searched)})" if self.searched else ""
+        return (
+            f"{self.name} does not search optimizer.learning_rate as a nuisance hyperparameter: "
+            f"its optimizer and regularization values were not tuned at {self.batch_size}"
+            f"{searched}."
+        )
+
+
+def retuning(record: dict, records: list[dict]) -> Retuning | None:
+    """How the study's tuning relates to its batch size; None when its batch size is unknown."""
+    own = batch_size_of(record)
+    if own is None:
+        return None
+    space = _space(record)
+    searched = tuple(sorted({p.config_path for p in space if batch_sensitive(p.path)}))
+    found = Retuning(record["name"], own, searched, tunes_every_trial(space, LEARNING_RATE))
+    by_name, seen, node, via = {r["name"]: r for r in records}, {record["name"]}, record, []
+    while (link := parent_of(node)) and link.get("action") not in FRESH_ACTIONS:
+        parent = by_name.get(link.get("study"))
+        if parent is None or parent["name"] in seen:
+            break
+        seen.add(parent["name"])
+        via.insert(0, str(link.get("action")))
+        other = batch_size_of(parent)
+        if other is not None and other != own:
+            inherited = {
+                config_path(path)
+                for t in parent.get("trials") or []
+                for path in t.get("params") or {}
+                if batch_sensitive(path)
+            }
+            return dataclasses.replace(
+                found,
+                stale_from=parent["name"],
+                stale_batch_size=other,
+                via=tuple(via),
+                inherited=tuple(sorted(inherited)),
+            )
+        node = parent
+    return found
+
+
+def batch_size_lines(a: dict, b: dict, records: list[dict]) -> list[str]:
+    """Lines for `studies compare` when a and b were tuned at different batch sizes: which tuning
+    is stale at which batch size, how each study was tuned, and whether their difference is a fair
+    comparison; [] when the batch sizes agree or one is unknown."""
+    ra, rb = retuning(a, records), retuning(b, records)
+    if ra is None or rb is None or ra.batch_size == rb.batch_size:
+        return []
+    earlier, later = _in_order(ra, rb, records)
+    lines = [
+        f"Tuned at different batch sizes: {ra.name} at {ra.batch_size}, {rb.name} at "
+        f"{rb.batch_size}. The tuning of {earlier.name} (at {earlier.batch_size}) is stale at "
+        f"{later.name}'s batch size {later.batch_size}: the playbook says changing the batch size "
+        '"typically requires starting the tuning process all over again", the optimizer\'s and '
+        "the regularizers' hyperparameters above all.",
+        ra.describe(),
+        rb.describe(),
+    ]
+    if ra.retuned and rb.retuned:
+        lines.append(
+            "Each searched its own learning rate at its own batch size: a fair comparison of the "
+            "batch sizes as far as each search went (the playbook compares batch sizes only with "
+            "each fully tuned on its own)."
+        )
+    else:
+        todo = " and ".join(f"{r.name} at {r.batch_size}" for r in (ra, rb) if not r.retuned)
+        lines.append(
+            "So their difference is not a fair comparison unless each is re-tuned at its own "
+            f"batch size: re-tune {todo} (a study of its own that searches optimizer.learning_rate "
+            "and the regularizers as nuisance hyperparameters, not derived from a study at "
+            "another batch size), or compare them at one batch size."
+        )
+    return lines
+
+
+def _batch_size_note(a: dict, b: dict, records: list[dict]) -> str | None:
+    """A table cell's word on batch sizes: None when a and b share one (or one is unknown)."""
+    ra, rb = retuning(a, records), retuning(b, records)
+    if ra is None or rb is None or ra.batch_size == rb.batch_size:
+        return None
+    sizes = f"batch size {rb.batch_size} (this study {ra.batch_size})"
+    if ra.retuned and rb.retuned:
+        return f"{sizes}, each tuned at its own"
+    earlier, later = _in_order(ra, rb, records)
+    return (
+        f"{sizes}: {earlier.name}'s tuning is stale at {later.batch_size}, not a fair comparison "
+        "unless each is re-tuned at its own batch size"
+    )
+
+
+def _in_order(a: Retuning, b: Retuning, records: list[dict]) -> tuple[Retuning, Retuning]:
+    """(earlier, later): an ancestor before its descendant, else by creation time, else as given."""
+    by_name = {r["name"]: r for r in records}
+    if _descends(b.name, a.name, by_name):
+        return a, b
+    if _descends(a.name, b.name, by_name):
+        return b, a
+    times = [by_name.get(r.name, {}).get("created_at") for r in (a, b)]
+    if all(isinstance(t, str) for t in times) and times[1] < times[0]:
+        return b, a
+    return a, b
+
+
+def _descends(name: str, ancestor: str, by_name: dict) -> bool:
+    """True when `ancestor` is reached from `name` through parent links."""
+    seen = {name}
+    while (link := parent_of(by_name.get(name) or {})) and link.get("study") not in seen:
+        name = link.get("study")
+        if name == ancestor:
+            return True
+        seen.add(name)
+    return False
+
+
+def _other_batch_size(record: dict, parent: dict | None) -> bool:
+    """True when a derived study ran at another batch size than its parent's result."""
+    if parent is None:
+        return False
+    own, theirs = batch_size_of(record), batch_size_of(parent)
+    return own is not None and theirs is not None and own != theirs
+
+
+def _space(record: dict) -> spaces.SearchSpace:
+    """The study's search space from its recorded config (empty when it cannot be read)."""
+    try:
+        return spaces.parse((record.get("config") or {}).get("search"))
+    except ConfigError:
+        return spaces.SearchSpace()

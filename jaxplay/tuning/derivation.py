@@ -7,6 +7,10 @@ and the procedure's changes. The derivation is deterministic given the parent's 
 so rerunning the same command continues the same child study. The child records its link,
 `study.parent = {study, action, <options>, changes}`: reports show it, `studies compare` weighs
 reruns and reseeds as noise.
+
+A child at another batch size than its parent's result says which inherited hyperparameters are
+stale there (playbook: changing the batch size "typically requires starting the tuning process all
+over again"; the optimizer's and the regularizers' hyperparameters interact most with it).
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ import ml_collections
 
 from jaxplay import config as config_lib
 from jaxplay import spaces
+from jaxplay.analysis.diagnostics.batch_size import (
+    BATCH_SIZE,
+    batch_sensitive,
+    batch_size_of,
+    config_path,
+    is_regularizer,
+    sensitive_text,
+)
 from jaxplay.errors import ConfigError, StoreError
 from jaxplay.spec.sections import check_study_name
 from jaxplay.values import fmt, is_int, is_real
@@ -109,6 +121,8 @@ def derive(
             )
         _inherit_search(child, parent_config)
     changes += derivation.apply(child, parent, options)
+    if parent is not None:
+        changes = _batch_size_caveat(changes, parent, child, action)
     summary = derivation.summary(parent_name, options, child)
     with child.unlocked():
         child.study.notes = f"{summary}; {notes}" if notes else summary
@@ -196,3 +210,63 @@ def _fixed_differences(parent_config: dict, child) -> list[str]:
         for path in sorted(set(parent_fixed) | set(child_fixed))
         if parent_fixed.get(path) != child_fixed.get(path)
     ]
+
+
+def _batch_size_caveat(changes: list[str], parent, child, action: str) -> list[str]:
+    """The changes, with the data.batch_size line (added when missing) saying what is stale when
+    the child trains at another batch size than the parent's result was tuned at."""
+    old = batch_size_of(parent.record)
+    tree = config_lib.to_tree(child)
+    space = spaces.parse(tree.get("search"))
+    listed = (tree.get("study") or {}).get("trials") or []
+    if BATCH_SIZE in space.config_paths or any(
+        config_path(p) == BATCH_SIZE for t in listed for p in t
+    ):
+        return changes  # the child's trials set their own batch sizes
+    new = (tree.get("data") or {}).get("batch_size")
+    if old is None or not is_int(new) or new == old:
+        return changes
+    tuned = sorted({config_path(p) for p in parent.param_paths if batch_sensitive(p)})
+    fixed = config_lib.fixed_hyperparameters(tree, space)
+    regularizers = {p: v for p, v in fixed.items() if is_regularizer(p) and p not in tuned}
+    inherited = (
+        f"{sensitive_text(tuned)} (tuned by the parent)"
+        if tuned
+        else "the parent's fixed learning rate (it searched none of the optimizer's or "
+        "regularizers' hyperparameters)"
+    )
+    if regularizers:
+        inherited += " and the regularizers " + ", ".join(
+            f"{p}={fmt(v)}" for p, v in sorted(regularizers.items())
+        )
+    text = (
+        f"the parent's tuning is stale at batch size {new}: the playbook says changing the batch "
+        'size "typically requires starting the tuning process all over again", and the '
+        "optimizer's and the regularizers' hyperparameters interact most with it. "
+    )
+    if action == "reseed":
+        text += (
+            f"This reseed searches the parent's space afresh at {new}, but its ranges of "
+            f"{sensitive_text(tuned) or 'the searched hyperparameters'} were set at {old} (watch "
+            "the boundary diagnostic), and its spread mixes the batch size's effect with the "
+            "search seed's, so it is not counted as study variance"
+        )
+    else:
+        text += f"Inherited from the parent's results at {old}: {inherited}"
+        if new > old:
+            text += (
+                '; larger batches "can be more prone to overfitting and may require stronger '
+                'regularization"'
+            )
+        if action == "rerun":
+            text += "; its spread is not counted as trial variance (it measures the batch size too)"
+        text += (
+            f". Re-tune them at {new}: run the study file as a new study (without --from_study) "
+            "that searches optimizer.learning_rate and these as nuisance hyperparameters, or set "
+            f"data.batch_size back to {old} to keep the parent's tuning"
+        )
+    prefix = f"{BATCH_SIZE}: "
+    for i, line in enumerate(changes):
+        if line.startswith(prefix):
+            return [*changes[:i], f"{line}; {text}", *changes[i + 1 :]]
+    return [*changes, f"{prefix}{old} (the parent's best trial) -> {new}; {text}"]

@@ -10,15 +10,17 @@ finished trials, so a study that is still running can be diagnosed at any time.
 
 The checks live in modules by what they look at: `search_space` (boundary, infeasible trials),
 `training_curves` (the best trials' curves), `instability` (the early-instability probe's
-per-step losses), `training_setup` (Adam's trial budget, the input pipeline, gradient clipping);
-`common` holds what they share. Every public name is re-exported
-here, and `REGISTRY` lists the checks in the order `diagnose` runs them.
+per-step losses), `training_setup` (Adam's trial budget, the input pipeline, gradient clipping),
+`batch_size` (a batch size searched for a validation objective); `common` holds what they share.
+Every public name is re-exported here, and `REGISTRY` lists the checks in the order `diagnose`
+runs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from jaxplay.analysis.diagnostics.batch_size import check_batch_size
 from jaxplay.analysis.diagnostics.common import TOP_K, Finding
 from jaxplay.analysis.diagnostics.instability import (
     LIMITING_FACTOR,
@@ -86,6 +88,7 @@ REGISTRY: dict[str, Callable[[StudyData], list[Finding]]] = {
     "adam_budget": check_adam_budget,
     "input_bound": check_input_bound,
     "clipping": check_clipping,
+    "batch_size": check_batch_size,
 }
 CHECKS = tuple(REGISTRY)
 SEVERITIES = ("warning", "info")
@@ -133,6 +136,7 @@ __all__ = [
     "TRAIN_RISE_RELATIVE",
     "Finding",
     "check_adam_budget",
+    "check_batch_size",
     "check_boundary",
     "check_early_instability",
     "check_clipping",
