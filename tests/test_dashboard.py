@@ -425,3 +425,85 @@ def test_browser_study_page_counts_near_best_trials_and_draws_best_steps(browser
         label = WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, hover))
         label = label[0].text
         assert re.search(r"trial \d+", label) and "best step 100 of 100 (100% of training)" in label
+
+
+def test_browser_study_page_draws_the_probe_losses_and_gradient_norms(browser, tmp_path):
+    """The probe's per-step losses (items 83, 99) by learning-rate multiple, the diverged trial
+    marked where it stopped, and the best trials' gradient norms with the playbook's clipping
+    threshold and their histogram (items 82, 87); hovering names the trial."""
+    import math
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url = store_lib.default_url(tmp_path)
+    tree = json.loads(json.dumps(spec_lib.resolve(float_only_study(num_trials=3)).tree))
+    store = store_lib.Store(url)
+    study_id = store.open_study(
+        "probe", "h", config_path="study.py", config=tree, notes="", objective="val/error",
+        mode="min", algorithm="manual", seed=0, num_trials=3, command="test", versions={},
+        device_kind="cpu",
+    )  # fmt: skip
+    factors = (1, 2, 10)
+    store.add_trials(study_id, [{"optimizer.learning_rate": 0.01 * f} for f in factors])
+    for index, factor in enumerate(factors):
+        trial_id = store.claim(study_id, "w", indices=[index])[0]
+        for end in (50, 100):
+            steps = range(end - 49, end + 1)
+            loss = [2 * math.exp(-s / 50) + (factor == 10) * s**2 for s in steps]
+            norms = [factor * (1 + (s % 5) / 10) for s in steps]
+            series = {"train/step_loss": loss, "train/step_grad_norm": norms}
+            assert store.log_steps(trial_id, end, series, worker="w")
+            metrics = {"val/error": 0.5 - 0.1 * index + 0.001 * end,
+                       "train/grad_norm": sum(norms) / len(norms)}  # fmt: skip
+            store.log_metrics(trial_id, end, metrics, worker="w")
+            if factor == 10:
+                store.finish(trial_id, "infeasible", worker="w", steps_run=50,
+                             error="training loss diverged at step 40: 1602 (> 20)")  # fmt: skip
+                break
+        else:
+            value = 0.55 - 0.1 * index
+            store.finish(trial_id, "completed", worker="w", best_value=value, best_step=50,
+                         steps_run=100)  # fmt: skip
+    store.update_best(study_id)
+    store.close()
+    with served(url) as base:
+        _ready(browser, base + "study/probe")
+        title = browser.find_element(By.CSS_SELECTOR, "#step-losses .gtitle").text
+        assert (
+            title == "Every step's training loss at 3 learning rates, 10-step running median thick"
+        )
+        legend = [
+            e.text for e in browser.find_elements(By.CSS_SELECTOR, "#step-losses .legendtext")
+        ]
+        assert legend[:3] == ["1x: trial 0, learning rate 0.01", "2x: trial 1, learning rate 0.02",
+                              "10x: trial 2, learning rate 0.1"]  # fmt: skip
+        assert "diverged here" in legend
+        # Hover the diverged trial's marker: its label names the trial and where it stopped.
+        browser.execute_script(
+            "const div = document.getElementById('step-losses');"
+            "const i = div.data.findIndex((t) => t.name === 'diverged here');"
+            "Plotly.Fx.hover(div, [{curveNumber: i, pointNumber: 0}]);"
+        )
+        hover = "#step-losses .hoverlayer .hovertext"
+        label = WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, hover))
+        assert "trial 2 (infeasible)" in label[0].text
+        assert "diverged here: step 40, loss 1601" in label[0].text
+
+        title = browser.find_element(By.CSS_SELECTOR, "#grad-norms .gtitle").text
+        # The two feasible trials: the diverged one is no best trial.
+        assert title.startswith("Gradient norm of the best 2 trials, every step")
+        assert "histogram of trial 1's steps" in title  # the best feasible trial
+        legend = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#grad-norms .legendtext")]
+        assert any(
+            t.startswith("90th percentile: the playbook's clipping threshold (") for t in legend
+        )
+        assert "trial 1 (0.45): every step" in legend and "trial 0 (0.55): every step" in legend
+        # Hover the best trial's line: its label names the trial and the step's norm.
+        browser.execute_script(
+            "Plotly.Fx.hover(document.getElementById('grad-norms'), "
+            "[{curveNumber: 0, pointNumber: 9}])"
+        )
+        hover = "#grad-norms .hoverlayer .hovertext"
+        label = WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, hover))
+        assert "trial 1" in label[0].text and "step 10: gradient norm 2" in label[0].text

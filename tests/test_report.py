@@ -289,9 +289,9 @@ def test_report_of_a_trained_study(tmp_path):
     assert path == tmp_path / "report-tiny.html"
     page = path.read_text()
     assert sorted(_trial_rows(page)) == [0, 1, 2]
-    # 4 axis plots (nothing scientific), the curves and the best step; 3 trials are too few for
-    # best-of-k.
-    assert page.count('src="data:image/png;base64,') == 6
+    # 4 axis plots (nothing scientific), the curves, the gradient norms (every trial logs them)
+    # and the best step; 3 trials are too few for best-of-k.
+    assert page.count('src="data:image/png;base64,') == 7
     assert (
         '<section id="diagnostics">' in page
         and "model.width" in page[page.index('<section id="fixed">') :]

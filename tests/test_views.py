@@ -1,16 +1,27 @@
-"""Two views of a study the store already allows: how many trials lie near the best on the axis
-plots (playbook "Not sampling enough points": how many points are in the "good" region) and each
+"""Views of a study the store already allows: how many trials lie near the best on the axis
+plots (playbook "Not sampling enough points": how many points are in the "good" region), each
 trial's best step as a fraction of its train.steps against the 10% and 25% rules (playbook
-"Deciding how long to train"). Their data, the report's figures and the dashboard's payload."""
+"Deciding how long to train"), the best trials' gradient norms with the clipping threshold
+("Gradient clipping") and the early-instability probe's per-step losses ("Identifying unstable
+workloads"). Their data, the report's figures and the dashboard's payload."""
 
+import html
 import json
+import math
 
+import numpy as np
 import pytest
 
 from factories import constructed_study
 from jaxplay import spaces
-from jaxplay.analysis import plot_data, plots, variance
-from jaxplay.analysis.diagnostics import NOT_CONVERGED_FRACTION, SATURATED_FRACTION
+from jaxplay.analysis import diagnostics, plot_data, plots, variance
+from jaxplay.analysis.diagnostics import (
+    CLIP_PERCENTILE,
+    NOT_CONVERGED_FRACTION,
+    SATURATED_FRACTION,
+    SPIKE_FACTOR,
+    SPIKE_WINDOW,
+)
 from jaxplay.dashboard import data as dashboard_data
 
 SEARCH = {"optimizer": {"learning_rate": spaces.log(1e-4, 1e-1)}}
@@ -192,3 +203,309 @@ def test_dashboard_escapes_the_near_best_text():
     study.family = [rerun]
     text = dashboard_data.payload(study)["near_best"]["text"]
     assert "&lt;b&gt;x&lt;/b&gt;-rerun" in text and "<b>" not in text
+
+
+# ------------------------------------------------------------------------------------------------
+# Gradient norms (items 82, 87).
+
+PERIODS = list(range(100, 1001, 100))
+
+
+def _period_norms(scale: float, spike_at: int | None = None) -> dict:
+    """Each period's gradient-norm summary as the trainer logs it: median `scale`, 90th percentile
+    1.5 x, largest step 4 x (40 x at `spike_at`), mean 1.1 x; 30% of the updates clipped."""
+    return {
+        "train/grad_norm": [(s, 1.1 * scale) for s in PERIODS],
+        "train/grad_norm_p50": [(s, scale) for s in PERIODS],
+        "train/grad_norm_p90": [(s, 1.5 * scale) for s in PERIODS],
+        "train/grad_norm_max": [(s, (40 if s == spike_at else 4) * scale) for s in PERIODS],
+        "train/clip_fraction": [(s, 0.3) for s in PERIODS],
+    }
+
+
+def _norm_study(values, scales, *, clip=2.0, extra=()):
+    """_study's trials (best values `values`) each logging _period_norms(scale), all with
+    train.grad_clip_norm `clip`."""
+    study = _study(values, extra=extra)
+    for t, scale in zip(study.trials, scales):
+        for name, points in _period_norms(scale).items():
+            t.curves[name] = (np.array([p for p, _ in points]), np.array([v for _, v in points]))
+    study.record["config"]["train"]["grad_clip_norm"] = clip
+    return study
+
+
+def test_grad_norms_of_the_best_trials_per_period():
+    study = _norm_study([0.3, 0.2, 0.25, 0.4], [1.0, 2.0, 3.0, 4.0])
+    study.trials[1].curves["train/grad_norm_p50"] = (np.array([100, 300]), np.array([2.0, 2.0]))
+    data = plot_data.grad_norms(study)
+    assert [q["trial"].index for q in data["trials"]] == [1, 2, 0]  # the best 3, best first
+    best = data["trials"][0]
+    assert best["label"] == "trial 1 (0.2)" and best["per_step"] is None
+    periods = best["periods"]
+    assert periods["steps"].tolist() == PERIODS
+    assert periods["p90"].tolist() == [3.0] * 10 and periods["max"].tolist() == [8.0] * 10
+    # A metric missing at an evaluation is NaN there, not shifted onto another step.
+    assert periods["p50"][[0, 2]].tolist() == [2.0, 2.0] and np.isnan(periods["p50"][1])
+    # The playbook's threshold as the diagnostics compute it: the median of the periods' p90s.
+    assert best["threshold"] == diagnostics.clip_threshold(study.trials[1]) == 3.0
+    assert best["clip"] == 2.0 and best["clipped"] == pytest.approx(0.3)
+    assert data["histogram"] is None and not data["log"] and data["percentile"] == CLIP_PERCENTILE
+
+
+def test_grad_norms_show_feasible_trials_only_when_there_are_some():
+    error = "training loss diverged at step 7"
+    diverged = {"params": {"optimizer.learning_rate": 1e-1}, "status": "infeasible",
+                "curves": _period_norms(1e4), "error": error}  # fmt: skip
+    study = _norm_study([0.3], [1.0], extra=[diverged])
+    assert [q["trial"].index for q in plot_data.grad_norms(study)["trials"]] == [0]
+
+
+def test_grad_norms_without_a_clip_or_a_feasible_trial():
+    running = {"params": {"optimizer.learning_rate": 1e-3}, "status": "running",
+               "curves": _period_norms(1.0, spike_at=500)}  # fmt: skip
+    study = _study([], extra=[running])
+    data = plot_data.grad_norms(study)
+    [q] = data["trials"]
+    assert q["trial"].index == 0 and q["label"] == "trial 0 (running)"
+    assert q["clip"] is None and q["clipped"] is None  # train.grad_clip_norm 0: off
+    assert data["log"]  # the largest step, 40 x the median: a log axis
+
+
+def test_grad_norms_need_a_logged_norm():
+    study = _study([0.3, 0.2])
+    with pytest.raises(plot_data.NothingToPlot):
+        plot_data.grad_norms(study)
+    assert "Gradient norms" not in [s for s, _, _ in plots.figures(study)]
+    assert dashboard_data.payload(study)["grad_norms"] is None
+
+
+def test_grad_norm_plot_draws_the_band_the_threshold_and_the_clip():
+    study = _norm_study([0.3, 0.2, 0.25], [1.0, 2.0, 3.0])
+    fig = plots.grad_norm_plot(study)
+    [ax] = fig.axes  # no per-step norms: no histogram
+    [band] = [c for c in ax.collections if "median to 90th percentile" in c.get_label()]
+    assert band.get_label().startswith("trial 1 (0.2)")
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    threshold = lines["90th percentile: the playbook's clipping threshold (3)"]
+    assert threshold.get_linestyle() == "--" and threshold.get_ydata()[0] == 3.0
+    clip = lines["train.grad_clip_norm = 2, 30% of updates clipped"]
+    assert clip.get_ydata()[0] == 2.0
+    assert lines["trial 1 (0.2): largest step of each period"].get_ydata().tolist() == [8.0] * 10
+    # The other top trials: their mean only.
+    assert {"trial 2 (0.25): mean of each period", "trial 0 (0.3): mean of each period"} <= set(
+        lines
+    )
+    assert "trial 2 (0.25): largest step of each period" not in lines
+    assert ax.get_title() == "Gradient norm of the best 3 trials, per evaluation period"
+    assert ax.get_yscale() == "linear"
+    caption = next(c for s, c, _ in plots.figures(study) if s == "Gradient norms")
+    assert "90th percentile" in caption and "clipping threshold" in caption
+    assert "No histogram: it needs every step's norm" in caption and "50%" in caption
+
+
+# ------------------------------------------------------------------------------------------------
+# The early-instability probe's per-step losses (items 83, 99) and its per-step norms.
+
+PROBE_STEPS = np.arange(1, 201)
+
+
+def _probe(spike_at=2, diverge_at=10, path="optimizer.learning_rate"):
+    """A probe study: steps 1..200 of loss falling from 2 to 0.5 (x5 over steps 60-90 in the trial
+    at `spike_at` x), gradient norms around `factor` each step (the 4th step of every 10 at 20 x
+    it: the outliers clipping is for); the trial at `diverge_at` x diverged at step 12, its last
+    logged period running to step 15."""
+    search = {"optimizer": {"learning_rate": spaces.log(1e-4, 1.0)}}
+    trials = []
+    for i, factor in enumerate((1, 2, 5, 10)):
+        loss = 0.5 + 1.5 * np.exp(-PROBE_STEPS / 40)
+        if factor == spike_at:
+            loss = np.where((PROBE_STEPS >= 60) & (PROBE_STEPS <= 90), 5 * loss, loss)
+        norms = factor * (1 + 0.01 * (PROBE_STEPS % 7)) * np.where(PROBE_STEPS % 10 == 4, 20, 1)
+        curves = {
+            "train/step_loss": list(zip(PROBE_STEPS.tolist(), loss.tolist())),
+            "train/step_grad_norm": list(zip(PROBE_STEPS.tolist(), norms.tolist())),
+            "val/error": [(100, 0.4 - 0.01 * i), (200, 0.3 - 0.01 * i)],
+        }
+        t = {"params": {path: 0.01 * factor}, "curves": curves}
+        if factor == diverge_at:
+            t.update(status="infeasible", error="training loss diverged at step 12: 900 (> 230)")
+            steps = list(range(1, 16))
+            t["curves"] = {"train/step_loss": [(s, 900.0 if s >= 12 else 2.0) for s in steps],
+                           "train/step_grad_norm": [(s, 1e4) for s in steps]}  # fmt: skip
+        trials.append(t)
+    return constructed_study(search, trials, steps=200, name="round1-probe")
+
+
+def test_grad_norms_keep_every_step_and_their_histogram():
+    study = _probe()
+    data = plot_data.grad_norms(study)
+    # The feasible trials best first (5x, 2x, 1x), not the diverged 10x.
+    assert [q["trial"].index for q in data["trials"]] == [2, 1, 0]
+    best = data["trials"][0]
+    steps, values = best["per_step"]
+    assert steps.tolist() == PROBE_STEPS.tolist() and best["periods"] is None
+    assert best["threshold"] == pytest.approx(np.percentile(values, 90))
+    h = data["histogram"]
+    assert h["trial"].index == 2 and h["steps"] == 200 and h["counts"].sum() == 200
+    assert len(h["edges"]) == plot_data.HISTOGRAM_BINS + 1
+    assert data["log"]  # 20 x outliers of norms from 1 to 5: over LOG_SPAN
+    # Log bins: equal ratios, from the smallest norm to the largest.
+    ratios = h["edges"][1:] / h["edges"][:-1]
+    assert ratios == pytest.approx(np.full(plot_data.HISTOGRAM_BINS, ratios[0]))
+    assert h["edges"][0] == pytest.approx(values.min()) and h["edges"][-1] == pytest.approx(
+        values.max()
+    )
+
+
+def test_grad_norm_plot_has_the_histogram_panel_with_the_threshold():
+    study = _probe()
+    fig = plots.grad_norm_plot(study)
+    ax, hist = fig.axes
+    assert ax.get_yscale() == "log" and hist.get_xscale() == "log"
+    threshold = plot_data.grad_norms(study)["trials"][0]["threshold"]
+    [vline] = [ln for ln in hist.lines if ln.get_linestyle() == "--"]
+    assert vline.get_xdata()[0] == pytest.approx(threshold)
+    assert "Histogram of trial 2's 200 steps" == hist.get_title()
+    assert ax.get_title() == "Gradient norm of the best 3 trials, every step"
+    assert sum(len(ln.get_xdata()) for ln in ax.lines if "every step" in ln.get_label()) == 600
+    caption = next(c for s, c, _ in plots.figures(study) if s == "Gradient norms")
+    assert "histogram of the best trial's per-step norms aggregated over all steps" in caption
+
+
+def test_step_losses_by_learning_rate_multiple_with_the_diagnostics_median():
+    study = _probe(spike_at=2, diverge_at=10)
+    points = plot_data.step_losses(study)
+    assert [q["factor"] for q in points] == pytest.approx([1, 2, 5, 10])
+    assert [q["label"] for q in points] == [
+        "1x: trial 0, learning rate 0.01", "2x: trial 1, learning rate 0.02",
+        "5x: trial 2, learning rate 0.05", "10x: trial 3, learning rate 0.1",
+    ]  # fmt: skip
+    one = points[0]
+    steps, values = study.trials[0].finite(diagnostics.STEP_LOSS)
+    assert one["steps"].tolist() == steps.tolist()
+    # The running median the diagnostic reads: SPIKE_WINDOW values, at each window's last step.
+    assert one["median_steps"][0] == SPIKE_WINDOW
+    assert one["median"][0] == pytest.approx(np.median(values[:SPIKE_WINDOW]))
+    assert len(one["median"]) == len(values) - SPIKE_WINDOW + 1
+    # The spike at 2x: the median passes SPIKE_FACTOR x its lowest within the spike's window.
+    rise = points[1]["rise"]
+    assert 60 <= rise["step"] <= 60 + SPIKE_WINDOW
+    lowest = points[1]["median"][points[1]["median_steps"] < rise["step"]].min()
+    assert rise["value"] > SPIKE_FACTOR * lowest
+    # One step at 900 moves no 10-step median: the 10x trial's rise is its divergence alone.
+    assert [q["rise"] is None for q in points] == [True, False, True, True]
+    # The 10x trial diverged at step 12: drawn up to it (the trainer ignores the rest), marked.
+    ten = points[3]
+    assert ten["steps"].tolist() == list(range(1, 13)) and ten["stop"] == {"step": 12, "value": 900}
+    assert all(q["stop"] is None for q in points[:3])
+    assert plot_data.step_loss_log(points)
+    # The diagnostic names the same trials.
+    [finding] = diagnostics.check_early_instability(study)
+    assert finding.trials == (1, 3)
+
+
+def test_step_losses_read_a_branchs_learning_rate():
+    study = _probe(spike_at=None, diverge_at=None, path="optimizer[sgd].learning_rate")
+    points = plot_data.step_losses(study)
+    assert [q["factor"] for q in points] == pytest.approx([1, 2, 5, 10])
+    assert all(q["rise"] is None and q["stop"] is None for q in points)
+    # Without a learning rate, a trial is labelled by its number alone.
+    study = _probe(spike_at=None, diverge_at=None, path="model.width")
+    assert [q["label"] for q in plot_data.step_losses(study)] == [f"trial {i}" for i in range(4)]
+
+
+def test_step_loss_plot_marks_the_rise_and_the_divergence():
+    study = _probe(spike_at=2, diverge_at=10)
+    fig = plots.step_loss_plot(study)
+    [ax] = fig.axes
+    assert ax.get_yscale() == "log"
+    labels = [ln.get_label() for ln in ax.lines]
+    assert "2x: trial 1, learning rate 0.02" in labels
+    assert f"{SPIKE_WINDOW}-step median first above {SPIKE_FACTOR:g}x its lowest" in labels
+    assert "diverged here" in labels
+    stops = [ln for ln in ax.lines if ln.get_marker() == "X" and len(ln.get_xdata())]
+    assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in stops] == [(12, 900.0)]
+    rises = [ln for ln in ax.lines if ln.get_marker() == "^" and len(ln.get_xdata())]
+    assert [ln.get_xdata()[0] for ln in rises] == [plot_data.step_losses(study)[1]["rise"]["step"]]
+    assert "4 learning rates" in ax.get_title()
+    caption = next(c for s, c, _ in plots.figures(study) if s == "Per-step loss")
+    assert "goes up, not down" in caption and "2x the best learning rate limits" in caption
+    assert "--lineage probe" in caption and f"{SPIKE_WINDOW}-step running median" in caption
+
+
+def test_the_views_appear_exactly_when_their_data_exists():
+    def sections(study):
+        return [s for s, _, _ in plots.figures(study)]
+
+    plain = sections(_study([0.3, 0.2]))
+    assert "Gradient norms" not in plain and "Per-step loss" not in plain
+    periods = sections(_norm_study([0.3, 0.2], [1.0, 2.0]))
+    assert periods.count("Gradient norms") == 1 and "Per-step loss" not in periods
+    probe = sections(_probe())
+    assert probe.count("Gradient norms") == 1 and probe.count("Per-step loss") == 1
+    # The probe's views follow the training curves, before the best step.
+    assert probe.index("Training curves") < probe.index("Per-step loss")
+    assert probe.index("Gradient norms") < probe.index("Best step")
+    for study in (_norm_study([0.3, 0.2], [1.0, 2.0]), _probe()):
+        for section, _, fig in plots.figures(study):
+            if section in ("Gradient norms", "Per-step loss"):
+                assert fig.get_figwidth() > 7 and fig.legends  # the report's full width
+
+
+def test_dashboard_payload_carries_the_grad_norms_and_step_losses():
+    payload = json.loads(json.dumps(dashboard_data.payload(_probe()), allow_nan=False))
+    g = payload["grad_norms"]
+    assert [t["trial"] for t in g["trials"]] == [2, 1, 0] and g["log"]
+    best = g["trials"][0]
+    assert best["label"] == "trial 2 (0.28)" and best["periods"] is None
+    assert best["per_step"]["steps"] == PROBE_STEPS.tolist()
+    assert best["threshold"] == pytest.approx(
+        plot_data.grad_norms(_probe())["trials"][0]["threshold"]
+    )
+    assert best["clip"] is None and best["clipped"] is None
+    h = g["histogram"]
+    assert h["trial"] == 2 and sum(h["counts"]) == h["steps"] == 200
+    assert len(h["edges"]) == len(h["counts"]) + 1 and g["percentile"] == CLIP_PERCENTILE
+    s = payload["step_losses"]
+    assert s["window"] == SPIKE_WINDOW and s["factor"] == SPIKE_FACTOR and s["log"]
+    assert [t["label"] for t in s["trials"]][1] == "2x: trial 1, learning rate 0.02"
+    assert [t["factor"] for t in s["trials"]] == pytest.approx([1, 2, 5, 10])
+    assert s["trials"][3]["stop"] == {"step": 12, "value": 900.0}
+    assert s["trials"][3]["loss"]["steps"] == list(range(1, 13))
+    assert s["trials"][1]["median"]["steps"][0] == SPIKE_WINDOW and s["trials"][1]["rise"]
+    # Per period: the summaries, NaN as null.
+    study = _norm_study([0.3, 0.2], [1.0, 2.0])
+    study.trials[1].curves["train/grad_norm_p50"] = (np.array([100]), np.array([math.nan]))
+    payload = json.loads(json.dumps(dashboard_data.payload(study), allow_nan=False))
+    best = payload["grad_norms"]["trials"][0]
+    assert best["per_step"] is None and best["periods"]["steps"] == PERIODS
+    assert best["periods"]["p50"] == [None] * 10 and best["periods"]["max"] == [8.0] * 10
+    assert best["clip"] == 2.0 and best["clipped"] == pytest.approx(0.3)
+    assert payload["step_losses"] is None
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_dashboard_escapes_the_step_views():
+    # The views' own strings are numbers and statuses; the hover label each of their points shows
+    # carries the user's strings (an error, here), escaped like every other.
+    study = _probe()
+    study.trials[3].error = "training loss diverged at step 12 <script>alert(1)</script>"
+    payload = dashboard_data.payload(study)
+    for part in ("grad_norms", "step_losses"):
+        strings = list(_strings(payload[part]))
+        assert strings
+        for text in strings:
+            assert text == html.escape(html.unescape(text), quote=True), text
+    assert payload["step_losses"]["trials"][3]["stop"]["step"] == 12
+    assert "<script>" not in json.dumps(payload["text"])
+    assert "&lt;script&gt;" in payload["text"][3]

@@ -1,6 +1,7 @@
 """The data of the playbook's plots, without drawing them: which trials go where on an axis or
 isolation plot, the cap infeasible trials are drawn at, which trials are near the best, each
-trial's best step as a fraction of its length, the best-of-k bootstrap. The report's
+trial's best step as a fraction of its length, the best-of-k bootstrap, the best trials' gradient
+norms and the early-instability probe's per-step losses. The report's
 matplotlib plots (jaxplay.analysis.plots) and the live dashboard (jaxplay.dashboard) both draw from
 here, so a point means the same on both; importing it loads no plotting library.
 """
@@ -9,13 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 
 from jaxplay.analysis import variance
-from jaxplay.analysis.diagnostics import NOT_CONVERGED_FRACTION, SATURATED_FRACTION
+from jaxplay.analysis.diagnostics import (
+    CLIP_PERCENTILE,
+    NOT_CONVERGED_FRACTION,
+    SATURATED_FRACTION,
+    SPIKE_FACTOR,
+    SPIKE_WINDOW,
+    STEP_LOSS,
+    clip_threshold,
+)
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.spaces import Hyperparameter
+from jaxplay.values import fmt
 
 MAX_LABEL = 18  # characters of a category tick label before it is shortened
 
@@ -284,3 +295,217 @@ def best_steps(study: StudyData) -> list[dict]:
     if not out:
         raise NothingToPlot(f"study {study.name!r} has no feasible trial with a best step yet")
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradient norms (playbook "Identifying unstable workloads": log the L2 norm of the full gradient,
+# whose outliers cause spurious instability; "Gradient clipping": plot it against the step and as a
+# histogram over all steps, and clip just above the typical norm, at its 90th percentile).
+
+# The unclipped global gradient norm as the trainer logs it: every step's where the study keeps
+# them (train.log_every_step), and always each evaluation period's mean, median, 90th percentile
+# and largest of its steps' norms, with the fraction of its updates that were clipped.
+STEP_GRAD_NORM = "train/step_grad_norm"
+PERIOD_GRAD_NORMS = {
+    "mean": "train/grad_norm",
+    "p50": "train/grad_norm_p50",
+    "p90": "train/grad_norm_p90",
+    "max": "train/grad_norm_max",
+}
+CLIP_FRACTION = "train/clip_fraction"
+HISTOGRAM_BINS = 40
+# Norms spanning more than this factor are drawn on a log axis: the playbook's Fig 9 starts near
+# 1e5 where the typical norm is about 1, which a linear axis would flatten onto zero.
+LOG_SPAN = 30.0
+
+
+def clip_norm(study: StudyData, t: TrialData) -> float | None:
+    """The train.grad_clip_norm a trial trained with (its own when searched, else the study's);
+    None when clipping was off."""
+    value = t.params.get("train.grad_clip_norm")
+    if value is None:
+        value = ((study.record.get("config") or {}).get("train") or {}).get("grad_clip_norm")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return None
+    return float(value)
+
+
+def logged_grad_norms(t: TrialData) -> bool:
+    """True when the trial logged a gradient norm, per step or per period."""
+    return any(len(t.finite(m)[1]) for m in (STEP_GRAD_NORM, *PERIOD_GRAD_NORMS.values()))
+
+
+def _aligned(t: TrialData, metrics: dict[str, str]) -> dict | None:
+    """{'steps': union of the metrics' steps, key: values on them (NaN where a metric has no finite
+    value)}; None when none has one."""
+    curves = {key: t.finite(metric) for key, metric in metrics.items()}
+    steps = np.unique(np.concatenate([s for s, _ in curves.values()]))
+    if not steps.size:
+        return None
+    out = {"steps": steps}
+    for key, (s, v) in curves.items():
+        column = np.full(steps.size, math.nan)
+        column[np.searchsorted(steps, s)] = v
+        out[key] = column
+    return out
+
+
+def _log_axis(values: np.ndarray) -> bool:
+    """True when positive values span more than LOG_SPAN (and none is zero or negative)."""
+    values = values[np.isfinite(values)]
+    return bool(values.size and values.min() > 0 and values.max() > LOG_SPAN * values.min())
+
+
+def grad_norms(study: StudyData, top: int = 3) -> dict:
+    """The unclipped gradient norms of the best `top` feasible trials that logged them, best
+    first; without any, of the first `top` trials in rank order (a study whose trials are still
+    running shows their norms).
+
+    trials: per trial, `label` ('trial 3 (0.281)', 'trial 5 (infeasible)'); `per_step` (steps,
+    values) where every step's norm was kept, else `periods` ({steps, mean, p50, p90, max} of each
+    evaluation period's steps); `threshold`, the playbook's clipping threshold
+    (diagnostics.clip_threshold: the CLIP_PERCENTILE percentile of the per-step norms); `clip`, its
+    train.grad_clip_norm (None: off) and `clipped`, the mean fraction of its updates clipped (None
+    without a clip). histogram: {trial, edges, counts, steps, threshold} of the first shown trial
+    with per-step norms ("a histogram of gradient norms aggregated over all steps"), None without
+    any. log: whether the norms want a log axis (they span over LOG_SPAN). percentile:
+    CLIP_PERCENTILE."""
+    shown = [t for t in study.feasible if logged_grad_norms(t)][:top] or [
+        t for t in study.ranked if logged_grad_norms(t)
+    ][:top]
+    if not shown:
+        raise NothingToPlot(f"study {study.name!r} has no trial that logged a gradient norm yet")
+    trials, drawn, histogram = [], [], None
+    for t in shown:
+        steps, values = t.finite(STEP_GRAD_NORM)
+        per_step = (steps, values) if len(values) else None
+        periods = None if per_step else _aligned(t, PERIOD_GRAD_NORMS)
+        clip = clip_norm(study, t)
+        fractions = t.finite(CLIP_FRACTION)[1]
+        trials.append(
+            dict(
+                trial=t,
+                label=f"trial {t.index} ({fmt(t.best_value) if t.feasible else t.status})",
+                per_step=per_step,
+                periods=periods,
+                threshold=clip_threshold(t),
+                clip=clip,
+                clipped=float(fractions.mean()) if clip is not None and len(fractions) else None,
+            )
+        )
+        drawn.append(
+            values if per_step else np.concatenate([periods[k] for k in PERIOD_GRAD_NORMS])
+        )
+        if per_step and histogram is None:
+            histogram = dict(trial=t, values=values, threshold=clip_threshold(t))
+    log = _log_axis(np.concatenate(drawn))
+    if histogram:
+        values = histogram.pop("values")
+        bins = (
+            np.geomspace(values.min(), values.max(), HISTOGRAM_BINS + 1) if log else HISTOGRAM_BINS
+        )
+        histogram["counts"], histogram["edges"] = np.histogram(values, bins=bins)
+        histogram["steps"] = len(values)
+    return dict(trials=trials, histogram=histogram, log=log, percentile=CLIP_PERCENTILE)
+
+
+# ----------------------------------------------------------------------------------------------
+# The early-instability probe's per-step losses (playbook "Identifying unstable workloads": "some
+# models show very early instability followed by recovery" that evaluations every few hundred
+# steps miss; look for a loss that goes up, not down).
+
+# A trial's learning rate: optimizer.learning_rate, or its branch's
+# optimizer[<branch>].learning_rate (spaces.branches: each branch's is a hyperparameter of its own).
+LEARNING_RATE = re.compile(r"optimizer(\[[^\]]+\])?\.learning_rate")
+# The step a diverged trial's error names (jaxplay.train.trial.diverged).
+DIVERGED_AT = re.compile(r"diverged at step (\d+)")
+
+
+def learning_rate(t: TrialData) -> float | None:
+    """The trial's learning rate (optimizer.learning_rate or optimizer[<branch>].learning_rate);
+    None when it set neither."""
+    for path, value in t.params.items():
+        if LEARNING_RATE.fullmatch(path) and isinstance(value, int | float) and value > 0:
+            return float(value)
+    return None
+
+
+def running_median(
+    steps: np.ndarray, values: np.ndarray, window: int = SPIKE_WINDOW
+) -> tuple[np.ndarray, np.ndarray]:
+    """The median of each `window` consecutive values at its window's last step: the curve
+    diagnostics.check_early_instability reads (empty when there are fewer values)."""
+    if len(values) < window:
+        return np.zeros(0, int), np.zeros(0)
+    windows = np.lib.stride_tricks.sliding_window_view(values, window)
+    return steps[window - 1 :], np.median(windows, axis=1)
+
+
+def _stop(t: TrialData, steps: np.ndarray) -> int | None:
+    """The step a diverged trial diverged at (its error names it), else its last logged step;
+    None for a trial that did not diverge."""
+    if t.status != "infeasible" or "diverged" not in (t.error or ""):
+        return None
+    named = DIVERGED_AT.search(t.error)
+    return int(named.group(1)) if named else (int(steps[-1]) if len(steps) else None)
+
+
+def step_losses(study: StudyData) -> list[dict]:
+    """Each trial that kept every step's training loss (train/step_loss: the early-instability
+    probe, `--lineage probe`), by learning rate: trial, learning_rate, factor (its learning rate as
+    a multiple of the smallest of these trials': 1x, 2x, 5x, 10x), label, steps and values (the
+    finite losses; a diverged trial's up to the step it diverged at, after which the trainer
+    ignores it), median_steps and median (the SPIKE_WINDOW running median), rise ({step, value}
+    where that median first passed SPIKE_FACTOR times its lowest so far, the diagnostic's
+    instability; None) and stop ({step, value} where a diverged trial diverged; None)."""
+    kept = [t for t in study.trials if len(t.finite(STEP_LOSS)[1])]
+    if not kept:
+        raise NothingToPlot(f"study {study.name!r} has no trial that kept every step's loss")
+    rates = {t.index: learning_rate(t) for t in kept}
+    base = min((r for r in rates.values() if r), default=None)
+    out = []
+    for t in kept:
+        steps, values = t.finite(STEP_LOSS)
+        stop_step = _stop(t, steps)
+        stop = None
+        if stop_step is not None:
+            keep = steps <= stop_step
+            steps, values = steps[keep], values[keep]
+            if len(values):
+                stop = dict(step=stop_step, value=float(values[-1]))
+        median_steps, median = running_median(steps, values)
+        rise = None
+        if len(median):
+            rising = np.nonzero(median > SPIKE_FACTOR * np.minimum.accumulate(median))[0]
+            if len(rising):
+                i = int(rising[0])
+                rise = dict(step=int(median_steps[i]), value=float(median[i]))
+        rate = rates[t.index]
+        factor = rate / base if rate and base else None
+        label = (
+            f"{fmt(factor, 3)}x: trial {t.index}, learning rate {fmt(rate)}"
+            if factor
+            else f"trial {t.index}"
+        )
+        out.append(
+            dict(
+                trial=t,
+                learning_rate=rate,
+                factor=factor,
+                label=label,
+                steps=steps,
+                values=values,
+                median_steps=median_steps,
+                median=median,
+                rise=rise,
+                stop=stop,
+            )
+        )
+    return sorted(out, key=lambda q: (q["factor"] is None, q["factor"] or 0, q["trial"].index))
+
+
+def step_loss_log(points: list[dict]) -> bool:
+    """A log loss axis (the playbook's Fig 5: a spike to ~100 over a loss near 1) unless a loss is
+    zero or negative."""
+    values = np.concatenate([q["values"] for q in points])
+    return bool(values.size) and bool(values.min() > 0)

@@ -1,4 +1,5 @@
-"""The playbook's plots of a study: axis plots, isolation plots, training curves, best-of-k.
+"""The playbook's plots of a study: axis plots, isolation plots, training curves, the probe's
+per-step losses, gradient norms, best step, best-of-k.
 
 Each function returns a `matplotlib.figure.Figure` built without pyplot, so no global state is
 touched (nothing to close, nothing leaks between calls, safe in threads and notebooks). Save one
@@ -19,7 +20,14 @@ import textwrap
 import numpy as np
 from matplotlib.figure import Figure
 
+from jaxplay.analysis.diagnostics import (
+    CLIP_AGGRESSIVE_FRACTION,
+    LIMITING_FACTOR,
+    SPIKE_FACTOR,
+    SPIKE_WINDOW,
+)
 from jaxplay.analysis.plot_data import (
+    CLIP_PERCENTILE,
     EARLY_FRACTION,
     LATE_FRACTION,
     MAX_LABEL,
@@ -28,6 +36,7 @@ from jaxplay.analysis.plot_data import (
     best_of_k,
     categories_of,
     default_ks,
+    grad_norms,
     infeasible_cap,
     isolation_groups,
     near_best,
@@ -48,6 +57,7 @@ from jaxplay.analysis.plots_curves import (
     outside_legend,
     safe_text,
 )
+from jaxplay.analysis.plots_steps import grad_norm_plot, step_loss_plot
 from jaxplay.analysis.study import StudyData
 from jaxplay.spaces import Hyperparameter
 
@@ -66,9 +76,11 @@ __all__ = [
     "curves_plot",
     "default_ks",
     "figures",
+    "grad_norm_plot",
     "isolation_groups",
     "isolation_plot",
     "near_best",
+    "step_loss_plot",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -342,6 +354,24 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
     )
     plots.append(
         (
+            "Per-step loss",
+            "Every step's training loss of the trials that kept it (the early-instability probe, "
+            "--lineage probe: the best trial at 1x, 2x, 5x and 10x its learning rate for the "
+            f"first steps), thin, with its {SPIKE_WINDOW}-step running median thick, labelled by "
+            "its learning rate as a multiple of the smallest (log loss axis). Look for a loss "
+            "that goes up, not down, early in training, even one that recovers: evaluations "
+            "every few hundred steps miss it. A triangle marks where a median first rose past "
+            f"{SPIKE_FACTOR:g}x its lowest (the diagnostics' instability), an X where a trial "
+            f"diverged. Instability at up to {LIMITING_FACTOR:g}x the best learning rate limits "
+            "the learning rate: fix it with warmup (--lineage warmup) or clipping (--lineage "
+            "clip); at 5x or 10x only, it is expected (every workload is unstable at a large "
+            "enough learning rate).",
+            lambda: step_loss_plot(study),
+        )
+    )
+    plots.append(("Gradient norms", _grad_norm_caption(study), lambda: grad_norm_plot(study)))
+    plots.append(
+        (
             "Best step",
             f"The step of each feasible trial's best {objective} (the checkpoint retrospective "
             "selection keeps) as a fraction of its train.steps, against that value; the top 3 "
@@ -367,8 +397,44 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
         )
     out = []
     for section, caption, draw in plots:
+        if caption is None:
+            continue  # its data is missing: nothing to draw
         try:
             out.append((section, caption, draw()))
         except NothingToPlot:
             continue  # e.g. no feasible trial yet: the report says so in its summary
     return out
+
+
+def _grad_norm_caption(study: StudyData) -> str | None:
+    """The gradient-norm figure's caption, which says what it shows (every step's norm or each
+    period's summary; a histogram or why none); None when no trial logged a norm."""
+    try:
+        data = grad_norms(study)
+    except NothingToPlot:
+        return None
+    best = data["trials"][0]
+    shown = (
+        "every step's norm"
+        if best["per_step"]
+        else "each evaluation period's steps as a band from their median to their 90th "
+        "percentile, the largest step dotted and the mean solid (the other trials: the mean)"
+    )
+    histogram = (
+        " Right: the histogram of the best trial's per-step norms aggregated over all steps."
+        if data["histogram"]
+        else " No histogram: it needs every step's norm, which only trials with "
+        "train.log_every_step=True keep (--lineage probe does)."
+    )
+    estimate = "" if best["per_step"] else ", estimated as the median of its periods' own"
+    return (
+        "The unclipped global gradient norm of the best trials against the step: "
+        f"{shown}. The dashed line is the {CLIP_PERCENTILE}th percentile of the best trial's "
+        f"per-step norms{estimate}: the playbook's clipping threshold, just above the typical "
+        "norm, the "
+        "train.grad_clip_norm to try (--lineage clip tries thresholds around it); a dotted red "
+        "line is the configured train.grad_clip_norm. Rare norms far above the rest can cause "
+        "spurious instability that clipping fixes; a clip under most norms (more than "
+        f"{CLIP_AGGRESSIVE_FRACTION:.0%} of updates clipped) in effect lowers the learning rate: "
+        "lower it instead." + histogram
+    )

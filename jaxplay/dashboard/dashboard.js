@@ -7,6 +7,9 @@
 const COLORS = { feasible: "#1f77b4", top: "#2ca02c", near: "#98df8a", infeasible: "#d62728",
                  running: "#d68910", other: "#8c8c8c" };
 const TOP_COLORS = ["#2ca02c", "#9467bd", "#ff7f0e"];
+// The probe's learning rates, smallest first (as the report's): blue for 1x, red for the most.
+const MULTIPLE_COLORS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd", "#8c564b",
+                         "#e377c2", "#bcbd22"];
 // A short tool bar (zoom, pan, reset, save), upright at the right so it never covers a title.
 const CONFIG = {
   displaylogo: false, responsive: true,
@@ -211,6 +214,150 @@ function bestStepPlot(p) {
   return div;
 }
 
+// A number as the report prints it: `digits` significant digits, no trailing zeros.
+function num(v, digits = 4) {
+  return v === null || v === undefined ? "-" : String(Number(v.toPrecision(digits)));
+}
+
+function fade(hex, alpha) {
+  const [r, g, b] = [1, 3, 5].map((k) => parseInt(hex.slice(k, k + 2), 16));
+  return `rgba(${r},${g},${b},${alpha})`;
+}
+
+// One line of a trial against the step; hovering a point names the trial (and `note`), the step
+// and the value.
+function stepLine(p, trial, steps, values, what, rest, note) {
+  const head = note ? `${p.text[trial]}<br>${note}` : p.text[trial];
+  return { type: "scatter", mode: "lines", x: steps, y: values, hoverinfo: "text",
+           customdata: steps.map(() => trial),
+           hovertext: steps.map((s, k) => `${head}<br>step ${s}: ${what} ${num(values[k])}`),
+           ...rest };
+}
+
+// The best trials' unclipped gradient norms against the step, with the playbook's clipping
+// threshold (the 90th percentile of the per-step norms) and the configured clip, and the histogram
+// of the best per-step norms aggregated over all steps (items 82, 87).
+function gradNormPlot(p) {
+  const g = p.grad_norms;
+  if (!g) return null;
+  const div = plotDiv("grad-norms", true);
+  const traces = [];
+  let first = Infinity, last = -Infinity;
+  g.trials.forEach((t, rank) => {
+    const color = TOP_COLORS[rank % TOP_COLORS.length];
+    const best = rank === 0;
+    const c = t.per_step || t.periods;
+    first = Math.min(first, c.steps[0]); last = Math.max(last, c.steps[c.steps.length - 1]);
+    if (t.per_step) {
+      traces.push(stepLine(p, t.trial, c.steps, c.values, "gradient norm", {
+        name: `${t.label}: every step`, opacity: best ? 0.9 : 0.55,
+        line: { color, width: best ? 1.2 : 0.8 } }));
+      return;
+    }
+    if (best) {  // the best trial in full: where most of each period's steps lie, its worst step
+      traces.push(stepLine(p, t.trial, c.steps, c.p50, "median of the period's steps", {
+        name: "median", showlegend: false, legendgroup: "band", line: { color, width: 0 } }));
+      traces.push(stepLine(p, t.trial, c.steps, c.p90, "90th percentile of the period's steps", {
+        name: `${t.label}: median to 90th percentile of each period's steps`, legendgroup: "band",
+        fill: "tonexty", fillcolor: fade(color, 0.25), line: { color, width: 0 } }));
+      traces.push(stepLine(p, t.trial, c.steps, c.max, "largest step of the period", {
+        name: `${t.label}: largest step of each period`, line: { color, width: 1, dash: "dot" } }));
+    }
+    traces.push(stepLine(p, t.trial, c.steps, c.mean, "mean of the period", {
+      name: `${t.label}: mean of each period`, opacity: best ? 1 : 0.6,
+      line: { color, width: best ? 2 : 1 } }));
+  });
+  const h = g.histogram;
+  // The lines every view of the threshold shares: dashed at the 90th percentile, dotted red at
+  // the configured clip, on the norm axis of each panel.
+  const lines = (t, threshold, panel) => {
+    const out = [];
+    const at = (v) => (panel === 1 ? { x: [first, last], y: [v, v] }
+                                    : { x: [v, v], y: [0, Math.max(...h.counts)],
+                                        xaxis: "x2", yaxis: "y2" });
+    if (threshold !== null) {
+      const name = `${g.percentile}th percentile: the playbook's clipping threshold (${num(threshold, 3)})`;
+      out.push({ type: "scatter", mode: "lines", name, legendgroup: "threshold",
+                 showlegend: panel === 1, hoverinfo: "name", ...at(threshold),
+                 line: { color: "#000", width: 1.2, dash: "dash" } });
+    }
+    if (t.clip !== null) {
+      const clipped = t.clipped === null ? "" : `, ${Math.round(100 * t.clipped)}% of updates clipped`;
+      out.push({ type: "scatter", mode: "lines", name: `train.grad_clip_norm = ${num(t.clip, 3)}${clipped}`,
+                 legendgroup: "clip", showlegend: panel === 1, hoverinfo: "name", ...at(t.clip),
+                 line: { color: COLORS.infeasible, width: 1.4, dash: "dot" } });
+    }
+    return out;
+  };
+  traces.push(...lines(g.trials[0], g.trials[0].threshold, 1));
+  const kind = g.trials[0].per_step ? "every step" : "per evaluation period";
+  const shown = g.trials.length === 1 ? "trial" : `${g.trials.length} trials`;
+  const rest = {
+    xaxis: { title: { text: "step" }, domain: h ? [0, 0.58] : [0, 1] },
+    yaxis: { title: { text: "global gradient L2 norm (unclipped)" }, type: g.log ? "log" : "linear" },
+  };
+  if (h) {
+    const rank = g.trials.findIndex((t) => t.trial === h.trial);
+    const color = TOP_COLORS[rank % TOP_COLORS.length];
+    const x = h.edges, y = [...h.counts, h.counts[h.counts.length - 1]];
+    traces.push({ type: "scatter", mode: "lines", name: "histogram", showlegend: false,
+                  xaxis: "x2", yaxis: "y2", x, y, line: { shape: "hv", color, width: 1 },
+                  fill: "tozeroy", fillcolor: fade(color, 0.45), hoverinfo: "text",
+                  customdata: x.map(() => h.trial),
+                  hovertext: h.counts.map((n, k) => `${p.text[h.trial]}<br>${n} steps with a norm ` +
+                                                   `from ${num(x[k], 3)} to ${num(x[k + 1], 3)}`) });
+    traces.push(...lines(g.trials[rank], h.threshold, 2));
+    rest.xaxis2 = { title: { text: `gradient norm of a step: trial ${h.trial}'s ${h.steps} steps` },
+                    domain: [0.68, 1], anchor: "y2", type: g.log ? "log" : "linear" };
+    rest.yaxis2 = { title: { text: "steps" }, anchor: "x2", rangemode: "tozero" };
+  }
+  const right = h ? `; right: the histogram of trial ${h.trial}'s steps` : "";
+  Plotly.react(div, traces, layout(`Gradient norm of the best ${shown}, ${kind}${right}`, rest),
+               CONFIG);
+  return div;
+}
+
+// Every step's training loss of the early-instability probe's trials by learning-rate multiple,
+// the running median the diagnostic reads, where it rose and where diverged trials stopped
+// (items 83, 99).
+function stepLossPlot(p) {
+  const s = p.step_losses;
+  if (!s) return null;
+  const div = plotDiv("step-losses", true);
+  const traces = [], markers = [];  // the markers last: after every trial in the legend
+  const marks = { rise: false, stop: false };
+  s.trials.forEach((t, k) => {
+    const color = MULTIPLE_COLORS[k % MULTIPLE_COLORS.length];
+    const group = `trial${t.trial}`;
+    traces.push(stepLine(p, t.trial, t.loss.steps, t.loss.values, "loss", {
+      name: `${t.label}: every step`, legendgroup: group, showlegend: false, opacity: 0.35,
+      line: { color, width: 0.8 } }, t.label));
+    traces.push(stepLine(p, t.trial, t.median.steps, t.median.values,
+                         `${s.window}-step median loss`, {
+      name: t.label, legendgroup: group, line: { color, width: 2.2 } }, t.label));
+    for (const [key, symbol, what] of [
+      ["rise", "triangle-up", `${s.window}-step median first above ${s.factor}x its lowest`],
+      ["stop", "x", "diverged here"]]) {
+      const q = t[key];
+      if (!q) continue;
+      markers.push({ type: "scatter", mode: "markers", name: what, legendgroup: key,
+                    showlegend: !marks[key], x: [q.step], y: [q.value], customdata: [t.trial],
+                    hoverinfo: "text", hovertext: [`${p.text[t.trial]}<br>${t.label}<br>${what}: ` +
+                                                   `step ${q.step}, loss ${num(q.value)}`],
+                    marker: { symbol, size: 12, color, line: { width: 1, color: "#000" } } });
+      marks[key] = true;
+    }
+  });
+  traces.push(...markers);
+  const title = `Every step's training loss at ${s.trials.length} learning rates, ` +
+                `${s.window}-step running median thick`;
+  Plotly.react(div, traces, layout(title, {
+    xaxis: { title: { text: "step" } },
+    yaxis: { title: { text: "training loss of the step's batch" }, type: s.log ? "log" : "linear" },
+  }), CONFIG);
+  return div;
+}
+
 function bestOfKPlot(p) {
   const b = p.best_of_k;
   if (!b) return null;
@@ -242,7 +389,7 @@ function draw(p) {
   const divs = [];
   p.axis.forEach((a, i) => divs.push(axisPlot(p, a, i)));
   p.isolation.forEach((a, i) => divs.push(isolationPlot(p, a, i)));
-  divs.push(curvesPlot(p), bestStepPlot(p), bestOfKPlot(p));
+  divs.push(curvesPlot(p), stepLossPlot(p), gradNormPlot(p), bestStepPlot(p), bestOfKPlot(p));
   for (const div of divs) {
     if (!div || div.dataset.clicks) continue;
     div.dataset.clicks = "1";

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from jaxplay.analysis import plot_data as plots
+from jaxplay.analysis.diagnostics import SPIKE_FACTOR, SPIKE_WINDOW
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.values import fmt
 
@@ -75,6 +76,8 @@ def payload(study: StudyData, now: dt.datetime | None = None) -> dict:
         "isolation": [_isolation(study, p) for p in study.space.by_role("scientific")],
         "curves": _curves(study, top),
         "best_step": _best_step(study, top),
+        "grad_norms": _grad_norms(study),
+        "step_losses": _step_losses(study),
         "best_of_k": _best_of_k(study),
     }
 
@@ -228,6 +231,84 @@ def _best_step(study: StudyData, top: list[int]) -> dict | None:
                 "step": int(q["step"]),
                 "steps": int(q["steps"]),
                 "kind": "top" if q["trial"].index in top else "feasible",
+            }
+            for q in points
+        ],
+    }
+
+
+def _steps(steps: np.ndarray, values: np.ndarray) -> dict:
+    return {"steps": [int(s) for s in steps], "values": _series(values)}
+
+
+def _grad_norms(study: StudyData) -> dict | None:
+    """The best trials' unclipped gradient norms against the step (every step's, else each
+    period's median, 90th percentile, largest and mean), the histogram of the best per-step ones,
+    the playbook's clipping threshold and the configured clip (items 82, 87)."""
+    try:
+        data = plots.grad_norms(study, TOP)
+    except plots.NothingToPlot:
+        return None
+    trials = []
+    for q in data["trials"]:
+        t, periods = q["trial"], q["periods"]
+        trials.append(
+            {
+                "trial": t.index,
+                "label": _e(q["label"]),
+                "per_step": q["per_step"] and _steps(*q["per_step"]),
+                "periods": periods
+                and {
+                    "steps": [int(s) for s in periods["steps"]],
+                    **{k: _series(periods[k]) for k in plots.PERIOD_GRAD_NORMS},
+                },
+                "threshold": _number(q["threshold"]),
+                "clip": _number(q["clip"]),
+                "clipped": _number(q["clipped"]),
+            }
+        )
+    h = data["histogram"]
+    return {
+        "log": data["log"],
+        "percentile": data["percentile"],
+        "trials": trials,
+        "histogram": h
+        and {
+            "trial": h["trial"].index,
+            "edges": _series(h["edges"]),
+            "counts": [int(c) for c in h["counts"]],
+            "steps": h["steps"],
+            "threshold": _number(h["threshold"]),
+        },
+    }
+
+
+def _point(point: dict | None) -> dict | None:
+    return point and {"step": int(point["step"]), "value": _number(point["value"])}
+
+
+def _step_losses(study: StudyData) -> dict | None:
+    """Every step's training loss of the trials that kept it (the early-instability probe, items
+    83, 99), by learning-rate multiple, with the running median the diagnostic reads, where it
+    rose and where diverged trials stopped."""
+    try:
+        points = plots.step_losses(study)
+    except plots.NothingToPlot:
+        return None
+    return {
+        "log": plots.step_loss_log(points),
+        "window": SPIKE_WINDOW,
+        "factor": SPIKE_FACTOR,
+        "trials": [
+            {
+                "trial": q["trial"].index,
+                "label": _e(q["label"]),
+                "factor": _number(q["factor"]),
+                "learning_rate": _number(q["learning_rate"]),
+                "loss": _steps(q["steps"], q["values"]),
+                "median": _steps(q["median_steps"], q["median"]),
+                "rise": _point(q["rise"]),
+                "stop": _point(q["stop"]),
             }
             for q in points
         ],
