@@ -393,5 +393,7 @@ class _NewestResumable(pp.PreservationPolicy):
 
 
 def _model(state) -> dict:
-    """What evaluating a state needs: the params and the batch-norm statistics."""
-    return {"params": state["params"], "batch_stats": state["batch_stats"]}
+    """What evaluating a state needs: the params and the batch-norm statistics (and the params'
+    moving average, under train.ema_decay)."""
+    keep = ("params", "batch_stats", "ema_params")
+    return {k: state[k] for k in keep if k in state}

@@ -61,6 +61,7 @@ HPARAM_DEFAULTS = {
     "grad_clip_norm": 0.0,
     "label_smoothing": 0.0,
     "dropout": 0.0,
+    "ema_decay": 0.0,
 }
 
 

@@ -73,6 +73,7 @@ class Program:
     pipeline: str = "device"
     augment: str = "none"
     compute_dtype: str = "float32"
+    ema: bool = False  # an exponential moving average of the parameters, evaluated beside them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,7 @@ class HParams:
     grad_clip_norm: float
     label_smoothing: float
     dropout: float
+    ema_decay: float
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
@@ -130,6 +132,7 @@ class TrialSpec:
             pipeline=self.data.pipeline,
             augment=self.data.augment,
             compute_dtype=t.compute_dtype,
+            ema=t.ema_decay > 0,
         )
 
     @property
@@ -149,6 +152,7 @@ class TrialSpec:
             grad_clip_norm=float(self.train.grad_clip_norm),
             label_smoothing=float(self.train.label_smoothing),
             dropout=float(self.model.dropout),
+            ema_decay=float(self.train.ema_decay),
         )
 
     @property
@@ -346,7 +350,8 @@ def _check_workload(trial: TrialSpec, model_section) -> None:
         raise ConfigError("model: missing; add e.g. c.model = dict(name='mlp', width=256, depth=2)")
     instance = workloads.bind(trial)
     modes = instance.task.metrics_mode
-    allowed = [f"{split}/{m}" for split in ("val", "train") for m in modes]
+    splits = ("val", "train", *(("val_ema",) if trial.train.ema_decay > 0 else ()))
+    allowed = [f"{split}/{m}" for split in splits for m in modes]
     if trial.objective not in allowed:
         raise ConfigError(
             f"study.objective: unknown metric {trial.objective!r}; use one of {allowed}"

@@ -359,6 +359,9 @@ class TrainSpec:
     # Keep every step's training loss and gradient norm in the store, not only each period's
     # summary (the early-instability probe, --lineage probe, turns it on).
     log_every_step: bool = False
+    # Polyak averaging (playbook item 39): an exponential moving average of the parameters with
+    # this decay, evaluated on the validation set beside the raw ones as val_ema/<metric>; 0: off.
+    ema_decay: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -548,6 +551,12 @@ def train_section(section, batch_size: int) -> TrainSpec:
             "train.divergence_factor: must be > 1 (a trial is infeasible once its batch loss "
             "exceeds this multiple of the initial loss)"
         )
+    if not (is_real(values["ema_decay"]) and 0 <= values["ema_decay"] < 1):
+        raise ConfigError(
+            f"train.ema_decay: must be in [0, 1) (got {values['ema_decay']!r}); e.g. 0.999 "
+            "averages about the last 1000 steps, 0 turns the average off"
+        )
+    values["ema_decay"] = float(values["ema_decay"])
     if not isinstance(values["log_every_step"], bool):
         raise ConfigError(
             f"train.log_every_step: must be True or False (got {values['log_every_step']!r})"

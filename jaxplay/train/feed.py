@@ -138,16 +138,19 @@ def evaluator(data_spec, program, data: dict, splits: dict, on_device, metric_su
     threads = data_spec.read_threads
 
     def evaluate(state):
+        out = _evaluate(state["params"], state["batch_stats"], splits)
+        if program.ema:  # the averaged parameters on the validation set, beside the raw ones
+            val = _evaluate(state["ema_params"], state["batch_stats"], {"val": splits["val"]})
+            out.update(
+                {f"val_ema/{k[len('val/') :]}": v for k, v in val.items() if k[:4] == "val/"}
+            )
+        return out
+
+    def _evaluate(params, stats, chosen):
         if program.pipeline == "device":
-            return on_device(state["params"], state["batch_stats"], data)
+            return on_device(params, stats, data)
         return evaluate_streamed(
-            metric_sums,
-            state["params"],
-            state["batch_stats"],
-            splits,
-            program.eval_batch_size,
-            threads,
-            sharding,
+            metric_sums, params, stats, chosen, program.eval_batch_size, threads, sharding
         )
 
     return evaluate

@@ -370,7 +370,8 @@ def train_and_evaluate(
 
 def evaluate_checkpoint(trial, trial_dir, step: int | None = None, split: str = "val") -> dict:
     """Restores a trial's checkpoint (default: its best) and evaluates it on `split` ('test' for
-    final reporting only)."""
+    final reporting only): the parameters' moving average where the study's objective is a
+    val_ema/ metric (what selected the checkpoint), else the parameters themselves."""
     instance = workloads.bind(trial)
     program = trial.program
     graphdef, state, _, _ = state_lib.init_state(trial, instance, program)
@@ -390,9 +391,10 @@ def evaluate_checkpoint(trial, trial_dir, step: int | None = None, split: str = 
     if split not in splits:
         raise ValueError(f"split {split!r}: this dataset has {sorted(splits)}")
     # Streamed, whichever pipeline trained it: the whole split, in eval batches.
+    averaged = trial.objective.startswith("val_ema/") and "ema_params" in model
     metrics = feed_lib.evaluate_streamed(
         step_lib.metric_sums_fn(graphdef, instance.task, program),
-        model["params"],
+        model["ema_params"] if averaged else model["params"],
         model["batch_stats"],
         {split: splits[split]},
         program.eval_batch_size,

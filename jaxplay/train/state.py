@@ -94,4 +94,6 @@ def init_state(trial, instance, program):
     graphdef, init = initializer(trial, instance, program)
     params, stats, opt_state = init(keys.pop("init"), hp)
     state = {"params": params, "batch_stats": stats, "opt_state": opt_state, "step": jnp.int32(0)}
+    if program.ema:  # its own buffers: the period donates the state, each buffer once
+        state["ema_params"] = jax.tree.map(jnp.copy, params)
     return graphdef, state, hp, keys
