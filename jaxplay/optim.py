@@ -77,6 +77,11 @@ def learning_rate_fn(schedule: str, total_steps: int, hp):
     The decay runs over the last `decay_steps` (0: every step after the warmup); in between the
     rate stays at its peak. That constant phase is how round 2 extends a linear schedule the
     playbook's way: keep round 1's decay length, train longer at the peak rate.
+    `total_steps` is the whole run. A prepended warmup (schedule.prepend_warmup) is the same
+    function over train.steps + warmup_steps: after the ramp, the decay runs over the last
+    decay_steps (0: all train.steps after the ramp), exactly the schedule train.steps would have
+    had without a warmup, shifted by the ramp. The playbook's warmup study is 'constant' with
+    total_steps = warmup + post_warmup steps: 0 -> peak over the warmup, then the peak.
     The decay shape is written with jnp on a static `total_steps` and multiplied by the traced
     peak rate; warmup and decay lengths are traced too (optax schedules need static lengths).
     """

@@ -247,8 +247,12 @@ def test_warmup_study_starts_at_ten_times_the_unstable_learning_rate():
     )
     assert child.optimizer.learning_rate == pytest.approx(0.5)
     assert child.optimizer.b1 == pytest.approx(0.85)  # the best trial's values are fixed
-    assert list(child.search.schedule.warmup_steps["values"]) == [10, 100, 1000, 10000]
-    assert child.study.algorithm == "grid" and child.study.name == "parent-warmup"
+    # One trial per warmup length, each prepended and followed by twice as many constant steps.
+    warmups = [t["schedule.warmup_steps"] for t in child.study.trials]
+    assert warmups == [10, 100, 1000, 10000]
+    assert [t["train.steps"] for t in child.study.trials] == [20, 200, 2000, 20000]
+    assert child.schedule.name == "constant" and child.schedule.prepend_warmup is True
+    assert child.study.algorithm == "manual" and child.study.name == "parent-warmup"
 
 
 def test_warmup_grid_stays_within_a_tenth_of_the_steps():

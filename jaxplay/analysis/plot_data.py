@@ -265,9 +265,9 @@ def near_best(study: StudyData) -> NearBest | None:
 
 
 def trial_length(study: StudyData, t: TrialData) -> int | None:
-    """The steps a trial was to train: its own train.steps when the search set one, else the
-    study's, else the steps it ran."""
-    return t.params.get("train.steps") or study.train_steps or t.steps_run
+    """The steps a trial was to train (StudyData.run_length: its own train.steps when its values
+    set one, a prepended warmup included), else the steps it ran."""
+    return study.run_length(t) or t.steps_run
 
 
 def zone(fraction: float) -> str | None:

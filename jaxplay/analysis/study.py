@@ -17,6 +17,8 @@ from jaxplay import config as config_lib
 from jaxplay import spaces
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
+from jaxplay.errors import ConfigError
+from jaxplay.spec.sections import run_steps
 from jaxplay.values import fmt
 
 # The playbook's infeasible trials include those that "get really bad loss values" (item 33), not
@@ -113,6 +115,21 @@ class StudyData:
     def train_steps(self) -> int | None:
         """The configured trial length (`train.steps`)."""
         return (self.record.get("config") or {}).get("train", {}).get("steps")
+
+    def run_length(self, t: TrialData) -> int | None:
+        """The steps trial t was to run: its train.steps (its own where its values set one) plus
+        a warmup prepended before them (schedule.prepend_warmup); without a recorded config, the
+        steps it ran."""
+        config = self.record.get("config") or {}
+        schedule = config.get("schedule") or {}
+        if not any(p.startswith(("train.steps", "schedule.")) for p in t.params) and not (
+            schedule.get("prepend_warmup")
+        ):
+            return self.train_steps or t.steps_run
+        try:
+            return run_steps(config_lib.apply(config, t.params))
+        except (ConfigError, KeyError, TypeError, ValueError):
+            return self.train_steps or t.steps_run
 
     @property
     def feasible(self) -> list[TrialData]:

@@ -95,7 +95,7 @@ def running(study: StudyData, now: dt.datetime | None = None) -> list[dict]:
         if t.status != "running":
             continue
         entry = by_index.get(t.index, {})
-        steps = t.params.get("train.steps", study.train_steps)
+        steps = study.run_length(t)
         step, rate = entry.get("step"), entry.get("steps_per_second")
         left = (steps - step) / rate if rate and step is not None and steps else None
         logged = entry.get("step_at") or entry.get("started_at")

@@ -34,6 +34,7 @@ from jaxplay.spec.sections import (
     PIPELINES,
     STUDY_NAME_RULE,
     TOP_LEVEL,
+    WARMUP_WARNING_FRACTION,
     DataSpec,
     Fields,
     ModelSpec,
@@ -51,9 +52,11 @@ from jaxplay.spec.sections import (
     optimizer_section,
     require_section,
     required,
+    run_steps,
     schedule_section,
     study_settings,
     train_section,
+    warmup_warning,
 )
 from jaxplay.values import is_int
 
@@ -230,7 +233,8 @@ def resolve(config) -> StudySpec:
         raise ConfigError(
             f"train.eval_every: must be an int >= 1 (got {eval_every!r}); e.g. eval_every={steps}"
         )
-    if steps % eval_every:
+    # A prepended warmup lengthens the run: _trial checks eval_every against that length.
+    if steps % eval_every and not _prepends_warmup(tree):
         near = " or ".join(map(str, config_lib.nearest_divisors(steps, eval_every)))
         raise ConfigError(
             f"train.eval_every: must divide train.steps={steps} (got {eval_every}); use {near}"
@@ -250,7 +254,53 @@ def resolve(config) -> StudySpec:
         )
     _check_branches(spec)
     trial = _trial(tree, study, spec.searched, {})
+    _check_prepended_warmup_search(space, trial)
     return dataclasses.replace(spec, base=trial)
+
+
+def _prepends_warmup(tree) -> bool:
+    schedule = tree.get("schedule")
+    return isinstance(schedule, Mapping) and schedule.get("prepend_warmup") is True
+
+
+def _check_prepended_warmup_search(space: spaces.SearchSpace, base: TrialSpec) -> None:
+    """A searched warmup that is prepended sets each trial's length (train.steps + warmup_steps,
+    a program of its own): it takes listed values, each keeping eval_every a divisor of that
+    length, checked before anything trains."""
+    if not base.schedule.prepend_warmup:
+        return
+    path = "schedule.warmup_steps"
+    for param in (p for p in space if p.config_path == path):
+        if param.values is None:
+            raise ConfigError(
+                f"search.{param.path}: with schedule.prepend_warmup each warmup length is a run "
+                f"length of its own (train.steps + warmup_steps); search it over listed values, "
+                "e.g. spaces.discrete([0, 100, 1000])"
+            )
+        steps, every = base.train.steps - base.schedule.warmup_steps, base.train.eval_every
+        for value in param.values:
+            if not is_int(value) or value < 0 or (steps + value) % every:
+                raise ConfigError(
+                    f"search.{param.path}: value {value!r} must be an int >= 0 that keeps "
+                    f"train.eval_every={every} a divisor of the run's train.steps={steps} + "
+                    "warmup_steps (schedule.prepend_warmup); use multiples of "
+                    f"{every // math.gcd(every, steps)}"
+                )
+
+
+def _prepend_warmup(train: TrainSpec, schedule: ScheduleSpec) -> TrainSpec:
+    """The trial's train section with steps the whole run: the prepended warmup, then the
+    schedule's own train.steps (the trainer, its checkpoints, progress and ETA count the run)."""
+    run = train.steps + schedule.warmup_steps
+    if run % train.eval_every:
+        near = " or ".join(map(str, config_lib.nearest_divisors(run, train.eval_every)))
+        raise ConfigError(
+            f"train.eval_every: must divide the run's {run} steps (train.steps={train.steps} "
+            f"after schedule.warmup_steps={schedule.warmup_steps} prepended; got "
+            f"{train.eval_every}); use {near}, or a warmup_steps that keeps the sum a multiple "
+            f"of {train.eval_every}"
+        )
+    return dataclasses.replace(train, steps=run)
 
 
 def _check_branches(spec: StudySpec) -> None:
@@ -319,21 +369,25 @@ def _trial(tree, study: StudySettings, searched: frozenset, params: dict) -> Tri
         require_section(tree, "data", "c.data = dict(name='mnist1d', batch_size=128)")
     )
     model = tree.get("model")
+    model_spec = model_section(model) if isinstance(model, Mapping) else ModelSpec()
+    optimizer = optimizer_section(
+        require_section(tree, "optimizer", "c.optimizer = dict(name='adam', learning_rate=1e-3)")
+    )
+    schedule = schedule_section(
+        require_section(tree, "schedule", "c.schedule = dict(name='cosine', warmup_steps=100)"),
+        tree["train"]["steps"],
+    )
+    train = train_section(tree["train"], data.batch_size)
+    if schedule.prepend_warmup:
+        train = _prepend_warmup(train, schedule)
     trial = TrialSpec(
         seed=int(seed),
         workload=tree.get("workload", workloads.DEFAULT),
         data=data,
-        model=model_section(model) if isinstance(model, Mapping) else ModelSpec(),
-        optimizer=optimizer_section(
-            require_section(
-                tree, "optimizer", "c.optimizer = dict(name='adam', learning_rate=1e-3)"
-            )
-        ),
-        schedule=schedule_section(
-            require_section(tree, "schedule", "c.schedule = dict(name='cosine', warmup_steps=100)"),
-            tree["train"]["steps"],
-        ),
-        train=train_section(tree["train"], data.batch_size),
+        model=model_spec,
+        optimizer=optimizer,
+        schedule=schedule,
+        train=train,
         objective=study.objective,
         mode=study.mode,
         searched=searched,
@@ -380,7 +434,8 @@ def _example_bytes(dataset) -> int:
 
 __all__ = [
     "COMPUTE_DTYPES", "DEFAULT_TRAIN_EVAL_EXAMPLES", "MAX_STEPS", "MIN_EVAL_BATCH_SIZE", "MODES",
-    "PIPELINES", "STUDY_NAME_RULE", "TOP_LEVEL", "DataSpec", "Fields", "HParams", "ModelSpec",
-    "OptimizerSpec", "Program", "ScheduleSpec", "StudySettings", "StudySpec", "TrainSpec",
-    "TrialSpec", "check_study_name", "resolve",
+    "PIPELINES", "STUDY_NAME_RULE", "TOP_LEVEL", "WARMUP_WARNING_FRACTION", "DataSpec", "Fields",
+    "HParams", "ModelSpec", "OptimizerSpec", "Program", "ScheduleSpec", "StudySettings",
+    "StudySpec", "TrainSpec", "TrialSpec", "check_study_name", "resolve", "run_steps",
+    "warmup_warning",
 ]  # fmt: skip

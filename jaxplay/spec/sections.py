@@ -64,6 +64,9 @@ PER_STEP_LOGS = ("loss", "grad_norm", "learning_rate")
 # inside a laptop's or a 16 GB accelerator's memory, while the device pipeline still allows
 # periods of millions of steps (about 2M at batch 128).
 PERIOD_BYTES_LIMIT = 1 << 30
+# "If long warmup is required (>5% of max_train_steps), max_train_steps may need increasing"
+# (the playbook's "How to apply learning rate warmup"): warmup_warning says so above it.
+WARMUP_WARNING_FRACTION = 0.05
 
 _STUDY_EXAMPLE = (
     "c.study = dict(name='my-study', objective='val/error', mode='min', "
@@ -334,12 +337,18 @@ class OptimizerSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleSpec:
-    """`config.schedule`: linear warmup from 0, then the decay over the last decay_steps."""
+    """`config.schedule`: linear warmup from 0, then the decay over the last decay_steps.
+
+    prepend_warmup (the playbook's "How to apply learning rate warmup"): the warmup comes before
+    train.steps instead of inside them, and the run is train.steps + warmup_steps long: 10,000
+    steps with 1,000 of warmup prepended run 11,000, the schedule's own 10,000 unchanged after the
+    ramp. The resolved trial's train.steps is that whole run (what the trainer counts)."""
 
     name: str
     warmup_steps: int = 0
     decay_steps: int = 0  # 0: decay over every step after the warmup
     min_lr_factor: float = 0.0
+    prepend_warmup: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -501,25 +510,71 @@ def optimizer_section(section) -> OptimizerSpec:
 
 
 def schedule_section(section, steps: int) -> ScheduleSpec:
+    """`config.schedule`, checked against `steps` (the config's train.steps)."""
     name = section.get("name")
     if name not in optim.SCHEDULES:
         raise ConfigError(
             f"schedule.name: unknown schedule {name!r}; use one of {list(optim.SCHEDULES)}"
         )
-    refuse_unknown("schedule", section, {"name", "warmup_steps", "decay_steps", "min_lr_factor"})
-    warmup = section.get("warmup_steps", 0)
-    if not 0 <= warmup < steps:
+    refuse_unknown("schedule", section, {f.name for f in dataclasses.fields(ScheduleSpec)})
+    prepend = section.get("prepend_warmup", False)
+    if not isinstance(prepend, bool):
         raise ConfigError(
-            f"schedule.warmup_steps: must be in [0, train.steps={steps}) (got {warmup})"
+            f"schedule.prepend_warmup: must be True or False (got {prepend!r}); True runs the "
+            "warmup before train.steps, False inside them"
         )
-    decay = section.get("decay_steps", 0) or 0
-    if not 0 <= decay <= steps - warmup:
+    warmup = section.get("warmup_steps", 0)
+    if prepend:
+        # The run's length is train.steps + warmup_steps: a whole number of steps.
+        if not is_int(warmup) or warmup < 0:
+            raise ConfigError(
+                f"schedule.warmup_steps: must be an int >= 0 with schedule.prepend_warmup (got "
+                f"{warmup!r}): the run is train.steps + warmup_steps steps long"
+            )
+        if steps + warmup > MAX_STEPS:
+            raise ConfigError(
+                f"schedule.warmup_steps: train.steps + warmup_steps = {steps + warmup} is over "
+                f"{MAX_STEPS}, the most steps the trainer counts (int32); shorten either"
+            )
+    elif not 0 <= warmup < steps:
         raise ConfigError(
-            "schedule.decay_steps: must be in [0, train.steps - warmup_steps = "
-            f"{steps - warmup}] (got {decay}); 0 decays over every step after the warmup"
+            f"schedule.warmup_steps: must be in [0, train.steps={steps}) (got {warmup}); or set "
+            "schedule.prepend_warmup=True to run it before train.steps"
+        )
+    # The steps the decay shares with the constant phase: train.steps after a warmup inside them,
+    # all of train.steps after a prepended one.
+    after = steps if prepend else steps - warmup
+    decay = section.get("decay_steps", 0) or 0
+    if not 0 <= decay <= after:
+        what = "train.steps" if prepend else "train.steps - warmup_steps"
+        raise ConfigError(
+            f"schedule.decay_steps: must be in [0, {what} = {after}] (got {decay}); 0 decays "
+            "over every step after the warmup"
         )
     floor = check_value("schedule.min_lr_factor", section.get("min_lr_factor", 0.0))
-    return ScheduleSpec(name, warmup, decay, float(floor))
+    return ScheduleSpec(name, warmup, decay, float(floor), prepend)
+
+
+def run_steps(tree) -> int:
+    """The steps a run of a config (a JSON tree: a study's config with a trial's values applied)
+    takes: train.steps, plus the warmup when schedule.prepend_warmup runs it before them."""
+    schedule = tree.get("schedule") or {}
+    steps = int(tree["train"]["steps"])
+    if schedule.get("prepend_warmup", False):
+        steps += int(schedule.get("warmup_steps", 0) or 0)
+    return steps
+
+
+def warmup_warning(warmup_steps, train_steps: int) -> str | None:
+    """The playbook's caution when a warmup is over WARMUP_WARNING_FRACTION of max_train_steps
+    (train.steps, the schedule's own length), else None."""
+    if not warmup_steps or warmup_steps <= WARMUP_WARNING_FRACTION * train_steps:
+        return None
+    return (
+        f"schedule.warmup_steps={warmup_steps:g} is {warmup_steps / train_steps:.0%} of "
+        f"train.steps={train_steps}, over {WARMUP_WARNING_FRACTION:.0%}; the playbook: when "
+        "a long warmup is required, max_train_steps may need increasing (raise train.steps)"
+    )
 
 
 def train_section(section, batch_size: int) -> TrainSpec:

@@ -9,8 +9,10 @@
   rerun    the best trial with `seeds` training seeds: the trial variance ("Determining whether to
            adopt a training pipeline change")
   reseed   the same study with the next search seed: the study variance (same section)
-  warmup   the best trial at lr_factor x the learning rate where the parent diverged, over a log
-           grid of warmup lengths up to 10% of train.steps ("How to apply learning rate warmup")
+  warmup   the best trial at lr_factor x the learning rate where the parent diverged, one trial
+           per warmup length of a log grid up to 10% of train.steps, the warmup prepended and
+           followed by post_warmup_factor x as many constant steps ("How to apply learning rate
+           warmup")
   clip     the best trial at that unstable learning rate, over gradient-clipping thresholds around
            the 90th percentile of the best trial's gradient norms ("Gradient clipping")
   probe    the best trial at 1x, 2x, 5x and 10x its learning rate for the first `steps` steps,
@@ -31,7 +33,12 @@ from jaxplay import config as config_lib
 from jaxplay import spaces, workloads
 from jaxplay.analysis import diagnostics
 from jaxplay.errors import ConfigError
-from jaxplay.spec.sections import field_range
+from jaxplay.spec.sections import (
+    WARMUP_WARNING_FRACTION,
+    field_range,
+    run_steps,
+    warmup_warning,
+)
 from jaxplay.tuning.derivation import Derivation, Option, stored_params
 from jaxplay.values import fmt
 
@@ -50,6 +57,11 @@ WIDEN = 0.5
 CLIP_MULTIPLES = (0.25, 0.5, 1.0, 2.0)
 # "The largest feasible [warmup] shouldn't be more than 10% of max_train_steps".
 WARMUP_MAX_FRACTION = 0.1
+# The warmup study's post_warmup_steps: "usually fine to set post_warmup_steps to be
+# 2*warmup_steps".
+POST_WARMUP_FACTOR = 2.0
+# Evaluations per warmup-study trial (as many as the probe's): enough to see where it diverges.
+WARMUP_EVALS = 10
 # The probe's learning rates as multiples of the best trial's: 1x is the reference, 2x the
 # playbook's early-instability check, 5x and 10x its check for whether warmup is needed.
 PROBE_FACTORS = (1.0, 2.0, 5.0, 10.0)
@@ -183,22 +195,41 @@ def _promote(child, parent, opts) -> list[str]:
     )
     steps = int(round(round1 * factor))
     schedule = child.schedule.name
+    wanted_every = child.train.eval_every
     trials, changes = [], []
     with child.unlocked():
         child.train.steps = steps
-        child.train.eval_every = config_lib.divisor_near(steps, child.train.eval_every)
         if schedule == "linear" and steps != round1:
             child.schedule.decay_steps = 0
+    # Evaluations divide the whole run: train.steps, plus a prepended warmup (spec.run_steps).
+    base_every = config_lib.divisor_near(run_steps(config_lib.to_tree(child)), wanted_every)
+    with child.unlocked():
+        child.train.eval_every = base_every
+    child_tree = config_lib.to_tree(child)
     base_seed = int(child.get("seed", 0))
-    parent_config = parent.record.get("config") or config_lib.to_tree(child)
+    parent_config = parent.record.get("config") or child_tree
+    own_every = prepended = False
     for t in top:
         params = stored_params(parent, t)
-        if schedule == "linear" and steps != round1:
-            as_run = config_lib.apply(parent_config, params)  # the trial as round 1 ran it
-            warmup = int(as_run["schedule"].get("warmup_steps", 0))
-            decay = int(as_run["schedule"].get("decay_steps", 0) or 0) or round1 - warmup
+        params.pop("train.eval_every", None)  # set again below, for the new length
+        as_run = config_lib.apply(parent_config, params)  # the trial as round 1 ran it
+        trial_round1 = int((as_run.get("train") or {}).get("steps") or round1)
+        trial_steps = int(round(trial_round1 * factor))
+        if "train.steps" in params:  # a trial of its own length (a warmup study's)
+            params["train.steps"] = trial_steps
+        if schedule == "linear" and trial_steps != trial_round1:
+            ran = as_run["schedule"]
+            warmup = 0 if ran.get("prepend_warmup") else int(ran.get("warmup_steps", 0))
+            decay = int(ran.get("decay_steps", 0) or 0) or trial_round1 - warmup
             # Round 1's decay length, kept: the extra steps go to the constant phase before it.
             params["schedule.decay_steps"] = decay
+        # A prepended warmup keeps its length: only the steps after it grow.
+        as_child = config_lib.apply(child_tree, params)
+        prepended = prepended or bool(as_child["schedule"].get("prepend_warmup"))
+        every = config_lib.divisor_near(run_steps(as_child), wanted_every)
+        if every != base_every:
+            params["train.eval_every"] = every
+            own_every = True
         for j in range(seeds):
             trials.append({**params, **({"seed": base_seed + j} if seeds > 1 else {})})
     with child.unlocked():
@@ -226,6 +257,17 @@ def _promote(child, parent, opts) -> list[str]:
                 "constant": "schedule (constant): unchanged",
             }[schedule]
         )
+    if prepended:
+        changes.append(
+            "schedule.warmup_steps: kept, prepended (schedule.prepend_warmup): each trial ramps "
+            f"over its round-1 warmup, then runs train.steps={steps} steps of the schedule, "
+            f"{steps} + warmup_steps in all"
+        )
+    if own_every:
+        changes.append(
+            "train.eval_every: set per trial where its warmup changes the run's length, so that "
+            "evaluations divide it"
+        )
     return changes
 
 
@@ -247,23 +289,62 @@ def _reseed(child, parent, opts) -> list[str]:
 
 
 def _warmup(child, parent, opts) -> list[str]:
+    """The playbook's warmup experiment ("How to apply learning rate warmup"): the parent's best
+    trial at base_learning_rate = lr_factor x the smallest learning rate that diverged, one trial
+    per warmup length of warmup_grid(train.steps): 0 -> base_learning_rate over warmup_steps,
+    prepended, then constant for post_warmup_steps = post_warmup_factor x warmup_steps."""
     unstable, changes = _unstable_learning_rate(parent)
     changes += _fix_at_best(child, parent)
-    steps = int(child.train.steps)
+    max_steps = int(child.train.steps)  # the max_train_steps the warmup will be prepended to
     lr = float(opts["lr_factor"]) * unstable
-    grid = warmup_grid(steps)
+    post_factor = float(opts["post_warmup_factor"])
+    grid = warmup_grid(max_steps)
+    trials = []
+    for warmup in grid:
+        post = max(1, int(round(post_factor * warmup)))
+        # About WARMUP_EVALS evaluations, one at the end of the warmup.
+        every = config_lib.divisor_near(math.gcd(warmup, post), (warmup + post) / WARMUP_EVALS)
+        trials.append(
+            {"schedule.warmup_steps": warmup, "train.steps": post, "train.eval_every": every}
+        )
+    before = child.schedule.name
     with child.unlocked():
         child.optimizer.learning_rate = lr
-        child.search = ml_collections.ConfigDict(
-            {"schedule": {"warmup_steps": spaces.discrete(grid, role="scientific")}}
-        )
-        child.study.algorithm, child.study.num_trials = "grid", None
-    return changes + [
+        child.schedule.name = "constant"
+        child.schedule.decay_steps = 0
+        child.schedule.prepend_warmup = True
+        # The base is the first trial (every trial sets all three).
+        child.schedule.warmup_steps = trials[0]["schedule.warmup_steps"]
+        child.train.steps = trials[0]["train.steps"]
+        child.train.eval_every = trials[0]["train.eval_every"]
+        child.search = ml_collections.ConfigDict()
+        child.study.algorithm = "manual"
+        child.study.trials = trials
+        child.study.num_trials = len(trials)
+    changes += [
         f"optimizer.learning_rate: {fmt(lr)} ({fmt(opts['lr_factor'])} x {fmt(unstable)}, the "
-        "smallest learning rate that diverged in the parent)",
-        f"schedule.warmup_steps: grid {grid} (log grid, at most {WARMUP_MAX_FRACTION:.0%} of "
-        f"train.steps={steps}); the shortest warmup that trains well is the one to keep",
+        "smallest learning rate that diverged in the parent): the base learning rate the warmup "
+        "has to make stable",
+        f"schedule: {before} -> constant with the warmup prepended (schedule.prepend_warmup): "
+        f"each trial ramps 0 -> {fmt(lr)} over its warmup_steps, then stays at {fmt(lr)} for "
+        f"post_warmup_steps = {post_factor:g} x warmup_steps (its train.steps)",
+        f"trials: schedule.warmup_steps in {grid} (log grid, at most "
+        f"{WARMUP_MAX_FRACTION:.0%} of train.steps={max_steps}), each "
+        f"{1 + post_factor:g} x its warmup long; the shortest warmup that trains without "
+        "diverging is the one to keep",
+        f"then: prepend it to the study's schedule (schedule.prepend_warmup=True, "
+        f"schedule.warmup_steps=W: the run becomes train.steps + W = {max_steps} + W steps) and "
+        "compare with the baseline at their best checkpoints",
     ]
+    long = [w for w in grid if warmup_warning(w, max_steps)]
+    if long:
+        changes.append(
+            f"caution: {long} {'is' if len(long) == 1 else 'are'} over "
+            f"{WARMUP_WARNING_FRACTION:.0%} of train.steps={max_steps}; if only such a warmup "
+            "trains, raise train.steps (the playbook: a long warmup may need more "
+            "max_train_steps)"
+        )
+    return changes
 
 
 def _probe(child, parent, opts) -> list[str]:
@@ -274,7 +355,8 @@ def _probe(child, parent, opts) -> list[str]:
     key = _learning_rate_key(parent, best)
     steps = int(opts["steps"])
     warmup = int(child.schedule.get("warmup_steps", 0))
-    if warmup >= steps:
+    prepended = bool(child.schedule.get("prepend_warmup", False))
+    if warmup >= steps and not prepended:
         raise ConfigError(
             f"--steps: the probe's {steps} steps would end inside the parent's warmup "
             f"(schedule.warmup_steps={warmup}); pass --steps above {warmup}"
@@ -283,7 +365,8 @@ def _probe(child, parent, opts) -> list[str]:
     trials = [{**best.params, key: lr * factor} for factor in PROBE_FACTORS]
     with child.unlocked():
         child.train.steps = steps
-        child.train.eval_every = config_lib.divisor_near(steps, steps / 10)
+        run = steps + warmup if prepended else steps  # a prepended warmup runs before them
+        child.train.eval_every = config_lib.divisor_near(run, run / 10)
         child.train.log_every_step = True
         # The first steps of a long decay run at the peak rate: the probe holds it there.
         child.schedule.name = "constant"
@@ -466,13 +549,18 @@ ACTIONS = {
         ),
         Derivation(
             "warmup",
-            "warmup lengths at lr_factor x the smallest learning rate that diverged",
+            "warmup lengths at lr_factor x the smallest learning rate that diverged, each "
+            "prepended and followed by post_warmup_factor x as many constant steps",
             _warmup,
             lambda parent, o, child: f"warmup lengths at {parent}'s unstable learning rate",
             options=(
                 Option(
                     "lr_factor", float, 10.0,
                     "the learning rate as a multiple of the smallest that diverged",
+                ),
+                Option(
+                    "post_warmup_factor", float, POST_WARMUP_FACTOR,
+                    "constant steps after the warmup, as a multiple of warmup_steps",
                 ),
             ),
         ),

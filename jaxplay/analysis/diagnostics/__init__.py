@@ -70,6 +70,7 @@ from jaxplay.analysis.diagnostics.training_setup import (
     check_adam_budget,
     check_clipping,
     check_input_bound,
+    check_warmup_length,
     clip_threshold,
 )
 from jaxplay.analysis.study import TRAIN_LOSS_METRICS, StudyData
@@ -88,6 +89,7 @@ REGISTRY: dict[str, Callable[[StudyData], list[Finding]]] = {
     "adam_budget": check_adam_budget,
     "input_bound": check_input_bound,
     "clipping": check_clipping,
+    "warmup_length": check_warmup_length,
     "batch_size": check_batch_size,
 }
 CHECKS = tuple(REGISTRY)
@@ -148,6 +150,7 @@ __all__ = [
     "check_overfitting",
     "check_saturated_early",
     "check_train_loss_rising",
+    "check_warmup_length",
     "clip_threshold",
     "diagnose",
     "never_trained",

@@ -364,8 +364,8 @@ def _late_count(n: int) -> int:
 
 
 def _length(study: StudyData, t: TrialData) -> int | None:
-    """The trial's planned length in steps: train.steps, else the steps it ran."""
-    return study.train_steps or t.steps_run
+    """The trial's planned length in steps (a prepended warmup included), else the steps it ran."""
+    return study.run_length(t) or t.steps_run
 
 
 def _best_steps(study: StudyData, trials: list[TrialData]) -> str:

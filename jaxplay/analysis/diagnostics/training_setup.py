@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxplay.analysis.diagnostics.common import Finding, finite, trial_list
 from jaxplay.analysis.study import StudyData, TrialData
+from jaxplay.spec.sections import WARMUP_WARNING_FRACTION, warmup_warning
 from jaxplay.values import fmt
 
 # The playbook's Adam table: <10 trials: learning rate; 10-25: + b1; 25+: + eps; "substantially
@@ -208,3 +209,45 @@ def _optimizer(study: StudyData) -> str | None:
 
 def _short(path: str) -> str:
     return path.split(".")[-1].replace("learning_rate", "learning rate")
+
+
+def check_warmup_length(study: StudyData) -> list[Finding]:
+    """A warning when the warmup a study would keep is over WARMUP_WARNING_FRACTION (5%) of its
+    max_train_steps (playbook "How to apply learning rate warmup": "If long warmup is required
+    (>5% of max_train_steps), max_train_steps may need increasing"). A warmup study (--lineage
+    warmup) is judged by its shortest warmup that trained without diverging, against its parent's
+    train.steps (the steps that warmup is for); any other study by its best trial's warmup against
+    its own train.steps."""
+    if not study.feasible:
+        return []
+    config = study.record.get("config") or {}
+    parent = study.parent or {}
+    if parent.get("action") == "warmup":
+        trial = min(
+            study.feasible, key=lambda t: (t.params.get("schedule.warmup_steps", 0), t.index)
+        )
+        record = next((r for r in study.family if r["name"] == parent.get("study")), None)
+        steps = ((record or {}).get("config") or {}).get("train", {}).get("steps")
+        what = f"The shortest warmup that trained (trial {trial.index})"
+    else:
+        trial = study.feasible[0]
+        steps = trial.params.get("train.steps", (config.get("train") or {}).get("steps"))
+        what = f"The best trial's warmup (trial {trial.index})"
+    warmup = trial.params.get(
+        "schedule.warmup_steps", (config.get("schedule") or {}).get("warmup_steps", 0)
+    )
+    message = steps and warmup_warning(warmup or 0, steps)
+    if not message:
+        return []
+    return [
+        Finding(
+            "warmup_length",
+            "warning",
+            f"Warmup over {WARMUP_WARNING_FRACTION:.0%} of train.steps",
+            f"{what}: {message}.",
+            "raise train.steps for the next round (e.g. --lineage promote --steps_factor 2 keeps "
+            "the warmup and lengthens what follows it), or find a shorter warmup that trains",
+            trials=(trial.index,),
+            param="schedule.warmup_steps",
+        )
+    ]
