@@ -52,6 +52,33 @@ STUDY_SECTIONS = ("search", "study")
 CODE_PATHS = ("workload",)
 
 
+# "If long warmup is required (>5% of max_train_steps), max_train_steps may need increasing"
+# (the playbook's "How to apply learning rate warmup"): warmup_warning says so above it.
+WARMUP_WARNING_FRACTION = 0.05
+
+
+def run_steps(tree) -> int:
+    """The steps a run of a config (a JSON tree: a study's config with a trial's values applied)
+    takes: train.steps, plus the warmup when schedule.prepend_warmup runs it before them."""
+    schedule = tree.get("schedule") or {}
+    steps = int(tree["train"]["steps"])
+    if schedule.get("prepend_warmup", False):
+        steps += int(schedule.get("warmup_steps", 0) or 0)
+    return steps
+
+
+def warmup_warning(warmup_steps, train_steps: int) -> str | None:
+    """The playbook's caution when a warmup is over WARMUP_WARNING_FRACTION of max_train_steps
+    (train.steps, the schedule's own length), else None."""
+    if not warmup_steps or warmup_steps <= WARMUP_WARNING_FRACTION * train_steps:
+        return None
+    return (
+        f"schedule.warmup_steps={warmup_steps:g} is {warmup_steps / train_steps:.0%} of "
+        f"train.steps={train_steps}, over {WARMUP_WARNING_FRACTION:.0%}; the playbook: when "
+        "a long warmup is required, max_train_steps may need increasing (raise train.steps)"
+    )
+
+
 def not_a_hyperparameter(path: str) -> str | None:
     """Why a trial's value may not set this dotted path, or None when it may."""
     if path.split(".")[0] in STUDY_SECTIONS:

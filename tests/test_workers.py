@@ -107,7 +107,9 @@ def test_two_workers_share_a_bayesian_optimization_study(tmp_path):
     path.write_text(
         path.read_text().replace('algorithm="quasirandom"', 'algorithm="gp", initial_trials=3')
     )
-    workers = [_worker(path, tmp_path) for _ in range(2)]
+    # Half the trials each: on a loaded machine one worker could otherwise finish all eight before
+    # the other has compiled, and the test would show nothing shared.
+    workers = [_worker(path, tmp_path, "--max_trials=4") for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0] * 2, "\n".join(o[-2000:] for o in outputs)
     store = store_lib.Store(store_lib.default_url(tmp_path))

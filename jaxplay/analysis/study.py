@@ -18,7 +18,6 @@ from jaxplay import spaces
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
 from jaxplay.errors import ConfigError
-from jaxplay.spec.sections import run_steps
 from jaxplay.values import fmt
 
 # The playbook's infeasible trials include those that "get really bad loss values" (item 33), not
@@ -127,7 +126,7 @@ class StudyData:
         ):
             return self.train_steps or t.steps_run
         try:
-            return run_steps(config_lib.apply(config, t.params))
+            return config_lib.run_steps(config_lib.apply(config, t.params))
         except (ConfigError, KeyError, TypeError, ValueError):
             return self.train_steps or t.steps_run
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from jaxplay import config as config_lib
 from jaxplay import designers, spaces, workloads
+from jaxplay.config import WARMUP_WARNING_FRACTION, run_steps, warmup_warning
 from jaxplay.errors import ConfigError
 from jaxplay.spec.sections import (
     COMPUTE_DTYPES,
@@ -34,7 +35,6 @@ from jaxplay.spec.sections import (
     PIPELINES,
     STUDY_NAME_RULE,
     TOP_LEVEL,
-    WARMUP_WARNING_FRACTION,
     DataSpec,
     Fields,
     ModelSpec,
@@ -52,11 +52,9 @@ from jaxplay.spec.sections import (
     optimizer_section,
     require_section,
     required,
-    run_steps,
     schedule_section,
     study_settings,
     train_section,
-    warmup_warning,
 )
 from jaxplay.values import is_int
 

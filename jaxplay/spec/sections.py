@@ -64,9 +64,6 @@ PER_STEP_LOGS = ("loss", "grad_norm", "learning_rate")
 # inside a laptop's or a 16 GB accelerator's memory, while the device pipeline still allows
 # periods of millions of steps (about 2M at batch 128).
 PERIOD_BYTES_LIMIT = 1 << 30
-# "If long warmup is required (>5% of max_train_steps), max_train_steps may need increasing"
-# (the playbook's "How to apply learning rate warmup"): warmup_warning says so above it.
-WARMUP_WARNING_FRACTION = 0.05
 
 _STUDY_EXAMPLE = (
     "c.study = dict(name='my-study', objective='val/error', mode='min', "
@@ -553,28 +550,6 @@ def schedule_section(section, steps: int) -> ScheduleSpec:
         )
     floor = check_value("schedule.min_lr_factor", section.get("min_lr_factor", 0.0))
     return ScheduleSpec(name, warmup, decay, float(floor), prepend)
-
-
-def run_steps(tree) -> int:
-    """The steps a run of a config (a JSON tree: a study's config with a trial's values applied)
-    takes: train.steps, plus the warmup when schedule.prepend_warmup runs it before them."""
-    schedule = tree.get("schedule") or {}
-    steps = int(tree["train"]["steps"])
-    if schedule.get("prepend_warmup", False):
-        steps += int(schedule.get("warmup_steps", 0) or 0)
-    return steps
-
-
-def warmup_warning(warmup_steps, train_steps: int) -> str | None:
-    """The playbook's caution when a warmup is over WARMUP_WARNING_FRACTION of max_train_steps
-    (train.steps, the schedule's own length), else None."""
-    if not warmup_steps or warmup_steps <= WARMUP_WARNING_FRACTION * train_steps:
-        return None
-    return (
-        f"schedule.warmup_steps={warmup_steps:g} is {warmup_steps / train_steps:.0%} of "
-        f"train.steps={train_steps}, over {WARMUP_WARNING_FRACTION:.0%}; the playbook: when "
-        "a long warmup is required, max_train_steps may need increasing (raise train.steps)"
-    )
 
 
 def train_section(section, batch_size: int) -> TrainSpec:

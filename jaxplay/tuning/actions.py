@@ -32,13 +32,9 @@ import numpy as np
 from jaxplay import config as config_lib
 from jaxplay import spaces, workloads
 from jaxplay.analysis import diagnostics
+from jaxplay.config import WARMUP_WARNING_FRACTION, run_steps, warmup_warning
 from jaxplay.errors import ConfigError
-from jaxplay.spec.sections import (
-    WARMUP_WARNING_FRACTION,
-    field_range,
-    run_steps,
-    warmup_warning,
-)
+from jaxplay.spec.sections import field_range
 from jaxplay.tuning.derivation import Derivation, Option, stored_params
 from jaxplay.values import fmt
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from jaxplay.analysis.diagnostics.common import Finding, finite, trial_list
 from jaxplay.analysis.study import StudyData, TrialData
-from jaxplay.spec.sections import WARMUP_WARNING_FRACTION, warmup_warning
+from jaxplay.config import WARMUP_WARNING_FRACTION, warmup_warning
 from jaxplay.values import fmt
 
 # The playbook's Adam table: <10 trials: learning rate; 10-25: + b1; 25+: + eps; "substantially
