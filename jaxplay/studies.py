@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import errno
 import json
+import signal
 import sys
+import threading
 
 from jaxplay import analysis, cli
 from jaxplay import store as store_lib
@@ -167,6 +169,10 @@ def _serve(args, url: str) -> int:
         "Ctrl-C stops it",
         flush=True,
     )
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C stops it even in a process started with SIGINT ignored (a shell's background
+        # job, a supervisor): Python then installs no handler of its own.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

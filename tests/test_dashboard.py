@@ -258,6 +258,8 @@ def test_serve_command_prints_its_address_and_stops_cleanly_on_ctrl_c(tmp_path):
         [sys.executable, "-m", "jaxplay.studies", "serve", "--workdir", str(tmp_path), "--port",
          "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As a shell starts a background job: SIGINT ignored, which Ctrl-C must still override.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     try:
         line = server.stdout.readline()
