@@ -8,6 +8,8 @@ export    every trial as CSV or JSON (--format, --output), or one trial as a stu
           own, its values fixed (--format study)
 evaluate  the chosen trial (default: the best) scored once on the test set, from its best
           checkpoint, and recorded as the study's final evaluation
+launch    the round's decision: launch the chosen trial (default: the best) as the store's
+          incumbent, weighed against the current one's noise, or --reject it with --why
 serve     the live dashboard: a read-only web app over the store while sweeps write to it
 """
 
@@ -31,6 +33,8 @@ EXAMPLES = [
     "--other mnist1d-mlp-width-refine",
     "python -m jaxplay.studies evaluate --workdir runs/mnist1d_mlp",
     "python -m jaxplay.studies export --workdir runs/mnist1d_mlp --format study --output best.py",
+    "python -m jaxplay.studies launch --workdir runs/mlp --study mnist1d-mlp-width-refine "
+    '--goal "tune Adam at width 256"',
     "python -m jaxplay.studies serve --workdir runs/mnist1d_mlp",
 ]
 _STUDY = "the study (needed when the store holds several)"
@@ -71,6 +75,16 @@ def _parser():
         help="score the test set again (refused otherwise: the playbook scores it once)",
     )
     _trial_flags(c)
+    c = command("launch", "record the round's decision: launch its best as the incumbent, or not")
+    c.add_argument("--trial", type=int, metavar="N", help="the trial (default: the study's best)")
+    c.add_argument("--goal", required=True, metavar="TEXT",
+                   help="the round's one narrow goal, e.g. \"tune Adam's b1\"")  # fmt: skip
+    c.add_argument("--reject", action="store_true",
+                   help="record that the round's best is not launched (needs --why)")  # fmt: skip
+    c.add_argument("--why", default="", metavar="TEXT", help="the reason (needed with --reject)")
+    c.add_argument("--force", action="store_true",
+                   help="launch even without strong evidence over the incumbent (worse, "
+                   "within the noise, no trial variance measured); recorded as forced")  # fmt: skip
     c = command("serve", "the live dashboard: every study of the store, followed as it runs",
                 study_help=None)  # fmt: skip
     c.add_argument("--host", default="127.0.0.1",
@@ -108,9 +122,19 @@ def _main(argv: list[str]) -> int:
         store = store_lib.Store(url, readonly=True)
         try:
             records = [store.record(store.study_id(name)) for name in store.study_names()]
+            incumbent = store.incumbent()
         finally:
             store.close()
-        print(record_lib.format_list(records))
+        print(record_lib.format_list(records, incumbent))
+        return 0
+    if args.command == "launch":
+        from jaxplay.tuning import rounds
+
+        decision = rounds.decide(
+            url, args.study, args.goal, trial=args.trial, reject=args.reject, why=args.why,
+            force=args.force, command=cli.command_line("jaxplay.studies", argv),
+        )  # fmt: skip
+        print(decision.describe())
         return 0
     if args.command == "report":
         path = args.output or args.workdir

@@ -102,6 +102,32 @@ def _table(
 # Sections.
 
 
+def _decision(r: dict) -> str:
+    """The study's launch decision (goal, launched or rejected, why, when) and whether it holds the
+    store's incumbent; '' when neither a decision nor an incumbent is recorded."""
+    d, incumbent = r.get("decision"), r.get("incumbent")
+    holds = incumbent is not None and incumbent.get("study") == r.get("name")
+    parts = []
+    if d:
+        what = (
+            f"launched trial {d.get('trial')}"
+            if d.get("launched")
+            else f"rejected trial {d.get('trial')}"
+        )
+        parts.append(
+            f"<strong>{_e(what)}</strong>{' (forced)' if d.get('forced') else ''}, "
+            f"{_e((d.get('created_at') or '')[:19].replace('T', ' '))}: goal {_e(d.get('goal'))}"
+            + (f"; why: {_e(d['why'])}" if d.get("why") else "")
+        )
+    if holds:
+        parts.append(f"<strong>holds the incumbent</strong> (trial {_e(incumbent.get('trial'))})")
+    elif incumbent is not None:
+        parts.append(
+            f"the incumbent is trial {_e(incumbent.get('trial'))} of {_e(incumbent.get('study'))}"
+        )
+    return "; ".join(parts) if d or holds else ""
+
+
 def _summary(study: StudyData) -> str:
     r = study.record
     counts = r.get("status_counts") or {}
@@ -151,6 +177,9 @@ def _summary(study: StudyData) -> str:
     final = r.get("final_evaluation")
     if final:  # the chosen trial scored on the test set (studies evaluate): the study's number
         fields.insert(3, ("Final", f"<strong>{_e(record_lib.format_final(final))}</strong>"))
+    decision = _decision(r)
+    if decision:  # the round's launch decision (studies launch) and who holds the incumbent
+        fields.insert(1, ("Decision", decision))
     stacks = _stacks(study.probes)
     if stacks:  # where the device's memory sized the stacks of trials
         fields.insert(-1, ("Stacks", stacks))

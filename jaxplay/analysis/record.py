@@ -130,21 +130,24 @@ def format_record(record: StudyRecord) -> str:
     return "\n".join(lines)
 
 
-def format_list(records: list[dict]) -> str:
+def format_list(records: list[dict], incumbent: dict | None = None) -> str:
     """The studies of a store, one line each under a header (`studies list`): how many trials
-    finished, how many are running (a study still going shows it), the best value, the notes."""
+    finished, how many are running (a study still going shows it), the best value, the notes; the
+    study holding the `incumbent` (Store.incumbent) is marked '*' and named below."""
     header = ["study", "trials", "finished", "running", "pending", "best", "notes"]
     rows = []
     for r in records:
         counts = r["status_counts"]
         finished = sum(counts.get(s, 0) for s in ("completed", "infeasible", "failed"))
         best = f"{r['objective']} {format_value(r['best_value'])}"
-        rows.append([r["name"], str(r["num_trials"]), str(finished), str(counts.get("running", 0)),
-                     str(counts.get("pending", 0)), best, r["notes"] or "-"])  # fmt: skip
+        holds = incumbent is not None and incumbent["study"] == r["name"]
+        rows.append([r["name"] + (" *" if holds else ""), str(r["num_trials"]), str(finished),
+                     str(counts.get("running", 0)), str(counts.get("pending", 0)), best,
+                     r["notes"] or "-"])  # fmt: skip
     if not rows:
         return "no studies in this store"
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
-    return "\n".join(
+    table = "\n".join(
         "  ".join(
             c.ljust(w) if i in (0, 5) else c.rjust(w)
             for i, (c, w) in enumerate(zip(row[:-1], widths))
@@ -152,6 +155,13 @@ def format_list(records: list[dict]) -> str:
         + "  "
         + row[-1]
         for row in [header, *rows]
+    )
+    if incumbent is None:
+        return table
+    when = (incumbent.get("created_at") or "")[:19].replace("T", " ")
+    return (
+        f"{table}\n* incumbent: trial {incumbent.get('trial')} of {incumbent['study']}, launched "
+        f"{when} (goal: {incumbent.get('goal')})"
     )
 
 

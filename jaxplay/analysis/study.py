@@ -237,6 +237,14 @@ def read(db: store_lib.Store, study_id: int) -> StudyData:
     # The study's final number (jaxplay.tuning.final): the latest evaluation, test first.
     tests = [f for f in finals if f.get("split") == "test"]
     data.record["final_evaluation"] = (tests or finals or [None])[0]
+    # The round's launch decision (jaxplay.tuning.rounds), the latest, and the store's incumbent.
+    decision = next((p for p in data.probes if p["kind"] == store_lib.DECISION), None)
+    data.record["decision"] = (
+        {**decision["config"], "result": decision["result"], "created_at": decision["created_at"]}
+        if decision
+        else None
+    )
+    data.record["incumbent"] = db.incumbent()
     return data
 
 

@@ -16,9 +16,11 @@ all over again"). Every study is tagged with the batch size its result was tuned
 differ and which study's tuning is stale, and a rerun or reseed at another batch size than its
 parent's is not counted as noise (it measures the batch size too).
 
-A difference of two noisy results has sqrt(2) times the noise of one, and about 95% of a normal
-noise lies within 2 standard deviations: a difference is "beyond the noise" when it exceeds
-2 * sqrt(2) * std. With only 2 or 3 samples the std is itself uncertain, which the text says.
+A difference of two independent noisy results has std sqrt(s_a^2 + s_b^2), and about 95% of a
+normal noise lies within 2 standard deviations: a difference is "beyond the noise" when it exceeds
+2 * sqrt(s_a^2 + s_b^2). Each side's trial variance is its own where a rerun of each measured it
+(`RetrainNoise`); where only one was measured it stands for both (2 * sqrt(2) * std), as the study
+variance always does. With only 2 or 3 samples the std is itself uncertain, which the text says.
 """
 
 from __future__ import annotations
@@ -72,6 +74,92 @@ class Noise:
             f"{self.kind} variance: std {self.std:.4g} around {self.mean:.4g} over {self.n} {what} "
             f"({', '.join(self.sources)}){rough}"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainNoise:
+    """The trial variance of both sides of a difference: each side's own where a rerun of each
+    measured it (the playbook weighs "the retrain variance of both the new point and the
+    baseline"), else the one measured, assumed for both."""
+
+    a: str
+    b: str
+    noise_a: Noise | None
+    noise_b: Noise | None
+    kind = "trial"
+
+    @property
+    def own(self) -> bool:
+        """Each side has a measurement of its own (not one rerun standing for both)."""
+        return (
+            self.noise_a is not None
+            and self.noise_b is not None
+            and self.noise_a.sources != self.noise_b.sources
+        )
+
+    @property
+    def pooled(self) -> Noise:
+        """The one estimate used for both sides when not each has its own: the most seeds."""
+        found = [n for n in (self.noise_a, self.noise_b) if n is not None]
+        return max(found, key=lambda n: n.n)
+
+    @property
+    def threshold(self) -> float:
+        """2 x the std of the difference: sqrt(s_a^2 + s_b^2) of independent results."""
+        if self.own:
+            return 2.0 * math.hypot(self.noise_a.std, self.noise_b.std)
+        return self.pooled.threshold
+
+    @property
+    def rule(self) -> str:
+        """How the threshold is made, for the verdict's text."""
+        return "2 x sqrt(std_a^2 + std_b^2)" if self.own else f"{DIFFERENCE_Z:.2f} x std"
+
+    def describe(self) -> str:
+        """Each side's own trial variance, or the pooled one and the side it stands in for."""
+        if self.own:
+            few = any(n.n < FEW_SAMPLES for n in (self.noise_a, self.noise_b))
+            return (
+                "trial variance of each side: "
+                + "; ".join(
+                    f"{name} std {n.std:.4g} over {n.n} seeds ({', '.join(n.sources)})"
+                    for name, n in ((self.a, self.noise_a), (self.b, self.noise_b))
+                )
+                + (" (few samples: a rough estimate)" if few else "")
+            )
+        missing = [
+            name for name, n in ((self.a, self.noise_a), (self.b, self.noise_b)) if n is None
+        ]
+        note = (
+            f" (pooled: {missing[0]}'s own not measured, assumed the same; rerun its best with "
+            f"--from_study {missing[0]} --lineage rerun)"
+            if missing
+            else ""
+        )
+        return self.pooled.describe() + note
+
+
+def retrain_noise(records: list[dict], a: str, b: str) -> RetrainNoise | None:
+    """The trial variance of studies a and b, each its own rerun's where measured; None when
+    neither was."""
+    found = RetrainNoise(a, b, trial_noise(records, {a}), trial_noise(records, {b}))
+    return None if found.noise_a is None and found.noise_b is None else found
+
+
+def within_noise(a: dict, b: dict, records: list[dict]) -> list[str]:
+    """The kinds of measured noise ('trial', 'study') that the difference of a's and b's best
+    values does not exceed; [] when it exceeds every measured one (or none was measured)."""
+    if a["objective"] != b["objective"] or a["best_value"] is None or b["best_value"] is None:
+        return []
+    diff = abs(a["best_value"] - b["best_value"])
+    return [
+        n.kind
+        for n in (
+            retrain_noise(records, a["name"], b["name"]),
+            _joint_study_noise(records, a["name"], b["name"]),
+        )
+        if n is not None and diff <= n.threshold
+    ]
 
 
 def best_values(record: dict) -> list[float]:
@@ -153,10 +241,9 @@ def verdict(a: dict, b: dict, records: list[dict]) -> list[str]:
     diff = abs(a["best_value"] - b["best_value"])
     better = a if (a["best_value"] < b["best_value"]) == (a["mode"] == "min") else b
     lines = [f"{better['name']} is better by {diff:.4g} in best {a['objective']}."]
-    names = {a["name"], b["name"]}
     for noise, missing in (
         (
-            trial_noise(records, names),
+            retrain_noise(records, a["name"], b["name"]),
             "trial variance unknown: rerun the best trial with several seeds "
             f"(python -m jaxplay.sweep ... --from_study {better['name']} --lineage rerun)",
         ),
@@ -172,7 +259,7 @@ def verdict(a: dict, b: dict, records: list[dict]) -> list[str]:
         beyond = diff > noise.threshold
         lines.append(
             f"{noise.describe()}: the difference {'exceeds' if beyond else 'is within'} "
-            f"{DIFFERENCE_Z:.2f} x std = {noise.threshold:.4g}"
+            f"{_rule(noise)} = {noise.threshold:.4g}"
             + (", so it is unlikely to be noise" if beyond else ", so it may be noise")
         )
     return lines
@@ -190,7 +277,7 @@ def difference_text(a: dict, b: dict, records: list[dict]) -> str:
     better = (diff < 0) == (a["mode"] == "min")
     verdicts = []
     for noise in (
-        trial_noise(records, {a["name"], b["name"]}),
+        retrain_noise(records, a["name"], b["name"]),
         _joint_study_noise(records, a["name"], b["name"]),
     ):
         if noise is not None:
@@ -202,6 +289,11 @@ def difference_text(a: dict, b: dict, records: list[dict]) -> str:
         + f"{what}: "
         + (", ".join(verdicts) if verdicts else "noise not measured (--lineage rerun, reseed)")
     )
+
+
+def _rule(noise: Noise | RetrainNoise) -> str:
+    """'2.83 x std' (one estimate for both sides) or '2 x sqrt(std_a^2 + std_b^2)'."""
+    return noise.rule if isinstance(noise, RetrainNoise) else f"{DIFFERENCE_Z:.2f} x std"
 
 
 def _joint_study_noise(records: list[dict], a: str, b: str) -> Noise | None:

@@ -103,7 +103,9 @@ def home_fragment(studies: list[dict]) -> str:
         )
         rows.append(
             [
-                f'<td><a href="{_e(study_url(s["name"]))}">{_e(s["name"])}</a></td>',
+                f'<td><a href="{_e(study_url(s["name"]))}">{_e(s["name"])}</a>'
+                + (' <strong class="incumbent">incumbent</strong>' if s.get("incumbent") else "")
+                + "</td>",
                 f"<td>{_e(s['notes'] or '')}</td>",
                 f"<td>{_e(s['objective'])} ({_e(s['mode'])})</td>",
                 f"<td>{_counts(s['status_counts'])}</td>",

@@ -53,6 +53,10 @@ def _trial_dict(t: Trial) -> dict:
     }
 
 
+# The probe kind of a round's launch decision (jaxplay.tuning.rounds): its study's goal, trial,
+# launched or rejected, and why.
+DECISION = "decision"
+
 # Nullable columns added after the first schema; an older store gains them when opened.
 ADDED_COLUMNS = {
     "trials": {"heartbeat_at", "step", "step_at", "steps_per_second"},
@@ -284,7 +288,7 @@ class Store:
         """Every study in a few columns, oldest first, in two queries (no trials, no metrics):
         name, notes, objective, mode, best value and trial, status counts, parent study and
         lineage action, when it was created and last changed (its row, a trial's start, lease
-        renewal or end)."""
+        renewal or end), and whether it holds the incumbent (`incumbent`)."""
         with self.session() as s:
             studies = s.scalars(sa.select(Study).order_by(Study.id)).all()
             per_status = s.execute(
@@ -296,6 +300,7 @@ class Store:
                     sa.func.max(Trial.finished_at),
                 ).group_by(Trial.study_id, Trial.status)
             ).all()
+        incumbent = self.incumbent()
         counts: dict[int, dict] = {}
         latest: dict[int, dt.datetime] = {}
         for study_id, status, n, beat, finished in per_status:
@@ -322,6 +327,8 @@ class Store:
                     "action": parent.get("action"),
                     "created_at": _when(st.created_at),
                     "updated_at": _when(updated),
+                    # Holds the store's incumbent (the latest launched round's configuration).
+                    "incumbent": incumbent is not None and incumbent["study"] == st.name,
                 }
             )
         return rows
@@ -635,6 +642,23 @@ class Store:
                  "created_at": _when(p.created_at)}
                 for p in rows
             ]  # fmt: skip
+
+    @_resilient
+    def decisions(self) -> list[dict]:
+        """Every round's launch decision in the store (probes of kind 'decision', written by
+        jaxplay.tuning.rounds), newest first, each with its study's name."""
+        query = sa.select(Probe).where(Probe.kind == DECISION).order_by(Probe.id.desc())
+        with self.session() as s:
+            return [
+                {"study": p.study, **(p.config or {}), "result": p.result,
+                 "command": p.command, "created_at": _when(p.created_at)}
+                for p in s.scalars(query).all()
+            ]  # fmt: skip
+
+    def incumbent(self) -> dict | None:
+        """The launched configuration: the store's latest decision that launched (study, trial,
+        goal, why, result, created_at), or None before the first launch."""
+        return next((d for d in self.decisions() if d.get("launched")), None)
 
     # -- metrics ---------------------------------------------------------------------------
 
