@@ -20,10 +20,11 @@ from jaxplay.analysis.diagnostics import (
     NOT_CONVERGED_FRACTION,
     SATURATED_FRACTION,
     SPIKE_FACTOR,
-    SPIKE_WINDOW,
     STEP_LOSS,
     clip_threshold,
+    training_setup,
 )
+from jaxplay.analysis.diagnostics.instability import learning_rate, running_median
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.spaces import Hyperparameter
 from jaxplay.values import fmt
@@ -322,12 +323,8 @@ LOG_SPAN = 30.0
 def clip_norm(study: StudyData, t: TrialData) -> float | None:
     """The train.grad_clip_norm a trial trained with (its own when searched, else the study's);
     None when clipping was off."""
-    value = t.params.get("train.grad_clip_norm")
-    if value is None:
-        value = ((study.record.get("config") or {}).get("train") or {}).get("grad_clip_norm")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        return None
-    return float(value)
+    value = training_setup.clip_norm(study, t)
+    return value if value is not None and value > 0 else None
 
 
 def logged_grad_norms(t: TrialData) -> bool:
@@ -414,31 +411,8 @@ def grad_norms(study: StudyData, top: int = 3) -> dict:
 # models show very early instability followed by recovery" that evaluations every few hundred
 # steps miss; look for a loss that goes up, not down).
 
-# A trial's learning rate: optimizer.learning_rate, or its branch's
-# optimizer[<branch>].learning_rate (spaces.branches: each branch's is a hyperparameter of its own).
-LEARNING_RATE = re.compile(r"optimizer(\[[^\]]+\])?\.learning_rate")
 # The step a diverged trial's error names (jaxplay.train.trial.diverged).
 DIVERGED_AT = re.compile(r"diverged at step (\d+)")
-
-
-def learning_rate(t: TrialData) -> float | None:
-    """The trial's learning rate (optimizer.learning_rate or optimizer[<branch>].learning_rate);
-    None when it set neither."""
-    for path, value in t.params.items():
-        if LEARNING_RATE.fullmatch(path) and isinstance(value, int | float) and value > 0:
-            return float(value)
-    return None
-
-
-def running_median(
-    steps: np.ndarray, values: np.ndarray, window: int = SPIKE_WINDOW
-) -> tuple[np.ndarray, np.ndarray]:
-    """The median of each `window` consecutive values at its window's last step: the curve
-    diagnostics.check_early_instability reads (empty when there are fewer values)."""
-    if len(values) < window:
-        return np.zeros(0, int), np.zeros(0)
-    windows = np.lib.stride_tricks.sliding_window_view(values, window)
-    return steps[window - 1 :], np.median(windows, axis=1)
 
 
 def _stop(t: TrialData, steps: np.ndarray) -> int | None:

@@ -189,30 +189,11 @@ def step_loss_plot(study) -> Figure:
     for color, q in zip(itertools.cycle(MULTIPLE_COLORS), points):
         ax.plot(q["steps"], q["values"], color=color, lw=0.6, alpha=0.35, zorder=2)
         ax.plot(q["median_steps"], q["median"], color=color, lw=1.8, zorder=3, label=q["label"])
-        if q["rise"]:
-            ax.plot(
-                [q["rise"]["step"]],
-                [q["rise"]["value"]],
-                marker="^",
-                ms=9,
-                color=color,
-                mec="black",
-                mew=0.6,
-                ls="none",
-                zorder=5,
-            )
-        if q["stop"]:
-            ax.plot(
-                [q["stop"]["step"]],
-                [q["stop"]["value"]],
-                marker="X",
-                ms=10,
-                color=color,
-                mec="black",
-                mew=0.6,
-                ls="none",
-                zorder=5,
-            )
+        # Where the median first rose past the check's threshold, and where a trial diverged.
+        for key, marker, size in (("rise", "^", 9), ("stop", "X", 10)):
+            if q[key]:
+                ax.plot([q[key]["step"]], [q[key]["value"]], marker=marker, ms=size,
+                        color=color, mec="black", mew=0.6, ls="none", zorder=5)  # fmt: skip
     # What the markers mean, once each.
     if any(q["rise"] for q in points):
         ax.plot(

@@ -10,6 +10,8 @@ the best learning rate (the playbook's early-instability check) is a warning, on
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from jaxplay.analysis.diagnostics.common import Finding, finite
@@ -23,6 +25,9 @@ STEP_LOSS = "train/step_loss"
 # far: batch noise averaged over 10 batches does not double a loss.
 SPIKE_WINDOW = 10
 SPIKE_FACTOR = 2.0
+# A trial's learning rate: optimizer.learning_rate, or its branch's
+# optimizer[<branch>].learning_rate (spaces.branches: each branch's is a hyperparameter of its own).
+LEARNING_RATE = re.compile(r"optimizer(\[[^\]]+\])?\.learning_rate")
 # The largest multiple of the best learning rate whose instability limits the learning rate (the
 # playbook's early-instability check runs at 2x).
 LIMITING_FACTOR = 2.0
@@ -93,9 +98,7 @@ def _episode(t: TrialData) -> str | None:
     steps, values = finite(t, STEP_LOSS)
     if len(values) < 2 * SPIKE_WINDOW:
         return None
-    windows = np.lib.stride_tricks.sliding_window_view(values, SPIKE_WINDOW)
-    median = np.median(windows, axis=1)
-    at = steps[SPIKE_WINDOW - 1 :]  # each median's last step
+    at, median = running_median(steps, values)
     lowest = np.minimum.accumulate(median)
     rising = median > SPIKE_FACTOR * lowest
     if not rising.any():
@@ -119,14 +122,27 @@ def _diverged(t: TrialData) -> bool:
 
 def _factors(trials: list[TrialData]) -> dict[int, float]:
     """Each probe trial's learning rate as a multiple of the smallest (the 1x reference)."""
-    rates = {t.index: _learning_rate(t) for t in trials}
+    rates = {t.index: learning_rate(t) for t in trials}
     known = [r for r in rates.values() if r]
     base = min(known) if known else None
     return {i: (r / base if r and base else float(i + 1)) for i, r in rates.items()}
 
 
-def _learning_rate(t: TrialData) -> float | None:
+def learning_rate(t: TrialData) -> float | None:
+    """The trial's learning rate (optimizer.learning_rate or optimizer[<branch>].learning_rate);
+    None when it set neither."""
     for path, value in t.params.items():
-        if path == "optimizer.learning_rate" or path.endswith("].learning_rate"):
+        if LEARNING_RATE.fullmatch(path) and isinstance(value, int | float) and value > 0:
             return float(value)
     return None
+
+
+def running_median(
+    steps: np.ndarray, values: np.ndarray, window: int = SPIKE_WINDOW
+) -> tuple[np.ndarray, np.ndarray]:
+    """The median of each `window` consecutive values at its window's last step (empty when there
+    are fewer values): the curve a rise is read on, and the plots draw."""
+    if len(values) < window:
+        return np.zeros(0, int), np.zeros(0)
+    windows = np.lib.stride_tricks.sliding_window_view(values, window)
+    return steps[window - 1 :], np.median(windows, axis=1)

@@ -137,7 +137,7 @@ def check_clipping(study: StudyData) -> list[Finding]:
 def _raise_clip(study: StudyData, t: TrialData) -> str:
     """How far to raise the clip of trial `t`, the one that clipped most: to its own
     CLIP_PERCENTILE gradient norm, which lies above its clip when most updates were cut."""
-    threshold, current = clip_threshold(t), _clip_norm(study, t)
+    threshold, current = clip_threshold(t), clip_norm(study, t)
     if threshold is None or current is None or not threshold > current:
         return "to just above the typical gradient norm"
     return (
@@ -146,7 +146,7 @@ def _raise_clip(study: StudyData, t: TrialData) -> str:
     )
 
 
-def _clip_norm(study: StudyData, t: TrialData) -> float | None:
+def clip_norm(study: StudyData, t: TrialData) -> float | None:
     """The trial's train.grad_clip_norm: its own value when searched, else the study's."""
     value = t.params.get("train.grad_clip_norm")
     if value is None:
