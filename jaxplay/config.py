@@ -29,6 +29,7 @@ from jaxplay.values import is_int
 
 __all__ = [
     "CODE_PATHS",
+    "DEFAULT_SCHEDULE",
     "STUDY_SECTIONS",
     "apply",
     "config_hash",
@@ -50,6 +51,19 @@ STUDY_SECTIONS = ("search", "study")
 # Fields that name code to import and run ('package.module:name'). Code comes from code: only the
 # study file sets them, never a search, a trial's values or anything read back from the store.
 CODE_PATHS = ("workload",)
+
+
+# The schedule of a study file that leaves schedule.name, or the whole c.schedule, out: a constant
+# learning rate, with no warmup unless the section sets one. The playbook's initial configuration
+# is "simple": "start with a constant learning rate before adding fancy decay schedules"
+# ("Choosing the initial configuration"). load writes it into the config, so the study's record
+# shows it and --config.schedule.* overrides reach it; jaxplay.spec resolves a config built in
+# code the same way.
+DEFAULT_SCHEDULE = "constant"
+# Training examples scored each period (a fixed random subset when the train split is larger):
+# enough for a train/validation gap, without a full pass over a large corpus per evaluation.
+# Here, not in jaxplay.spec, so the analysis reads a study's sample size without importing jax.
+DEFAULT_TRAIN_EVAL_EXAMPLES = 10_000
 
 
 # "If long warmup is required (>5% of max_train_steps), max_train_steps may need increasing"
@@ -127,12 +141,29 @@ def load(spec: str, overrides: dict | None = None) -> ml_collections.ConfigDict:
             f"{path}: get_config() returned {type(config).__name__}; return an "
             "ml_collections.ConfigDict"
         )
+    _default_schedule(config)
     for key, value in (overrides or {}).items():
         # New search entries may be added from outside (they are validated later by parse);
         # anywhere else a path that does not exist is a typo.
         create = key.startswith("search.") and _is_section(value) and "space" in value
         set_path(config, key, value, create=create)
     return config
+
+
+def _default_schedule(config: ml_collections.ConfigDict) -> None:
+    """Writes DEFAULT_SCHEDULE into a study's config (one with a `study` section) that leaves the
+    schedule, or its name, out."""
+    if "study" not in config:
+        return  # not a study (yet): resolve names what is missing
+    schedule = config.get("schedule")
+    with config.unlocked():
+        if schedule is None:
+            config.schedule = ml_collections.ConfigDict(
+                {"name": DEFAULT_SCHEDULE, "warmup_steps": 0}
+            )
+        elif isinstance(schedule, ml_collections.ConfigDict) and "name" not in schedule:
+            with schedule.unlocked():
+                schedule.name = DEFAULT_SCHEDULE
 
 
 @contextlib.contextmanager

@@ -144,6 +144,76 @@ def _as_float(x):
     return float(x) if is_real(x) else x
 
 
+# The playbook's Adam table ("How should Adam's hyperparameters be tuned?"): the trial budget at
+# which each hyperparameter joins the search. <10 trials: the learning rate; 10-25: + b1; 25+:
+# + eps; "substantially more than 25": + b2. We read "substantially more" as 100 trials, 4x the 25
+# row and the size of the playbook's own ResNet-50 study (Fig 3). One table:
+# analysis.diagnostics.check_adam_budget warns from it, adam() builds searches from it.
+ADAM_BUDGET = (
+    (0, "optimizer.learning_rate"),
+    (10, "optimizer.b1"),
+    (25, "optimizer.eps"),
+    (100, "optimizer.b2"),
+)
+# adam()'s ranges besides the learning rate's. The playbook gives none, so these are jaxplay's
+# choice: each spans its optax default (b1 0.9, eps 1e-8, b2 0.999) on the scale it is usually
+# searched on. The betas are momentum-like, so reverse_log (uniform in log(1 - beta): 0.9 and 0.99
+# equally likely); b1 covers the 0.8-0.99 of jaxplay's starter files, b2 1 - beta from 1e-2 to
+# 1e-4. eps is log-uniform two decades either side of 1e-8; Choi et al. 2019 (arXiv:1910.05446,
+# cited by the playbook) tune it much wider, up to ~1, where Adam behaves like momentum: widen it
+# with adam(..., eps=(lo, hi)).
+ADAM_RANGES = {
+    "b1": reverse_log(0.8, 0.99),
+    "eps": log(1e-10, 1e-6),
+    "b2": reverse_log(0.99, 0.9999),
+}
+
+
+def adam(num_trials, *, learning_rate, b1=None, eps=None, b2=None) -> dict:
+    """The `c.search.optimizer` dict for an Adam-family study of `num_trials` trials: the
+    hyperparameters the playbook's table (ADAM_BUDGET) tunes at that budget, all nuisance; the
+    others stay at the base config's values. `learning_rate` is (min, max), searched on a log
+    scale (the playbook gives no range: it depends on the problem). b1, eps and b2 default to
+    ADAM_RANGES; give (min, max) for another range on the same scale, or a space
+    (`spaces.linear(0.8, 0.99)`) for another scale. E.g. for 16 trials:
+
+        c.study.num_trials = 16
+        c.search = dict(optimizer=spaces.adam(16, learning_rate=(1e-4, 3e-2)))
+        # -> learning_rate: log(1e-4, 3e-2), b1: reverse_log(0.8, 0.99); eps and b2 fixed
+    """
+    if not is_int(num_trials) or num_trials < 1:
+        raise ConfigError(
+            f"spaces.adam: num_trials must be an int >= 1 (got {num_trials!r}); pass the "
+            "study's c.study.num_trials"
+        )
+    given = {"learning_rate": learning_rate, "b1": b1, "eps": eps, "b2": b2}
+    search = {}
+    for minimum, path in ADAM_BUDGET:
+        if num_trials < minimum:
+            continue
+        field = path.rsplit(".", 1)[1]
+        value = given[field]
+        if _is_section(value) and "space" in value:
+            search[field] = dict(value)
+        elif value is None and field in ADAM_RANGES:
+            search[field] = dict(ADAM_RANGES[field])
+        else:
+            lo, hi = _pair(value, field)
+            scaled = ADAM_RANGES.get(field) or log(lo, hi)
+            search[field] = {**scaled, "min": _as_float(lo), "max": _as_float(hi)}
+    return search
+
+
+def _pair(value, field: str) -> tuple:
+    """(min, max) given to adam() for `field`."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigError(
+            f"spaces.adam: {field} must be (min, max) or a space such as spaces.log(1e-10, 1e-6) "
+            f"(got {value!r})"
+        )
+    return tuple(value)
+
+
 # ----------------------------------------------------------------------------------------------
 # Parsed form.
 

@@ -75,6 +75,7 @@ class Program:
     augment: str = "none"
     compute_dtype: str = "float32"
     ema: bool = False  # an exponential moving average of the parameters, evaluated beside them
+    keep_predictions: int = 0  # validation examples whose predictions each evaluation returns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +135,7 @@ class TrialSpec:
             augment=self.data.augment,
             compute_dtype=t.compute_dtype,
             ema=t.ema_decay > 0,
+            keep_predictions=t.keep_predictions,
         )
 
     @property
@@ -371,10 +373,8 @@ def _trial(tree, study: StudySettings, searched: frozenset, params: dict) -> Tri
     optimizer = optimizer_section(
         require_section(tree, "optimizer", "c.optimizer = dict(name='adam', learning_rate=1e-3)")
     )
-    schedule = schedule_section(
-        require_section(tree, "schedule", "c.schedule = dict(name='cosine', warmup_steps=100)"),
-        tree["train"]["steps"],
-    )
+    # Optional: a study file without one trains at a constant learning rate (DEFAULT_SCHEDULE).
+    schedule = schedule_section(tree.get("schedule"), tree["train"]["steps"])
     train = train_section(tree["train"], data.batch_size)
     if schedule.prepend_warmup:
         train = _prepend_warmup(train, schedule)
@@ -401,6 +401,11 @@ def _check_workload(trial: TrialSpec, model_section) -> None:
     if trial.workload == workloads.DEFAULT and model_section is None:
         raise ConfigError("model: missing; add e.g. c.model = dict(name='mlp', width=256, depth=2)")
     instance = workloads.bind(trial)
+    if trial.train.keep_predictions and not hasattr(instance.task, "predictions"):
+        raise ConfigError(
+            f"train.keep_predictions: workload {trial.workload!r}'s task has no predictions("
+            "outputs, targets) method; add one (see jaxplay.workloads.Classification) or set 0"
+        )
     modes = instance.task.metrics_mode
     splits = ("val", "train", *(("val_ema",) if trial.train.ema_decay > 0 else ()))
     allowed = [f"{split}/{m}" for split in splits for m in modes]

@@ -20,9 +20,7 @@ from jaxplay.values import is_int, is_real
 MODES = ("min", "max")
 PIPELINES = ("device", "grain")
 COMPUTE_DTYPES = ("float32", "bfloat16")
-# Training examples scored each period (a fixed random subset when the train split is larger):
-# enough for a train/validation gap, without a full pass over a large corpus per evaluation.
-DEFAULT_TRAIN_EVAL_EXAMPLES = 10_000
+DEFAULT_TRAIN_EVAL_EXAMPLES = config_lib.DEFAULT_TRAIN_EVAL_EXAMPLES
 # Evaluation batches: the playbook evaluates with batches at least as large as training ones;
 # 4096 keeps a small validation split in one batch (loops of matmuls are slow on XLA:CPU).
 MIN_EVAL_BATCH_SIZE = 4096
@@ -52,6 +50,11 @@ STUDY_NAME_RULE = (
 _STUDY_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{STUDY_NAME_MAX - 1}}}")
 _STUDY_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
 
+# train.keep_predictions' ceiling: the kept examples are scored inside every compiled evaluation
+# and their predictions travel to the host and into the store with each one (a JSON row per
+# evaluation); a few hundred chosen examples are what a person inspects, a whole split is
+# evaluate_checkpoint's job.
+MAX_KEPT_PREDICTIONS = 1024
 # The trainer's step counter is an int32 (jaxplay.train.state), so a trial is at most this long.
 MAX_STEPS = 2**31 - 1
 # What train.step.run_period stacks for every step of a period: float32 each.
@@ -334,7 +337,9 @@ class OptimizerSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleSpec:
-    """`config.schedule`: linear warmup from 0, then the decay over the last decay_steps.
+    """`config.schedule`: linear warmup from 0, then the decay over the last decay_steps. A study
+    that leaves the section or its name out trains at a constant learning rate
+    (jaxplay.config.DEFAULT_SCHEDULE: the playbook's simple start), with no warmup.
 
     prepend_warmup (the playbook's "How to apply learning rate warmup"): the warmup comes before
     train.steps instead of inside them, and the run is train.steps + warmup_steps long: 10,000
@@ -368,6 +373,9 @@ class TrainSpec:
     # Polyak averaging (playbook item 39): an exponential moving average of the parameters with
     # this decay, evaluated on the validation set beside the raw ones as val_ema/<metric>; 0: off.
     ema_decay: float = 0.0
+    # Keep the model's predictions on the first N validation examples at every evaluation (the
+    # playbook's per-example information for offline analysis, item 65); 0: off.
+    keep_predictions: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -507,11 +515,22 @@ def optimizer_section(section) -> OptimizerSpec:
 
 
 def schedule_section(section, steps: int) -> ScheduleSpec:
-    """`config.schedule`, checked against `steps` (the config's train.steps)."""
-    name = section.get("name")
+    """`config.schedule`, checked against `steps` (the config's train.steps); None (no schedule
+    section) and a section without `name` mean jaxplay.config.DEFAULT_SCHEDULE, a constant
+    learning rate, with no warmup unless the section sets one."""
+    if section is None:
+        section = {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(
+            f"schedule: must be a section (got {section!r}); e.g. c.schedule = "
+            f"dict(name='cosine', warmup_steps=100), or leave it out for a "
+            f"{config_lib.DEFAULT_SCHEDULE} learning rate"
+        )
+    name = section.get("name", config_lib.DEFAULT_SCHEDULE)
     if name not in optim.SCHEDULES:
         raise ConfigError(
-            f"schedule.name: unknown schedule {name!r}; use one of {list(optim.SCHEDULES)}"
+            f"schedule.name: unknown schedule {name!r}; use one of {list(optim.SCHEDULES)} "
+            f"(left out: {config_lib.DEFAULT_SCHEDULE!r}, the playbook's simple start)"
         )
     refuse_unknown("schedule", section, {f.name for f in dataclasses.fields(ScheduleSpec)})
     prepend = section.get("prepend_warmup", False)
@@ -591,6 +610,13 @@ def train_section(section, batch_size: int) -> TrainSpec:
         raise ConfigError(
             f"train.log_every_step: must be True or False (got {values['log_every_step']!r})"
         )
+    kept = values["keep_predictions"]
+    if not is_int(kept) or not 0 <= kept <= MAX_KEPT_PREDICTIONS:
+        raise ConfigError(
+            f"train.keep_predictions: must be an int in [0, {MAX_KEPT_PREDICTIONS}] (got "
+            f"{kept!r}); e.g. 32 keeps the first 32 validation examples' predictions, 0 none"
+        )
+    values["keep_predictions"] = int(kept)
     for key in ("grad_clip_norm", "label_smoothing"):
         check_value(f"train.{key}", values[key])
     for key in ("checkpoint_every_secs", "grad_clip_norm", "label_smoothing", "divergence_factor"):

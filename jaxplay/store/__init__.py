@@ -23,16 +23,17 @@ from sqlalchemy import orm
 
 from jaxplay.errors import ConfigError, StoreError, StoreUnavailable, describe
 from jaxplay.store import engine as engine_lib
-from jaxplay.store.tables import STATUSES, Base, Metric, Probe, Study, Trial, now
+from jaxplay.store.tables import STATUSES, Base, Metric, Prediction, Probe, Study, Trial, now
 from jaxplay.store.urls import DB_NAME, check_url, default_url, redact, url_for
 
 __all__ = [
-    "DB_NAME", "STATUSES", "Base", "Metric", "Probe", "Store", "Study", "Trial", "check_url",
+    "DB_NAME", "STATUSES", "Base", "Metric", "Prediction", "Probe", "Store", "Study", "Trial",
+    "check_url",
     "default_url", "redact", "url_for",
 ]  # fmt: skip
 
 
-def _trial_dict(t: Trial) -> dict:
+def _trial_dict(t: Trial, shared_s: float | None = None) -> dict:
     return {
         "index": t.index,
         "status": t.status,
@@ -41,6 +42,9 @@ def _trial_dict(t: Trial) -> dict:
         "best_step": t.best_step,
         "steps_run": t.steps_run,
         "duration_s": t.duration_s,
+        # Its share of its worker's wall-clock time (see _shared_seconds): duration_s split with
+        # the trials stacked beside it.
+        "shared_s": shared_s,
         "checkpoint_dir": t.checkpoint_dir,
         "error": t.error,
         "worker": t.worker,
@@ -393,6 +397,7 @@ class Store:
             counts = {status: 0 for status in STATUSES}
             for t in trials:
                 counts[t.status] += 1
+            shared = _shared_seconds(trials)
             return {
                 "name": study.name,
                 "config_path": study.config_path,
@@ -417,7 +422,7 @@ class Store:
                 "created_at": _when(study.created_at),
                 "updated_at": _when(study.updated_at),
                 "config": study.config,
-                "trials": [_trial_dict(t) for t in trials],
+                "trials": [_trial_dict(t, shared.get(t.id)) for t in trials],
             }
 
     # -- trials ----------------------------------------------------------------------------
@@ -629,9 +634,12 @@ class Store:
             s.add(Probe(study=study, kind=kind, **fields))
 
     @_resilient
-    def probes(self, study: str, kind: str | None = None) -> list[dict]:
-        """The probes recorded for study `study`, newest first."""
-        query = sa.select(Probe).where(Probe.study == study)
+    def probes(self, study: str | None, kind: str | None = None) -> list[dict]:
+        """The probes recorded for study `study` (None: for every study, e.g. to reuse another
+        study's batch-size probe of the same model), newest first."""
+        query = sa.select(Probe)
+        if study is not None:
+            query = query.where(Probe.study == study)
         if kind is not None:
             query = query.where(Probe.kind == kind)
         with self.session() as s:
@@ -639,7 +647,7 @@ class Store:
             return [
                 {"kind": p.kind, "config": p.config, "result": p.result,
                  "device_kind": p.device_kind, "command": p.command,
-                 "created_at": _when(p.created_at)}
+                 "created_at": _when(p.created_at), "study": p.study}
                 for p in rows
             ]  # fmt: skip
 
@@ -716,10 +724,48 @@ class Store:
             return True
 
     @_resilient
+    def log_predictions(
+        self, trial_id: int, step: int, values: dict, worker: str | None = None
+    ) -> bool:
+        """Records one evaluation's kept predictions ({name: one value per example}, JSON: lists,
+        NaN/inf as None), replacing any of that step; fenced by `worker`'s lease like
+        log_metrics."""
+        row = {"trial_id": trial_id, "step": step, "values": _json_values(values)}
+        with self.session.begin() as s:
+            if worker is not None and _renew(s, [trial_id], worker) != 1:
+                return False
+            # A retried call whose first commit succeeded unseen must not log the step twice.
+            s.execute(
+                sa.delete(Prediction).where(
+                    Prediction.trial_id == trial_id, Prediction.step == step
+                )
+            )
+            s.execute(sa.insert(Prediction), [row])
+            return True
+
+    @_resilient
+    def predictions(self, study_id: int) -> list[dict]:
+        """Every kept prediction of a study's trials, by trial and step: [{'trial', 'step',
+        name: values per example, ...}]; [] for a store older than the predictions table."""
+        with self.session() as s:
+            if not sa.inspect(s.connection()).has_table(Prediction.__tablename__):
+                return []  # an older store opened read-only: nothing was kept there
+            rows = s.execute(
+                sa.select(Trial.index, Prediction.step, Prediction.values)
+                .join(Prediction, Prediction.trial_id == Trial.id)
+                .where(Trial.study_id == study_id)
+                .order_by(Trial.index, Prediction.step)
+            ).all()
+        return [{"trial": index, "step": step, **values} for index, step, values in rows]
+
+    @_resilient
     def drop_metrics_after(self, trial_id: int, step: int) -> None:
-        """Deletes metrics past `step` (a resumed trial logs them again)."""
+        """Deletes metrics and kept predictions past `step` (a resumed trial logs them again)."""
         with self.session.begin() as s:
             s.execute(sa.delete(Metric).where(Metric.trial_id == trial_id, Metric.step > step))
+            s.execute(
+                sa.delete(Prediction).where(Prediction.trial_id == trial_id, Prediction.step > step)
+            )
             # Its next period compiles again: no speed until one that does not has been timed.
             s.execute(
                 sa.update(Trial)
@@ -846,6 +892,53 @@ def _note_progress(trial: Trial | None, step: int) -> None:
         if seconds > 0:
             trial.steps_per_second = (step - trial.step) / seconds
     trial.step, trial.step_at = step, at
+
+
+def _json_values(values: dict) -> dict:
+    """Per-example arrays as JSON lists; NaN/inf become None (JSON has no NaN)."""
+
+    def plain(v):
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v if not isinstance(v, float) else _finite(v)
+
+    return {k: plain(v.tolist() if hasattr(v, "tolist") else list(v)) for k, v in values.items()}
+
+
+def _shared_seconds(trials: list[Trial]) -> dict[int, float]:
+    """Each finished trial's share of its worker's wall-clock time, by trial id: while a worker
+    holds several trials at once (a stack of K trains as one vmapped program) every moment is
+    split equally among them, so a stack's trials get 1/K of its time each and a worker's trials
+    add up to the time it spent training. Exact times are used here: the record shows them to the
+    second, too coarse to tell a stack from the next one. A trial without a worker is alone."""
+    by_worker: dict = {}
+    out = {}
+    for t in trials:
+        if t.started_at is None or t.finished_at is None:
+            continue
+        if t.finished_at <= t.started_at:
+            out[t.id] = 0.0
+        else:
+            by_worker.setdefault(t.worker or ("alone", t.id), []).append(t)
+    for group in by_worker.values():
+        # C(x) = the integral of dt / (trials held at t) up to x; a trial's share is
+        # C(finish) - C(start). A finish sorts before a start at the same instant.
+        events = sorted(
+            [(t.started_at, 1, t) for t in group] + [(t.finished_at, 0, t) for t in group],
+            key=lambda e: (e[0], e[1]),
+        )
+        held, clock, last, start_clock = 0, 0.0, None, {}
+        for moment, starts, t in events:
+            if held and last is not None:
+                clock += (moment - last).total_seconds() / held
+            last = moment
+            if starts:
+                held += 1
+                start_clock[t.id] = clock
+            else:
+                held -= 1
+                out[t.id] = clock - start_clock[t.id]
+    return out
 
 
 def _finite(v):

@@ -1,5 +1,5 @@
-"""The store's schema: studies, trials, per-evaluation metrics, and probes (measurements of a
-study's setup, e.g. throughput per batch size)."""
+"""The store's schema: studies, trials, per-evaluation metrics and kept predictions, and probes
+(measurements of a study's setup, e.g. throughput per batch size)."""
 
 from __future__ import annotations
 
@@ -95,9 +95,23 @@ class Metric(Base):
     value: orm.Mapped[float | None]
 
 
+class Prediction(Base):
+    """A trial's predictions on the first train.keep_predictions validation examples at one
+    evaluation: {name: one value per example} as the workload's task gives them (for
+    classification the predicted class, the label and the probability of the label)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (sa.UniqueConstraint("trial_id", "step"),)
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    trial_id: orm.Mapped[int] = orm.mapped_column(sa.ForeignKey("trials.id", ondelete="CASCADE"))
+    step: orm.Mapped[int]
+    values: orm.Mapped[dict] = orm.mapped_column(sa.JSON)
+
+
 class Probe(Base):
     """A measurement of a study's setup that is not a trial: e.g. the batch-size probe's
-    throughput per batch size (jaxplay.tuning.batch_size). The study's report shows the latest."""
+    throughput per batch size (jaxplay.tuning.batch_size). The study's report shows the newest
+    that measured its model and optimizer, or marks the newest stale (analysis.throughput)."""
 
     __tablename__ = "probes"
     id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
