@@ -118,8 +118,10 @@ def _parser():
                    help="train on GPU N only (an index among the GPUs this process sees, "
                    "through CUDA_VISIBLE_DEVICES): one worker per GPU")  # fmt: skip
     cli.add_bool(p, "dry_run", False, "train nothing and write nothing: print each program group, "
-                 "the stack size it would take, predicted memory, FLOPs per step and the "
-                 "estimated time of the study on this device")  # fmt: skip
+                 "the stack size it would take, predicted memory, FLOPs per step, the "
+                 "estimated time and device-hours of the study on this device, and its budget "
+                 "plan (scientific settings x trials each, trials per setting per nuisance "
+                 "hyperparameter)")  # fmt: skip
     p.add_argument("--max_trials", type=int, metavar="N",
                    help="stop after N trials in this run (rerun to continue)")  # fmt: skip
     cli.add_bool(p, "report", True, "print the playbook's diagnostics and write the HTML report")
@@ -128,6 +130,11 @@ def _parser():
                  "WORKDIR")  # fmt: skip
     cli.add_bool(p, "retry_failed", False, "put the study's failed trials back in the queue "
                  "first; each resumes from its latest checkpoint")  # fmt: skip
+    p.add_argument("--profile", metavar="DIR",
+                   help="record a jax.profiler trace of a few evaluation periods of the first "
+                   "trials (after the first period, which compiles) into DIR, then train on "
+                   "untraced: open DIR's perfetto_trace.json.gz in ui.perfetto.dev, or run "
+                   "tensorboard --logdir DIR (Profile tab); it changes no result")  # fmt: skip
     p.add_argument("--lease_secs", type=float, default=60.0, metavar="S",
                    help="a running trial whose worker has not renewed its lease for S seconds is "
                    "reclaimed by another worker and resumed from its checkpoint "
@@ -140,11 +147,13 @@ def _parser():
                        help="how: " + "; ".join(f"{d.name}: {d.changes}"
                                                 for d in lineage.ACTIONS.values()))  # fmt: skip
     for option in _lineage_options():
-        takes = [d.name for d in lineage.ACTIONS.values() if option in d.options]
-        defaults = ", ".join(f"{d} {option.default}" for d in takes)
+        # Each action that takes the option, with its own default (seeds: promote 1, rerun 5).
+        takes = {d.name: o.default for d in lineage.ACTIONS.values() for o in d.options
+                 if o.name == option.name}  # fmt: skip
+        defaults = ", ".join(f"{d} {v}" for d, v in takes.items() if v is not None)
         group.add_argument(f"--{option.name}", type=option.kind, metavar=option.name.upper(),
-                           help=f"{', '.join(takes)}: {option.help} "
-                           f"(default {defaults})")  # fmt: skip
+                           help=f"{', '.join(takes)}: {option.help}"
+                           + (f" (default {defaults})" if defaults else ""))  # fmt: skip
     group = p.add_argument_group(
         "multi-host", "Several hosts training each trial together (a TPU VM slice, GPU nodes)."
     )
@@ -193,6 +202,8 @@ def _main(argv: list[str]) -> int:
             "--batch_trials: sizes the stacks of --executor batched (or auto on an accelerator); "
             "--executor sequential trains one trial at a time"
         )
+    if args.profile is not None and args.dry_run:
+        raise ConfigError("--profile: traces training, and --dry_run trains nothing; drop one")
     if args.from_study is not None and args.lineage is None:
         raise ConfigError(
             f"--from_study {args.from_study}: say how to derive the study with --lineage, one "
@@ -242,6 +253,7 @@ def _main(argv: list[str]) -> int:
             tensorboard=args.tensorboard,
             lease_s=args.lease_secs,
             retry_failed=args.retry_failed,
+            profile=args.profile,
             **study,
         )
     # Infeasible trials are results; failed ones are bugs (their tracebacks are in the store).

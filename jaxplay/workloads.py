@@ -9,7 +9,8 @@ A workload is three things (the shape of MLCommons AlgoPerf's workloads):
     returns the outputs the task scores. Everything that shapes it must come from `config.model`
     (and `config.data`): trials with equal `config.model` share one compiled program;
   * `task`: the loss and the per-example eval metrics, with the direction of each, so a study
-    objective `val/<metric>` is known to be minimised or maximised.
+    objective `val/<metric>` is known to be minimised or maximised; optionally `predictions`
+    (outputs, targets) -> per-example arrays kept for chosen examples (train.keep_predictions).
 
 A config names its workload in `config.workload`: a registry name (`'classification'`, the
 default: the built-in datasets of `config.data.name` and models of `config.model.name`) or an
@@ -25,6 +26,7 @@ import inspect
 from collections.abc import Callable
 from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
@@ -57,6 +59,18 @@ class Classification:
         return {
             "loss": _per_example(optax.softmax_cross_entropy_with_integer_labels(logits, labels)),
             "error": _per_example((jnp.argmax(logits, -1) != labels).astype(jnp.float32)),
+        }
+
+    def predictions(self, logits, labels) -> dict:
+        """Per-example outputs kept for offline analysis (train.keep_predictions): the predicted
+        class, the label, and the probability given to the label (per token for sequence
+        targets)."""
+        probabilities = jax.nn.softmax(logits, axis=-1)
+        true = jnp.take_along_axis(probabilities, labels[..., None], axis=-1)[..., 0]
+        return {
+            "predicted": jnp.argmax(logits, -1).astype(jnp.int32),
+            "label": labels.astype(jnp.int32),
+            "true_probability": true,
         }
 
 

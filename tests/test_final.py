@@ -2,12 +2,15 @@
 records it; `studies export --format study` writes a trial as a study file that reproduces it."""
 
 import json
+import subprocess
+import sys
 import types
 
+import numpy as np
 import pytest
 
 from factories import float_only_study, write_study_file
-from jaxplay import analysis, spec, studies, sweep, train
+from jaxplay import analysis, spec, studies, sweep, train, workloads
 from jaxplay.analysis import html_report
 from jaxplay.errors import ConfigError
 from jaxplay.store import Store
@@ -120,3 +123,39 @@ def test_a_study_with_its_own_workload_takes_the_code_from_its_file():
         final._config_tree(data, {"workload": "other:fn"})
     tree = final._config_tree(data, {"workload": "my_workloads:sine"})
     assert tree["workload"] == "my_workloads:sine"
+
+
+def test_the_exported_model_runs_with_jax_alone_and_scores_the_best_checkpoint(
+    finished, capsys, tmp_path
+):
+    folder, workdir, c = finished
+    data = analysis.load(workdir)
+    best = next(t for t in data.trials if t.index == data.record["best_trial"])
+    path = tmp_path / "best.jaxexport"
+    code, out, _ = _run(capsys, "export", "--workdir", str(workdir), "--format", "model",
+                        "--output", str(path))  # fmt: skip
+    assert code == 0 and out.startswith(f"{path}\n") and "jax.export.deserialize" in out
+    # The validation split the study was scored on, for a process that cannot import jaxplay.
+    trial = spec.resolve(c).trial(best.params)
+    x, y = workloads.bind(trial).dataset.splits["val"]
+    np.savez(tmp_path / "val.npz", x=x, y=y)
+    script = (
+        "import sys; sys.modules['jaxplay'] = None\n"  # any import of jaxplay fails
+        "import jax, numpy as np\n"
+        f"exported = jax.export.deserialize(open({str(path)!r}, 'rb').read())\n"
+        f"val = np.load({str(tmp_path / 'val.npz')!r})\n"
+        "whole = np.asarray(exported.call(val['x']))\n"
+        "part = np.asarray(exported.call(val['x'][:7]))\n"  # any batch size
+        "assert np.allclose(part, whole[:7], atol=1e-5), 'batch size changes the outputs'\n"
+        "print(np.mean(whole.argmax(-1) != val['y']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # Its error on the validation split is the one recorded at the best checkpoint's step.
+    assert float(done.stdout) == pytest.approx(best.best_value, abs=0.5 / len(y))
+
+
+def test_export_model_needs_an_output(finished, capsys):
+    _, workdir, _ = finished
+    code, _, err = _run(capsys, "export", "--workdir", str(workdir), "--format", "model")
+    assert code == 2 and "--output: name the model file to write" in err

@@ -276,19 +276,20 @@ def _new_file(folder, suffix: str = ""):
 
 
 def _metric_order(metrics: set[str], study) -> list[str]:
-    """The objective first, then the validation metrics, the same metrics on the training split
-    (train/loss beside val/loss), the other training metrics (the period's batch loss, gradient
-    norms, ...), any other: TensorBoard's HParams table shows only the first few at first."""
+    """The objective first, then the validation metrics scored on both splits, the same metrics
+    on the training split (train/loss beside val/loss), the validation's own (val/correct), the
+    other training metrics (the period's batch loss, gradient norms, ...), any other:
+    TensorBoard's HParams table shows only the first few at first."""
 
     def rank(name: str) -> int:
         split, _, metric = name.partition("/")
         if name == study.objective:
             return 0
         if split == "val":
-            return 1
+            return 1 if f"train/{metric}" in metrics else 3
         if split == "train":
-            return 2 if f"val/{metric}" in metrics else 3
-        return 4
+            return 2 if f"val/{metric}" in metrics else 4
+        return 5
 
     return sorted(metrics, key=lambda name: (rank(name), name))
 

@@ -6,7 +6,14 @@ predicted peak memory per trial and per stack and the FLOPs of a train step (XLA
 compiled period, jaxplay.train.cost), and seconds measured here: the compilations, a trial's
 init, the step-0 evaluation, one period of the stack after a first, untimed one, and one
 checkpoint write into a scratch folder that is deleted (jaxplay.train.loop.time_stack). The
-study's estimate adds these up the way the sweep spends them.
+study's estimate adds these up the way the sweep spends them, in seconds and in device-hours
+(devices x seconds: the sweep holds every device of its process, jaxplay.analysis.record).
+
+It is also the study's budget planner (playbook "Striking a balance between informative and
+affordable experiments"): how many scientific settings the study compares (values, continuous ones
+counted in the buckets the analysis compares them in), the trials each gets, the nuisance
+hyperparameters each setting is tuned over, the cost per setting, and a warning when the trials
+per setting per nuisance hyperparameter are too few for the nuisance search to be trusted.
 
     from jaxplay import config, driver, spec
     forecast = driver.forecast(spec.resolve(config.load('experiments/mnist1d_mlp.py')))
@@ -24,6 +31,8 @@ import time
 import jax
 
 from jaxplay import store as store_lib
+from jaxplay.analysis.diagnostics import SCIENTIFIC_BUCKETS
+from jaxplay.analysis.diagnostics.common import position
 from jaxplay.driver import batching as batching_lib
 from jaxplay.driver.plan import WINDOW, choose_executor
 from jaxplay.driver.plan import plan as plan_study
@@ -35,6 +44,129 @@ from jaxplay.values import duration, size
 SAMPLE = 4 * WINDOW
 FINISHED = ("completed", "infeasible", "failed")
 STORE_CALLS_PER_TRIAL = 6
+# The fewest trials per scientific setting per nuisance hyperparameter for "the best trial of each
+# setting" to stand for a tuned one: the playbook's Adam table tunes two hyperparameters (the
+# learning rate and b1) from 10 trials, 5 per tuned hyperparameter, and a third (eps) from 25.
+# Fewer, and the playbook's third desideratum fails: some scientific values "get luckier".
+MIN_TRIALS_PER_NUISANCE = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetPlan:
+    """How a study spends its trials: scientific settings x trials each, over its nuisance space."""
+
+    scientific: tuple[tuple[str, int, str], ...]  # (path, settings counted, 'values'/'buckets')
+    nuisance: tuple[str, ...]
+    num_trials: int
+    spread: tuple[int, int] | None = None  # fewest and most trials of a setting, when all known
+
+    @property
+    def settings(self) -> int:
+        """Scientific settings compared: the product of each scientific hyperparameter's count."""
+        return math.prod(count for _, count, _ in self.scientific)
+
+    @property
+    def trials_per_setting(self) -> float:
+        """Trials each scientific setting gets on average."""
+        return self.num_trials / self.settings
+
+    @property
+    def density(self) -> float | None:
+        """Trials per scientific setting per nuisance hyperparameter (None: nothing is tuned)."""
+        return self.trials_per_setting / len(self.nuisance) if self.nuisance else None
+
+    @property
+    def needed_trials(self) -> int:
+        """study.num_trials that reaches MIN_TRIALS_PER_NUISANCE."""
+        return MIN_TRIALS_PER_NUISANCE * self.settings * max(len(self.nuisance), 1)
+
+    def lines(self, seconds_per_trial: float | None, devices: int) -> list[str]:
+        """The plan as the dry run prints it; warnings start with 'warning:'."""
+        if not self.scientific and not self.nuisance:
+            return []
+        out = []
+        if self.scientific:
+            counted = ", ".join(f"{path}: {n} {kind}" for path, n, kind in self.scientific)
+            spread = (
+                f" (fewest {self.spread[0]}, most {self.spread[1]})"
+                if self.spread and self.spread[0] != self.spread[1]
+                else ""
+            )
+            text = (
+                f"budget: {self.settings} scientific setting(s) ({counted}) x "
+                f"{self.trials_per_setting:.3g} trial(s) each{spread}"
+            )
+        else:
+            text = f"budget: no scientific hyperparameter; {self.num_trials} trial(s)"
+        if self.nuisance:
+            text += (
+                f"; tuned over {len(self.nuisance)} nuisance hyperparameter(s) "
+                f"({', '.join(self.nuisance)}): {self.density:.3g} trial(s) per setting per "
+                "nuisance hyperparameter"
+            )
+        else:
+            text += "; no nuisance hyperparameter: every setting runs at the fixed values"
+        if seconds_per_trial is not None and self.scientific:
+            each = seconds_per_trial * self.trials_per_setting
+            text += (
+                f"; about {duration(each)} and {each * devices / 3600:.3g} device-hours per "
+                "scientific setting"
+            )
+        out.append(text)
+        if self.scientific and self.settings > self.num_trials:
+            out.append(
+                f"  warning: {self.num_trials} trial(s) for {self.settings} scientific settings: "
+                f"some settings get no trial; raise study.num_trials to {self.needed_trials} or "
+                "compare fewer scientific values"
+            )
+        elif self.density is not None and self.density < MIN_TRIALS_PER_NUISANCE:
+            what = "per scientific setting " if self.scientific else ""
+            out.append(
+                f"  warning: {self.density:.3g} trial(s) {what}per nuisance hyperparameter, "
+                f"below {MIN_TRIALS_PER_NUISANCE} (the playbook's Adam table tunes 2 "
+                "hyperparameters from 10 trials): the best trial of a setting may be a lucky draw "
+                "rather than a tuned one, so some scientific values get luckier; raise "
+                f"study.num_trials to {self.needed_trials}, search fewer nuisance hyperparameters"
+                + (" or compare fewer scientific values" if self.scientific else "")
+            )
+        return out
+
+
+def budget_plan(space, num_trials: int, params: list[dict] | None = None) -> BudgetPlan:
+    """The budget plan of a search space (jaxplay.spaces.SearchSpace) and trial count; `params`,
+    every trial's values when the designer has given them all, adds the fewest and most trials
+    a scientific setting gets."""
+    scientific = tuple((p.path, *_settings(p)) for p in space.params if p.role == "scientific")
+    nuisance = tuple(p.path for p in space.params if p.role == "nuisance")
+    spread = None
+    if params is not None and scientific and len(params) >= num_trials:
+        counts: dict = {}
+        for values in params[:num_trials]:
+            key = tuple(_setting_of(p, values.get(p.path)) for p in space.by_role("scientific"))
+            counts[key] = counts.get(key, 0) + 1
+        total = math.prod(n for _, n, _ in scientific)
+        fewest = min(counts.values()) if len(counts) >= total else 0
+        spread = (fewest, max(counts.values()))
+    return BudgetPlan(scientific, nuisance, num_trials, spread)
+
+
+def _settings(p) -> tuple[int, str]:
+    """How many settings of a scientific hyperparameter the analysis compares: a list's values, an
+    int's values up to SCIENTIFIC_BUCKETS, else SCIENTIFIC_BUCKETS buckets of its range."""
+    if p.values is not None:
+        return len(p.values), "values"
+    if p.space == "int" and p.max - p.min + 1 <= SCIENTIFIC_BUCKETS:
+        return p.max - p.min + 1, "values"
+    return SCIENTIFIC_BUCKETS, "buckets"
+
+
+def _setting_of(p, value):
+    """The setting a trial's value falls in (as jaxplay.analysis.diagnostics buckets it)."""
+    if p.values is None and _settings(p)[1] == "buckets":
+        u = position(p, value)
+        if u is not None:
+            return min(int(u * SCIENTIFIC_BUCKETS), SCIENTIFIC_BUCKETS - 1)
+    return repr(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +208,18 @@ class Forecast:
     groups: list[GroupForecast]
     sampled: int | None  # the trials the groups were measured on, when fewer than the study's
     adaptive: str | None = None  # the designer, when it suggests trials from results
+    devices: int = 1  # the devices the sweep would hold (jax.device_count())
+    plan: BudgetPlan | None = None
 
     @property
     def seconds(self) -> float:
         """The estimated time of the trials left, compilations and checkpoints included."""
         return sum(g.seconds for g in self.groups)
+
+    @property
+    def device_hours(self) -> float:
+        """The estimated accelerator time of the trials left: devices x seconds, in hours."""
+        return self.devices * self.seconds / 3600.0
 
     def lines(self) -> list[str]:
         """The dry run as `python -m jaxplay.sweep --dry_run` prints it."""
@@ -120,10 +259,13 @@ class Forecast:
                     f"than the budget: it may run out of memory and fail; use a smaller "
                     "data.batch_size, train.compute_dtype='bfloat16' or a smaller model"
                 )
+        if self.plan is not None:
+            out += self.plan.lines(self.seconds / left if left else None, self.devices)
         compile_s = sum(g.compile_s for g in self.groups)
         checkpoint_s = sum(g.checkpoint_s for g in self.groups)
         out.append(
-            f"estimate: about {duration(self.seconds)} for {left} trial(s) (compilation "
+            f"estimate: about {duration(self.seconds)} and {self.device_hours:.3g} device-hours "
+            f"({self.devices} device(s) x the time) for {left} trial(s) (compilation "
             f"{duration(compile_s)}, training and evaluation "
             f"{duration(self.seconds - compile_s - checkpoint_s)}, checkpoints "
             f"{duration(checkpoint_s)}); the report comes after. Nothing was trained or written."
@@ -183,6 +325,10 @@ def forecast(
         groups=out,
         sampled=sample if sample < num_trials else None,
         adaptive=spec.study.algorithm if study_plan.adaptive else None,
+        devices=jax.device_count(),
+        plan=budget_plan(
+            spec.space, num_trials, None if study_plan.adaptive else study_plan.params
+        ),
     )
 
 

@@ -17,9 +17,10 @@ import time
 import traceback
 from collections.abc import Callable
 
-from jaxplay import distributed, paths, train
+from jaxplay import distributed, paths, train, workloads
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
+from jaxplay.analysis.diagnostics import chance as chance_lib
 from jaxplay.driver import batching as batching_lib
 from jaxplay.driver import events as events_lib
 from jaxplay.driver.plan import WINDOW, Plan, choose_executor, default_batch_trials, work_units
@@ -28,6 +29,7 @@ from jaxplay.driver.progress import Progress
 from jaxplay.driver.worker import GracefulInterrupt, Lease, LeaseLost, dead_on_this_host, worker_id
 from jaxplay.errors import ConfigError, EnvironmentFault, StoreUnavailable, describe
 from jaxplay.train import cost, mesh
+from jaxplay.train.profile import PeriodTrace
 
 PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ml-collections", "numpy", "scipy",
@@ -53,6 +55,7 @@ def run(
     device_memory: int | None = None,
     memory_share: float = 1.0,
     tensorboard: bool = True,
+    profile: str | None = None,
 ) -> dict:
     """Runs (or continues) a study (a jaxplay.spec.StudySpec); returns its record.
 
@@ -69,6 +72,8 @@ def run(
     `tensorboard` writes TensorBoard event files as the trials train (jaxplay.driver.events): each
     trial's evaluations in its folder, the study's HParams summary in the study's folder, so
     `tensorboard --logdir WORKDIR` shows the curves and the HParams table; process 0 alone writes.
+    `profile`: a folder that receives a jax.profiler trace of a few evaluation periods of the
+    first stack of trials, after its first period (jaxplay.train.profile).
     """
     if not lease_s > 0:
         raise ConfigError(f"--lease_secs: must be > 0 (got {lease_s}); e.g. 60")
@@ -177,6 +182,7 @@ def run(
             lease_s=lease_s,
             budget=max_trials_this_run,
             events=events,
+            trace=None if profile is None else PeriodTrace(profile, log=log),
         ).work()
         store.update_best(study_id)
         store.check_study(study_id)
@@ -207,12 +213,14 @@ class _Worker:
     lease_s: float
     budget: int | None  # at most this many trials in this run (--max_trials)
     events: events_lib.StudyEvents  # TensorBoard's event files (off: it writes nothing)
+    trace: PeriodTrace | None = None  # --profile: a trace of a few periods, once
     ran: int = 0
 
     def __post_init__(self):
         self.lease = Lease(self.store, self.worker, self.lease_s)
         self.interrupt = GracefulInterrupt(self.progress.log)
         self._announced: dict = {}  # group key -> the stack size last said and recorded
+        self._chance_recorded = False
 
     def work(self) -> None:
         """Runs the study's pending trials (a window at a time), then any trial whose worker died
@@ -325,6 +333,28 @@ class _Worker:
             self._announce(trials, decision, "fits the memory budget")
         return decision.stack
 
+    def _record_chance(self, trial) -> None:
+        """Once per run: the validation split's majority-class rate, from the data the trials
+        train on (loaded for them anyway), so the chance-level diagnostic judges any dataset or
+        workload whose labels are classes (analysis.diagnostics.chance)."""
+        if self._chance_recorded:
+            return
+        self._chance_recorded = True
+        if self.store.probes(self.plan.spec.study.name, chance_lib.KIND):
+            return  # an earlier run of the study recorded it: same config, same data
+        splits = workloads.bind(trial).dataset.splits
+        rate = chance_lib.majority_rate(splits["val"][1]) if "val" in splits else None
+        if rate is None:
+            return  # not one class label per example (a sequence, a regression target)
+        self.store.add_probe(
+            self.plan.spec.study.name,
+            chance_lib.KIND,
+            config={"split": "val"},
+            result={"majority_rate": rate, "examples": int(len(splits["val"][1]))},
+            device_kind=mesh.device_kind(),
+            command="",
+        )
+
     def _announce(self, trials: list, decision, reason: str) -> None:
         key = trials[0].group_key
         if self._announced.get(key) == decision.stack:
@@ -404,6 +434,7 @@ class _Worker:
         ids = [trial_id for trial_id, _, _ in claimed]
         indices = [index for _, index, _ in claimed]
         trials = [self.plan.trials[index] for index in indices]
+        self._record_chance(trials[0])
         progress.start(indices, [params for _, _, params in claimed], self.remaining - self.ran)
         steps = trials[0].train.steps
 
@@ -427,6 +458,12 @@ class _Worker:
                 )
             events.steps(indices[j], step, values)
 
+        def on_predictions(j, step, values):  # the kept examples' (train.keep_predictions)
+            if not store.log_predictions(ids[j], step, values, worker=worker):
+                raise LeaseLost(
+                    f"trial {indices[j]} was taken over by another worker at step {step}"
+                )
+
         def on_resume(j, step):
             store.drop_metrics_after(ids[j], step)
             events.start(indices[j], resumed=True)  # its run again, from the store, up to `step`
@@ -441,7 +478,8 @@ class _Worker:
 
         hooks = train.Hooks(
             on_eval=on_eval, on_steps=on_steps, on_resume=on_resume, on_period=on_period,
-            should_stop=self.should_stop, on_warning=on_warning,
+            should_stop=self.should_stop, on_warning=on_warning, on_predictions=on_predictions,
+            profile=self.trace,
         )  # fmt: skip
         out_of_memory = None
         try:

@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxplay.data import pipeline
 from jaxplay.train import mesh as mesh_lib
+from jaxplay.train.step import PREDICTIONS, correct_count
 
 # The streamed batches one call of the compiled period holds, per trial: under the grain pipeline
 # a period runs as calls of `chunk_steps` steps each (its evaluation once, at its end), so a long
@@ -83,6 +84,16 @@ def eval_splits(dataset, train_eval_examples: int) -> dict:
     return splits
 
 
+def kept_examples(dataset, keep_predictions: int) -> tuple | None:
+    """The validation examples whose predictions every evaluation keeps (train.keep_predictions):
+    the split's first ones, the same for every trial and every evaluation; None for none."""
+    if not keep_predictions:
+        return None
+    x, y = dataset.splits["val"]
+    n = min(keep_predictions, len(x))
+    return np.asarray(x[:n]), np.asarray(y[:n])
+
+
 _DEVICE_DATA: dict = {}
 
 
@@ -93,7 +104,13 @@ def device_data(dataset, program, train_eval_examples: int, mesh=None) -> dict:
     device gathers its share of a batch) and eval batches are split over the devices."""
     if program.pipeline != "device":
         return {}
-    key = (id(dataset), program.eval_batch_size, train_eval_examples, mesh)
+    key = (
+        id(dataset),
+        program.eval_batch_size,
+        train_eval_examples,
+        program.keep_predictions,
+        mesh,
+    )
     if key not in _DEVICE_DATA:
         # x[:] reads a lazy array (a tfds source) whole: 'device' means the dataset fits.
         arrays = {"x": np.asarray(dataset.x_train[:]), "y": np.asarray(dataset.y_train[:])}
@@ -102,12 +119,15 @@ def device_data(dataset, program, train_eval_examples: int, mesh=None) -> dict:
             arrays[name] = padded(
                 np.asarray(x[:]), np.asarray(y[:]), program.eval_batch_size, multiple
             )
+        kept = kept_examples(dataset, program.keep_predictions)
+        if kept is not None:
+            arrays["kept"] = kept
         if mesh is None:
             _DEVICE_DATA[key] = jax.device_put(arrays)
         else:
             replicated, split = mesh_lib.sharding(mesh), mesh_lib.sharding(mesh, axis=1)
             _DEVICE_DATA[key] = {
-                k: jax.device_put(v, replicated if k in ("x", "y") else split)
+                k: jax.device_put(v, replicated if k in ("x", "y", "kept") else split)
                 for k, v in arrays.items()
             }
     return _DEVICE_DATA[key]
@@ -131,14 +151,21 @@ def batch_indices(seed: int, start: int, length: int, batch: int, num: int) -> n
     return flat[offset : offset + length * batch].reshape(length, batch).astype(np.int32)
 
 
-def evaluator(data_spec, program, data: dict, splits: dict, on_device, metric_sums, sharding=None):
+def evaluator(
+    data_spec, program, data: dict, splits: dict, on_device, metric_sums, sharding=None, *,
+    task=None, predict=None, kept=None,
+):  # fmt: skip
     """state -> eval metrics, for the sequential and the batched executor alike: `on_device`
     (params, stats, data) scores the device-resident splits under the 'device' pipeline, else the
-    splits stream from the host through `metric_sums` (see evaluate_streamed)."""
+    splits stream from the host through `metric_sums` (see evaluate_streamed; `task` for the
+    counts) and `predict` (params, stats, x, y) scores the `kept` examples (kept_examples) for
+    step.PREDICTIONS."""
     threads = data_spec.read_threads
 
     def evaluate(state):
         out = _evaluate(state["params"], state["batch_stats"], splits)
+        if program.pipeline != "device" and kept is not None:
+            out[PREDICTIONS] = predict(state["params"], state["batch_stats"], *kept)
         if program.ema:  # the averaged parameters on the validation set, beside the raw ones
             val = _evaluate(state["ema_params"], state["batch_stats"], {"val": splits["val"]})
             out.update(
@@ -150,18 +177,25 @@ def evaluator(data_spec, program, data: dict, splits: dict, on_device, metric_su
         if program.pipeline == "device":
             return on_device(params, stats, data)
         return evaluate_streamed(
-            metric_sums, params, stats, chosen, program.eval_batch_size, threads, sharding
+            metric_sums, params, stats, chosen, program.eval_batch_size, threads, sharding, task
         )
 
     return evaluate
 
 
+# The splits whose periodic evaluation also counts the examples predicted correctly: the one
+# scored in full each period (the training set's is a sample, whose count says nothing on its own).
+COUNTED_SPLITS = ("val",)
+
+
 def evaluate_streamed(
-    metric_sums, params, stats, splits: dict, batch_size: int, read_threads: int = 8, sharding=None
-) -> dict:
+    metric_sums, params, stats, splits: dict, batch_size: int, read_threads: int = 8,
+    sharding=None, task=None,
+) -> dict:  # fmt: skip
     """Eval metrics of each split (name -> (x, y)), reading batches from the host. `metric_sums`
     is step.metric_sums bound to the model (or its vmap over a stack of trials); sums accumulate
-    on the device and come back once per split."""
+    on the device and come back once per split. Given the `task`, the splits of COUNTED_SPLITS
+    also get <split>/correct (step.correct_count)."""
     out = {}
     for name, (x, y) in splits.items():
         acc = None
@@ -171,7 +205,10 @@ def evaluate_streamed(
             sums = metric_sums(params, stats, *batch)
             acc = sums if acc is None else jax.tree.map(jnp.add, acc, sums)
         sums, total = jax.device_get(acc)
-        out.update({f"{name}/{k}": v / total for k, v in sums.items()})
+        means = {k: v / total for k, v in sums.items()}
+        if name in COUNTED_SPLITS and task is not None:
+            means.update(correct_count(task, sums, total, len(y.shape) == 1))
+        out.update({f"{name}/{k}": v for k, v in means.items()})
     return out
 
 

@@ -27,6 +27,7 @@ from jaxplay.train import feed as feed_lib
 from jaxplay.train import mesh as mesh_lib
 from jaxplay.train import state as state_lib
 from jaxplay.train import step as step_lib
+from jaxplay.train.profile import PeriodTrace
 from jaxplay.train.trial import TrialResult, TrialRun
 
 
@@ -43,6 +44,10 @@ class Hooks:
     # (i, message): a checkpoint that cannot be restored was set aside, and what the trial does
     # instead (resumes from an earlier step, or starts again). None: a RuntimeWarning.
     on_warning: Callable[[int, str], None] | None = None
+    # (i, step, {name: per-example values}) of the kept validation examples, step 0 too, for
+    # trials with train.keep_predictions.
+    on_predictions: Callable[[int, int, dict], None] | None = None
+    profile: PeriodTrace | None = None  # traces a few periods (sweep --profile)
 
 
 @dataclasses.dataclass
@@ -91,6 +96,9 @@ def run_trials(trials: list, trial_dirs: list, hooks: Hooks | None = None) -> li
                 on_warning=None
                 if hooks.on_warning is None
                 else functools.partial(hooks.on_warning, i),
+                on_predictions=None
+                if hooks.on_predictions is None
+                else functools.partial(hooks.on_predictions, i),
             )
             runs.append(run)
             resumed = run.resume(state)
@@ -133,6 +141,19 @@ def _close(runs: list[TrialRun], error: BaseException | None = None) -> None:
         raise failures[0]
 
 
+# The final score on the whole training split (train_full/) costs one forward pass per example;
+# a training step costs about three per example of its batch (forward and backward). A split of
+# at most this fraction of the examples a trial trains on (steps x batch size) adds at most ~10%
+# to the trial; a shorter trial (a probe of a few hundred steps on a large corpus) skips it.
+WHOLE_SPLIT_MAX_FRACTION = 0.3
+
+
+def whole_split_affordable(examples: int, steps: int, batch_size: int) -> bool:
+    """Whether a trial of `steps` x `batch_size` is long enough to score a training split of
+    `examples` once at its end (WHOLE_SPLIT_MAX_FRACTION)."""
+    return examples <= WHOLE_SPLIT_MAX_FRACTION * steps * batch_size
+
+
 class _Stack:
     """The trials of one stack on the device(s): placement, the compiled functions, and how a
     trial's share of the stacked arrays is read back."""
@@ -164,16 +185,33 @@ class _Stack:
                 )
         self.period = step_lib.period_fn(graphdef, task, program, stacked)
         splits = feed_lib.eval_splits(instance.dataset, trial.train.train_eval_examples)
+        self.metric_sums = step_lib.metric_sums_fn(graphdef, task, program, stacked)
+        # The kept examples travel inside the compiled period's data under the device pipeline;
+        # under grain the evaluator scores them.
+        kept = None
+        if program.pipeline != "device":
+            kept = feed_lib.kept_examples(instance.dataset, program.keep_predictions)
         self.evaluate = feed_lib.evaluator(
             trial.data,
             program,
             data,
             splits,
             step_lib.initial_eval_fn(graphdef, task, program, stacked),
-            step_lib.metric_sums_fn(graphdef, task, program, stacked),
+            self.metric_sums,
             eval_sharding,
+            task=task,
+            predict=None
+            if kept is None
+            else step_lib.predictions_fn(graphdef, task, program, stacked),
+            kept=kept,
         )
-        self.batch_sharding = batch_sharding
+        self.batch_sharding, self.eval_sharding = batch_sharding, eval_sharding
+        # Periodic train metrics score a sample of the training split: the final state is also
+        # scored on all of it, so the sample's skew can be read off the record.
+        whole = instance.dataset.splits["train"]
+        sampled = len(whole[0]) > len(splits["train"][0])
+        affordable = whole_split_affordable(len(whole[0]), program.steps, program.batch_size)
+        self.full_train = {"train_full": whole} if sampled and affordable else None
 
     def member(self, tree, j: int):
         """Trial j's share of a stacked tree (the tree itself for one trial)."""
@@ -184,8 +222,9 @@ class _Stack:
         program, members = self.program, self.members
         if any(m.fresh for m in members):  # a stack is all fresh or all resumed at one step
             initial = jax.device_get(self.evaluate(self.state))
+            kept = initial.pop(step_lib.PREDICTIONS, None)
             for j, m in enumerate(members):
-                runs[m.i].start(self._metrics(initial, j))
+                runs[m.i].start(self._metrics(initial, j), self._kept(kept, j))
         active = {m.i for m in members}
         write_every = min(m.trial.train.checkpoint_every_secs for m in members)
         last_write = time.monotonic()
@@ -199,58 +238,104 @@ class _Stack:
             stacked=self.stacked,
             sharding=self.batch_sharding,
         )
+        trace = hooks.profile or PeriodTrace()  # none: traces nothing
         try:
-            while active:
-                started = time.perf_counter()
-                metrics, per_step = self.run_period(feed)
-                step += program.eval_every
-                metrics.update(feed.input_metrics(time.perf_counter() - started))
-                # Saves are collective across the hosts of a multi-host job: process 0's clock
-                # decides when a write is due.
-                write_now = distributed.agree(time.monotonic() - last_write >= write_every)
-                reported = {}
-                get_state = self._state_getter()
-                for j, m in enumerate(members):
-                    if m.i not in active:
-                        continue  # diverged earlier: it rides along, its numbers are ignored
-                    result = runs[m.i].after_period(
-                        step,
-                        functools.partial(get_state, j),
-                        self._metrics(metrics, j),
-                        self.member(per_step, j),
-                        write_now=write_now,
-                    )
-                    reported[m.i] = runs[m.i].last_metrics
-                    if result is not None:
-                        results[m.i] = result
-                        active.discard(m.i)
-                if write_now:
-                    last_write = time.monotonic()
-                if hooks.on_period:
-                    hooks.on_period(step, reported)
-                if active and hooks.should_stop is not None and hooks.should_stop():
-                    for i in active:
-                        runs[i].write_latest()
-                    raise KeyboardInterrupt(f"stopped at step {step}")
+            with trace.stack():
+                index = 0  # this stack's periods so far (its first compiles)
+                while active:
+                    with trace.period(index, step + program.eval_every):
+                        step, last_write = self._period(
+                            feed, runs, results, step, active, hooks, last_write, write_every
+                        )
+                    index += 1
         finally:
             feed.close()
 
+    def _period(self, feed, runs, results, step, active, hooks, last_write, write_every):
+        """One period of train: trains, evaluates and records it for the `active` trials (those
+        that end leave the set); returns the step it ended at and the time of the last write."""
+        program, members = self.program, self.members
+        started = time.perf_counter()
+        metrics, per_step = self.run_period(feed)
+        step += program.eval_every
+        metrics.update(feed.input_metrics(time.perf_counter() - started))
+        kept = metrics.pop(step_lib.PREDICTIONS, None)
+        if step >= program.steps and self.full_train is not None:
+            metrics.update(self.score_full_train())
+        # Saves are collective across the hosts of a multi-host job: process 0's clock decides
+        # when a write is due.
+        write_now = distributed.agree(time.monotonic() - last_write >= write_every)
+        reported = {}
+        get_state = self._state_getter()
+        # The trials' bookkeeping (store writes, checkpoints), named in a profiler trace.
+        with jax.profiler.TraceAnnotation("record"):
+            for j, m in enumerate(members):
+                if m.i not in active:
+                    continue  # diverged earlier: it rides along, its numbers are ignored
+                result = runs[m.i].after_period(
+                    step,
+                    functools.partial(get_state, j),
+                    self._metrics(metrics, j),
+                    self.member(per_step, j),
+                    write_now=write_now,
+                    predictions=self._kept(kept, j),
+                )
+                reported[m.i] = runs[m.i].last_metrics
+                if result is not None:
+                    results[m.i] = result
+                    active.discard(m.i)
+            if write_now:
+                last_write = time.monotonic()
+            if hooks.on_period:
+                hooks.on_period(step, reported)
+        if active and hooks.should_stop is not None and hooks.should_stop():
+            for i in active:
+                runs[i].write_latest()
+            raise KeyboardInterrupt(f"stopped at step {step}")
+        return step, last_write
+
+    def score_full_train(self) -> dict:
+        """The current state's metrics on the whole training split, as train_full/<metric>,
+        beside the periodic sample's train/<metric>: what a check for a skewed sample compares
+        (playbook item 66). Streamed in eval batches, once, at a trial's last step."""
+        return feed_lib.evaluate_streamed(
+            self.metric_sums,
+            self.state["params"],
+            self.state["batch_stats"],
+            self.full_train,
+            self.program.eval_batch_size,
+            self.members[0].trial.data.read_threads,
+            self.eval_sharding,
+            self.instance.task,
+        )
+
     def run_period(self, feed) -> tuple[dict, dict]:
         """One evaluation period: its chunks of steps (feed_lib.chunk_steps), then under grain the
-        streamed evaluation; the metrics and the per-step logs, on the host."""
+        streamed evaluation; the metrics and the per-step logs, on the host. Its phases are
+        named in a profiler trace (--profile): waiting for input, dispatching the steps, the
+        streamed evaluation, and the fetch, which waits for the device to finish the period."""
         chunks = []
         for _ in range(feed.chunks):
-            self.state, metrics, per_step = self.period(
-                self.state, self.hp, self.keys, feed.next(), self.data
-            )
+            with jax.profiler.TraceAnnotation("input"):
+                inputs = feed.next()
+            with jax.profiler.TraceAnnotation("dispatch steps"):
+                self.state, metrics, per_step = self.period(
+                    self.state, self.hp, self.keys, inputs, self.data
+                )
             chunks.append(per_step)
         if self.program.pipeline != "device":
-            metrics = self.evaluate(self.state)
-        metrics, chunks = jax.device_get((metrics, chunks))
+            with jax.profiler.TraceAnnotation("evaluate (streamed)"):
+                metrics = self.evaluate(self.state)
+        with jax.profiler.TraceAnnotation("fetch metrics"):
+            metrics, chunks = jax.device_get((metrics, chunks))
         if len(chunks) == 1:
             return metrics, chunks[0]
         steps_axis = 1 if self.stacked else 0
         return metrics, {k: np.concatenate([c[k] for c in chunks], steps_axis) for k in chunks[0]}
+
+    def _kept(self, kept: dict | None, j: int) -> dict | None:
+        """Trial j's kept predictions (None without train.keep_predictions)."""
+        return None if kept is None else self.member(kept, j)
 
     def _metrics(self, metrics: dict, j: int) -> dict:
         if not self.stacked:
@@ -372,14 +457,48 @@ def evaluate_checkpoint(trial, trial_dir, step: int | None = None, split: str = 
     """Restores a trial's checkpoint (default: its best) and evaluates it on `split` ('test' for
     final reporting only): the parameters' moving average where the study's objective is a
     val_ema/ metric (what selected the checkpoint), else the parameters themselves."""
-    instance = workloads.bind(trial)
+    instance, graphdef, params, stats = _restored(trial, trial_dir, step)
+    splits = instance.dataset.splits
+    if split not in splits:
+        raise ValueError(f"split {split!r}: this dataset has {sorted(splits)}")
+    # Streamed, whichever pipeline trained it: the whole split, in eval batches.
+    metrics = feed_lib.evaluate_streamed(
+        step_lib.metric_sums_fn(graphdef, instance.task, trial.program),
+        params,
+        stats,
+        {split: splits[split]},
+        trial.program.eval_batch_size,
+    )
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def export_model(trial, trial_dir, step: int | None = None):
+    """The trial's model at its checkpoint (default: its best) as a `jax.export.Exported`: the
+    forward pass in evaluation mode with the restored weights inside, for any batch size (a
+    symbolic leading dimension). Its `serialize()` bytes load with `jax.export.deserialize` and
+    run with jax alone, neither jaxplay nor flax (the playbook's "exportable artifacts")."""
+    instance, graphdef, params, stats = _restored(trial, trial_dir, step)
+    x = np.asarray(instance.dataset.splits["val"][0][:1])
     program = trial.program
-    graphdef, state, _, _ = state_lib.init_state(trial, instance, program)
+
+    def forward(inputs):
+        return step_lib.apply_model(graphdef, program, params, stats, inputs, train=False)[0]
+
+    (batch,) = jax.export.symbolic_shape("batch")
+    spec = jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype)
+    return jax.export.export(jax.jit(forward))(spec)
+
+
+def _restored(trial, trial_dir, step: int | None):
+    """(workload instance, graphdef, params, batch stats) of a trial's checkpoint `step` (default:
+    its best); the parameters' moving average where the objective is a val_ema/ metric."""
+    instance = workloads.bind(trial)
+    graphdef, state, _, _ = state_lib.init_state(trial, instance, trial.program)
     ckpt = TrialCheckpoints(
         paths.folder(trial_dir) / "checkpoints", keep_best=trial.train.keep_best, mode=trial.mode
     )
     for note in ckpt.notes:  # a step whose metrics could not be read, set aside on opening
-        warnings.warn(note, RuntimeWarning, stacklevel=2)
+        warnings.warn(note, RuntimeWarning, stacklevel=3)
     try:
         step = ckpt.best_step() if step is None else step
         if step is None:
@@ -387,16 +506,5 @@ def evaluate_checkpoint(trial, trial_dir, step: int | None = None, split: str = 
         model = ckpt.restore_model(step, jax.eval_shape(lambda: state))
     finally:
         ckpt.close()
-    splits = instance.dataset.splits
-    if split not in splits:
-        raise ValueError(f"split {split!r}: this dataset has {sorted(splits)}")
-    # Streamed, whichever pipeline trained it: the whole split, in eval batches.
     averaged = trial.objective.startswith("val_ema/") and "ema_params" in model
-    metrics = feed_lib.evaluate_streamed(
-        step_lib.metric_sums_fn(graphdef, instance.task, program),
-        model["ema_params"] if averaged else model["params"],
-        model["batch_stats"],
-        {split: splits[split]},
-        program.eval_batch_size,
-    )
-    return {k: float(v) for k, v in metrics.items()}
+    return instance, graphdef, model["ema_params" if averaged else "params"], model["batch_stats"]

@@ -20,6 +20,10 @@ from jaxplay import optim
 from jaxplay.data import augment
 
 COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+# The key of an evaluation's output under which the kept predictions travel
+# (train.keep_predictions): {name: per-example array}, split off by the host loop before the
+# metrics are recorded.
+PREDICTIONS = "predictions"
 
 
 def apply_model(graphdef, program, params, stats, x, *, train, hp=None, key=None):
@@ -45,8 +49,20 @@ def metric_sums(graphdef, task, program, params, stats, x, y, w):
     return {k: jnp.sum(per_example[k] * w) for k in task.metrics_mode}, jnp.sum(w)
 
 
-def evaluate_split(graphdef, task, program, params, stats, split):
-    """Weighted mean of each eval metric over a padded split of shape (batches, batch, ...)."""
+def correct_count(task, sums, total, one_target_per_example: bool) -> dict:
+    """{'correct': examples predicted correctly} beside the error rate, from the split's summed
+    per-example errors, for a task with an 'error' metric and one target per example (the
+    playbook's count for rare classes, item 66: a rate hides whether one example changed; a
+    sequence's error is a fraction of its tokens, no count). Exact in float32 up to 2**24
+    examples."""
+    if "error" not in task.metrics_mode or not one_target_per_example:
+        return {}
+    return {"correct": total - sums["error"]}
+
+
+def evaluate_split(graphdef, task, program, params, stats, split, counts: bool = False):
+    """Weighted mean of each eval metric over a padded split of shape (batches, batch, ...);
+    with `counts`, also the number of examples predicted correctly (correct_count)."""
     x, y, w = split
     if x.shape[0] == 1:
         sums, total = metric_sums(graphdef, task, program, params, stats, x[0], y[0], w[0])
@@ -59,17 +75,31 @@ def evaluate_split(graphdef, task, program, params, stats, split):
 
         zeros = ({k: jnp.float32(0.0) for k in task.metrics_mode}, jnp.float32(0.0))
         (sums, total), _ = jax.lax.scan(body, zeros, (x, y, w))
-    return {k: v / total for k, v in sums.items()}
+    out = {k: v / total for k, v in sums.items()}
+    if counts:
+        out.update(correct_count(task, sums, total, y.ndim == 2))  # (batches, batch)
+    return out
 
 
 def eval_all(graphdef, task, program, params, stats, data):
+    """The train-subset and validation metrics (val/correct among them) and, with
+    train.keep_predictions, the kept examples' predictions under PREDICTIONS."""
     out = {}
     for split in ("train", "val"):
         for name, value in evaluate_split(
-            graphdef, task, program, params, stats, data[split]
+            graphdef, task, program, params, stats, data[split], counts=split == "val"
         ).items():
             out[f"{split}/{name}"] = value
+    # Data placed without the kept examples (the batch-size probe's) keeps none.
+    if program.keep_predictions and "kept" in data:
+        out[PREDICTIONS] = predictions(graphdef, task, program, params, stats, *data["kept"])
     return out
+
+
+def predictions(graphdef, task, program, params, stats, x, y):
+    """The task's per-example predictions (task.predictions) on the kept examples `x`, `y`."""
+    outputs, _ = apply_model(graphdef, program, params, stats, x, train=False)
+    return task.predictions(outputs, y)
 
 
 def ema_update(ema, params, decay, step):
@@ -133,7 +163,7 @@ def run_period(graphdef, task, program, state, hp, keys, xs, data):
 
 def ema_eval(graphdef, task, program, ema, stats, data):
     """The averaged parameters' validation metrics, as val_ema/<metric>."""
-    val = evaluate_split(graphdef, task, program, ema, stats, data["val"])
+    val = evaluate_split(graphdef, task, program, ema, stats, data["val"], counts=True)
     return {f"val_ema/{name}": value for name, value in val.items()}
 
 
@@ -159,6 +189,13 @@ def initial_eval_fn(graphdef, task, program, stacked: bool = False):
     """initial_eval, jitted: the step-0 evaluation of device-resident splits."""
     fn = functools.partial(initial_eval, graphdef, task, program)
     return jax.jit(jax.vmap(fn, in_axes=(0, 0, None)) if stacked else fn)
+
+
+@functools.lru_cache(maxsize=64)
+def predictions_fn(graphdef, task, program, stacked: bool = False):
+    """predictions, jitted: the kept examples scored outside the compiled period (grain)."""
+    fn = functools.partial(predictions, graphdef, task, program)
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, None, None)) if stacked else fn)
 
 
 @functools.lru_cache(maxsize=64)

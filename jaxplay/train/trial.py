@@ -50,11 +50,14 @@ class TrialRun:
     """Drives one trial's bookkeeping; the host loop keeps one per trial of a stack."""
 
     def __init__(
-        self, trial, trial_dir, *, on_eval=None, on_steps=None, on_resume=None, on_warning=None
-    ):
+        self, trial, trial_dir, *, on_eval=None, on_steps=None, on_resume=None, on_warning=None,
+        on_predictions=None,
+    ):  # fmt: skip
         self.trial, self.program = trial, trial.program
         self.objective, self.mode = trial.objective, trial.mode
         self.on_eval, self.on_resume = on_eval, on_resume
+        # (step, {name: per-example values}) of the kept examples (train.keep_predictions).
+        self.on_predictions = on_predictions
         # Every step's training loss and gradient norm, kept where the study asks for them (the
         # early-instability probe): a period's mean hides a spike that recovers within it.
         self.on_steps = on_steps if trial.train.log_every_step else None
@@ -113,17 +116,26 @@ class TrialRun:
             else:
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
 
-    def start(self, initial: dict) -> None:
-        """Records the step-0 evaluation; its train loss is the divergence yardstick."""
+    def start(self, initial: dict, predictions: dict | None = None) -> None:
+        """Records the step-0 evaluation (and its kept predictions); its train loss is the
+        divergence yardstick."""
         initial = {k: float(v) for k, v in initial.items()}
         # A task without a "loss" eval metric is measured against its first training batch loss.
         self.progress.initial_loss = initial.get("train/loss")
         if self.on_eval:
             self.on_eval(0, initial)
+        self._predictions(0, predictions)
+
+    def _predictions(self, step: int, predictions: dict | None) -> None:
+        # After the evaluation's metrics (a fresh start's first write clears the trial's rows)
+        # and before the period's checkpoint: a run stopped between them logs both again.
+        if predictions is not None and self.on_predictions:
+            self.on_predictions(step, {k: np.asarray(v) for k, v in predictions.items()})
 
     def after_period(
-        self, step: int, get_state, metrics: dict, per_step: dict, *, write_now: bool = False
-    ) -> TrialResult | None:
+        self, step: int, get_state, metrics: dict, per_step: dict, *, write_now: bool = False,
+        predictions: dict | None = None,
+    ) -> TrialResult | None:  # fmt: skip
         """Records the period that ended at `step`; returns the result once the trial is over."""
         progress = self.progress
         if progress.initial_loss is None:
@@ -141,6 +153,7 @@ class TrialRun:
                                  for name, key in STEP_SERIES.items()})  # fmt: skip
         if self.on_eval:
             self.on_eval(step, metrics)
+        self._predictions(step, predictions)
         value = metrics[self.objective]
         if reason is None and not math.isfinite(value):
             reason = f"{self.objective} is {value} at step {step}"

@@ -1,5 +1,5 @@
 """The end of the tuning loop: the chosen trial scored once on the test set, and exported as a
-study file of its own.
+study file of its own or as a model to load without jaxplay.
 
 The playbook keeps the test set for the end: `evaluate` restores a trial's best checkpoint (by
 default the study's best trial), scores a split (by default 'test'), and records the result in
@@ -10,6 +10,8 @@ looking at the test set twice is no longer a test number.
 
 `export_study_file` writes the trial as a standalone study file (its values fixed, nothing
 searched) that `python -m jaxplay.sweep --config FILE` trains as is, seed included.
+`export_model` writes its best checkpoint's forward pass as a serialized `jax.export` artifact
+(the playbook's "exportable artifacts" for ad-hoc inspection): jax alone loads and runs it.
 
 The trial is rebuilt from the study's recorded config and its recorded values. The code it runs
 comes from code: a registered workload by name, or, for a study that ran its own workload
@@ -121,6 +123,23 @@ def export_study_file(
     out = paths.folder(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+    return out
+
+
+def export_model(
+    url: str, path, study: str | None = None, trial: int | None = None, *, config=None
+) -> pathlib.Path:
+    """Writes trial `trial`'s (default: the study's best) model at its best checkpoint to `path`
+    as serialized `jax.export` bytes (the forward pass in evaluation mode, weights inside, any
+    batch size); returns the path."""
+    data = analysis.load(store=url, study=study)
+    chosen = _trial(data, trial)
+    exported = train.export_model(_trial_spec(data, chosen, config), chosen_folder(data, chosen))
+    out = paths.folder(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")  # a crash leaves no half-written model
+    partial.write_bytes(exported.serialize())
+    partial.replace(out)
     return out
 
 
