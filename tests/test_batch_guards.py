@@ -12,12 +12,8 @@ from jaxplay import analysis, spaces, spec
 from jaxplay import config as config_lib
 from jaxplay.analysis import html_report, variance
 from jaxplay.analysis.diagnostics import CHECKS, diagnose
-from jaxplay.analysis.diagnostics.batch_size import (
-    batch_sensitive,
-    batch_size_of,
-    check_batch_size,
-    config_path,
-)
+from jaxplay.analysis.diagnostics.batch_size import batch_sensitive, check_batch_size
+from jaxplay.analysis.record import batch_size_of, config_path
 from jaxplay.tuning import derivation, lineage
 
 LR = "optimizer.learning_rate"

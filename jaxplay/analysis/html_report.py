@@ -19,7 +19,7 @@ import pathlib
 import re
 
 from jaxplay import paths
-from jaxplay.analysis import diagnostics, throughput, variance
+from jaxplay.analysis import comparison, diagnostics, importance, throughput, variance
 from jaxplay.analysis import record as record_lib
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.values import size
@@ -29,6 +29,9 @@ from jaxplay.values import size
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STATUSES = ("completed", "infeasible", "failed", "running", "pending")
 SEVERITIES = ("warning", "info")
+# The sensitivity section lists the strongest pairs only: a study of d hyperparameters has
+# d(d-1)/2 of them, and past the first few they are the noise floor.
+PAIRS_SHOWN = 6
 
 STYLE = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; \
@@ -168,6 +171,7 @@ def _summary(study: StudyData) -> str:
             _e(", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items()) or "-"),
         ),
         ("Device", _e(r.get("device_kind") or "-")),
+        ("Device time", _device_time(r)),
         ("Executor", f"{_e(r.get('executor') or '-')} ({_e(r.get('executor_reason') or '-')})"),
         (
             "Created / updated",
@@ -209,6 +213,21 @@ def _summary(study: StudyData) -> str:
     return (
         f'<section id="summary"><h2>Summary</h2><table class="fields">{rows}</table>'
         f"<h3>Search space</h3>{searched}</section>"
+    )
+
+
+def _device_time(r: dict) -> str:
+    """The study's accelerator time (jaxplay.analysis.record.device_hours): its total, and how it
+    is counted."""
+    total = record_lib.study_device_hours(r)
+    if total is None:
+        return "- (no finished trial with a recorded time yet)"
+    finished = sum(record_lib.device_hours(r, t) is not None for t in r["trials"])
+    return (
+        f"<strong>{_e(record_lib.hours_text(total))} device-hours</strong> over {finished} "
+        f"finished trial(s): devices ({_e(record_lib.device_count(r.get('device_kind')))}) x each "
+        "trial's wall-clock time, a stack's time shared equally among its trials (per trial in "
+        "the table of trials)"
     )
 
 
@@ -282,14 +301,17 @@ def _trials(study: StudyData) -> str:
     order = study.ranked
     best = study.feasible[0].index if study.feasible else None
     paths = study.param_paths
+    records = {t["index"]: t for t in study.record.get("trials", [])}
     rows = []
     for t in order:
         status = t.status if t.status in STATUSES else ""
+        hours = record_lib.device_hours(study.record, records.get(t.index, {}))
         numbers = [
             t.index,
             t.best_value,
             t.best_step,
             t.steps_run,
+            None if hours is None else float(f"{hours:.3g}"),
             *(t.params.get(p, "-") for p in paths),
         ]
         cells = [f'<td class="num">{_e(_num(v))}</td>' for v in numbers]
@@ -302,6 +324,7 @@ def _trials(study: StudyData) -> str:
         f"best {study.objective}",
         "best step",
         "steps run",
+        "device-hours",
         *paths,
         "problem",
     ]
@@ -326,13 +349,15 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _plots(study: StudyData) -> str:
+def _plots(study: StudyData, baseline: StudyData | None = None) -> str:
     """Every plot in one grid that uses the page's width (a heading per kind of plot would end a
-    row after each kind's one or two plots): each caption names its kind."""
+    row after each kind's one or two plots): each caption names its kind. With a `baseline`
+    study, its best is drawn on the isolation plots, under the cautions where the two were not
+    tuned with the same care."""
     from jaxplay.analysis import plots  # matplotlib: the live dashboard shows the rest without it
 
     figures = []
-    for name, caption, fig in plots.figures(study):
+    for name, caption, fig in plots.figures(study, baseline=baseline):
         wide = (
             ' class="wide"' if fig.get_figwidth() > 7 else ""
         )  # two-panel plots get the full width
@@ -346,6 +371,25 @@ def _plots(study: StudyData) -> str:
         body = "<p>No plots yet: the study has no finished trial with a result.</p>"
     else:
         body = f'<div class="figures">{"".join(figures)}</div>'
+    if baseline is not None:
+        cautions = comparison.parity(study, baseline)
+        drawn = (
+            "its best is drawn on each isolation plot"
+            if study.space.by_role("scientific")
+            else "no isolation plot to draw it on (the study searches no scientific hyperparameter)"
+        )
+        body = (
+            f"<p>Against baseline <strong>{_e(baseline.name)}</strong> ({drawn}): "
+            + (
+                f"{_e(comparison.PARITY_HEADING)}</p><ul>"
+                + "".join(f"<li>{_e(c)}</li>" for c in cautions)
+                + "</ul>"
+                if cautions
+                else "tuned with the same care (trial budgets within "
+                f"{comparison.PARITY_BUDGET_RATIO:g}x, the same nuisance searches).</p>"
+            )
+            + body
+        )
     return f'<section id="plots"><h2>Plots</h2>{body}</section>'
 
 
@@ -419,10 +463,22 @@ def _lineage(study: StudyData) -> str:
 
 
 def _throughput(study: StudyData) -> str:
-    """The latest batch-size probe of the study's setup ('' when none was recorded)."""
-    probe = next((p for p in study.probes if p["kind"] == "batch_size"), None)
-    if probe is None:
+    """The study's batch-size probe ('' when none was recorded): the newest that measured its
+    model and optimizer on its device, reused; else the newest, marked stale with what changed and
+    the command that probes again."""
+    choice = throughput.choose_probe(
+        study.probes, study.record.get("config") or {}, study.record.get("device_kind")
+    )
+    if choice is None:
         return ""
+    probe = choice.probe
+    verdict = choice.describe(throughput.reprobe_command(study.record))
+    verdict = (
+        f'<div class="finding warning"><p><span class="badge warning">stale</span> '
+        f"{_e(verdict)}</p></div>"
+        if choice.stale
+        else f"<p>{_e(verdict[:1].upper() + verdict[1:])}.</p>"
+    )
     result = throughput.Probe.from_json(probe["result"])
     summary = throughput.analyze(result.rows)
     rows = []
@@ -442,7 +498,102 @@ def _throughput(study: StudyData) -> str:
         '<section id="throughput"><h2>Throughput by batch size</h2>'
         f"<p>Measured on {_e(probe['device_kind'])} on {_e(when)} UTC by "
         f"<code>{_e(probe['command'] or 'jaxplay.tuning.batch_size.probe')}</code>: the trainer's "
-        f"own compiled period at each batch size, evaluation excluded.</p>{table}{lines}</section>"
+        f"own compiled period at each batch size, evaluation excluded.</p>{verdict}{table}{lines}"
+        "</section>"
+    )
+
+
+def _scaling(study: StudyData) -> str:
+    """Steps to a common target per batch size over the study's batch-size family (jaxplay.
+    analysis.scaling), its plot and verdict; '' for a study with no --lineage batch_size
+    relative."""
+    from jaxplay.analysis import scaling
+
+    result = scaling.of_study(study)
+    if result is None:
+        return ""
+    from jaxplay.analysis import plots_scaling  # matplotlib: only for a study with the section
+
+    rows = [
+        [f"<td>{_e(c)}</td>" for c in (p.batch_size, p.study, _num(p.train_steps),
+                                         _num(p.examples_budget), _num(p.best_value))]
+        + [f"<td>{_e(p.steps_to_target if p.steps_to_target is not None else p.why_missing)}</td>",
+           f"<td>{_e(_num(p.time_to_target))}</td>"]
+        for p in result.points
+    ]  # fmt: skip
+    table = _table(["batch size", "study", "train.steps", "examples budget", "best",
+                    "steps to target", "seconds to target"], rows)  # fmt: skip
+    fig = plots_scaling.steps_to_result_plot(result)
+    plot = ""
+    if fig is not None:
+        plot = (
+            f'<figure><img src="data:image/png;base64,{_png(fig)}" alt="steps to the result by '
+            'batch size"><figcaption>Steps to the target by batch size, log-log; the dashed line '
+            "is perfect scaling (steps halve as the batch size doubles).</figcaption></figure>"
+        )
+        fig.clear()
+    steps = "".join(f"<li>{_e(d.describe())}</li>" for d in result.doublings)
+    verdict = "".join(f"<p>{_e(line[:1].upper() + line[1:])}</p>" for line in result.verdict())
+    if any(p.why_missing == scaling.NOT_READ for p in result.points):
+        verdict += (
+            "<p>This report holds its own study's curves only: <code>python -m jaxplay.studies "
+            f"scaling --study {_e(result.root)}</code> reads every study's.</p>"
+        )
+    return (
+        '<section id="scaling"><h2>Batch-size scaling</h2>'
+        f"<p>Target {_e(result.objective)} {_e(_num(result.target))} ({_e(result.target_from)}). "
+        "Steps to it are known to within each study's train.eval_every.</p>"
+        f"{table}<ul>{steps}</ul>{plot}{verdict}</section>"
+    )
+
+
+def _sensitivity(study: StudyData) -> str:
+    """Which searched hyperparameters the objective is sensitive to, which interact, which could
+    be fixed (jaxplay.analysis.importance); a line saying why when it cannot tell yet, '' when
+    nothing was searched."""
+    found = importance.analyze(study.record)
+    if not found.roles:
+        return ""
+    head = '<section id="sensitivity"><h2>Sensitivity</h2>'
+    if found.reason is not None:
+        return f"{head}<p>No sensitivity analysis: it {_e(found.reason)}.</p></section>"
+    rows = [
+        [
+            f"<td><code>{_e(e.paths[0])}</code></td>",
+            f"<td>{_e(found.roles.get(e.paths[0], '-'))}</td>",
+            f'<td class="num">{e.share:.1%}</td>',
+            f'<td class="num">{e.p:.3f}</td>',
+            f"<td>{_e(found.verdict(e.paths[0]))}</td>",
+        ]
+        for e in found.mains
+    ] + [
+        [f"<td><code>{_e(path)}</code></td>", f"<td>{_e(found.roles.get(path, '-'))}</td>",
+         "<td>-</td>", "<td>-</td>", "<td>one value among the feasible trials</td>"]
+        for path in found.constant
+    ]  # fmt: skip
+    table = _table(["hyperparameter", "role", "share", "p (adjusted)", "verdict"], rows)
+    pairs = [
+        [
+            f"<td><code>{_e(' x '.join(e.paths))}</code></td>",
+            f'<td class="num">{e.share:.1%}</td>',
+            f'<td class="num">{e.p:.3f}</td>',
+            f"<td>{'interact: re-tune them together' if e.significant else 'no interaction found'}"
+            "</td>",
+        ]
+        for e in found.pairs[:PAIRS_SHOWN]
+    ]
+    interactions = (
+        "<h3>Interactions (strongest first)</h3>"
+        + _table(["pair", "share", "p (adjusted)", "verdict"], pairs)
+        if pairs
+        else ""
+    )
+    return (
+        f"{head}<p>Which hyperparameters the objective is sensitive to (playbook: exploration "
+        f"is for insight): {_e(importance.summary(found))}. A share is the part of the variance "
+        "of the objective a hyperparameter's bins explain beyond what as many bins explain by "
+        "chance; insensitive means no effect this study could see within its ranges.</p>"
+        f"{table}{interactions}</section>"
     )
 
 
@@ -476,18 +627,23 @@ def sections(study: StudyData, findings: list | None = None) -> list[tuple[str, 
         ("diagnostics", f"Diagnostics ({len(findings)})", _diagnostics(findings)),
         ("trials", "Trials", _trials(study)),
         ("plots", "Plots", None),
+        ("sensitivity", "Sensitivity", _sensitivity(study)),
         ("throughput", "Throughput", _throughput(study)),
+        ("scaling", "Batch-size scaling", _scaling(study)),
         ("fixed", "Fixed hyperparameters", _fixed(study)),
     ]
     return [(anchor, label, body) for anchor, label, body in parts if body != ""]
 
 
-def render_html(study: StudyData, findings: list | None = None) -> str:
-    """The study's report as one self-contained HTML page (diagnostics computed unless given)."""
+def render_html(
+    study: StudyData, findings: list | None = None, *, baseline: StudyData | None = None
+) -> str:
+    """The study's report as one self-contained HTML page (diagnostics computed unless given;
+    a `baseline` study drawn on its isolation plots)."""
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     parts = sections(study, findings)
     nav = " ".join(f'<a href="#{anchor}">{_e(label)}</a>' for anchor, label, _ in parts)
-    body = "\n".join(_plots(study) if html is None else html for _, _, html in parts)
+    body = "\n".join(_plots(study, baseline) if html is None else html for _, _, html in parts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -514,15 +670,23 @@ def report_name(study: StudyData) -> str:
 
 
 def write_report(
-    study: StudyData, path: str | pathlib.Path | None = None, *, findings: list | None = None
+    study: StudyData,
+    path: str | pathlib.Path | None = None,
+    *,
+    findings: list | None = None,
+    baseline: StudyData | None = None,
 ) -> pathlib.Path:
     """Writes the report and returns its path: `path` ending in .html is the file itself, any other
     path is a directory (created if missing) that gets `report_name(study)`; default: the current
-    one."""
+    one. A `baseline` study is drawn on the isolation plots."""
     target = pathlib.Path.cwd() if path is None else paths.folder(path)  # a gs:// workdir too
     if target.suffix.lower() not in (".html", ".htm") or target.is_dir():
         target = target / report_name(study)
-    page = render_html(study, findings)
+    page = (
+        render_html(study, findings)
+        if baseline is None  # the call it was before baselines, which code wrapping it expects
+        else render_html(study, findings, baseline=baseline)
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
     return target

@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from jaxplay.analysis import variance
+from jaxplay.analysis.comparison import records_of
 from jaxplay.analysis.diagnostics import (
     CLIP_PERCENTILE,
     NOT_CONVERGED_FRACTION,
@@ -26,6 +27,7 @@ from jaxplay.analysis.diagnostics import (
 )
 from jaxplay.analysis.diagnostics.instability import learning_rate, running_median
 from jaxplay.analysis.study import StudyData, TrialData
+from jaxplay.errors import ConfigError
 from jaxplay.spaces import Hyperparameter
 from jaxplay.values import fmt
 
@@ -151,6 +153,71 @@ def isolation_groups(study: StudyData, path: str, buckets: int = 8) -> list[dict
             )
         )
     return groups
+
+
+@dataclasses.dataclass(frozen=True)
+class IsolationBaseline:
+    """A baseline study's best trial, drawn across each isolation plot of a study (playbook:
+    compare against a baseline tuned with the same care), with the band of the trial noise
+    `studies compare` weighs their difference against, when measured."""
+
+    name: str
+    value: float
+    trial: int
+    feasible: int  # the baseline's feasible trials: its best is the best of these
+    noise: variance.RetrainNoise | None
+
+    @property
+    def band(self) -> tuple[float, float] | None:
+        """(low, high): the values whose difference from the baseline is within the noise."""
+        if self.noise is None:
+            return None
+        return (self.value - self.noise.threshold, self.value + self.noise.threshold)
+
+    @property
+    def label(self) -> str:
+        """The legend entry: its name, value and trial count."""
+        return f"baseline {self.name}: {fmt(self.value)}, best of {self.feasible}"
+
+    def describe(self) -> str:
+        """A caption's sentence on the line and its band."""
+        line = (
+            f"The dashed purple line is baseline {self.name}'s best ({fmt(self.value)}, trial "
+            f"{self.trial}, the best of its {self.feasible} feasible trials)"
+        )
+        if self.noise is None:
+            return (
+                f"{line}; no noise band: the trial variance of neither study is measured "
+                f"(rerun a best trial with --from_study {self.name} --lineage rerun)."
+            )
+        return (
+            f"{line}, in a band of the trial noise, +/- {self.noise.threshold:.2g} "
+            f"({self.noise.describe()}): a best outside the band differs from the baseline "
+            "beyond the noise."
+        )
+
+
+def isolation_baseline(study: StudyData, baseline: StudyData) -> IsolationBaseline:
+    """The baseline's line on the study's isolation plots: its best trial, the number of feasible
+    trials it is the best of, and the trial noise of the two studies (analysis.variance, the rule
+    of `studies compare`) where a rerun measured it."""
+    if baseline.name == study.name:
+        raise ConfigError(f"--baseline {baseline.name}: that is the study itself; name another")
+    if (baseline.objective, baseline.mode) != (study.objective, study.mode):
+        raise ConfigError(
+            f"--baseline {baseline.name}: it optimizes {baseline.objective} ({baseline.mode}), "
+            f"not {study.objective} ({study.mode}) as {study.name} does; name a baseline with the "
+            "same objective"
+        )
+    if not baseline.feasible:
+        raise ConfigError(
+            f"--baseline {baseline.name}: it has no feasible trial yet; finish its sweep or name "
+            "another baseline"
+        )
+    best = baseline.feasible[0]
+    noise = variance.retrain_noise(records_of([study, baseline]), study.name, baseline.name)
+    return IsolationBaseline(baseline.name, best.best_value, best.index, len(baseline.feasible),
+                             noise)  # fmt: skip
 
 
 def train_metric(study: StudyData) -> str | None:

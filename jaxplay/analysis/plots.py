@@ -38,6 +38,7 @@ from jaxplay.analysis.plot_data import (
     default_ks,
     grad_norms,
     infeasible_cap,
+    isolation_baseline,
     isolation_groups,
     near_best,
     searched,
@@ -82,6 +83,9 @@ __all__ = [
     "near_best",
     "step_loss_plot",
 ]
+
+# A baseline's line on the isolation plots: apart from the blue points and the red infeasible x.
+BASELINE = "tab:purple"
 
 # ----------------------------------------------------------------------------------------------
 # Helpers of the axis and isolation plots.
@@ -243,10 +247,14 @@ def _centre(p: Hyperparameter, edges: tuple[float, float]) -> float:
     return float(p.unwarp((p.warp(edges[0]) + p.warp(edges[1])) / 2))
 
 
-def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
+def isolation_plot(
+    study: StudyData, path: str, buckets: int = 8, baseline: StudyData | None = None
+) -> Figure:
     """Best trial per value of a (scientific) hyperparameter with the nuisance ones optimized away
-    (playbook "isolation plots", Fig 2); numbers are bucketed into `buckets` equal-width bins."""
+    (playbook "isolation plots", Fig 2); numbers are bucketed into `buckets` equal-width bins. A
+    `baseline` study's best is drawn across it, in the band of their trial noise when measured."""
     p = searched(study, path)
+    line = isolation_baseline(study, baseline) if baseline is not None else None
     cap = infeasible_cap(study)
     groups = isolation_groups(study, path, buckets)
     categorical = p.space in ("discrete", "categorical")
@@ -286,6 +294,16 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
     if not categorical:
         for g in groups[1:]:
             ax.axvline(g["edges"][0], color="0.8", lw=0.6, zorder=0)
+    if line is not None:
+        ax.axhline(line.value, color=BASELINE, ls="--", lw=1.2, label=safe_text(line.label),
+                   zorder=2)  # fmt: skip
+        # Named on the line itself too, at the left: the cap's 'infeasible' sits at the right.
+        ax.annotate(safe_text(f"{line.name}: best of {line.feasible}"), xy=(0, line.value),
+                    xycoords=("axes fraction", "data"), xytext=(3, 3), textcoords="offset points",
+                    ha="left", va="bottom", color=BASELINE, fontsize=8)  # fmt: skip
+        if line.band is not None:
+            ax.axhspan(*line.band, color=BASELINE, alpha=0.12, lw=0, zorder=0,
+                       label=f"its trial noise, +/- {line.noise.threshold:.2g}")  # fmt: skip
     nuisance = [q.path for q in study.space.by_role("nuisance") if q.path != path]
     others = [q.path for q in study.space.by_role("scientific") if q.path != path]
     title = f"{path}: best trial over " + (
@@ -307,9 +325,11 @@ def isolation_plot(study: StudyData, path: str, buckets: int = 8) -> Figure:
 # Every plot of a study.
 
 
-def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
-    """(section, caption, figure) for every plot of the study that has data to show."""
+def figures(study: StudyData, baseline: StudyData | None = None) -> list[tuple[str, str, Figure]]:
+    """(section, caption, figure) for every plot of the study that has data to show; a `baseline`
+    study's best is drawn on each isolation plot."""
     objective = study.objective
+    line = isolation_baseline(study, baseline).describe() if baseline is not None else ""
     near = near_best(study)
     near_text = (
         f" The green band holds the trials {near.describe()}: the title counts them; one lone "
@@ -339,8 +359,8 @@ def figures(study: StudyData) -> list[tuple[str, str, Figure]]:
                 "Isolation plots",
                 f"{p.path}: the best trial for each value (or bucket of values), the nuisance "
                 f"hyperparameters ({nuisance}) optimized away. Compare values only where each is "
-                "the best of enough trials ('best of n').",
-                lambda p=p: isolation_plot(study, p.path),
+                "the best of enough trials ('best of n')." + (f" {line}" if line else ""),
+                lambda p=p: isolation_plot(study, p.path, baseline=baseline),
             )
         )
     plots.append(

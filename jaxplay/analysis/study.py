@@ -223,7 +223,14 @@ def load(
     # Read-only: a finished study on read-only storage can still be shown and reported.
     db = store_lib.Store(store_lib.url_for(workdir, store, must_exist=True), readonly=True)
     try:
-        return read(db, db.study_id(study))
+        study_id = db.study_id(study)
+        data = read(db, study_id)
+        # The kept predictions (train.keep_predictions) ride in the record that show --json and
+        # export --format json print; the dashboard's frequent reads (read) leave them out.
+        kept = db.predictions(study_id)
+        if kept:
+            data.record["predictions"] = kept
+        return data
     finally:
         db.close()
 
@@ -232,6 +239,11 @@ def read(db: store_lib.Store, study_id: int) -> StudyData:
     """A study of an open store with its curves, relatives, probes and final evaluation."""
     data = StudyData.from_record(db.record(study_id), db.study_curves(study_id))
     data.family = _family(db, data.name)
+    # The batch-size relatives' best curves, for the report's steps-to-result view (imported here:
+    # scaling reads diagnostics, which import this module).
+    from jaxplay.analysis import scaling
+
+    scaling.attach_family_curves(db, data)
     data.probes = db.probes(data.name)
     finals = [p["result"] for p in data.probes if p["kind"] == "final_evaluation"]
     # The study's final number (jaxplay.tuning.final): the latest evaluation, test first.

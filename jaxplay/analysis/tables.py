@@ -9,11 +9,7 @@ import json
 
 from jaxplay.analysis import diagnostics, variance
 from jaxplay.analysis import record as record_lib
-from jaxplay.analysis.diagnostics.batch_size import (
-    BATCH_SIZE,
-    batch_size_of,
-    searched_batch_sizes,
-)
+from jaxplay.analysis.record import BATCH_SIZE, batch_size_of, searched_batch_sizes
 from jaxplay.analysis.study import StudyData
 from jaxplay.values import cell
 
@@ -35,6 +31,8 @@ def trial_rows(study: StudyData) -> list[dict]:
             "best_step": t["best_step"],
             "steps_run": t["steps_run"],
             "duration_s": t.get("duration_s"),
+            # Accelerator time: devices x its share of wall-clock time (record.device_hours).
+            "device_hours": record_lib.device_hours(study.record, t),
         }
         row.update({path: t["params"].get(path) for path in study.param_paths})
         row.update(

@@ -1,7 +1,9 @@
 """Training throughput by batch size, read the playbook's way: where doubling the batch size stops
 (nearly) doubling examples per second, and the largest batch size still worth using (playbook
-"Determining the feasible batch sizes and estimating training throughput"). Pure analysis of
-measured rows; jaxplay.tuning.batch_size measures them.
+"Determining the feasible batch sizes and estimating training throughput"), and whether a
+recorded probe still measured the study's model and optimizer (the playbook repeats the probe
+whenever they change: choose_probe). Pure analysis of measured rows; jaxplay.tuning.batch_size
+measures them.
 """
 
 from __future__ import annotations
@@ -238,3 +240,138 @@ def conclusion(result: Probe, summary: Summary) -> list[str]:
                 "a batch size"
             )
     return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Is a recorded probe still the study's? (playbook: repeat the probe whenever the model or the
+# optimizer changes)
+
+# The config sections a probe's throughput depends on, as the playbook names them; data.batch_size
+# is what the probe varies, and the device is compared on its own.
+PROBED_SECTIONS = ("model", "optimizer")
+PROBE_KIND = "batch_size"
+
+
+def probe_changes(measured: dict, current: dict) -> list[str]:
+    """'path: old -> new' for each value of the PROBED_SECTIONS that differs between the config a
+    probe measured and the study's. A float that stays nonzero is left out: jaxplay passes
+    hyperparameter values into one compiled program as traced arrays (a learning rate of 1e-3 or
+    3e-3 runs the same program at the same speed), while ints, strings, bools and a float turned
+    on or off (dropout 0 -> 0.1) change the program."""
+    out = []
+    for section in PROBED_SECTIONS:
+        out += _leaf_changes(measured.get(section), current.get(section), section)
+    return out
+
+
+def _leaf_changes(old, new, path: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            change
+            for key in sorted(set(old) | set(new), key=str)
+            for change in _leaf_changes(old.get(key), new.get(key), f"{path}.{key}")
+        ]
+    if old == new or (_on(old) and _on(new)):
+        return []
+    return [f"{path}: {_text(old)} -> {_text(new)}"]
+
+
+def _on(value) -> bool:
+    """A float that is not zero: a traced hyperparameter value that leaves the program as is."""
+    return isinstance(value, float) and value != 0.0
+
+
+def _text(value) -> str:
+    return "(none)" if value is None else "{...}" if isinstance(value, dict) else repr(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeChoice:
+    """The batch-size probe a study's throughput is read from, and whether it is still valid."""
+
+    probe: dict  # as Store.probes gives it
+    changes: tuple[str, ...]  # what differs from the study: model/optimizer values, the device
+    newer_stale: int = 0  # newer probes of this study that measured another setup
+
+    @property
+    def stale(self) -> bool:
+        """True when the probe measured another model, optimizer or device."""
+        return bool(self.changes)
+
+    def describe(self, reprobe: str) -> str:
+        """One line: reused (and from where), or stale with what changed and `reprobe`, the
+        command that measures the study's setup again."""
+        p = self.probe
+        when = (p.get("created_at") or "")[:16].replace("T", " ")
+        study = f" of study {p['study']!r}" if p.get("study") else ""
+        source = f"the probe{study} from {when} UTC on {p.get('device_kind') or '?'}"
+        if p.get("result", {}).get("reused_from"):
+            first = p["result"]["reused_from"]
+            source += f" (first measured for study {first.get('study')!r})"
+        if self.stale:
+            return (
+                f"stale: {source} measured another setup ({'; '.join(self.changes)}); the "
+                f"playbook repeats the probe whenever the model or optimizer changes: {reprobe}"
+            )
+        newer = (
+            f"; {self.newer_stale} newer probe(s) measured another model or optimizer"
+            if self.newer_stale
+            else ""
+        )
+        return (
+            f"reused: {source} measured this model and optimizer on this device, so it still "
+            f"holds{newer}"
+        )
+
+
+def choose_probe(probes: list[dict], config: dict, device_kind: str | None) -> ProbeChoice | None:
+    """Among batch-size probes (newest first), the newest that measured this `config`'s model and
+    optimizer on `device_kind` (None: any device), reused; else the newest, marked stale; None
+    without a probe."""
+    found = [p for p in probes if p.get("kind", PROBE_KIND) == PROBE_KIND]
+    if not found:
+        return None
+    judged = [(p, _changes(p, config, device_kind)) for p in found]
+    for n, (p, changes) in enumerate(judged):
+        if not changes:
+            return ProbeChoice(p, (), newer_stale=n)
+    p, changes = judged[0]
+    return ProbeChoice(p, tuple(changes))
+
+
+def _changes(probe: dict, config: dict, device_kind: str | None) -> list[str]:
+    changes = probe_changes(probe.get("config") or {}, config or {})
+    if device_kind and probe.get("device_kind") and probe["device_kind"] != device_kind:
+        changes.append(f"device: {probe['device_kind']} -> {device_kind}")
+    return changes
+
+
+# The flags of a sweep's command line that the batch-size probe takes as they are.
+_PROBE_FLAGS = ("--config", "--workdir", "--store")
+
+
+def reprobe_command(record: dict) -> str:
+    """The command that probes the study's setup again: its sweep's command line with the study
+    file, its overrides and the store kept (python -m jaxplay.batch_size ...)."""
+    import shlex
+
+    command = record.get("command") or ""
+    head, sep, tail = command.partition("python -m jaxplay.sweep ")
+    if not sep:
+        path = record.get("config_path") or "STUDY_FILE"
+        return f"python -m jaxplay.batch_size --config {shlex.quote(path)} --workdir WORKDIR"
+    try:
+        words = shlex.split(tail)
+    except ValueError:
+        words = []
+    kept, i = [], 0
+    while i < len(words):
+        word = words[i]
+        name = word.split("=", 1)[0]
+        if name in _PROBE_FLAGS or name.startswith("--config."):
+            kept.append(word)
+            if "=" not in word and i + 1 < len(words):
+                kept.append(words[i + 1])
+                i += 1
+        i += 1
+    return f"{head}python -m jaxplay.batch_size {shlex.join(kept)}"

@@ -12,7 +12,7 @@ difference exceeds them.
 A difference is also only fair between studies tuned at the same batch size: "changing the batch
 size requires re-tuning most hyperparameters" (it "typically requires starting the tuning process
 all over again"). Every study is tagged with the batch size its result was tuned at
-(`diagnostics.batch_size.batch_size_of`); `batch_size_lines` and `difference_text` say when two
+(`record.batch_size_of`); `batch_size_lines` and `difference_text` say when two
 differ and which study's tuning is stale, and a rerun or reseed at another batch size than its
 parent's is not counted as noise (it measures the batch size too).
 
@@ -33,12 +33,10 @@ from jaxplay import spaces
 from jaxplay.analysis.diagnostics.batch_size import (
     LEARNING_RATE,
     batch_sensitive,
-    batch_size_of,
-    config_path,
     sensitive_text,
     tunes_every_trial,
 )
-from jaxplay.analysis.record import parent_of
+from jaxplay.analysis.record import batch_size_of, config_path, parent_of
 from jaxplay.errors import ConfigError
 
 # 95% of a normal difference of two independent results lies within 2 * sqrt(2) * std.
@@ -48,7 +46,7 @@ DIFFERENCE_Z = 2.0 * math.sqrt(2.0)
 FEW_SAMPLES = 4
 # Derivations that search the parent's space afresh instead of reusing its results (best trials,
 # narrowed ranges, GP observations): a study derived by one at another batch size is re-tuned.
-FRESH_ACTIONS = ("reseed", "steps")
+FRESH_ACTIONS = ("reseed", "steps", "batch_size")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,8 +10,9 @@ re-tuning most hyperparameters": it "typically requires starting the tuning proc
 again", the optimizer's hyperparameters (learning rate, momentum) and the regularizers' above all.
 
 `check_batch_size` flags a study that searches data.batch_size for a validation objective.
-`batch_size_of` and `batch_sensitive` let `studies compare`, the lineage (analysis.variance) and
-derived studies (tuning.derivation) say when tuning done at one batch size is stale at another.
+`batch_sensitive`, with `analysis.record.batch_size_of` (the batch size a result was tuned at), lets
+`studies compare`, the lineage (analysis.variance) and derived studies (tuning.derivation) say when
+tuning done at one batch size is stale at another.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from collections import Counter
 from jaxplay import spaces
 from jaxplay.analysis.diagnostics.common import Finding
 from jaxplay.analysis.diagnostics.training_curves import REGULARIZERS
+from jaxplay.analysis.record import BATCH_SIZE, config_path
 from jaxplay.analysis.study import StudyData
 from jaxplay.values import cell, fmt, is_int
 
-BATCH_SIZE = "data.batch_size"
 LEARNING_RATE = "optimizer.learning_rate"
 # Objectives measured on the validation set: the ones the playbook says the batch size must not be
 # chosen for (a training-set objective, e.g. the steps sweep's train/error, is another question).
@@ -35,13 +36,6 @@ SEARCH_OPTIMIZER_FIRST = (
     "search optimizer.learning_rate (log scale) as a nuisance hyperparameter, with as many of the "
     "other optimizer and regularization hyperparameters as the budget allows"
 )
-
-
-def config_path(path: str) -> str:
-    """The config path a trial's value of `path` sets: 'optimizer[sgd].momentum' ->
-    'optimizer.momentum'."""
-    match = spaces.BRANCH_PATH.fullmatch(path)
-    return f"{match['section']}.{match['field']}" if match else path
 
 
 def is_regularizer(path: str) -> bool:
@@ -67,34 +61,6 @@ def sensitive_text(paths) -> str:
         noun = "regularizer" if len(regularizers) == 1 else "regularizers"
         parts.append(f"the {noun} {', '.join(regularizers)}")
     return " and ".join(part for part in parts if part)
-
-
-def batch_size_of(record: dict) -> int | None:
-    """The batch size a study's result was tuned at: its best trial's own value when its trials
-    set data.batch_size (searched), else the config's data.batch_size; None when unknown (no
-    config, or searched with no best trial yet)."""
-    best = next(
-        (t for t in record.get("trials") or [] if t["index"] == record.get("best_trial")), None
-    )
-    own = [v for p, v in ((best or {}).get("params") or {}).items() if config_path(p) == BATCH_SIZE]
-    if own:
-        return int(own[0]) if is_int(own[0]) else None
-    if best is None and searched_batch_sizes(record):
-        return None
-    value = ((record.get("config") or {}).get("data") or {}).get("batch_size")
-    return int(value) if is_int(value) else None
-
-
-def searched_batch_sizes(record: dict) -> list[int]:
-    """The distinct batch sizes its trials set themselves, ascending (empty when none does)."""
-    return sorted(
-        {
-            int(value)
-            for t in record.get("trials") or []
-            for path, value in (t.get("params") or {}).items()
-            if config_path(path) == BATCH_SIZE and is_int(value)
-        }
-    )
 
 
 def tunes_every_trial(space: spaces.SearchSpace, path: str, role: str = "nuisance") -> bool:

@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxplay import spaces
 from jaxplay.analysis.diagnostics.common import Finding, finite, trial_list
 from jaxplay.analysis.study import StudyData, TrialData
 from jaxplay.config import WARMUP_WARNING_FRACTION, warmup_warning
 from jaxplay.values import fmt
 
-# The playbook's Adam table: <10 trials: learning rate; 10-25: + b1; 25+: + eps; "substantially
-# more than 25": + b2. We read "substantially more" as 100 trials, 4x the 25 row and the size of the
-# playbook's own ResNet-50 study (Fig 3).
 ADAM_FAMILY = ("adam", "nadam", "adamw")
-ADAM_BUDGET = (
-    (0, "optimizer.learning_rate"),
-    (10, "optimizer.b1"),
-    (25, "optimizer.eps"),
-    (100, "optimizer.b2"),
-)
+# The playbook's Adam table (<10 trials: learning rate; 10-25: + b1; 25+: + eps; "substantially
+# more than 25", read as 100: + b2) lives once, in jaxplay.spaces, whose adam() builds the search
+# it allows.
+ADAM_BUDGET = spaces.ADAM_BUDGET
 # Input-bound: a trial's median period spent more than 10% of its time waiting for the streamed
 # input pipeline (train/input_wait_fraction; the device pipeline has nothing to wait for).
 INPUT_WAIT_WARNING = 0.1
@@ -55,7 +51,9 @@ def check_adam_budget(study: StudyData) -> list[Finding]:
                 "optimizer.learning_rate fixed; the playbook tunes the learning rate in every "
                 f"study, and with {budget} trials its Adam table tunes {table}.",
                 "search optimizer.learning_rate (log scale) as a nuisance hyperparameter, so that "
-                "each setting is compared at its own best learning rate",
+                "each setting is compared at its own best learning rate: "
+                f"c.search.optimizer = spaces.adam({budget}, learning_rate=(min, max)) searches "
+                "what the table allows",
                 param="optimizer.learning_rate",
             )
         )
@@ -71,8 +69,9 @@ def check_adam_budget(study: StudyData) -> list[Finding]:
                 "The playbook's Adam table: fewer than 10 trials tune the learning rate only, "
                 "10-25 add b1, 25 or more add eps, and substantially more (here: 100 or more) add "
                 f"b2. With {budget} trials it tunes {table}; {path} needs {minimum} or more.",
-                f"fix {path} at its default and spend the trials on {table}, or raise "
-                f"study.num_trials to {minimum} or more",
+                f"fix {path} at its default and spend the trials on {table} "
+                f"(c.search.optimizer = spaces.adam({budget}, learning_rate=(min, max)) searches "
+                f"exactly those), or raise study.num_trials to {minimum} or more",
                 param=path,
             )
         )
@@ -98,10 +97,12 @@ def check_input_bound(study: StudyData) -> list[Finding]:
             "warning",
             f"Input-bound: training waited for data {worst:.0%} of the time",
             detail,
-            "profile the input pipeline (jax.profiler) and make it keep up: raise "
-            "data.read_threads or data.prefetch, do expensive preprocessing once offline, or use "
-            "data.pipeline='device' when the dataset fits on the device; until then step times "
-            "measure the pipeline, not the model",
+            "profile the input pipeline: rerun the study's command with --profile DIR (a "
+            "jax.profiler trace of a few evaluation periods; in DIR's perfetto_trace.json.gz, "
+            "opened in ui.perfetto.dev, a long 'input' span is the wait) and make it keep up: "
+            "raise data.read_threads or data.prefetch, do expensive preprocessing once offline, "
+            "or use data.pipeline='device' when the dataset fits on the device; until then step "
+            "times measure the pipeline, not the model",
             tuple(t.index for _, t in slow),
         )
     ]
