@@ -5,7 +5,10 @@
   exploit  the parent's search space searched by Bayesian optimization ('gp'), the parent's
            trials seeding the model ("After exploration concludes")
   promote  round 2: the parent's top_k configurations, train.steps x steps_factor, the schedule
-           rescaled the playbook's way, `seeds` training seeds each ("Round 2")
+           rescaled the playbook's way, `seeds` training seeds each ("Round 2"); with `retune`
+           transfer classes (jaxplay.tuning.transfer, "Round 1"; default: the schedule, unlikely
+           to transfer) whose hyperparameters round 1 searched, a quasirandom search of those
+           around the best trials instead, the rest fixed at the best trial's values
   rerun    the best trial with `seeds` training seeds: the trial variance ("Determining whether to
            adopt a training pipeline change")
   reseed   the same study with the next search seed: the study variance (same section)
@@ -18,6 +21,9 @@
   probe    the best trial at 1x, 2x, 5x and 10x its learning rate for the first `steps` steps,
            every step's training loss kept: early instability that sparse evaluations miss
            ("Identifying unstable workloads")
+  batch_size  the parent's whole search space searched afresh at another data.batch_size, one
+           study per batch size, so `studies scaling` reads the steps each needs to a common
+           result ("Choosing the batch size to minimize training time"; jaxplay.tuning.scaling)
 
 Each edits the child config in place and returns its changes in words (jaxplay.tuning.derivation).
 """
@@ -35,7 +41,9 @@ from jaxplay.analysis import diagnostics
 from jaxplay.config import WARMUP_WARNING_FRACTION, run_steps, warmup_warning
 from jaxplay.errors import ConfigError
 from jaxplay.spec.sections import field_range
+from jaxplay.tuning import transfer
 from jaxplay.tuning.derivation import Derivation, Option, stored_params
+from jaxplay.tuning.scaling import BATCH_SIZE_STUDY
 from jaxplay.values import fmt
 
 # Narrowing keeps the span of the best quarter of the trials (at least 3), padded on each side by
@@ -190,9 +198,10 @@ def _promote(child, parent, opts) -> list[str]:
         (parent.record.get("config") or {}).get("train", {}).get("steps") or child.train.steps
     )
     steps = int(round(round1 * factor))
-    schedule = child.schedule.name
+    # A study file may leave the schedule out: it trains with the default one.
+    schedule = (child.get("schedule") or {}).get("name", config_lib.DEFAULT_SCHEDULE)
     wanted_every = child.train.eval_every
-    trials, changes = [], []
+    trials, changes, per_top = [], [], []
     with child.unlocked():
         child.train.steps = steps
         if schedule == "linear" and steps != round1:
@@ -226,18 +235,26 @@ def _promote(child, parent, opts) -> list[str]:
         if every != base_every:
             params["train.eval_every"] = every
             own_every = True
+        per_top.append(params)
         for j in range(seeds):
             trials.append({**params, **({"seed": base_seed + j} if seeds > 1 else {})})
-    with child.unlocked():
-        child.search = ml_collections.ConfigDict()
-        child.study.algorithm = "manual"
-        child.study.trials = trials
-        child.study.num_trials = len(trials)
-    ranks = ", ".join(f"trial {t.index} ({parent.objective} {t.best_value:.4g})" for t in top)
-    changes.append(
-        f"trials: the parent's top {len(top)} ({ranks})"
-        + (f", each with seeds {base_seed}..{base_seed + seeds - 1}" if seeds > 1 else "")
-    )
+    # rerun passes no retune: the same length, so nothing has to transfer.
+    retune = opts.get("retune")
+    retuned = _retuned(parent, retune)
+    if retuned:
+        budget = opts["retune_trials"] or len(trials)
+        changes += _retune_search(child, parent, per_top[0], retuned, budget, steps, retune)
+    else:
+        with child.unlocked():
+            child.search = ml_collections.ConfigDict()
+            child.study.algorithm = "manual"
+            child.study.trials = trials
+            child.study.num_trials = len(trials)
+        ranks = ", ".join(f"trial {t.index} ({parent.objective} {t.best_value:.4g})" for t in top)
+        changes.append(
+            f"trials: the parent's top {len(top)} ({ranks})"
+            + (f", each with seeds {base_seed}..{base_seed + seeds - 1}" if seeds > 1 else "")
+        )
     if steps != round1:
         changes.append(f"train.steps: {round1} -> {steps} (x{factor:g})")
         changes.append(
@@ -264,7 +281,106 @@ def _promote(child, parent, opts) -> list[str]:
             "train.eval_every: set per trial where its warmup changes the run's length, so that "
             "evaluations divide it"
         )
+    if retune is not None:
+        changes += _transfer_lines(parent, retune, retuned)
     return changes
+
+
+def _retuned(parent, retune: str | None) -> list[spaces.Hyperparameter]:
+    """The parent's searched hyperparameters of the --retune classes that round 2 searches again:
+    plain ones (a branch's hyperparameters and switches stay at the trials' values)."""
+    if retune is None:
+        return []
+    classes = transfer.retuned_classes(retune)
+    return [
+        p
+        for p in parent.space
+        if transfer.class_of(p.config_path) in classes
+        and p.when is None
+        and p.path not in parent.space.switches
+    ]
+
+
+def _retune_search(child, parent, best: dict, retuned, budget, steps, retune) -> list[str]:
+    """Round 2 as a quasirandom search of `budget` trials over `retuned` at the long run: each
+    nuisance number narrowed around the parent's best trials the way refine narrows (_top_with,
+    _narrowed), every other hyperparameter fixed at the best trial's value (`best`, its round-2
+    values: the schedule rescaled, eval_every set)."""
+    paths = {p.path for p in retuned}
+    settled = config_lib.apply(child, {k: v for k, v in best.items() if k not in paths})
+    search = ml_collections.ConfigDict()
+    ranges = {}
+    for p in retuned:
+        node = child.search  # the parent's search space (derivation._inherit_search)
+        for key in p.declared_at:
+            node = node[key]
+        declaration = dict(node)
+        top = _top_with(p, parent.feasible)
+        narrow = p.space in ("float", "int") and p.role == "nuisance"
+        if narrow and len(top) >= NARROW_MIN_TOP:
+            lo, hi = _narrowed(p, [t.params[p.path] for t in top])
+            # As refine: a range the best trials span most of is kept whole.
+            kept = (
+                p.to_unit(hi) - p.to_unit(lo) if p.is_float else (hi - lo + 1) / (p.max - p.min + 1)
+            )
+            if kept > NARROW_MAX_KEPT:
+                ranges[p.path] = (
+                    f"[{fmt(p.min)}, {fmt(p.max)}] kept (the best {len(top)} trials span "
+                    f"{kept:.0%} of it)"
+                )
+            else:
+                declaration["min"], declaration["max"] = lo, hi
+                ranges[p.path] = (
+                    f"[{fmt(p.min)}, {fmt(p.max)}] -> [{fmt(lo)}, {fmt(hi)}] (narrowed around "
+                    f"the best {len(top)} trials)"
+                )
+        elif p.space in ("float", "int"):
+            why = (
+                "scientific: its range is the question"
+                if p.role == "scientific"
+                else f"fewer than {NARROW_MIN_TOP} trials to narrow around"
+            )
+            ranges[p.path] = f"[{fmt(p.min)}, {fmt(p.max)}] kept ({why})"
+        else:
+            ranges[p.path] = f"{list(p.values)} kept (a list: every value again)"
+        config_lib.set_path(search, p.path, declaration, create=True)
+    best_trial = parent.feasible[0]
+    with child.unlocked():
+        for key, value in settled.items():
+            if key not in config_lib.STUDY_SECTIONS:
+                child[key] = value
+        child.search = search
+        child.study.algorithm = "quasirandom"
+        child.study.num_trials = int(budget)
+        for key in ("trials", "acquisition", "initial_trials"):  # another designer's settings
+            if key in child.study:
+                del child.study[key]
+    return [
+        f"trials: a quasirandom search of {budget} at train.steps={steps} over the "
+        f"hyperparameters of --retune {retune} that round 1 searched ({', '.join(sorted(paths))})"
+        f", every other one fixed at the parent's best trial {best_trial.index} "
+        f"({parent.objective} {best_trial.best_value:.4g}); --retune_trials sets the budget "
+        "(default: top_k x seeds, the long runs --retune none would list)",
+        *(f"{path}: re-searched over {text}" for path, text in ranges.items()),
+    ]
+
+
+def _transfer_lines(parent, retune: str, retuned) -> list[str]:
+    """Per hyperparameter the parent searched: its transfer class (playbook "Round 1") and
+    whether round 2 keeps its value or searches it again."""
+    again = {p.path for p in retuned}
+    classes = transfer.retuned_classes(retune)
+    kept = "fixed at the best trial's value" if again else "kept at each top trial's value"
+    lines = []
+    for p in parent.space:
+        if p.path in again:
+            fate = f"re-searched (--retune {retune})"
+        elif transfer.class_of(p.config_path) in classes:
+            fate = f"{kept} (conditional: --retune re-searches plain hyperparameters only)"
+        else:
+            fate = kept
+        lines.append(f"transfer: {p.path}: {transfer.describe(p.config_path)}; {fate}")
+    return lines
 
 
 def _rerun(child, parent, opts) -> list[str]:
@@ -501,16 +617,35 @@ ACTIONS = {
         ),
         Derivation(
             "promote",
-            "round 2: the parent's top_k trials, train.steps x steps_factor, seeds each",
+            "round 2: the parent's top_k trials, train.steps x steps_factor, seeds each; the "
+            "hyperparameters of the --retune transfer classes searched again around the best "
+            "trials",
             _promote,
             lambda parent, o, child: (
                 f"round 2: top {o['top_k']} of {parent}, x{o['steps_factor']:g} steps"
+                if child.study.algorithm == "manual"
+                else f"round 2 of {parent}: x{o['steps_factor']:g} steps, the hyperparameters "
+                f"of --retune {o['retune']} searched again"
             ),
             child_name=lambda parent, child: _round_name(parent),
             options=(
                 Option("top_k", int, 3, "how many of the parent's best trials", minimum=1),
                 Option("steps_factor", float, 2.0, "train.steps multiplier", minimum=1),
                 Option("seeds", int, 1, _SEEDS, minimum=1),
+                transfer.RetuneOption(
+                    "retune", str, transfer.DEFAULT_RETUNE,
+                    "transfer classes whose hyperparameters round 1 searched and round 2 "
+                    f"searches again, around the best trials: {', '.join(transfer.CLASSES)}, "
+                    f"comma-separated, or {transfer.NONE} (keep every round-1 value: the "
+                    "top_k trials as they ran); in that search the rest stay at the best "
+                    "trial's values",
+                ),
+                Option(
+                    "retune_trials", int, 0,
+                    "trials of the --retune search (0: top_k x seeds, as many long runs as "
+                    "--retune none trains)",
+                    minimum=0,
+                ),
             ),
             same_objective=False,
         ),
@@ -566,5 +701,6 @@ ACTIONS = {
             _clip,
             lambda parent, o, child: f"gradient clipping at {parent}'s unstable learning rate",
         ),
+        BATCH_SIZE_STUDY,  # jaxplay.tuning.scaling
     )
 }  # fmt: skip

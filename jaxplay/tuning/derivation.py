@@ -10,7 +10,9 @@ reruns and reseeds as noise.
 
 A child at another batch size than its parent's result says which inherited hyperparameters are
 stale there (playbook: changing the batch size "typically requires starting the tuning process all
-over again"; the optimizer's and the regularizers' hyperparameters interact most with it).
+over again"; the optimizer's and the regularizers' hyperparameters interact most with it). A
+child that adds gradient noise (a smaller batch size, more augmentation or dropout) at its
+parent's train.steps says to revisit train.steps (playbook: such changes may need more steps).
 """
 
 from __future__ import annotations
@@ -23,14 +25,9 @@ import ml_collections
 
 from jaxplay import config as config_lib
 from jaxplay import spaces
-from jaxplay.analysis.diagnostics.batch_size import (
-    BATCH_SIZE,
-    batch_sensitive,
-    batch_size_of,
-    config_path,
-    is_regularizer,
-    sensitive_text,
-)
+from jaxplay.analysis.diagnostics.batch_size import batch_sensitive, is_regularizer, sensitive_text
+from jaxplay.analysis.diagnostics.gradient_noise import TRAIN_STEPS, noisier, settings, steps_hint
+from jaxplay.analysis.record import BATCH_SIZE, batch_size_of, config_path
 from jaxplay.errors import ConfigError, StoreError
 from jaxplay.spec.sections import check_study_name
 from jaxplay.values import fmt, is_int, is_real
@@ -123,6 +120,7 @@ def derive(
     changes += derivation.apply(child, parent, options)
     if parent is not None:
         changes = _batch_size_caveat(changes, parent, child, action)
+        changes = _steps_caveat(changes, parent, child)
     summary = derivation.summary(parent_name, options, child)
     with child.unlocked():
         child.study.notes = f"{summary}; {notes}" if notes else summary
@@ -215,6 +213,8 @@ def _fixed_differences(parent_config: dict, child) -> list[str]:
 def _batch_size_caveat(changes: list[str], parent, child, action: str) -> list[str]:
     """The changes, with the data.batch_size line (added when missing) saying what is stale when
     the child trains at another batch size than the parent's result was tuned at."""
+    if action == "batch_size":  # it re-tunes the parent's whole space at the new batch size
+        return changes
     old = batch_size_of(parent.record)
     tree = config_lib.to_tree(child)
     space = spaces.parse(tree.get("search"))
@@ -270,3 +270,28 @@ def _batch_size_caveat(changes: list[str], parent, child, action: str) -> list[s
         if line.startswith(prefix):
             return [*changes[:i], f"{line}; {text}", *changes[i + 1 :]]
     return [*changes, f"{prefix}{old} (the parent's best trial) -> {new}; {text}"]
+
+
+def _steps_caveat(changes: list[str], parent, child) -> list[str]:
+    """The changes, plus a "revisit train.steps" line when the child keeps its parent's
+    train.steps but trains with settings that add gradient noise (gradient_noise.noisier)."""
+    tree = config_lib.to_tree(child)
+    space = spaces.parse(tree.get("search"))
+    listed = (tree.get("study") or {}).get("trials") or []
+    searched = set(space.paths) | space.config_paths | {config_path(p) for t in listed for p in t}
+    own, theirs = settings({"config": tree}, searched), settings(parent.record)
+    steps = own.get(TRAIN_STEPS)
+    if steps is None or steps != theirs.get(TRAIN_STEPS):
+        return changes  # its trials set their own train.steps, or it already trains for others
+    added = noisier(theirs, own)
+    if not added:
+        return changes
+    return [
+        *changes,
+        f"{TRAIN_STEPS}: {fmt(steps)} as the parent's; revisit train.steps: this study adds "
+        f"gradient noise ({'; '.join(added)}), and the playbook says a smaller batch size, data "
+        "augmentation or dropout may need more steps. "
+        + steps_hint(None)
+        + "; or raise train.steps in the study file, or train the parent's best "
+        f"configurations longer (--from_study {parent.name} --lineage promote --steps_factor 2)",
+    ]
