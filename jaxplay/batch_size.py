@@ -3,7 +3,10 @@
 Times the trainer's own compiled period at doubling batch sizes of a study's base config until
 one runs out of memory (jaxplay.tuning.batch_size says what is measured and why), then says where
 throughput stops (nearly) doubling and the largest batch size worth using. With --workdir (or
---store) the probe is recorded in that store, and the study's report shows it.
+--store) the probe is recorded in that store, and the study's report shows it. A probe the store
+already holds of the same model and optimizer on this device (any study's) is reused instead of
+measured again (--again measures anyway); one of another model or optimizer is stale, and the
+probe runs again (playbook: repeat it whenever the model or the optimizer changes).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import time
 
 import jax
 
-from jaxplay import cli, spec
+from jaxplay import cli, paths, spec
 from jaxplay import store as store_lib
 from jaxplay.analysis import throughput
+from jaxplay.errors import StoreError
 from jaxplay.train import mesh
 from jaxplay.tuning import batch_size
 
@@ -54,6 +58,9 @@ def _parser():
         metavar="N",
         help="timed periods per batch size; the median is reported (default 5)",
     )
+    p.add_argument("--again", action="store_true", help="measure even when the store holds a "
+                   "probe of the same model and optimizer on this device (by default that one is "
+                   "reused and printed)")  # fmt: skip
     return p
 
 
@@ -68,6 +75,8 @@ def _main(argv: list[str]) -> int:
     url = cli.store_url(args) if args.workdir or cli.store_flag(args) else None
     cli.quiet_libraries()
     started = time.perf_counter()
+    if url is not None and _reused(study, url, args.again):
+        return 0
     trial = study.base
     model = ", ".join(f"{k}={v}" for k, v in trial.model.options.items())
     steps = args.steps_per_period or trial.train.eval_every
@@ -91,18 +100,55 @@ def _main(argv: list[str]) -> int:
     for text in throughput.conclusion(result, summary):
         print(text)
     if url is not None:
-        store = store_lib.Store(url)
-        try:
-            store.add_probe(
-                study.study.name, "batch_size", config=dict(study.tree), result=result.to_json(),
+        if args.workdir and not cli.store_flag(args):  # a new workdir, as the sweep makes it
+            paths.folder(args.workdir).mkdir(parents=True, exist_ok=True)
+        _record(url, study.study.name, config=dict(study.tree), result=result.to_json(),
                 device_kind=mesh.device_kind(),
-                command=cli.command_line("jaxplay.batch_size", argv),
-            )  # fmt: skip
-        finally:
-            store.close()
-        print(f"recorded for study {study.study.name!r} in {store_lib.redact(url)}")
+                command=cli.command_line("jaxplay.batch_size", argv))  # fmt: skip
     print(f"probe took {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _reused(study, url: str, again: bool) -> bool:
+    """Prints and records (for this study) a probe the store holds of the same model and optimizer
+    on this device, and returns True; otherwise says why it measures and returns False."""
+    name, config, device = study.study.name, dict(study.tree), mesh.device_kind()
+    try:
+        reader = store_lib.Store(url, readonly=True)
+    except StoreError:
+        return False  # no store there yet: nothing to reuse (it is created to record the probe)
+    try:
+        probes = reader.probes(None, throughput.PROBE_KIND)
+    finally:
+        reader.close()
+    choice = throughput.choose_probe(probes, config, device)
+    if choice is not None and not choice.stale and not again:
+        probe = choice.probe
+        print(f"device: {device}")
+        print(choice.describe("") + "; --again measures anew")
+        print(throughput.report(throughput.Probe.from_json(probe["result"])))
+        if probe.get("study") != name:  # this study's report shows it too, with its source
+            result = dict(probe["result"], reused_from={"study": probe.get("study"),
+                          "created_at": probe.get("created_at")})  # fmt: skip
+            _record(url, name, config=config, result=result, device_kind=device,
+                    command=probe.get("command") or "")  # fmt: skip
+        return True
+    own = throughput.choose_probe([p for p in probes if p.get("study") == name], config, device)
+    if own is not None and own.stale:
+        print(own.describe("measuring again"))
+    elif choice is not None and not choice.stale:
+        print("--again: measuring although the store holds a probe of this setup")
+    return False
+
+
+def _record(url: str, name: str, **fields) -> None:
+    """Records a batch-size probe for study `name` in the store at `url`."""
+    store = store_lib.Store(url)
+    try:
+        store.add_probe(name, throughput.PROBE_KIND, **fields)
+    finally:
+        store.close()
+    print(f"recorded for study {name!r} in {store_lib.redact(url)}")
 
 
 if __name__ == "__main__":

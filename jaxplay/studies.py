@@ -3,14 +3,22 @@
 list      the studies of a store, one line each
 show      the tracking fields and a table of trials, best first (--json: the whole record)
 report    the self-contained HTML report: plots, diagnostics, trials; prints its path
-compare   two studies side by side (--study A --other B, or --other_workdir for another store)
+          (--baseline B: B's best on each isolation plot, and whether both were tuned alike)
+compare   two studies side by side (--study A --other B, or --other_workdir for another store),
+          three or more by their best trials (--other B --other C), or A against the incumbent's
+          study (no --other); each with a caution where they were not tuned with the same care
 export    every trial as CSV or JSON (--format, --output), or one trial as a study file of its
-          own, its values fixed (--format study)
+          own, its values fixed (--format study), or its model as a jax.export file (--format
+          model)
 evaluate  the chosen trial (default: the best) scored once on the test set, from its best
           checkpoint, and recorded as the study's final evaluation
 launch    the round's decision: launch the chosen trial (default: the best) as the store's
           incumbent, weighed against the current one's noise, or --reject it with --why
+decisions the history of rounds: each launch decision, its goal, why, and the incumbent it
+          replaced
 serve     the live dashboard: a read-only web app over the store while sweeps write to it
+scaling   steps to a target per batch size over a study and its --lineage batch_size children:
+          the largest batch size that still reduces them, and the fastest in wall-clock time
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import threading
 
 from jaxplay import analysis, cli
 from jaxplay import store as store_lib
+from jaxplay.analysis import comparison
 from jaxplay.analysis import record as record_lib
 from jaxplay.errors import ConfigError
 
@@ -31,6 +40,10 @@ EXAMPLES = [
     "python -m jaxplay.studies show --workdir runs/mnist1d_mlp --json",
     "python -m jaxplay.studies compare --workdir runs/mlp --study mnist1d-mlp-width "
     "--other mnist1d-mlp-width-refine",
+    "python -m jaxplay.studies compare --workdir runs/widths --study w128 --other w256 "
+    "--other w512",
+    "python -m jaxplay.studies report --workdir runs/mlp --study wd --baseline no-wd",
+    "python -m jaxplay.studies decisions --workdir runs/mlp",
     "python -m jaxplay.studies evaluate --workdir runs/mnist1d_mlp",
     "python -m jaxplay.studies export --workdir runs/mnist1d_mlp --format study --output best.py",
     "python -m jaxplay.studies launch --workdir runs/mlp --study mnist1d-mlp-width-refine "
@@ -38,6 +51,13 @@ EXAMPLES = [
     "python -m jaxplay.studies serve --workdir runs/mnist1d_mlp",
 ]
 _STUDY = "the study (needed when the store holds several)"
+# Export formats that rebuild a trial from its checkpoint or config (jax imported for them only).
+REBUILT = ("study", "model")
+MODEL_USAGE = (
+    "load it with jax alone:\n"
+    "  exported = jax.export.deserialize(open('{path}', 'rb').read())\n"
+    "  outputs = exported.call(inputs)   # any batch size, inputs shaped like the dataset's"
+)
 
 
 def _parser():
@@ -56,15 +76,33 @@ def _parser():
     c.add_argument("--json", action="store_true", help="print the whole record as JSON")
     c = command("report", "write the study's HTML report (plots, diagnostics) and print its path")
     c.add_argument("--output", metavar="PATH", help="file or folder (default: the workdir)")
-    c = command("compare", "two studies side by side, e.g. round 1 against round 2",
-                "the first study (needed when the store holds several)")  # fmt: skip
-    c.add_argument("--other", required=True, metavar="NAME", help="the second study")
-    c.add_argument("--other_workdir", metavar="DIR", help="its workdir, if not the same store")
-    c.add_argument("--other_store", metavar="URL", help="its store, if not the same store")
-    c = command("export", "every trial as CSV or JSON, or one trial as a study file")
-    c.add_argument("--format", choices=("csv", "json", "study"), default="csv",
+    c.add_argument("--baseline", metavar="NAME",
+                   help="a study of the same store to compare against: its best drawn on each "
+                   "isolation plot (in its trial-noise band when a rerun measured it), and a "
+                   "caution where the two were not tuned with the same care")  # fmt: skip
+    c = command(
+        "compare",
+        "studies side by side: two in full (e.g. round 1 against round 2), three or more by "
+        "their best trials (one study per scientific value), or one against the incumbent's "
+        "study (no --other); with a caution where they were not tuned with the same care",
+        study_help=None,
+    )
+    c.add_argument("--study", action="append", metavar="NAME",
+                   help="the first study (needed when the store holds several); repeat it to "
+                   "name more studies of this store")  # fmt: skip
+    c.add_argument("--other", action="append", metavar="NAME",
+                   help="a study to compare with; repeat it for several (default: the study of "
+                   "the store's incumbent, studies launch)")  # fmt: skip
+    c.add_argument("--other_workdir", metavar="DIR",
+                   help="the --other studies' workdir, if not the same store")  # fmt: skip
+    c.add_argument("--other_store", metavar="URL",
+                   help="the --other studies' store, if not the same store")  # fmt: skip
+    c = command("export", "every trial as CSV or JSON, or one trial as a study file or a model")
+    c.add_argument("--format", choices=("csv", "json", "study", "model"), default="csv",
                    help="study: the trial (--trial, default the best) as a study file of its own, "
-                   "its values fixed, that python -m jaxplay.sweep runs as is")  # fmt: skip
+                   "its values fixed, that python -m jaxplay.sweep runs as is; model: its best "
+                   "checkpoint's forward pass as serialized jax.export bytes, which "
+                   "jax.export.deserialize loads without jaxplay")  # fmt: skip
     c.add_argument("--output", metavar="FILE", help="write there instead of standard output")
     _trial_flags(c)
     c = command("evaluate", "score the chosen trial's best checkpoint on the test set, once")
@@ -85,6 +123,16 @@ def _parser():
     c.add_argument("--force", action="store_true",
                    help="launch even without strong evidence over the incumbent (worse, "
                    "within the noise, no trial variance measured); recorded as forced")  # fmt: skip
+    c = command("decisions", "the history of rounds: each launch decision (time, goal, study, "
+                "trial, launched or rejected, why, its value and the incumbent it replaced)",
+                study_help=None)  # fmt: skip
+    c.add_argument("--json", action="store_true", help="print the decisions as JSON, oldest first")
+    c = command("scaling", "steps to a target per batch size over a study and its --lineage "
+                "batch_size children: the largest batch size that still reduces them",
+                "the study (or one of its batch_size children)")  # fmt: skip
+    c.add_argument("--target", type=float, metavar="X",
+                   help="the objective value to reach (default: the least good of the studies' "
+                   "best values, which every study reaches)")  # fmt: skip
     c = command("serve", "the live dashboard: every study of the store, followed as it runs",
                 study_help=None)  # fmt: skip
     c.add_argument("--host", default="127.0.0.1",
@@ -114,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     args = cli.parse(_parser(), argv)
     url = cli.store_url(args, must_exist=True)
-    if args.command == "evaluate" or (args.command == "export" and args.format == "study"):
+    if args.command == "evaluate" or (args.command == "export" and args.format in REBUILT):
         return _final(args, url, argv)
     if args.command == "serve":
         return _serve(args, url)
@@ -126,6 +174,25 @@ def _main(argv: list[str]) -> int:
         finally:
             store.close()
         print(record_lib.format_list(records, incumbent))
+        return 0
+    if args.command == "compare":
+        return _compare(args, url)
+    if args.command == "decisions":
+        store = store_lib.Store(url, readonly=True)
+        try:
+            decisions = store.decisions()
+        finally:
+            store.close()
+        print(
+            json.dumps(decisions[::-1], indent=2, default=str)
+            if args.json
+            else comparison.format_decisions(decisions)
+        )
+        return 0
+    if args.command == "scaling":
+        from jaxplay.analysis import scaling
+
+        print(scaling.text(url, args.study, args.target))
         return 0
     if args.command == "launch":
         from jaxplay.tuning import rounds
@@ -139,7 +206,14 @@ def _main(argv: list[str]) -> int:
     if args.command == "report":
         path = args.output or args.workdir
         try:
-            print(analysis.report(store=url, study=args.study, path=path))
+            if args.baseline:
+                from jaxplay.analysis import html_report  # matplotlib, as analysis.report
+
+                data = analysis.load(store=url, study=args.study)
+                baseline = analysis.load(store=url, study=args.baseline)
+                print(html_report.write_report(data, path, baseline=baseline))
+            else:
+                print(analysis.report(store=url, study=args.study, path=path))
         except OSError as e:
             raise OSError(
                 e.errno, f"{e.strerror}: cannot write the report there; pass --output FILE", path
@@ -153,12 +227,6 @@ def _main(argv: list[str]) -> int:
             if args.json
             else record_lib.format_record(record)
         )
-    elif args.command == "compare":
-        if args.other_workdir or args.other_store:
-            other_url = store_lib.url_for(args.other_workdir, args.other_store, must_exist=True)
-        else:
-            other_url = url
-        print(analysis.compare(study, analysis.load(store=other_url, study=args.other)))
     elif args.command == "export":
         text = analysis.export(study, args.format)
         if args.output:
@@ -167,6 +235,49 @@ def _main(argv: list[str]) -> int:
             print(args.output)
         else:
             sys.stdout.write(text)
+    return 0
+
+
+def _compare(args, url: str) -> int:
+    """compare: two studies in full, three or more by their best trials, or one against the
+    incumbent's study; then the cautions where they were not tuned with the same care."""
+    if args.other_workdir or args.other_store:
+        other_url = store_lib.url_for(args.other_workdir, args.other_store, must_exist=True)
+    else:
+        other_url = url
+    names, others = args.study or [None], args.other or []
+    studies = [analysis.load(store=url, study=name) for name in names]
+    head = ""
+    if len(names) == 1 and not others:
+        store = store_lib.Store(other_url, readonly=True)
+        try:
+            incumbent = store.incumbent()
+            gone = incumbent is not None and not store.has_study(incumbent["study"])
+        finally:
+            store.close()
+        if incumbent is None:
+            raise ConfigError(
+                "--other: the store holds no incumbent yet to compare with (studies launch "
+                "records one); name the study to compare with: --other NAME"
+            )
+        if gone or (other_url == url and incumbent["study"] == studies[0].name):
+            why = "is no longer in the store" if gone else "is this study itself"
+            raise ConfigError(
+                f"--other: the incumbent's study {incumbent['study']!r} {why}; name the study "
+                "to compare with: --other NAME"
+            )
+        others, head = [incumbent["study"]], comparison.incumbent_line(incumbent) + "\n"
+    studies += [analysis.load(store=other_url, study=name) for name in others]
+    seen = set()
+    for where, s in zip([url] * len(names) + [other_url] * len(others), studies):
+        if (where, s.name) in seen:
+            raise ConfigError(f"--study/--other {s.name}: named twice; name each study once")
+        seen.add((where, s.name))
+    if len(studies) > 2:
+        print(head + comparison.group(studies))
+        return 0
+    parity = comparison.parity_text(*studies)
+    print(head + analysis.compare(*studies) + (f"\n\n{parity}" if parity else ""))
     return 0
 
 
@@ -219,7 +330,14 @@ def _final(args, url: str, argv: list[str]) -> int:
         print(record_lib.format_final(result))
         return 0
     if not args.output:
-        raise ConfigError("--output: name the study file to write, e.g. --output best.py")
+        example = "best.jaxexport" if args.format == "model" else "best.py"
+        raise ConfigError(
+            f"--output: name the {args.format} file to write, e.g. --output {example}"
+        )
+    if args.format == "model":
+        out = final.export_model(url, args.output, args.study, args.trial, config=args.config)
+        print(f"{out}\n{MODEL_USAGE.format(path=out)}")
+        return 0
     print(final.export_study_file(url, args.output, args.study, args.trial, config=args.config))
     return 0
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-from jaxplay.analysis import html_report
+from jaxplay.analysis import comparison, html_report
 from jaxplay.analysis.study import StudyData
 from jaxplay.values import fmt
 
@@ -251,12 +251,25 @@ def compare(a: StudyData, b: StudyData, verdict: str, curves: dict) -> str:
         "compare</code> says: outcomes, search spaces, differing fixed values, diagnostics, and "
         "whether the difference is beyond the trial and study noise the lineage measured.</p>"
         f'<pre class="verdict">{_e(verdict)}</pre></section>'
+        f"{_parity(a, b)}"
         '<section id="progress"><h2>Best so far</h2><div class="plot" id="best-so-far"></div>'
         "</section>"
         f'<div class="columns">{summaries}</div>'
         f'<script type="application/json" id="compare">{_json(curves)}</script>'
     )
     return _page(f"{a.name} against {b.name}: jaxplay", body)
+
+
+def _parity(a: StudyData, b: StudyData) -> str:
+    """The cautions of `studies compare` where the two were not tuned with the same care."""
+    cautions = comparison.parity(a, b)
+    if not cautions:
+        return ""
+    items = "".join(f"<li>{_e(c)}</li>" for c in cautions)
+    return (
+        f'<section id="parity"><h2>Tuned with the same care?</h2><p>'
+        f"{_e(comparison.PARITY_HEADING)}</p><ul>{items}</ul></section>"
+    )
 
 
 def best_so_far(s: StudyData) -> dict:
