@@ -37,3 +37,15 @@ def test_every_item_has_one_row_and_every_gap_its_reason():
         assert status in ("built", "partial", "absent", "advice-only", "not applicable"), number
         if status != "built":
             assert why not in ("", "—", "-"), f"row {number} is {status} without its reason"
+
+
+def test_the_counts_line_matches_the_rows():
+    text = PAGE.read_text()
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].isdigit():
+            counts[cells[2]] = counts.get(cells[2], 0) + 1
+    (line,) = re.findall(r"^\*\*Counts:\*\* (.*) \(103 items\)\.$", text, re.M)
+    said = {status: int(n) for n, status in re.findall(r"(\d+) ([a-z -]+?)(?:,|$)", line)}
+    assert said == counts
