@@ -134,3 +134,22 @@ def test_an_insensitive_scientific_hyperparameter_is_an_answer_not_a_value_to_fi
     found = importance.analyze(constructed_study(search, trials).record)
     assert found.verdict("s.x3") == "insensitive: no effect found in this range"
     assert found.verdict("s.x1") == "matters"
+
+
+def test_a_large_share_without_significance_is_unclear_not_insensitive():
+    from jaxplay.analysis.importance import Effect, Sensitivity
+
+    def main(path, share, chance, p):
+        return Effect(paths=(path,), share=share, observed=share + chance, chance=chance, p=p)
+
+    found = Sensitivity(
+        trials=12,
+        bins=2,
+        mains=(main("lr", 0.32, 0.1, 0.06), main("b1", 0.05, 0.1, 0.7), main("w", 0.3, 0.1, 0.01)),
+        roles={"lr": "nuisance", "b1": "nuisance", "w": "scientific"},
+    )
+    # Twelve trials cannot tell lr's 32% from chance: nothing to fix on that evidence.
+    assert found.verdict("lr").startswith("unclear: 32% of the variance but p 0.06")
+    # No more than shuffled objectives explain: it may be fixed.
+    assert found.verdict("b1") == "insensitive: could be fixed"
+    assert found.verdict("w") == "matters"

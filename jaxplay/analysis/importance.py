@@ -94,7 +94,8 @@ class Sensitivity:
         ]
 
     def verdict(self, path: str) -> str:
-        """'matters', 'interacts with X', both, or 'insensitive: could be fixed'."""
+        """'matters', 'interacts with X', both, 'unclear' (not significant, but explaining more
+        than twice what chance does), or 'insensitive: could be fixed'."""
         main = next((e for e in self.mains if e.paths == (path,)), None)
         parts = ["matters"] if main is not None and main.significant else []
         partners = self.partners(path)
@@ -102,6 +103,13 @@ class Sensitivity:
             parts.append(f"interacts with {', '.join(partners)}")
         if parts:
             return "; ".join(parts)
+        if main is not None and main.share > main.chance:
+            # Not significant, yet it explains more than twice what shuffled objectives do: too
+            # few trials to tell an effect from none, so nothing to fix on this evidence.
+            return (
+                f"unclear: {main.share:.0%} of the variance but p {main.p:.2g}; "
+                "more trials would tell"
+            )
         if self.roles.get(path) == "scientific":
             # The question of the study itself: its answer, not a hyperparameter to fix.
             return "insensitive: no effect found in this range"
