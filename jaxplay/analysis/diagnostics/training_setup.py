@@ -218,7 +218,7 @@ def check_warmup_length(study: StudyData) -> list[Finding]:
     (>5% of max_train_steps), max_train_steps may need increasing"). A warmup study (--lineage
     warmup) is judged by its shortest warmup that trained without diverging, against its parent's
     train.steps (the steps that warmup is for); any other study by its best trial's warmup against
-    its own train.steps."""
+    its own train.steps, as information when the study file fixes that warmup."""
     if not study.feasible:
         return []
     config = study.record.get("config") or {}
@@ -240,12 +240,16 @@ def check_warmup_length(study: StudyData) -> list[Finding]:
     message = steps and warmup_warning(warmup or 0, steps)
     if not message:
         return []
+    # The playbook's rule is about a warmup the runs were found to need: one a warmup study
+    # chose, or one the search tuned. A warmup the study file fixes is a choice, so it is noted.
+    found = parent.get("action") == "warmup" or "schedule.warmup_steps" in trial.params
+    fixed = "" if found else " The study file fixes it, so nothing showed the runs need it."
     return [
         Finding(
             "warmup_length",
-            "warning",
+            "warning" if found else "info",
             f"Warmup over {WARMUP_WARNING_FRACTION:.0%} of train.steps",
-            f"{what}: {message}.",
+            f"{what}: {message}.{fixed}",
             "raise train.steps for the next round (e.g. --lineage promote --steps_factor 2 keeps "
             "the warmup and lengthens what follows it), or find a shorter warmup that trains",
             trials=(trial.index,),
