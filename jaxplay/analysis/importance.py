@@ -25,7 +25,9 @@ noise at ALPHA. No jax: numpy, and scipy for the F distribution.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+import json
 import math
 
 import ml_collections
@@ -117,9 +119,9 @@ class Sensitivity:
 
 
 def analyze(record: dict) -> Sensitivity:
-    """The sensitivity analysis of a study record (Store.record, StudyData.record)."""
-    config = ml_collections.ConfigDict(record.get("config") or {})
-    space = spaces.parse(config.get("search"))
+    """The sensitivity analysis of a study record (Store.record, StudyData.record). It reads only
+    the search space and the feasible trials' values, so a record that changed elsewhere (a
+    running trial's new evaluation, which the dashboard rereads) reuses the last result."""
     feasible = [
         t
         for t in record.get("trials", [])
@@ -127,6 +129,17 @@ def analyze(record: dict) -> Sensitivity:
         and t.get("best_value") is not None
         and math.isfinite(t["best_value"])
     ]
+    search = (record.get("config") or {}).get("search")
+    key = [(t["index"], t["best_value"], t["params"]) for t in feasible]
+    return _analyze(json.dumps([search, key], sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=16)
+def _analyze(inputs: str) -> Sensitivity:
+    """analyze's work, on its inputs as JSON: [search, [(index, best_value, params), ...]]."""
+    search, rows = json.loads(inputs)
+    space = spaces.parse(ml_collections.ConfigDict({"search": search}).get("search"))
+    feasible = [{"best_value": value, "params": params} for _, value, params in rows]
     n = len(feasible)
     bins = int(min(max(math.isqrt(n // TRIALS_PER_CELL), MIN_BINS), MAX_BINS))
     roles = {p.path: p.role for p in space}
