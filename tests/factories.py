@@ -152,3 +152,25 @@ def write_study_file(path, config) -> str:
         f"def get_config(arg=None):\n    return ml_collections.ConfigDict({config.to_dict()!r})\n"
     )
     return str(path)
+
+
+def claimed_trial(store) -> tuple[int, int]:
+    """(study id, trial id) of a one-trial study opened in `store`, its trial claimed by worker
+    'w': what a store test writes a running trial's rows into."""
+    study_id = store.open_study(
+        "s", "h", config_path="", config={}, notes="", objective="val/error", mode="min",
+        algorithm="manual", seed=0, num_trials=1, command="", versions={}, device_kind="cpu",
+    )  # fmt: skip
+    store.add_trials(study_id, [{}])
+    return study_id, store.claim(study_id, "w", indices=[0])[0]
+
+
+def stored_curves(workdir, index: int = 0) -> dict:
+    """Trial `index`'s curves in the store of `workdir` (its only study), read read-only."""
+    from jaxplay import store as store_lib
+
+    store = store_lib.Store(store_lib.default_url(workdir), readonly=True)
+    try:
+        return store.curves(store.study_id(), index)
+    finally:
+        store.close()

@@ -9,20 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from factories import float_only_study, tiny_config
+from factories import float_only_study, stored_curves, tiny_config
 from jaxplay import spec, sweep
-from jaxplay import store as store_lib
 from jaxplay.errors import ConfigError
 from jaxplay.train import loop
 from jaxplay.train.step import ema_update
-
-
-def _curves(workdir, index=0):
-    store = store_lib.Store(store_lib.default_url(workdir), readonly=True)
-    try:
-        return store.curves(store.study_id(), index)
-    finally:
-        store.close()
 
 
 def test_the_average_follows_tensorflows_num_updates_decay():
@@ -41,7 +32,7 @@ def test_a_trial_with_ema_reports_both_and_may_optimize_the_average(tmp_path):
                        "val_ema/error"})  # fmt: skip
     c.study.num_trials = 1
     record = sweep.run_study(c, tmp_path, report=False, tensorboard=False, log=lambda s: None)
-    curves = _curves(tmp_path)
+    curves = stored_curves(tmp_path)
     steps = [s for s, _ in curves["val/error"]]
     assert [s for s, _ in curves["val_ema/error"]] == steps == [0, 50, 100, 150, 200]
     assert "val_ema/loss" in curves and "train_ema/loss" not in curves
@@ -75,7 +66,8 @@ def test_stacked_trials_average_as_they_would_alone(tmp_path):
     sweep.run_study(c, tmp_path / "seq", executor="sequential", **quiet)
     sweep.run_study(c, tmp_path / "bat", executor="batched", batch_trials=2, **quiet)
     for index in (0, 1):
-        alone, stacked = _curves(tmp_path / "seq", index), _curves(tmp_path / "bat", index)
+        alone = stored_curves(tmp_path / "seq", index)
+        stacked = stored_curves(tmp_path / "bat", index)
         a = np.array([v for _, v in alone["val_ema/loss"]])
         b = np.array([v for _, v in stacked["val_ema/loss"]])
         np.testing.assert_allclose(a, b, rtol=1e-4)
@@ -94,7 +86,7 @@ def test_a_resumed_trial_averages_on_from_its_checkpoint(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         sweep.run_study(c, tmp_path / "cut", log=ctrl_c_at_step_100, **quiet)
     sweep.run_study(c, tmp_path / "cut", log=lambda s: None, **quiet)
-    reference, resumed = _curves(tmp_path / "ref"), _curves(tmp_path / "cut")
+    reference, resumed = stored_curves(tmp_path / "ref"), stored_curves(tmp_path / "cut")
     np.testing.assert_allclose(
         [v for _, v in resumed["val_ema/loss"]], [v for _, v in reference["val_ema/loss"]],
         rtol=1e-5,

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from factories import tiny_config
+from factories import claimed_trial, stored_curves, tiny_config
 from jaxplay import driver, spec, studies, sweep, train, workloads
 from jaxplay import store as store_lib
 from jaxplay.analysis import study as study_lib
@@ -29,14 +29,6 @@ def _one_trial(**overrides):
     return c
 
 
-def _curves(workdir, index=0):
-    store = store_lib.Store(store_lib.default_url(workdir), readonly=True)
-    try:
-        return store.curves(store.study_id(), index)
-    finally:
-        store.close()
-
-
 def test_profile_traces_periods_after_the_first_and_changes_no_result(tmp_path):
     c = _one_trial(**{"train.steps": 200})  # 4 periods: 1 compiles, PERIODS traced
     lines = []
@@ -45,7 +37,7 @@ def test_profile_traces_periods_after_the_first_and_changes_no_result(tmp_path):
         profile=tmp_path / "trace",
     )  # fmt: skip
     sweep.run_study(c, tmp_path / "plain", **QUIET)
-    assert _curves(tmp_path / "traced") == _curves(tmp_path / "plain")
+    assert stored_curves(tmp_path / "traced") == stored_curves(tmp_path / "plain")
     assert any(f"profile: {profile.PERIODS} period(s) traced into" in line for line in lines)
     (run,) = (tmp_path / "trace" / "plugins" / "profile").iterdir()
     assert list(run.glob("*.xplane.pb"))  # TensorBoard's profile plugin reads these
@@ -92,7 +84,7 @@ def test_kept_predictions_agree_with_the_evaluations_metrics(tmp_path, executor,
     ]
     _, y_val = _val_split(c)
     for p in kept:
-        curves = dict(_curves(tmp_path, p["trial"]))
+        curves = dict(stored_curves(tmp_path, p["trial"]))
         assert p["label"] == y_val.tolist()
         right = sum(a == b for a, b in zip(p["predicted"], p["label"]))
         assert dict(curves["val/correct"])[p["step"]] == right
@@ -137,12 +129,7 @@ def test_a_resumed_trial_keeps_each_evaluations_predictions_once(tmp_path):
 
 def test_log_predictions_writes_a_step_once_and_resume_drops_the_later_ones(store_url):
     store = store_lib.Store(store_url)
-    study_id = store.open_study(
-        "s", "h", config_path="", config={}, notes="", objective="val/error", mode="min",
-        algorithm="manual", seed=0, num_trials=1, command="", versions={}, device_kind="cpu",
-    )  # fmt: skip
-    store.add_trials(study_id, [{}])
-    trial_id = store.claim(study_id, "w", indices=[0])[0]
+    study_id, trial_id = claimed_trial(store)
     values = {"predicted": np.array([1, 2]), "true_probability": np.array([0.5, math.nan])}
     for step in (0, 10, 10, 20):  # step 10 twice: a retried write
         assert store.log_predictions(trial_id, step, values, worker="w")
@@ -199,7 +186,7 @@ def test_the_last_evaluation_also_scores_the_whole_training_split(tmp_path):
     )
     assert loop.whole_split_affordable(3500, 200, 64)
     record = sweep.run_study(c, tmp_path, **QUIET)
-    curves = _curves(tmp_path)
+    curves = stored_curves(tmp_path)
     # Only at the end: one pass over the split per trial, not one per evaluation.
     assert [s for s, _ in curves["train_full/error"]] == [200]
     assert [s for s, _ in curves["train/error"]] == [0, 100, 200]
@@ -217,12 +204,12 @@ def test_a_trial_too_short_for_a_pass_over_its_training_split_skips_it(tmp_path)
     # 100 steps of 64 examples: a pass over 3500 examples would add more than the limit.
     assert not loop.whole_split_affordable(3500, 100, 64)
     sweep.run_study(_one_trial(**{"train.train_eval_examples": 256}), tmp_path, **QUIET)
-    assert "train_full/error" not in _curves(tmp_path)
+    assert "train_full/error" not in stored_curves(tmp_path)
 
 
 def test_val_correct_counts_the_validation_examples_right(tmp_path):
     sweep.run_study(_one_trial(), tmp_path, **QUIET)
-    curves = _curves(tmp_path)
+    curves = stored_curves(tmp_path)
     errors, correct = dict(curves["val/error"]), dict(curves["val/correct"])
     assert list(correct) == [0, 50, 100]
     for step, right in correct.items():

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from factories import constructed_study, tiny_config
+from factories import claimed_trial, constructed_study, tiny_config
 from jaxplay import config as config_lib
 from jaxplay import spaces, spec, sweep
 from jaxplay import store as store_lib
@@ -21,12 +21,7 @@ from jaxplay.tuning import derivation, lineage
 
 def test_log_steps_keeps_every_step_once_beside_the_evaluations(store_url):
     store = store_lib.Store(store_url)
-    study_id = store.open_study(
-        "s", "h", config_path="", config={}, notes="", objective="val/error", mode="min",
-        algorithm="manual", seed=0, num_trials=1, command="", versions={}, device_kind="cpu",
-    )  # fmt: skip
-    store.add_trials(study_id, [{}])
-    trial_id = store.claim(study_id, "w", indices=[0])[0]
+    study_id, trial_id = claimed_trial(store)
     series = {"train/step_loss": [2.0, 1.5, math.nan, 1.0]}
     assert store.log_steps(trial_id, 4, series, worker="w")
     assert store.log_steps(trial_id, 4, series, worker="w")  # a retry writes nothing twice
