@@ -7,7 +7,7 @@ import csv
 import io
 import json
 
-from jaxplay.analysis import diagnostics, variance
+from jaxplay.analysis import comparison, diagnostics, variance
 from jaxplay.analysis import record as record_lib
 from jaxplay.analysis.record import BATCH_SIZE, batch_size_of, searched_batch_sizes
 from jaxplay.analysis.study import StudyData
@@ -61,9 +61,7 @@ def export(study: StudyData, fmt: str = "csv") -> str:
 
 
 def _space_text(p) -> str:
-    if p.space in ("float", "int"):
-        return f"{p.scale} [{cell(p.min)}, {cell(p.max)}] ({p.role})"
-    return f"{p.space} {list(p.values)} ({p.role})"
+    return f"{comparison.range_text(p)} ({p.role})"
 
 
 def _batch_size_text(record: dict) -> str:
