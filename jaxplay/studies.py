@@ -192,7 +192,7 @@ def _main(argv: list[str]) -> int:
     if args.command == "scaling":
         from jaxplay.analysis import scaling
 
-        print(scaling.text(url, args.study, args.target))
+        print(scaling.text(analysis.load(store=url, study=args.study), args.target))
         return 0
     if args.command == "launch":
         from jaxplay.tuning import rounds

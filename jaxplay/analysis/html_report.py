@@ -534,11 +534,6 @@ def _scaling(study: StudyData) -> str:
         fig.clear()
     steps = "".join(f"<li>{_e(d.describe())}</li>" for d in result.doublings)
     verdict = "".join(f"<p>{_e(line[:1].upper() + line[1:])}</p>" for line in result.verdict())
-    if any(p.why_missing == scaling.NOT_READ for p in result.points):
-        verdict += (
-            "<p>This report holds its own study's curves only: <code>python -m jaxplay.studies "
-            f"scaling --study {_e(result.root)}</code> reads every study's.</p>"
-        )
     return (
         '<section id="scaling"><h2>Batch-size scaling</h2>'
         f"<p>Target {_e(result.objective)} {_e(_num(result.target))} ({_e(result.target_from)}). "

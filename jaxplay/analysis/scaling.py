@@ -36,7 +36,7 @@ from jaxplay.values import cell, fmt
 
 ACTION = "batch_size"  # the lineage action whose children form a family (jaxplay.tuning.scaling)
 # The key of a family record that carries its best trial's objective curve [(step, value), ...]
-# (`attach_curves`): the report reads the family as records.
+# (`attach_family_curves`, when analysis.study.read reads the study): the family is records.
 CURVE_KEY = "best_curve"
 # Steps to the target fall by a factor of the batch-size ratio under perfect scaling (a doubling
 # halves them); a ratio of steps of 1 or more is no reduction ("but never increases it").
@@ -44,7 +44,7 @@ NO_REDUCTION = 1.0
 # Studies "share an examples budget" when steps x batch size agree to within one step's examples
 # of the larger batch size: rounding train.steps to an integer moves a budget by at most that.
 BUDGET_SLACK_STEPS = 1
-NOT_READ = "its best trial's curve was not read"
+NOT_READ = "its best trial's curve was not read"  # a record built without the store
 EPOCH_WARNING = "an epoch budget only probes the perfect-scaling regime"
 
 PERFECT = "perfect scaling"
@@ -236,77 +236,44 @@ def family(records: list[dict], name: str) -> list[dict]:
     return [by_name[root], *children]
 
 
-def of_study(study) -> Scaling | None:
+def of_study(study, target: float | None = None) -> Scaling | None:
     """The analysis of a loaded study's (jaxplay.analysis.StudyData) batch-size family, its own
     best curve from its trials and its relatives' from their records (CURVE_KEY, where
-    `attach_curves` put them); None when it has no batch-size relative."""
+    `attach_family_curves` put them when the study was read); None when it has no batch-size
+    relative."""
+    members = _members(study)
+    return analyze(members, target) if len(members) > 1 else None
+
+
+def text(study, target: float | None = None) -> str:
+    """What `python -m jaxplay.studies scaling` prints for a loaded study: the table and the
+    verdict (a study without batch-size relatives gets the table of its own batch size)."""
+    return "\n".join(analyze(_members(study), target).lines())
+
+
+def _members(study) -> list[dict]:
+    """The study's batch-size family, root first; the study's record with its best curve."""
     own = dict(study.record)
     best = next((t for t in study.trials if t.index == own.get("best_trial")), None)
     if best is not None:
         steps, values = best.curve(study.objective)
         own[CURVE_KEY] = [(int(s), float(v)) for s, v in zip(steps, values)]
     records = [r for r in study.family if r["name"] != study.name]
-    members = family([*records, own], study.name)
-    if len(members) < 2:
-        return None
-    return analyze(members)
+    return family([*records, own], study.name)
 
 
 def attach_family_curves(db: store_lib.Store, study) -> None:
-    """Puts the best curve of each batch-size relative of a loaded study (StudyData read from
-    `db`) in its family record, so its report's section reads every batch size; other relatives
-    are not read."""
+    """Puts the best curve of each batch-size relative of a study being read from `db`
+    (analysis.study.read) in its family record, so its scaling view reads every batch size;
+    other relatives are not read."""
     relatives = [r for r in study.family if r["name"] != study.name]
     members = family([*relatives, study.record], study.name)
-    # The study's own curve comes from its trials (of_study): its record stays as the store has it.
-    attach_curves(db, [r for r in members if r is not study.record])
-
-
-def attach_curves(db: store_lib.Store, records: list[dict]) -> list[dict]:
-    """The records, each with its best trial's objective curve under CURVE_KEY, read from `db`."""
-    for r in records:
-        if r.get("best_trial") is None or CURVE_KEY in r:
+    # The study's own curve comes from its trials (_members): its record stays as the store has it.
+    for r in members:
+        if r is study.record or r.get("best_trial") is None or CURVE_KEY in r:
             continue
         curves = db.curves(db.study_id(r["name"]), r["best_trial"])
         r[CURVE_KEY] = curves.get(r["objective"], [])
-    return records
-
-
-def load(url: str, name: str | None, target: float | None = None) -> Scaling:
-    """The scaling analysis of study `name`'s batch-size family in the store at `url` (the only
-    study there unless named)."""
-    db = store_lib.Store(url, readonly=True)
-    try:
-        name = name if name is not None else _only_study(db)
-        records = [db.record(db.study_id(n)) for n in _relatives(db, name)]
-        members = attach_curves(db, family(records, name))
-    finally:
-        db.close()
-    return analyze(members, target)
-
-
-def text(url: str, name: str | None, target: float | None = None) -> str:
-    """What `python -m jaxplay.studies scaling` prints: the table and the verdict."""
-    return "\n".join(load(url, name, target).lines())
-
-
-def _only_study(db: store_lib.Store) -> str:
-    names = db.study_names()
-    if len(names) != 1:
-        raise ConfigError(
-            f"--study: the store holds {len(names)} studies; name one of "
-            f"{', '.join(names) or 'none'}"
-        )
-    return names[0]
-
-
-def _relatives(db: store_lib.Store, name: str) -> list[str]:
-    """The study, its parent and its parent's and its own children: where a family can lie."""
-    parents = db.parents()
-    if name not in parents:
-        raise ConfigError(f"--study: no study {name!r}; use one of {', '.join(parents)}")
-    near = {name, parents[name]} - {None}
-    return [n for n, p in parents.items() if n in near or p in near]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from jaxplay import config as config_lib
 from jaxplay import spaces
 from jaxplay import store as store_lib
 from jaxplay.analysis import record as record_lib
+from jaxplay.analysis import scaling
 from jaxplay.errors import ConfigError
 from jaxplay.values import fmt
 
@@ -239,11 +240,7 @@ def read(db: store_lib.Store, study_id: int) -> StudyData:
     """A study of an open store with its curves, relatives, probes and final evaluation."""
     data = StudyData.from_record(db.record(study_id), db.study_curves(study_id))
     data.family = _family(db, data.name)
-    # The batch-size relatives' best curves, for the report's steps-to-result view (imported here:
-    # scaling reads diagnostics, which import this module).
-    from jaxplay.analysis import scaling
-
-    scaling.attach_family_curves(db, data)
+    scaling.attach_family_curves(db, data)  # the steps-to-result view reads every batch size
     data.probes = db.probes(data.name)
     finals = [p["result"] for p in data.probes if p["kind"] == "final_evaluation"]
     # The study's final number (jaxplay.tuning.final): the latest evaluation, test first.
